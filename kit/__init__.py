@@ -1,0 +1,1 @@
+"""Qwen3 fine-tuning kit."""
