@@ -175,6 +175,11 @@ def _coerce(value: Any, kind: Any, where: str, base: Any = None) -> Any:
             return value
         raise ConfigError(f"'{where}' must be true or false, got {value!r}.")
     if kind in (int, float):
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as text
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"'{where}' must be a number, got {value!r}.") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"'{where}' must be a number, got {value!r}.")
         if kind is int and float(value) != int(value):

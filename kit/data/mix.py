@@ -16,7 +16,9 @@ def _chat_rows_needed(k: int, ratio: float, by: str, reason_cum: np.ndarray, cha
         return int(k * ratio / (1 - ratio))
     target = reason_cum[k] * ratio / (1 - ratio)
     m = int(np.searchsorted(chat_cum, target))  # first m with chat_cum[m] >= target
-    if m > 0 and (m >= len(chat_cum) or target - chat_cum[m - 1] <= chat_cum[m] - target):
+    if m == len(chat_cum):
+        return m  # more chat than there is: this many reasoning rows cannot keep the ratio
+    if m > 0 and target - chat_cum[m - 1] <= chat_cum[m] - target:
         m -= 1
     return m
 

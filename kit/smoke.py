@@ -1,0 +1,148 @@
+"""The built-in tiny default: a random-weight Qwen3 small enough to train on a laptop CPU in a minute.
+
+    folder = build_tiny_model()    # cached; AutoModelForCausalLM / AutoTokenizer load it like any Qwen3
+
+It is the real `Qwen3ForCausalLM` architecture (a few narrow layers) with its own byte-level BPE tokenizer trained
+on `data/`: Qwen3's pre-tokenizer, its special tokens (`<|im_start|>`, `<|im_end|>`, `<think>`, ...) and Qwen3's
+own chat template, so everything rendered for it is rendered exactly as for a real Qwen3.
+The same builder makes random-weight models at real Qwen3 shapes (`qwen3_config("8B")`) for GPU tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from importlib import resources
+from pathlib import Path
+
+TINY_VERSION = 1  # bump to rebuild cached tiny models after a change here
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+SPECIAL_TOKENS = [  # Qwen3's added tokens, in Qwen3's order
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
+    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
+    "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>",
+    "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>",
+    "<think>", "</think>",
+]
+CONTROL_TOKENS = SPECIAL_TOKENS[:14]  # the ones Qwen3 marks special (skipped by decode(skip_special_tokens=True))
+QWEN3_PRETOKENIZE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                     r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+# Published Qwen3 shapes (config.json of Qwen/Qwen3-*): hidden, intermediate, layers, heads, kv heads, tied embeddings.
+QWEN3_SHAPES = {
+    "0.6B": (1024, 3072, 28, 16, 8, True), "1.7B": (2048, 6144, 28, 16, 8, True),
+    "4B": (2560, 9728, 36, 32, 8, True), "8B": (4096, 12288, 36, 32, 8, False),
+    "14B": (5120, 17408, 40, 40, 8, False), "32B": (5120, 25600, 64, 64, 8, False),
+}
+QWEN3_VOCAB = 151936
+
+
+def qwen3_chat_template() -> str:
+    """Qwen3's hybrid-thinking chat template (identical for 0.6B ... 32B), as published by Qwen."""
+    return resources.files("kit").joinpath("templates/qwen3.jinja").read_text(encoding="utf-8")
+
+
+def _training_text() -> list[str]:
+    """Text from the sample data, so the tiny tokenizer's merges look like the data it will see."""
+    import pyarrow.parquet as pq
+
+    texts = []
+    for path in sorted(DATA_DIR.glob("*.parquet")):
+        table = pq.read_table(path)
+        for column in ("problem", "generated_solution"):
+            if column in table.column_names:
+                texts += table.column(column).to_pylist()
+    for path in sorted(DATA_DIR.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            texts += [v for v in _strings(json.loads(line))]
+    return texts
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def build_tiny_tokenizer(vocab_size: int = 2048):
+    """A byte-level BPE tokenizer with Qwen3's pre-tokenizer, special tokens and chat template."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN3_PRETOKENIZE), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel(add_prefix_space=False, use_regex=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(SPECIAL_TOKENS), show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_training_text(), trainer)
+    from tokenizers import AddedToken
+
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in CONTROL_TOKENS])
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in SPECIAL_TOKENS[14:]])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        additional_special_tokens=CONTROL_TOKENS[1:], chat_template=qwen3_chat_template(),
+        model_max_length=32768, clean_up_tokenization_spaces=False,
+    )
+
+
+def qwen3_config(shape: str = "tiny", vocab_size: int = QWEN3_VOCAB, **overrides):
+    """A `Qwen3Config` at a published shape ("0.6B" ... "32B") or the tiny one used on CPU."""
+    from transformers import Qwen3Config
+
+    if shape == "tiny":
+        hidden, intermediate, layers, heads, kv, tied = 64, 192, 2, 4, 2, True
+    else:
+        hidden, intermediate, layers, heads, kv, tied = QWEN3_SHAPES[shape]
+    values = dict(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
+                  num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv, head_dim=128,
+                  max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                  tie_word_embeddings=tied, torch_dtype="bfloat16")
+    if shape == "tiny":
+        values.update(head_dim=16, max_position_embeddings=4096, torch_dtype="float32")
+    values.update(overrides)
+    return Qwen3Config(**values)
+
+
+def build_tiny_model(folder: str | Path | None = None, *, seed: int = 0) -> Path:
+    """Build (once) and return the folder of the tiny random-weight Qwen3 with its tokenizer.
+
+    The folder is cached under the kit's cache root; a finished build is reused, a half-built one never is.
+    """
+    import torch
+    from transformers import GenerationConfig, Qwen3ForCausalLM
+
+    from kit.hub import cache_root
+
+    folder = Path(folder) if folder else cache_root() / "models" / f"tiny-qwen3-v{TINY_VERSION}"
+    if (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file():
+        return folder
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tokenizer = build_tiny_tokenizer()
+        config = qwen3_config("tiny", vocab_size=len(tokenizer), bos_token_id=None,
+                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        torch.manual_seed(seed)
+        model = Qwen3ForCausalLM(config)
+        model.generation_config = GenerationConfig(
+            eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")],
+            pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=0.6, top_p=0.95, top_k=20)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder

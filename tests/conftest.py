@@ -1,0 +1,60 @@
+"""Shared fixtures: an isolated kit cache, the tiny model (built once per session), the real Qwen3 tokenizer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+QWEN3_TOKENIZER = ROOT.parent / "shared" / "fixtures" / "qwen3-tokenizer"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kit_cache(tmp_path_factory) -> Path:
+    """Every test writes downloads, prepared data and models into one temporary cache, never the user's."""
+    cache = tmp_path_factory.mktemp("kit-cache")
+    os.environ["QWEN3_KIT_CACHE"] = str(cache)
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    return cache
+
+
+@pytest.fixture(autouse=True)
+def in_repo_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(kit_cache) -> Path:
+    from kit.smoke import build_tiny_model
+
+    return build_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer():
+    if not (QWEN3_TOKENIZER / "tokenizer.json").is_file():
+        pytest.skip(f"the real Qwen3 tokenizer fixture is absent ({QWEN3_TOKENIZER}); it ships beside the repo in CI")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(QWEN3_TOKENIZER)
+
+
+@pytest.fixture
+def smoke_cfg():
+    """The smoke config as a function of overrides."""
+    from kit.config import load_config
+
+    def make(*overrides: str):
+        return load_config(ROOT / "configs" / "smoke.yaml", list(overrides))
+
+    return make

@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kit.config import ConfigError, load_config, save_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    load_config(path)
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = load_config(ROOT / "configs/smoke.yaml", ["data.chat_ratio=0.3", "lora.target_modules=[q_proj,v_proj]",
+                                                    "data.reasoning.max_rows=10", "train.learning_rate=1e-4"])
+    assert cfg.data.chat_ratio == 0.3 and cfg.lora.target_modules == ["q_proj", "v_proj"]
+    assert cfg.data.reasoning.max_rows == 10 and cfg.data.reasoning.format == "openmath"  # siblings keep their values
+    assert cfg.train.learning_rate == 1e-4
+
+
+def test_unknown_key_names_the_nearest_valid_one():
+    with pytest.raises(ConfigError, match=r"unknown key 'data.chat_ratoi'.*Did you mean 'data.chat_ratio'"):
+        load_config(None, ["data.chat_ratoi=0.3"])
+
+
+def test_unknown_key_in_yaml(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  learnig_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"c.yaml.*train.learnig_rate.*train.learning_rate"):
+        load_config(path)
+
+
+def test_validation_reports_every_problem_at_once():
+    with pytest.raises(ConfigError) as e:
+        load_config(ROOT / "configs/smoke.yaml", ["data.chat_ratio=1.5", "data.max_rows=-1",
+                                                  "data.chat.path=data/missing.jsonl", "train.backend=gpu"])
+    message = str(e.value)
+    assert "data.chat_ratio is 1.5; it is the share of chat in the mix, in [0, 1]." in message
+    assert "data.max_rows is -1; it cannot be negative" in message
+    assert "data.chat.path 'data/missing.jsonl' matches no file." in message
+    assert "train.backend is 'gpu'" in message
+
+
+def test_bad_value_type_is_one_sentence():
+    with pytest.raises(ConfigError, match="'lora.r' must be a number, got 'big'"):
+        load_config(None, ["lora.r=big"])
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="config file 'nope.yaml' does not exist"):
+        load_config("nope.yaml")
+
+
+def test_saved_config_never_holds_secrets(tmp_path):
+    cfg = load_config(ROOT / "configs/smoke.yaml", ["tracking.api_key=sekret-wandb-key", "model.token=hf_sekret"])
+    path = save_config(cfg, tmp_path / "config.yaml")
+    text = path.read_text()
+    assert "sekret" not in text
+    assert load_config(path).data.chat_ratio == cfg.data.chat_ratio  # the saved file loads back
+    assert yaml.safe_load(text)["tracking"]["project"] == "qwen3-kit"

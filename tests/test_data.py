@@ -1,0 +1,232 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from kit.config import SourceConfig
+from kit.data import BadRow, prepare_data, render, trained_spans
+from kit.data.formats import to_messages
+from kit.data.mix import choose_counts
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _rows(path: str) -> list[dict]:
+    if path.endswith(".parquet"):
+        return pq.read_table(ROOT / path).to_pylist()
+    return [json.loads(line) for line in (ROOT / path).read_text().splitlines()]
+
+
+def _examples() -> dict[str, list[dict]]:
+    """One conversation of each kind the sample data holds, converted by the kit."""
+    reasoning = SourceConfig(format="openmath", path="x")
+    chat = SourceConfig(format="sharegpt", path="x")
+    convs = [to_messages(r, chat) for r in _rows("data/finetome_sample.jsonl")]
+    return {
+        "reasoning": to_messages(_rows("data/openmath_sample.parquet")[0], reasoning),
+        "chat": next(c for c in convs if len(c) == 2),
+        "system": next(c for c in convs if c[0]["role"] == "system"),
+        "multi_turn": next(c for c in convs if len(c) >= 4 and c[0]["role"] != "system"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["reasoning", "chat", "system", "multi_turn"])
+def test_rendering_equals_the_real_qwen3_template(qwen3_tokenizer, kind):
+    conversation = _examples()[kind]
+    expected = qwen3_tokenizer.apply_chat_template(conversation, tokenize=False)
+    assert render(qwen3_tokenizer, conversation) == expected
+    if kind == "reasoning":
+        assert "<think>\n" in expected and "\n</think>\n\n" in expected and "\\boxed{" in expected
+    else:
+        assert expected.endswith("<think>\n\n</think>\n\n" + conversation[-1]["content"] + "<|im_end|>\n")
+
+
+def test_tiny_tokenizer_renders_like_qwen3(tiny_tokenizer, qwen3_tokenizer):
+    for conversation in _examples().values():
+        assert render(tiny_tokenizer, conversation) == render(qwen3_tokenizer, conversation)
+    prompt = [{"role": "user", "content": "Hi"}]
+    for thinking in (True, False):
+        assert (tiny_tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True,
+                                                   enable_thinking=thinking)
+                == qwen3_tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True,
+                                                       enable_thinking=thinking))
+
+
+def _prepare(cfg, tokenizer):
+    return prepare_data(cfg, tokenizer, progress=False)
+
+
+def _trained_text(tokenizer, row) -> str:
+    return tokenizer.decode([t for t, label in zip(row["input_ids"], row["labels"], strict=True) if label != -100])
+
+
+@pytest.mark.parametrize("turns,empty_think", [("final", False), ("all", False), ("all", True)])
+def test_labels_are_exactly_the_assistant_parts(qwen3_tokenizer, smoke_cfg, turns, empty_think):
+    cfg = smoke_cfg(f"data.train_turns={turns}", f"data.train_empty_think={str(empty_think).lower()}",
+                    "data.eval_rows=0")
+    prepared = _prepare(cfg, qwen3_tokenizer)
+    checked = 0
+    for row in prepared.train.select(range(60)):
+        ids = row["input_ids"]
+        # The token ids are the real template's tokenization of the whole conversation ...
+        text = qwen3_tokenizer.decode(ids)
+        assert qwen3_tokenizer(text, add_special_tokens=False)["input_ids"] == ids
+        # ... and the labels decode to exactly the assistant parts the options select.
+        expected = "".join(text[s:e] for s, e in trained_spans(text, turns, empty_think))
+        assert _trained_text(qwen3_tokenizer, row) == expected
+        assert expected.endswith("<|im_end|>") and "<|im_start|>" not in expected
+        if row["source"] == "reasoning":
+            assert expected.startswith("<think>\n") and len(expected) > 20
+        elif not empty_think:
+            assert "<think>" not in expected
+        checked += 1
+    assert checked == 60
+
+
+def test_multi_turn_labels_select_final_or_all_turns(qwen3_tokenizer):
+    conversation = _examples()["multi_turn"]
+    text = render(qwen3_tokenizer, conversation)
+    final = [text[s:e] for s, e in trained_spans(text, "final")]
+    every = [text[s:e] for s, e in trained_spans(text, "all")]
+    assert final == [conversation[-1]["content"] + "<|im_end|>"]
+    assert every == [m["content"] + "<|im_end|>" for m in conversation if m["role"] == "assistant"]
+    with_think = [text[s:e] for s, e in trained_spans(text, "final", train_empty_think=True)]
+    assert with_think == ["<think>\n\n</think>\n\n" + conversation[-1]["content"] + "<|im_end|>"]
+
+
+@pytest.mark.parametrize("ratio", [0.1, 0.25, 0.5, 0.8])
+def test_ratio_by_rows_is_within_one_row(tiny_tokenizer, smoke_cfg, ratio):
+    report = _prepare(smoke_cfg(f"data.chat_ratio={ratio}", "data.eval_rows=0"), tiny_tokenizer).report["mix"]
+    total = report["train_rows"]
+    assert abs(report["chat_rows"] - ratio * total) <= 1, report
+
+
+@pytest.mark.parametrize("ratio", [0.1, 0.25, 0.5])
+def test_ratio_by_tokens_is_within_one_row(tiny_tokenizer, smoke_cfg, ratio):
+    prepared = _prepare(smoke_cfg(f"data.chat_ratio={ratio}", "data.ratio_by=tokens", "data.eval_rows=0"),
+                        tiny_tokenizer)
+    report, sources = prepared.report["mix"], prepared.report["sources"]
+    chat_tokens, total = sources["chat"]["tokens_used"], report["train_tokens"]
+    longest_chat_row = sources["chat"]["length"]["max"]
+    assert abs(chat_tokens - ratio * total) <= longest_chat_row, report
+    # Reasoning rows are longer, so the same share by tokens needs more chat rows than by rows would.
+    assert report["chat_share_rows"] > ratio
+
+
+def test_choose_counts_keeps_the_ratio_when_chat_runs_short_or_a_cap_binds():
+    reasoning, chat = np.full(1000, 10), np.full(50, 2)
+    k, m = choose_counts(reasoning, chat, 0.5, "rows")
+    assert (k, m) == (50, 50)  # only 50 chat rows: reasoning is cut to keep 50 %
+    k, m = choose_counts(reasoning, chat, 0.25, "rows", max_rows=40)
+    assert k + m <= 40 and abs(m - 0.25 * (k + m)) <= 1
+    k, m = choose_counts(reasoning, chat, 0.5, "tokens", max_tokens=100)
+    assert 10 * k + 2 * m <= 100 and abs(2 * m - 10 * k) <= 2
+    assert choose_counts(reasoning, chat, 0.0, "rows", max_rows=7) == (7, 0)
+    assert choose_counts(reasoning, chat, 1.0, "tokens", max_tokens=21) == (0, 10)
+
+
+def test_reference_recipe_arithmetic():
+    # 19,252 reasoning rows at 25 % chat -> 6,417 chat rows (Unsloth's notebook).
+    assert choose_counts(np.ones(19252), np.ones(100000), 0.25, "rows") == (19252, 6417)
+
+
+def test_same_seed_same_mix_other_seed_other_mix(tiny_tokenizer, smoke_cfg):
+    a = _prepare(smoke_cfg("data.seed=1"), tiny_tokenizer)
+    b = _prepare(smoke_cfg("data.seed=1", "data.overlong=drop"), tiny_tokenizer)  # same config: cached copy
+    c = _prepare(smoke_cfg("data.seed=2"), tiny_tokenizer)
+    assert b.cached and a.train["input_ids"] == b.train["input_ids"]
+    assert a.train["input_ids"] != c.train["input_ids"]
+    assert a.report["mix"]["chat_rows"] == c.report["mix"]["chat_rows"]
+
+
+def test_cached_rerun_reuses_the_prepared_set(tiny_tokenizer, smoke_cfg):
+    first = _prepare(smoke_cfg("data.seed=11"), tiny_tokenizer)
+    again = _prepare(smoke_cfg("data.seed=11"), tiny_tokenizer)
+    assert not first.cached and again.cached and again.path == first.path
+    assert again.report == first.report
+
+
+def test_redraw_chat_each_epoch_draws_another_subset(tiny_tokenizer, smoke_cfg):
+    prepared = prepare_data(smoke_cfg("data.redraw_chat_each_epoch=true", "data.eval_rows=0"), tiny_tokenizer,
+                            epochs=2, progress=False)
+    rows = prepared.train
+    assert prepared.report["mix"]["epochs"] == 2
+    half = len(rows) // 2
+    first = {tuple(r["input_ids"]) for r in rows.select(range(half)) if r["source"] == "chat"}
+    second = {tuple(r["input_ids"]) for r in rows.select(range(half, len(rows))) if r["source"] == "chat"}
+    assert first and second and first != second
+
+
+def test_report_counts_sources_lengths_and_drops(tiny_tokenizer, smoke_cfg):
+    report = _prepare(smoke_cfg("model.max_seq_length=100", "data.overlong=drop"), tiny_tokenizer).report
+    reasoning = report["sources"]["reasoning"]
+    assert reasoning["rows_read"] == 400 and reasoning["dropped"]["too_long"] > 0
+    assert reasoning["rows_kept"] == 400 - reasoning["dropped"]["too_long"]
+    assert reasoning["length"]["max"] <= 100
+    truncated = _prepare(smoke_cfg("model.max_seq_length=100", "data.overlong=truncate"), tiny_tokenizer)
+    assert "too_long" not in truncated.report["sources"]["reasoning"]["dropped"]
+    assert max(len(ids) for ids in truncated.train["input_ids"]) == 100
+
+
+def test_filters_and_schema_drift(tiny_tokenizer, smoke_cfg):
+    # The held-out file lacks the newer `used_in_kaggle` column; a glob reads both files.
+    cfg = smoke_cfg("data.reasoning.path=data/openmath_*.parquet", "data.reasoning.problem_types=[has_answer_extracted]",
+                    "data.reasoning.min_pass_rate=0.5")
+    dropped = _prepare(cfg, tiny_tokenizer).report["sources"]["reasoning"]
+    assert dropped["rows_read"] == 460
+    assert dropped["dropped"]["filtered_problem_type"] > 0 and dropped["dropped"]["filtered_pass_rate"] > 0
+
+
+@pytest.mark.parametrize("fmt", ["messages", "sharegpt", "alpaca"])
+def test_user_data_formats(tiny_tokenizer, smoke_cfg, fmt):
+    cfg = smoke_cfg("data.chat_ratio=1", f"data.chat.path=data/custom_{fmt}.jsonl", f"data.chat.format={fmt}",
+                    "data.eval_rows=0")
+    prepared = _prepare(cfg, tiny_tokenizer)
+    assert prepared.report["mix"]["train_rows"] == len(_rows(f"data/custom_{fmt}.jsonl"))
+
+
+def _bad_cfg(smoke_cfg, tmp_path, lines: list[str], *extra: str):
+    path = tmp_path / "chat.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return smoke_cfg("data.chat_ratio=1", f"data.chat.path={path}", *extra), path
+
+
+GOOD = json.dumps({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]})
+BAD_ROWS = {
+    "malformed_json": ('{"conversations": [', r"chat.jsonl line 2: invalid JSON"),
+    "missing_field": (json.dumps({"text": "hi"}), r"source 'chat' \(.*chat.jsonl\) row 2: field 'conversations'"),
+    "empty_content": (json.dumps({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": " "}]}),
+                      r"row 2: field 'value': empty"),
+    "unknown_role": (json.dumps({"conversations": [{"from": "bot", "value": "Hi"}, {"from": "gpt", "value": "x"}]}),
+                     r"row 2: field 'conversations\[0\].from': unknown role 'bot'"),
+}
+
+
+@pytest.mark.parametrize("reason", list(BAD_ROWS))
+def test_bad_input_is_an_error_naming_file_row_and_field(tiny_tokenizer, smoke_cfg, tmp_path, kit_cache, reason):
+    line, message = BAD_ROWS[reason]
+    cfg, _ = _bad_cfg(smoke_cfg, tmp_path, [GOOD, line, GOOD])
+    before = sorted((kit_cache / "prepared").glob("*")) if (kit_cache / "prepared").exists() else []
+    with pytest.raises(ValueError, match=message):
+        _prepare(cfg, tiny_tokenizer)
+    after = sorted((kit_cache / "prepared").glob("*"))
+    assert after == before, "a failed preparation left files behind"
+
+
+def test_missing_field_names_source_row_and_field(tiny_tokenizer, smoke_cfg, tmp_path):
+    path = tmp_path / "math.jsonl"
+    path.write_text(json.dumps({"problem": "1+1?", "generated_solution": "<think>\nx\n</think>\n\n2"}) + "\n"
+                    + json.dumps({"problem": "2+2?"}) + "\n")
+    cfg = smoke_cfg("data.chat_ratio=0", f"data.reasoning.path={path}")
+    with pytest.raises(BadRow, match=r"source 'reasoning' \(.*math.jsonl\) row 2: field 'generated_solution': missing"):
+        _prepare(cfg, tiny_tokenizer)
+
+
+def test_skip_mode_counts_bad_rows_in_the_report(tiny_tokenizer, smoke_cfg, tmp_path):
+    lines = [GOOD] + [line for line, _ in BAD_ROWS.values()] + [GOOD]
+    cfg, _ = _bad_cfg(smoke_cfg, tmp_path, lines, "data.on_bad_row=skip", "data.eval_rows=0")
+    report = _prepare(cfg, tiny_tokenizer).report
+    assert report["sources"]["chat"]["dropped"] == {reason: 1 for reason in BAD_ROWS}
+    assert report["mix"]["train_rows"] == 2
