@@ -1,11 +1,90 @@
-"""Where the kit keeps downloads and prepared data."""
+"""Qwen3 weights from ModelScope (default) or Hugging Face onto the data disk: resolved, checked, verified.
+
+    dl = download_model("Qwen3-14B")                       # unsloth/Qwen3-14B-unsloth-bnb-4bit from ModelScope
+    dl = download_model("Qwen3-14B", variant="base_16bit")  # Qwen/Qwen3-14B, what a merge for vLLM needs
+    dl = download_model("Qwen3-8B", allow_patterns=["*.json"])   # tokenizer and config only
+
+Downloads go through the real `modelscope` client (or `huggingface_hub`, honouring HF_ENDPOINT), which resumes
+partial files. Afterwards every file the repo lists is checked for presence, size and sha256 (the client can
+report success with files missing), and a manifest is written: a second call finds the complete copy and
+returns at once, without touching the network.
+"""
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
+import hashlib
+import json
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 AUTODL_DATA_DISK = Path("/root/autodl-tmp")
+NETWORK_HINT = ("On AutoDL run `source /etc/network_turbo` first; for Hugging Face set HF_ENDPOINT to a mirror "
+                "(e.g. https://hf-mirror.com); or use model.source=modelscope.")
+FREE_SPACE_MARGIN = 1 << 30  # keep 1 GiB spare: a full data disk breaks checkpoints too
+
+
+class HubError(RuntimeError):
+    """A download problem, explained in one sentence."""
+
+
+class RepoNotFound(HubError):
+    pass
+
+
+class NetworkUnreachable(HubError):
+    pass
+
+
+class DiskFull(HubError):
+    pass
+
+
+class ChecksumMismatch(HubError):
+    pass
+
+
+class IncompleteDownload(HubError):
+    pass
+
+
+@dataclass(frozen=True)
+class Qwen3Model:
+    size: str
+    params_b: float  # billions, as published
+    trainable_4bit: bool = True  # Unsloth dynamic 4-bit LoRA is supported
+    note: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"Qwen3-{self.size}"
+
+    def repo(self, variant: str) -> str:
+        return {"dynamic_4bit": f"unsloth/{self.name}-unsloth-bnb-4bit", "bnb_4bit": f"unsloth/{self.name}-bnb-4bit",
+                "base_16bit": f"Qwen/{self.name}"}[variant]
+
+
+CATALOG = {m.name: m for m in [
+    Qwen3Model("0.6B", 0.6), Qwen3Model("1.7B", 1.7), Qwen3Model("4B", 4.0), Qwen3Model("8B", 8.2),
+    Qwen3Model("14B", 14.8), Qwen3Model("32B", 32.8),
+    Qwen3Model("30B-A3B", 30.5, trainable_4bit=False,
+               note="MoE: bitsandbytes 4-bit does not quantize its experts, so dynamic 4-bit LoRA is not offered; "
+                    "train it in 16-bit on a large GPU or with ms-swift"),
+]}
+VARIANTS = ("dynamic_4bit", "bnb_4bit", "base_16bit")
+
+
+@dataclass
+class Download:
+    path: Path
+    repo_id: str
+    source: str
+    files: int
+    bytes: int
+    cached: bool  # True when a verified copy was found and nothing was fetched
 
 
 def cache_root(configured: str = "") -> Path:
@@ -17,6 +96,170 @@ def cache_root(configured: str = "") -> Path:
     if AUTODL_DATA_DISK.is_dir():  # the 30 GB system disk fills up; the data disk is where models belong
         return AUTODL_DATA_DISK / "qwen3-kit"
     return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "qwen3-kit"
+
+
+def resolve_repo(name: str, variant: str = "dynamic_4bit") -> str:
+    """`Qwen3-14B` (or `qwen3-14b`, `14B`) -> the repo id of that variant; a full `owner/name` id passes through.
+
+    Raises RepoNotFound with the close matches for an unknown name.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant '{variant}' is not one of {', '.join(VARIANTS)}.")
+    if "/" in name:
+        return name
+    key = {k.lower(): k for k in CATALOG} | {m.size.lower(): k for k, m in CATALOG.items()}
+    found = key.get(name.lower().removesuffix("-instruct"))
+    if found is None:
+        near = difflib.get_close_matches(name, list(CATALOG), n=3, cutoff=0.5)
+        raise RepoNotFound(f"unknown model '{name}'; "
+                           + (f"did you mean {', '.join(near)}?" if near else f"known: {', '.join(CATALOG)}."))
+    model = CATALOG[found]
+    if variant != "base_16bit" and not model.trainable_4bit:
+        raise RepoNotFound(f"{model.name} is not trainable in dynamic 4-bit: {model.note}.")
+    return model.repo(variant)
+
+
+def model_folder(repo_id: str, source: str = "modelscope", cache_dir: str = "") -> Path:
+    """Where a repo's files live in the kit's cache."""
+    return cache_root(cache_dir) / "models" / source / repo_id.replace("/", "--")
+
+
+def _manifest_path(folder: Path, patterns: list[str] | None) -> Path:
+    key = hashlib.sha256(json.dumps(sorted(patterns or [])).encode()).hexdigest()[:12]
+    return folder / f".kit-complete-{key}.json"
+
+
+def _selected(path: str, patterns: list[str] | None) -> bool:
+    return not patterns or any(fnmatch.fnmatch(path, p) for p in patterns)
+
+
+def _listing(repo_id: str, source: str, revision: str, token: str, endpoint: str | None) -> list[dict]:
+    """Every file of the repo: `{"path", "size", "sha256"}`; raises RepoNotFound / NetworkUnreachable."""
+    try:
+        if source == "modelscope":
+            from modelscope_hub.api import HubApi
+
+            files = HubApi(endpoint=endpoint, token=token or None).list_repo_files(
+                repo_id, "model", revision=revision or None)
+            return [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files if not f.is_dir]
+        from huggingface_hub import HfApi
+
+        info = HfApi(endpoint=endpoint, token=token or None).model_info(
+            repo_id, revision=revision or None, files_metadata=True)
+        return [{"path": s.rfilename, "size": s.size or 0, "sha256": s.lfs.sha256 if s.lfs else None}
+                for s in info.siblings]
+    except Exception as e:
+        raise _explain(e, repo_id, source, endpoint) from None
+
+
+def _explain(error: Exception, repo_id: str, source: str, endpoint: str | None) -> Exception:
+    import requests
+
+    text = f"{type(error).__name__}: {error}"
+    where = "ModelScope" if source == "modelscope" else "Hugging Face"
+    if "NotExist" in type(error).__name__ or "RepositoryNotFound" in type(error).__name__ or "[404]" in text:
+        near = difflib.get_close_matches(repo_id.split("/")[-1].split("-unsloth")[0].split("-bnb")[0], list(CATALOG),
+                                         n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(resolve_repo(n) for n in near)}?" if near else ""
+        return RepoNotFound(f"'{repo_id}' was not found on {where}.{hint}")
+    if isinstance(error, (ConnectionError, requests.ConnectionError, TimeoutError)) or "Connection" in text:
+        return NetworkUnreachable(f"cannot reach {where} ({endpoint or 'default endpoint'}) for '{repo_id}'. "
+                                  + NETWORK_HINT)
+    return HubError(f"downloading '{repo_id}' from {where} failed: {text.splitlines()[0]}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(folder: Path, files: list[dict], *, check_sha256: bool = True) -> None:
+    """Every listed file present with its size (and sha256): else remove bad files and raise."""
+    missing = [f["path"] for f in files if not (folder / f["path"]).is_file()]
+    if missing:
+        raise IncompleteDownload(f"{len(missing)} of {len(files)} files are missing in {folder} "
+                                 f"({', '.join(missing[:5])}); run the download again to fetch them.")
+    for f in files:
+        path = folder / f["path"]
+        size = path.stat().st_size
+        bad = size != f["size"] if f["size"] else False
+        bad = bad or bool(check_sha256 and f.get("sha256") and _sha256(path) != f["sha256"])
+        if bad:
+            path.unlink()
+            raise ChecksumMismatch(f"{f['path']} is corrupt (size or sha256 differs from the hub's listing) and was "
+                                   "removed; run the download again to fetch it.")
+
+
+def _check_space(folder: Path, files: list[dict]) -> None:
+    needed = sum(f["size"] for f in files
+                 if not ((folder / f["path"]).is_file() and (folder / f["path"]).stat().st_size == f["size"]))
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed + FREE_SPACE_MARGIN > free:
+        raise DiskFull(f"the download needs {needed / 1e9:.1f} GB but only {free / 1e9:.1f} GB is free on {probe}; "
+                       "free space or set model.cache_dir to a bigger disk (AutoDL: /root/autodl-tmp).")
+
+
+def download_model(name: str, *, source: str = "modelscope", variant: str = "dynamic_4bit", cache_dir: str = "",
+                   revision: str = "", allow_patterns: list[str] | None = None, token: str = "") -> Download:
+    """Download (or find) a model repo and return its verified local folder.
+
+    Args:
+        name: `Qwen3-14B`, a full repo id, or (with source=local) a folder.
+        source: modelscope | huggingface.
+        variant: dynamic_4bit (train) | bnb_4bit | base_16bit (merge for vLLM).
+        allow_patterns: only files matching these globs (e.g. ["*.json"] for tokenizer and config).
+    Raises:
+        RepoNotFound, NetworkUnreachable, DiskFull, ChecksumMismatch, IncompleteDownload (all HubError).
+    """
+    repo_id = resolve_repo(name, variant)
+    folder = model_folder(repo_id, source, cache_dir)
+    manifest = _manifest_path(folder, allow_patterns)
+    if manifest.is_file():
+        files = json.loads(manifest.read_text())["files"]
+        try:
+            verify(folder, files, check_sha256=False)  # sizes only: hashing 60 GB on every start is too slow
+            return Download(folder, repo_id, source, len(files), sum(f["size"] for f in files), cached=True)
+        except HubError:
+            manifest.unlink()
+    endpoint = os.environ.get("MODELSCOPE_ENDPOINT" if source == "modelscope" else "HF_ENDPOINT") or None
+    files = [f for f in _listing(repo_id, source, revision, token, endpoint) if _selected(f["path"], allow_patterns)]
+    folder.mkdir(parents=True, exist_ok=True)
+    _check_space(folder, files)
+    try:
+        if source == "modelscope":
+            from modelscope import snapshot_download
+
+            snapshot_download(repo_id, revision=revision or None, local_dir=str(folder), endpoint=endpoint,
+                              allow_patterns=allow_patterns, token=token or None)
+        else:
+            from huggingface_hub import snapshot_download
+
+            snapshot_download(repo_id, revision=revision or None, local_dir=str(folder), endpoint=endpoint,
+                              allow_patterns=allow_patterns, token=token or None)
+    except OSError as e:
+        if e.errno == 28:  # ENOSPC
+            raise DiskFull(f"the disk holding {folder} filled up during the download; free space and run it again "
+                           "(finished files are kept).") from None
+        raise _explain(e, repo_id, source, endpoint) from None
+    except Exception as e:
+        failed = getattr(e, "failed_files", None)  # modelscope's FileDownloadError: the others finished
+        if not failed:
+            raise _explain(e, repo_id, source, endpoint) from None
+        corrupt = sorted(p for p, err in failed.items() if "Integrity" in type(err).__name__)
+        for path in corrupt:
+            (folder / path).unlink(missing_ok=True)
+        if corrupt:
+            raise ChecksumMismatch(f"{', '.join(corrupt)} arrived corrupt (sha256 differs from the hub's listing) "
+                                   "and was removed; run the download again to fetch it.") from None
+    verify(folder, files)
+    manifest.write_text(json.dumps({"repo_id": repo_id, "source": source, "files": files}, indent=1))
+    return Download(folder, repo_id, source, len(files), sum(f["size"] for f in files), cached=False)
 
 
 def resolve_model(model) -> Path:

@@ -172,8 +172,8 @@ def test_report_counts_sources_lengths_and_drops(tiny_tokenizer, smoke_cfg):
 
 def test_filters_and_schema_drift(tiny_tokenizer, smoke_cfg):
     # The held-out file lacks the newer `used_in_kaggle` column; a glob reads both files.
-    cfg = smoke_cfg("data.reasoning.path=data/openmath_*.parquet", "data.reasoning.problem_types=[has_answer_extracted]",
-                    "data.reasoning.min_pass_rate=0.5")
+    cfg = smoke_cfg("data.reasoning.path=data/openmath_*.parquet", "data.reasoning.min_pass_rate=0.5",
+                    "data.reasoning.problem_types=[has_answer_extracted]")
     dropped = _prepare(cfg, tiny_tokenizer).report["sources"]["reasoning"]
     assert dropped["rows_read"] == 460
     assert dropped["dropped"]["filtered_problem_type"] > 0 and dropped["dropped"]["filtered_pass_rate"] > 0

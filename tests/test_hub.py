@@ -1,0 +1,116 @@
+"""Downloads through the real modelscope client from a fake ModelScope on 127.0.0.1 (nothing in the path mocked)."""
+
+import os
+
+import pytest
+
+from kit.hub import (
+    CATALOG,
+    ChecksumMismatch,
+    DiskFull,
+    NetworkUnreachable,
+    RepoNotFound,
+    download_model,
+    model_folder,
+    resolve_repo,
+)
+from tests.fake_modelscope import FakeModelScope, FakeRepo
+
+REPO = "unsloth/Qwen3-0.6B-unsloth-bnb-4bit"
+BIG = "model-00002-of-00002.safetensors"  # a larger file, to cut and resume
+
+
+@pytest.fixture
+def hub(tiny_dir, monkeypatch, tmp_path):
+    files = {p.name: p.read_bytes() for p in tiny_dir.iterdir() if p.is_file()}
+    files[BIG] = os.urandom(3_000_000)
+    fake = FakeModelScope({REPO: FakeRepo(files)}).start()
+    monkeypatch.setenv("MODELSCOPE_ENDPOINT", fake.endpoint)
+    monkeypatch.setenv("QWEN3_KIT_CACHE", str(tmp_path / "cache"))
+    yield fake
+    fake.stop()
+
+
+def test_complete_download_loads_and_second_call_makes_no_request(hub):
+    from transformers import AutoConfig, AutoTokenizer
+
+    first = download_model("Qwen3-0.6B")
+    assert not first.cached and first.repo_id == REPO
+    for name, data in hub.repos[REPO].files.items():
+        assert (first.path / name).read_bytes() == data
+    assert AutoTokenizer.from_pretrained(first.path).apply_chat_template([{"role": "user", "content": "hi"}],
+                                                                        tokenize=False)
+    assert AutoConfig.from_pretrained(first.path).model_type == "qwen3"
+    seen = len(hub.requests)
+    again = download_model("Qwen3-0.6B")
+    assert again.cached and again.path == first.path
+    assert len(hub.requests) == seen, "a verified copy must be found without any request"
+
+
+def test_resume_after_the_server_cuts_a_transfer(hub):
+    hub.cut_after[BIG] = 1_000_000
+    result = download_model("Qwen3-0.6B")
+    assert (result.path / BIG).read_bytes() == hub.repos[REPO].files[BIG]
+    resumed = [r for path, r in hub.ranges if path == BIG]
+    assert resumed and all(not r.startswith("bytes=0-") for r in resumed), "the cut file was restarted, not resumed"
+
+
+def test_corrupted_file_is_detected_and_removed(hub):
+    hub.corrupt.add(BIG)
+    with pytest.raises(ChecksumMismatch, match=f"{BIG} arrived corrupt .* removed; run the download again"):
+        download_model("Qwen3-0.6B")
+    assert not (model_folder(REPO) / BIG).exists()
+    hub.corrupt.clear()
+    assert (download_model("Qwen3-0.6B").path / BIG).read_bytes() == hub.repos[REPO].files[BIG]
+
+
+def test_damaged_local_copy_is_fetched_again(hub):
+    first = download_model("Qwen3-0.6B")
+    with open(first.path / BIG, "r+b") as f:
+        f.truncate(1000)
+    again = download_model("Qwen3-0.6B")
+    assert not again.cached and (again.path / BIG).read_bytes() == hub.repos[REPO].files[BIG]
+
+
+def test_missing_repo_suggests_close_matches(hub):
+    with pytest.raises(RepoNotFound, match=r"'unsloth/Qwen3-14B-unsloth-bnb4bit' was not found on ModelScope\. "
+                                           r"Did you mean unsloth/Qwen3-14B-unsloth-bnb-4bit"):
+        download_model("unsloth/Qwen3-14B-unsloth-bnb4bit")
+
+
+def test_unknown_name_is_resolved_offline_with_suggestions():
+    with pytest.raises(RepoNotFound, match=r"unknown model 'Qwen3-15B'; did you mean .*Qwen3-14B"):
+        resolve_repo("Qwen3-15B")
+
+
+def test_unreachable_endpoint_names_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv("MODELSCOPE_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("QWEN3_KIT_CACHE", str(tmp_path))
+    with pytest.raises(NetworkUnreachable, match=r"cannot reach ModelScope .*source /etc/network_turbo"):
+        download_model("Qwen3-0.6B")
+
+
+def test_refuses_when_the_disk_cannot_hold_it(hub):
+    hub.repos[REPO].listed_sizes[BIG] = 10**15  # a petabyte
+    with pytest.raises(DiskFull, match=r"needs 1000000\.0 GB but only .* GB is free"):
+        download_model("Qwen3-0.6B")
+    assert not [r for r in hub.requests if "FilePath=" in r], "nothing may be downloaded before the space check"
+
+
+def test_patterns_download_part_of_a_repo(hub):
+    from transformers import AutoTokenizer
+
+    part = download_model("Qwen3-0.6B", allow_patterns=["*.json", "*.jinja"])
+    names = sorted(p.name for p in part.path.iterdir() if not p.name.startswith("."))
+    assert "model.safetensors" not in names and "tokenizer.json" in names
+    AutoTokenizer.from_pretrained(part.path)
+
+
+def test_catalog_variants():
+    assert resolve_repo("Qwen3-14B") == "unsloth/Qwen3-14B-unsloth-bnb-4bit"
+    assert resolve_repo("qwen3-8b", "bnb_4bit") == "unsloth/Qwen3-8B-bnb-4bit"
+    assert resolve_repo("32B", "base_16bit") == "Qwen/Qwen3-32B"
+    assert resolve_repo("Qwen3-30B-A3B", "base_16bit") == "Qwen/Qwen3-30B-A3B"
+    with pytest.raises(RepoNotFound, match="not trainable in dynamic 4-bit"):
+        resolve_repo("Qwen3-30B-A3B")
+    assert set(CATALOG) == {f"Qwen3-{s}" for s in ["0.6B", "1.7B", "4B", "8B", "14B", "32B", "30B-A3B"]}
