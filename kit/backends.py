@@ -1,10 +1,55 @@
-"""Model and tokenizer loading; the training backends are chosen here."""
+"""The two training backends, chosen in one place, and model/tokenizer loading.
+
+- `unsloth` (CUDA GPU): `FastLanguageModel` in 4-bit with Unsloth's fused kernels and offloaded checkpointing.
+- `hf` (CPU or GPU): transformers + peft, bitsandbytes nf4 on a GPU; the CPU path and the speed baseline.
+- `auto`: unsloth where a CUDA GPU is present, else hf.
+
+Unsloth patches transformers, trl and peft when it is imported, so it must be imported before them.
+`activate_backend` is that one deliberate place: scripts call it right after reading the config.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+import warnings
 from pathlib import Path
 
 from kit.config import Config
+
+PATCHED_BY_UNSLOTH = ("transformers", "trl", "peft")
+
+
+class BackendError(RuntimeError):
+    pass
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def pick_backend(name: str) -> str:
+    """'auto' -> 'unsloth' with a CUDA GPU, else 'hf'. Asking for unsloth without a GPU is an error."""
+    if name == "auto":
+        return "unsloth" if cuda_available() else "hf"
+    if name == "unsloth" and not cuda_available():
+        raise BackendError("train.backend=unsloth needs a CUDA GPU and none is visible "
+                           "(torch.cuda.is_available() is False); use train.backend=hf to train on this machine.")
+    return name
+
+
+def activate_backend(name: str) -> str:
+    """Resolve the backend and, for unsloth, import it now, before transformers/trl/peft are imported."""
+    backend = pick_backend(name)
+    if backend == "unsloth" and "unsloth" not in sys.modules:
+        early = [m for m in PATCHED_BY_UNSLOTH if m in sys.modules]
+        if early:
+            warnings.warn(f"{', '.join(early)} was imported before unsloth, so Unsloth's patches may be incomplete; "
+                          "in a notebook, restart the kernel and run the kit's cells first.", stacklevel=2)
+        import unsloth  # noqa: F401  (imported for its patches)
+    return backend
 
 
 def model_dir(cfg: Config) -> Path:
@@ -18,7 +63,107 @@ def load_tokenizer(cfg: Config):
     """The model's own tokenizer (its chat template defines the training format)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir(cfg))
+    folder = model_dir(cfg)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
     if not tokenizer.is_fast:
-        raise ValueError(f"{model_dir(cfg)}: the kit needs a fast tokenizer (tokenizer.json) to label assistant turns.")
+        raise BackendError(f"{folder}: the kit needs a fast tokenizer (tokenizer.json) to label assistant turns.")
     return tokenizer
+
+
+def linear_modules(model) -> list[str]:
+    """Names (last path part) of the model's linear layers, MoE routers included: what LoRA can target."""
+    import torch
+
+    names = set()
+    for name, module in model.named_modules():
+        kind = type(module).__name__
+        if isinstance(module, torch.nn.Linear) or kind in ("Linear4bit", "Linear8bitLt") or name.endswith("mlp.gate"):
+            names.add(name.rsplit(".", 1)[-1])
+    names.discard("lm_head")
+    return sorted(names)
+
+
+def check_targets(model, targets: list[str]) -> None:
+    available = linear_modules(model)
+    missing = [t for t in targets if t not in available]
+    if missing:
+        raise BackendError(f"lora.target_modules has {missing}, which this model does not have; "
+                           f"its linear layers are {available}.")
+
+
+def check_adapter(cfg: Config) -> None:
+    """Continuing an adapter needs the same rank, alpha and targets: name both values where they differ."""
+    path = Path(cfg.model.adapter) / "adapter_config.json"
+    if not path.is_file():
+        raise BackendError(f"model.adapter '{cfg.model.adapter}' has no adapter_config.json.")
+    saved = json.loads(path.read_text())
+    pairs = [("r", saved.get("r"), cfg.lora.r), ("alpha", saved.get("lora_alpha"), cfg.lora.alpha),
+             ("target_modules", sorted(saved.get("target_modules") or []), sorted(cfg.lora.target_modules))]
+    problems = [f"the adapter has {key}={old} but lora.{key} is {new}" for key, old, new in pairs if old != new]
+    if problems:
+        raise BackendError(f"model.adapter '{cfg.model.adapter}' does not match the config: {'; '.join(problems)}. "
+                           "Set lora.* to the adapter's values to continue it.")
+
+
+def unsloth_load_kwargs(cfg: Config, folder: Path) -> dict:
+    return dict(model_name=str(folder), max_seq_length=cfg.model.max_seq_length, dtype=None,
+                load_in_4bit=cfg.model.load_in_4bit, full_finetuning=False, token=cfg.model.token or None)
+
+
+def unsloth_peft_kwargs(cfg: Config) -> dict:
+    return dict(r=cfg.lora.r, target_modules=cfg.lora.target_modules, lora_alpha=cfg.lora.alpha,
+                lora_dropout=cfg.lora.dropout, bias="none",
+                use_gradient_checkpointing="unsloth" if cfg.train.gradient_checkpointing else False,
+                random_state=cfg.train.seed, use_rslora=cfg.lora.use_rslora, loftq_config=None)
+
+
+def _load_unsloth(cfg: Config, folder: Path):
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(**unsloth_load_kwargs(cfg, folder))
+    check_targets(model, cfg.lora.target_modules)
+    if cfg.model.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, cfg.model.adapter, is_trainable=True)
+    else:
+        model = FastLanguageModel.get_peft_model(model, **unsloth_peft_kwargs(cfg))
+    return model, tokenizer
+
+
+def _load_hf(cfg: Config, folder: Path):
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    on_gpu = torch.cuda.is_available()
+    dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if on_gpu else torch.float32
+    quantized = on_gpu and cfg.model.load_in_4bit  # bitsandbytes 4-bit needs a GPU; CPU trains in fp32
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=dtype) if quantized else None
+    model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=quant, dtype=dtype,
+                                                 attn_implementation="sdpa",
+                                                 device_map={"": 0} if on_gpu else None)
+    if quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
+    elif cfg.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    check_targets(model, cfg.lora.target_modules)
+    if cfg.model.adapter:
+        model = PeftModel.from_pretrained(model, cfg.model.adapter, is_trainable=True)
+    else:
+        model = get_peft_model(model, LoraConfig(
+            r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, bias="none",
+            target_modules=cfg.lora.target_modules, use_rslora=cfg.lora.use_rslora, task_type="CAUSAL_LM"))
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+LOADERS = {"unsloth": _load_unsloth, "hf": _load_hf}
+
+
+def load_for_training(cfg: Config, backend: str):
+    """The base model with a trainable LoRA adapter (new, or `model.adapter` continued), and its tokenizer."""
+    if cfg.model.adapter:
+        check_adapter(cfg)
+    return LOADERS[backend](cfg, model_dir(cfg))

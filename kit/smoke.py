@@ -16,7 +16,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-TINY_VERSION = 1  # bump to rebuild cached tiny models after a change here
+TINY_VERSION = 2  # bump to rebuild cached tiny models after a change here
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 SPECIAL_TOKENS = [  # Qwen3's added tokens, in Qwen3's order
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
@@ -100,7 +100,7 @@ def qwen3_config(shape: str = "tiny", vocab_size: int = QWEN3_VOCAB, **overrides
     from transformers import Qwen3Config
 
     if shape == "tiny":
-        hidden, intermediate, layers, heads, kv, tied = 64, 192, 2, 4, 2, True
+        hidden, intermediate, layers, heads, kv, tied = 256, 768, 4, 4, 2, True  # ~3.6M parameters
     else:
         hidden, intermediate, layers, heads, kv, tied = QWEN3_SHAPES[shape]
     values = dict(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
@@ -108,7 +108,7 @@ def qwen3_config(shape: str = "tiny", vocab_size: int = QWEN3_VOCAB, **overrides
                   max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
                   tie_word_embeddings=tied, torch_dtype="bfloat16")
     if shape == "tiny":
-        values.update(head_dim=16, max_position_embeddings=4096, torch_dtype="float32")
+        values.update(head_dim=64, max_position_embeddings=4096, torch_dtype="float32")
     values.update(overrides)
     return Qwen3Config(**values)
 
