@@ -58,3 +58,23 @@ def smoke_cfg():
         return load_config(ROOT / "configs" / "smoke.yaml", list(overrides))
 
     return make
+
+
+def run_script(*args: str, check: bool = True, timeout: int = 600):
+    """Run one of the kit's scripts as a user would, with this session's cache."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n"
+                             f"{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def smoke_run(kit_cache, tmp_path_factory) -> Path:
+    """The README's first command, run once per session: the tiny model trained on the smoke config (CPU)."""
+    out = tmp_path_factory.mktemp("runs")
+    run_script("scripts/train.py", "--config", "configs/smoke.yaml", f"train.output_dir={out}")
+    return out / "smoke"
