@@ -54,14 +54,15 @@ def _resume_from(cfg: Config, folder: Path) -> str | None:
         found = newest_checkpoint(folder / "checkpoints")
         return str(found) if found else None
     if not Path(cfg.train.resume, "trainer_state.json").is_file():
-        raise FileNotFoundError(f"train.resume '{cfg.train.resume}' is not a checkpoint folder (no trainer_state.json).")
+        raise FileNotFoundError(f"train.resume '{cfg.train.resume}' is not a checkpoint (no trainer_state.json).")
     return cfg.train.resume
 
 
 def total_steps(cfg: Config, rows: int, epochs: int) -> int:
     if cfg.train.max_steps:
         return cfg.train.max_steps
-    per_epoch = math.ceil(rows / epochs / (cfg.train.per_device_train_batch_size * cfg.train.gradient_accumulation_steps))
+    batch = cfg.train.per_device_train_batch_size * cfg.train.gradient_accumulation_steps
+    per_epoch = math.ceil(rows / epochs / batch)
     return max(1, math.ceil(per_epoch * cfg.train.num_epochs))
 
 

@@ -8,8 +8,14 @@ import time
 import pytest
 from safetensors.torch import load_file
 
-from kit.backends import BackendError, check_adapter, linear_modules, pick_backend, unsloth_load_kwargs
-from kit.backends import unsloth_peft_kwargs
+from kit.backends import (
+    BackendError,
+    check_adapter,
+    linear_modules,
+    pick_backend,
+    unsloth_load_kwargs,
+    unsloth_peft_kwargs,
+)
 from kit.config import QWEN3_PROJECTIONS
 from tests.conftest import ROOT, run_script
 
@@ -50,7 +56,8 @@ def test_unsloth_accepts_every_keyword_the_kit_passes(smoke_cfg, tmp_path):
         " list(inspect.signature(FastLanguageModel.get_peft_model).parameters)]))\n"
     )
     env = {**os.environ, "UNSLOTH_ALLOW_CPU": "1"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                            cwd=tmp_path)  # unsloth writes a compile cache into the working directory
     assert result.returncode == 0, result.stderr[-2000:]
     load_params, peft_params = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(unsloth_load_kwargs(cfg, tmp_path)) <= set(load_params)
