@@ -103,7 +103,7 @@ class TrainConfig:
     eval_steps: int = 0  # 0 = evaluate once per save
     save_steps: int = 50  # checkpoint every N steps
     save_total_limit: int = 3  # keep the newest K checkpoints
-    resume: str = "auto"  # auto (newest checkpoint in the run folder) | never | a checkpoint folder
+    resume: str = "auto"  # auto (newest checkpoint in the run folder) | never (start this run over) | a checkpoint
     seed: int = 3407
 
 
@@ -126,6 +126,16 @@ class ExportConfig:
 
 
 @dataclass
+class EvalConfig:
+    math_path: str = "data/openmath_heldout.parquet"  # held-out problems with expected_answer (OpenMathReasoning)
+    chat_path: str = "data/finetome_heldout.jsonl"  # held-out conversations (ShareGPT)
+    n_math: int = 20  # more is a tighter estimate and a longer run (each problem is generated twice)
+    n_chat: int = 10
+    max_new_tokens: int = 1024  # reasoning traces need room; too short cuts the think block (counted as a failure)
+    seed: int = 0
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -133,6 +143,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 CHOICES = {
@@ -310,6 +321,9 @@ def validate(cfg: Config) -> None:
         problems.append(f"model.name '{cfg.model.name}' is not a folder, and model.source is local.")
     if cfg.model.adapter and not Path(cfg.model.adapter).expanduser().is_dir():
         problems.append(f"model.adapter '{cfg.model.adapter}' is not a folder.")
+    for key in ("n_math", "n_chat", "max_new_tokens"):
+        if getattr(cfg.eval, key) < 0:
+            problems.append(f"eval.{key} is {getattr(cfg.eval, key)}; it cannot be negative.")
     if bad := set(cfg.export.formats) - EXPORT_FORMATS:
         problems.append(f"export.formats has {sorted(bad)}; use any of {sorted(EXPORT_FORMATS)}.")
     sources = [("data.reasoning", cfg.data.reasoning), ("data.chat", cfg.data.chat)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -56,6 +57,20 @@ def _resume_from(cfg: Config, folder: Path) -> str | None:
     if not Path(cfg.train.resume, "trainer_state.json").is_file():
         raise FileNotFoundError(f"train.resume '{cfg.train.resume}' is not a checkpoint (no trainer_state.json).")
     return cfg.train.resume
+
+
+def _history(checkpoint: Path) -> list[dict]:
+    return json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+
+
+def _result(out: Path, backend: str, history: list[dict], steps: int, interrupted: bool,
+            metrics: dict | None = None) -> TrainResult:
+    return TrainResult(
+        run_dir=out, adapter_dir=out / "adapter", backend=backend, steps=steps, interrupted=interrupted,
+        losses=[(h["step"], h["loss"]) for h in history if "loss" in h],
+        eval_losses=[(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h],
+        metrics=metrics or {},
+    )
 
 
 def total_steps(cfg: Config, rows: int, epochs: int) -> int:
@@ -164,6 +179,16 @@ def train(cfg: Config, *, progress: bool = True) -> TrainResult:
     print(format_report(prepared.report))
     print(format_plan(cfg, backend, Path(prepared.path), prepared.report, steps, out), flush=True)
 
+    resume = _resume_from(cfg, out)
+    done = int(Path(resume).name.split("-")[-1]) if resume else 0
+    if resume and done >= steps and (out / "adapter" / "adapter_config.json").is_file():
+        print(f"{out} is already complete ({done} steps); set train.run_name for a new run, or train.resume=never "
+              "to train this one again from the start.")
+        return _result(out, backend, _history(Path(resume)), done, interrupted=False)
+    if cfg.train.resume == "never":  # start over: stale checkpoints would be picked up by a later resume=auto
+        for stale in ("checkpoints", "adapter"):
+            shutil.rmtree(out / stale, ignore_errors=True)
+
     set_seed(cfg.train.seed)
     model, tokenizer = load_for_training(cfg, backend)
     on_gpu = torch.cuda.is_available()
@@ -205,7 +230,7 @@ def train(cfg: Config, *, progress: bool = True) -> TrainResult:
                          callbacks=[metrics_log, preemption])
     previous = {s: signal.signal(s, preemption.request) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        output = trainer.train(resume_from_checkpoint=_resume_from(cfg, out))
+        output = trainer.train(resume_from_checkpoint=resume)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -215,11 +240,5 @@ def train(cfg: Config, *, progress: bool = True) -> TrainResult:
     if not preemption.requested:  # an interrupted run's state is its newest checkpoint, not a final adapter
         trainer.save_model(str(adapter))
         tokenizer.save_pretrained(str(adapter))
-    history = trainer.state.log_history
-    return TrainResult(
-        run_dir=out, adapter_dir=adapter, backend=backend, steps=trainer.state.global_step,
-        interrupted=preemption.requested,
-        losses=[(h["step"], h["loss"]) for h in history if "loss" in h],
-        eval_losses=[(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h],
-        metrics=dict(output.metrics),
-    )
+    return _result(out, backend, trainer.state.log_history, trainer.state.global_step, preemption.requested,
+                   dict(output.metrics))

@@ -144,3 +144,11 @@ def test_plan_is_printed_before_training(tmp_path):
     for line in ("model     tiny", "backend   hf", "VRAM", "data      ", "steps     1 x batch 8", "output"):
         assert line in plan
     assert "chat share:" in result.stdout  # the data report
+
+
+def test_rerunning_a_finished_run_says_so_and_trains_nothing(smoke_run):
+    before = (smoke_run / "adapter" / "adapter_model.safetensors").read_bytes()
+    result = run_script("scripts/train.py", "--config", "configs/smoke.yaml",
+                        f"train.output_dir={smoke_run.parent}")
+    assert "is already complete (100 steps)" in result.stdout
+    assert (smoke_run / "adapter" / "adapter_model.safetensors").read_bytes() == before

@@ -120,19 +120,31 @@ def _list_array(arrays: list[np.ndarray]) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.int32()))
 
 
+def _batches(items: Iterator, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def _encode_source(name: str, src: SourceConfig, cfg: Config, tokenizer, path: Path, cache_dir: Path,
                    progress: bool) -> SourceStats:
+    """Stream one source into an Arrow file of encoded rows. Rendering (Python) of one batch overlaps the
+    tokenization (Rust, which releases the GIL) of the previous one."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm.auto import tqdm
 
     stats = SourceStats(name, src.role, src.path)
     d = cfg.data
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer:
-        bar = tqdm(desc=f"tokenizing {name}", unit=" rows", disable=not progress)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer, \
+            ThreadPoolExecutor(1) as pool, tqdm(desc=f"tokenizing {name}", unit=" rows", disable=not progress) as bar:
 
-        def flush(conversations: list[list[dict]]) -> None:
-            texts = [render(tokenizer, c) for c in conversations]
-            encoded = encode_batch(tokenizer, texts, max_length=cfg.model.max_seq_length, overlong=d.overlong,
-                                   train_turns=d.train_turns, train_empty_think=d.train_empty_think)
+        def write(encoded: list) -> None:
             kept = [e for e in encoded if not isinstance(e, str)]
             stats.dropped.update(e for e in encoded if isinstance(e, str))
             stats.tokens += [len(e.input_ids) for e in kept]
@@ -141,17 +153,18 @@ def _encode_source(name: str, src: SourceConfig, cfg: Config, tokenizer, path: P
                 writer.write_batch(pa.record_batch([_list_array([e.input_ids for e in kept]),
                                                     _list_array([e.labels for e in kept]),
                                                     pa.array([name] * len(kept))], schema=SCHEMA))
-            bar.update(len(conversations))
+            bar.update(len(encoded))
 
-        batch: list[list[dict]] = []
-        for conversation in _conversations(name, src, stats, d.on_bad_row, cache_dir):
-            batch.append(conversation)
-            if len(batch) == ENCODE_BATCH:
-                flush(batch)
-                batch = []
-        if batch:
-            flush(batch)
-        bar.close()
+        pending = None
+        for batch in _batches(_conversations(name, src, stats, d.on_bad_row, cache_dir), ENCODE_BATCH):
+            texts = [render(tokenizer, c) for c in batch]
+            if pending is not None:
+                write(pending.result())
+            pending = pool.submit(encode_batch, tokenizer, texts, max_length=cfg.model.max_seq_length,
+                                  overlong=d.overlong, train_turns=d.train_turns,
+                                  train_empty_think=d.train_empty_think)
+        if pending is not None:
+            write(pending.result())
     return stats
 
 

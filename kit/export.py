@@ -1,0 +1,224 @@
+"""Export a trained adapter for serving: the adapter alone, or merged into the 16-bit base for vLLM.
+
+    result = export_run("runs/qwen3-14b-math", cfg)    # kit.export.export_run
+    print(result.serve_command)
+
+The merge goes into the 16-bit base weights (`Qwen/Qwen3-<size>` from ModelScope through `kit.hub`), never into
+dequantized 4-bit weights and never through a Hugging Face download. Each export is written into a temporary
+folder and renamed into place when complete, so an interrupted export never leaves a folder vLLM would load half
+of. After writing, the merged model is reloaded and its logits compared with base + adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kit.config import Config
+
+THINKING_OFF_CONDITION = "enable_thinking is defined and enable_thinking is false"
+DEFAULT_OFF_CONDITION = "enable_thinking is not defined or enable_thinking is false"
+VERIFY_PROMPTS = [
+    [{"role": "user", "content": "Solve for x: 3x + 5 = 20."}],
+    [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "What is recursion?"}],
+    [{"role": "user", "content": "Write a haiku about rain."}],
+]
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+@dataclass
+class ExportResult:
+    folders: dict[str, Path] = field(default_factory=dict)  # format -> folder
+    max_logit_diff: float | None = None  # merged vs base + adapter, in bf16
+    logit_scale: float | None = None  # the largest |logit| seen, for context
+    serve_command: str = ""
+    client_snippet: str = ""
+
+
+def with_thinking_default(template: str, thinking: bool) -> str:
+    """Qwen3's template with the mode used when a request does not set `enable_thinking`.
+
+    Qwen3 thinks unless told otherwise; with `thinking=False` a request without the flag gets the empty think
+    block, as one with `enable_thinking=False` does, so a model trained for non-thinking use behaves so when served.
+    """
+    if thinking:
+        return template
+    if THINKING_OFF_CONDITION not in template:
+        raise ExportError("this chat template has no Qwen3 enable_thinking switch; cannot set thinking_default.")
+    return template.replace(THINKING_OFF_CONDITION, DEFAULT_OFF_CONDITION)
+
+
+def base_16bit_folder(cfg: Config) -> Path:
+    """The 16-bit base to merge into: the tiny model itself, a local folder, or Qwen/Qwen3-<size> from the hub."""
+    from kit.hub import download_model, resolve_model
+
+    if cfg.model.name == "tiny" or Path(cfg.model.name).expanduser().is_dir():
+        folder = resolve_model(cfg.model)
+        quant = json.loads((folder / "config.json").read_text()).get("quantization_config")
+        if quant:
+            raise ExportError(f"{folder} holds 4-bit weights; merging into dequantized 4-bit weights loses accuracy. "
+                              "Point model.name at the 16-bit base (e.g. `python scripts/download.py Qwen3-14B "
+                              "--variant base_16bit`).")
+        return folder
+    name = cfg.model.name.split("/")[-1].replace("-unsloth-bnb-4bit", "").replace("-bnb-4bit", "")
+    return download_model(name, source=cfg.model.source, variant="base_16bit", cache_dir=cfg.model.cache_dir).path
+
+
+def _atomic_folder(target: Path, overwrite: bool):
+    """A context manager yielding a temporary folder that replaces `target` only when the block completes."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def manager():
+        if target.exists() and not overwrite:
+            raise ExportError(f"{target} already exists; pass overwrite (export.overwrite=true) to replace it.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by an export that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+        tmp.mkdir()
+        try:
+            yield tmp
+            old = target.parent / f".{target.name}.old-{os.getpid()}"
+            if target.exists():
+                os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    return manager()
+
+
+def _save_tokenizer(tokenizer, folder: Path, thinking_default: bool) -> None:
+    original = tokenizer.chat_template
+    tokenizer.chat_template = with_thinking_default(original, thinking_default)
+    try:
+        tokenizer.save_pretrained(folder)
+    finally:
+        tokenizer.chat_template = original  # the caller's tokenizer keeps rendering as it did
+
+
+def export_adapter(adapter: Path, out: Path, *, thinking_default: bool = True, overwrite: bool = False) -> Path:
+    """The LoRA adapter (safetensors) with the tokenizer, for `vllm serve --enable-lora` or PEFT."""
+    from transformers import AutoTokenizer
+
+    with _atomic_folder(out, overwrite) as tmp:
+        for name in ("adapter_model.safetensors", "adapter_config.json"):
+            shutil.copy2(adapter / name, tmp / name)
+        _save_tokenizer(AutoTokenizer.from_pretrained(adapter), tmp, thinking_default)
+    return out
+
+
+def _logits(model, tokenizer):
+    import torch
+
+    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in VERIFY_PROMPTS]
+    with torch.inference_mode():
+        return [model(**tokenizer(t, return_tensors="pt", add_special_tokens=False).to(model.device)).logits.float()
+                for t in texts]
+
+
+def export_merged(adapter: Path, base: Path, out: Path, *, thinking_default: bool = True, overwrite: bool = False,
+                  max_shard_size: str = "5GB") -> tuple[Path, float, float]:
+    """Merge the adapter into the 16-bit base, write sharded safetensors, reload and compare logits.
+
+    Returns (folder, max |merged - (base + adapter)| over the verify prompts' logits, max |logit|).
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from kit.infer import PRESETS
+
+    on_gpu = torch.cuda.is_available()
+    place = {"device_map": {"": 0}} if on_gpu else {}
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    reference = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16, **place), str(adapter)).eval()
+    expected = _logits(reference, tokenizer)
+    merged = reference.merge_and_unload()
+    with _atomic_folder(out, overwrite) as tmp:
+        merged.save_pretrained(tmp, max_shard_size=max_shard_size, safe_serialization=True)
+        _save_tokenizer(tokenizer, tmp, thinking_default)
+        generation = GenerationConfig.from_pretrained(base) if (base / "generation_config.json").is_file() else \
+            GenerationConfig()
+        generation.update(do_sample=True, **PRESETS[thinking_default])
+        generation.save_pretrained(tmp)
+        del merged, reference
+        reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.bfloat16, **place).eval()
+        got = _logits(reloaded, tokenizer)
+        diff = max(float((a - b).abs().max()) for a, b in zip(expected, got, strict=True))
+        scale = max(float(a.abs().max()) for a in expected)
+        if diff > 0.05 * scale:  # bf16 keeps ~3 significant digits; a wrong merge is off by far more
+            raise ExportError(f"the merged model's logits differ from base + adapter by {diff:.4f} "
+                              f"(largest logit {scale:.2f}); the export was not kept.")
+    return out, diff, scale
+
+
+def serve_instructions(merged: Path | None, adapter: Path | None, base: Path | None) -> tuple[str, str]:
+    """The `vllm serve` command (the merged folder, or the 16-bit base with the adapter) and a client snippet
+    for both thinking modes."""
+    if merged is not None:
+        command = f"vllm serve {merged} --reasoning-parser qwen3 --served-model-name qwen3-kit"
+    else:
+        command = (f"vllm serve {base} --reasoning-parser qwen3 --enable-lora "
+                   f"--lora-modules qwen3-kit={adapter} --max-lora-rank 64")
+    client = """from openai import OpenAI
+client = OpenAI(base_url="http://localhost:8000/v1", api_key="EMPTY")
+messages = [{"role": "user", "content": "What is 17 * 23?"}]
+thinking = client.chat.completions.create(model="qwen3-kit", messages=messages,
+                                          temperature=0.6, top_p=0.95, extra_body={"top_k": 20})
+print(thinking.choices[0].message.reasoning_content, thinking.choices[0].message.content)
+direct = client.chat.completions.create(model="qwen3-kit", messages=messages, temperature=0.7, top_p=0.8,
+    extra_body={"top_k": 20, "chat_template_kwargs": {"enable_thinking": False}})
+print(direct.choices[0].message.content)"""
+    return command, client
+
+
+def _export_with_unsloth(adapter: Path, out: Path, fmt: str, overwrite: bool) -> Path:
+    from kit.backends import activate_backend
+
+    activate_backend("unsloth")  # raises with one sentence where there is no GPU
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(str(adapter), load_in_4bit=True)
+    with _atomic_folder(out, overwrite) as tmp:
+        if fmt == "gguf":
+            model.save_pretrained_gguf(str(tmp), tokenizer, quantization_method="q8_0")
+        else:
+            model.save_pretrained_merged(str(tmp), tokenizer, save_method="merged_4bit_forced")
+    return out
+
+
+def export_run(run_dir: str | Path, cfg: Config) -> ExportResult:
+    """Export a run's adapter in every format `cfg.export.formats` names, into `cfg.export.out_dir`."""
+    run_dir = Path(run_dir)
+    adapter = run_dir / "adapter"
+    if not (adapter / "adapter_config.json").is_file():
+        raise ExportError(f"{run_dir} has no finished adapter ({adapter}); train it to the end first.")
+    root = Path(cfg.export.out_dir) if cfg.export.out_dir else run_dir / "export"
+    e = cfg.export
+    result = ExportResult()
+    if "adapter" in e.formats:
+        result.folders["adapter"] = export_adapter(adapter, root / "adapter", thinking_default=e.thinking_default,
+                                                   overwrite=e.overwrite)
+    if "merged_16bit" in e.formats:
+        folder, result.max_logit_diff, result.logit_scale = export_merged(
+            adapter, base_16bit_folder(cfg), root / "merged_16bit", thinking_default=e.thinking_default,
+            overwrite=e.overwrite, max_shard_size=e.max_shard_size)
+        result.folders["merged_16bit"] = folder
+    for fmt in ("merged_4bit_forced", "gguf"):
+        if fmt in e.formats:
+            result.folders[fmt] = _export_with_unsloth(adapter, root / fmt, fmt, e.overwrite)
+    merged = result.folders.get("merged_16bit")
+    result.serve_command, result.client_snippet = serve_instructions(
+        merged, result.folders.get("adapter"), None if merged else base_16bit_folder(cfg))
+    return result

@@ -1,0 +1,117 @@
+"""Chat with a base model, a base plus adapter, or a merged export, with Qwen3's thinking switched on or off.
+
+    model, tokenizer = load_for_inference("runs/smoke/adapter")         # base + adapter (base read from it)
+    replies = generate(model, tokenizer, [[{"role": "user", "content": "2+2?"}]], thinking=False)
+    replies[0].answer, replies[0].reasoning
+
+Prompts go through the tokenizer's chat template with `enable_thinking`, exactly as vLLM's
+`chat_template_kwargs` do, and sampling uses Qwen's presets for each mode unless overridden.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+# Qwen's recommended sampling for each mode (model card); greedy decoding makes Qwen3 repeat itself.
+PRESETS = {True: {"temperature": 0.6, "top_p": 0.95, "top_k": 20},
+           False: {"temperature": 0.7, "top_p": 0.8, "top_k": 20}}
+
+
+@dataclass
+class Reply:
+    text: str  # everything generated after the prompt, special tokens removed
+    reasoning: str  # inside <think>...</think> ("" when none)
+    answer: str  # after </think>, or all of it when no think block was opened
+    closed: bool  # the think block, if opened, was closed
+
+
+def split_reasoning(text: str) -> Reply:
+    """Split generated text into reasoning and answer. With thinking off the prompt already holds the empty think
+    block, so the text is all answer; with thinking on it opens `<think>` itself."""
+    body = text.lstrip()
+    if "</think>" in body:
+        reasoning, answer = body.split("</think>", 1)
+        return Reply(text, reasoning.replace("<think>", "", 1).strip(), answer.strip(), closed=True)
+    if body.startswith("<think>"):
+        return Reply(text, body.removeprefix("<think>").strip(), "", closed=False)
+    return Reply(text, "", body.strip(), closed=True)
+
+
+def _adapter_base(adapter: Path) -> str:
+    return json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+
+def load_for_inference(path: str | Path, *, base: str | Path | None = None, backend: str = "auto",
+                       load_in_4bit: bool = True, dtype: str = "auto"):
+    """Load a model folder (base or merged) or an adapter folder (with its base) for generation.
+
+    Args:
+        path: a model folder, or an adapter folder (holding adapter_config.json).
+        base: the base model folder for an adapter; default: the one recorded in the adapter.
+        backend: auto | unsloth | hf (as for training).
+    Returns:
+        (model, tokenizer), the model in eval mode.
+    """
+    import torch
+
+    from kit.backends import activate_backend
+
+    backend = activate_backend(backend)
+    path = Path(path)
+    is_adapter = (path / "adapter_config.json").is_file()
+    base_path = Path(base) if base else (Path(_adapter_base(path)) if is_adapter else path)
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        model, tokenizer = FastLanguageModel.from_pretrained(str(path), load_in_4bit=load_in_4bit)
+        FastLanguageModel.for_inference(model)
+        return model, tokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    on_gpu = torch.cuda.is_available()
+    torch_dtype = {"auto": torch.bfloat16 if on_gpu else torch.float32, "bf16": torch.bfloat16,
+                   "fp32": torch.float32}[dtype]
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype,
+                                                 device_map={"": 0} if on_gpu else None)
+    if is_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(path))
+    tokenizer = AutoTokenizer.from_pretrained(path if (path / "tokenizer_config.json").is_file() else base_path)
+    return model.eval(), tokenizer
+
+
+def generate(model, tokenizer, conversations: list[list[dict]], *, thinking: bool = True,
+             max_new_tokens: int = 1024, stream: bool = False, seed: int | None = None,
+             **sampling) -> list[Reply]:
+    """Reply to each conversation (a list of `{"role", "content"}`), in one padded batch.
+
+    `sampling` overrides Qwen's preset for the mode (temperature, top_p, top_k, do_sample, ...);
+    `stream=True` prints the tokens of a single conversation as they come (notebooks).
+    """
+    import torch
+    from transformers import TextStreamer, set_seed
+
+    if seed is not None:
+        set_seed(seed)
+    prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True, enable_thinking=thinking)
+               for c in conversations]
+    tokenizer.padding_side = "left"  # decoder-only generation continues from the right end of each row
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    options = {"do_sample": True, **PRESETS[thinking], **sampling}
+    if not options["do_sample"]:
+        options = {k: v for k, v in options.items() if k not in ("temperature", "top_p", "top_k")}
+    streamer = TextStreamer(tokenizer, skip_prompt=True) if stream and len(prompts) == 1 else None
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, streamer=streamer,
+                             pad_token_id=tokenizer.pad_token_id, **options)
+    new = out[:, inputs["input_ids"].shape[1]:]
+    return [split_reasoning(tokenizer.decode(row, skip_special_tokens=True)) for row in new]
+
+
+def chat(model, tokenizer, prompt: str, *, thinking: bool = True, system: str | None = None, **kwargs) -> Reply:
+    """One question, one reply: `chat(model, tok, "What is 7*8?", thinking=False).answer`."""
+    conversation = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    return generate(model, tokenizer, [conversation], thinking=thinking, **kwargs)[0]

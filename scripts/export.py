@@ -1,0 +1,44 @@
+"""Export a finished run: the adapter, and merged 16-bit weights that vLLM serves.
+
+    python scripts/export.py --run runs/smoke
+    python scripts/export.py --run runs/qwen3-14b-math export.thinking_default=false
+    python scripts/export.py --run runs/qwen3-14b-math "export.formats=[merged_16bit,gguf]" export.overwrite=true
+
+The run's own config.yaml is read; key=value arguments override it. For a real Qwen3 the 16-bit base
+(Qwen/Qwen3-<size>) is downloaded from ModelScope through the kit's hub; nothing comes from Hugging Face.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from kit.config import ConfigError, load_config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="the run folder (holds config.yaml and adapter/)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. export.thinking_default=false")
+    args = parser.parse_args()
+    run = Path(args.run)
+    try:
+        cfg = load_config(run / "config.yaml", args.overrides)
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+
+    from kit.export import ExportError, export_run
+
+    try:
+        result = export_run(run, cfg)
+    except ExportError as e:
+        sys.exit(f"error: {e}")
+    for fmt, folder in result.folders.items():
+        print(f"{fmt:>20}: {folder}")
+    if result.max_logit_diff is not None:
+        print(f"merged vs base + adapter: max logit difference {result.max_logit_diff:.4f} "
+              f"(largest logit {result.logit_scale:.2f}, bf16)")
+    print(f"\nserve:\n  {result.serve_command}\n\nclient:\n{result.client_snippet}")
+
+
+if __name__ == "__main__":
+    main()

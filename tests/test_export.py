@@ -1,0 +1,97 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kit.config import load_config
+from kit.export import ExportError, export_run, with_thinking_default
+from kit.smoke import qwen3_chat_template
+from tests.conftest import ROOT, run_script
+
+PROMPT = [{"role": "user", "content": "Hi"}]
+EMPTY_THINK = "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+
+
+def _cfg(run, *overrides):
+    return load_config(run / "config.yaml", list(overrides))
+
+
+@pytest.fixture(scope="module")
+def exported(smoke_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    return export_run(smoke_run, _cfg(smoke_run, f"export.out_dir={out}", "export.thinking_default=false")), out
+
+
+def test_merged_logits_equal_base_plus_adapter(exported):
+    result, _ = exported
+    # bf16 keeps about 3 significant digits; a wrong merge (missing scaling, wrong base) is off by whole units.
+    assert result.max_logit_diff <= 0.05 * result.logit_scale, (result.max_logit_diff, result.logit_scale)
+    print(f"max |merged - (base + adapter)| = {result.max_logit_diff:.4f}, largest logit {result.logit_scale:.2f}")
+
+
+def test_merged_export_is_a_complete_16bit_model_folder(exported):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    result, _ = exported
+    folder = result.folders["merged_16bit"]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["dtype"] == "bfloat16" and "quantization_config" not in config
+    assert list(folder.glob("*.safetensors")) and (folder / "generation_config.json").is_file()
+    generation = json.loads((folder / "generation_config.json").read_text())
+    assert (generation["temperature"], generation["top_p"], generation["top_k"]) == (0.7, 0.8, 20)  # non-thinking
+    AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert tokenizer.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True).endswith(EMPTY_THINK)
+    assert "--reasoning-parser qwen3" in result.serve_command and str(folder) in result.serve_command
+    assert '"enable_thinking": False' in result.client_snippet
+
+
+def test_adapter_export_carries_the_template(exported):
+    from transformers import AutoTokenizer
+
+    result, _ = exported
+    folder = result.folders["adapter"]
+    assert (folder / "adapter_model.safetensors").is_file() and (folder / "adapter_config.json").is_file()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert tokenizer.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True).endswith(EMPTY_THINK)
+
+
+def test_refuses_to_overwrite_an_export(exported, smoke_run):
+    _, out = exported
+    with pytest.raises(ExportError, match="already exists; pass overwrite"):
+        export_run(smoke_run, _cfg(smoke_run, f"export.out_dir={out}", "export.formats=[adapter]"))
+
+
+@pytest.mark.parametrize("default", [True, False])
+def test_thinking_default_template(tiny_tokenizer, default):
+    template = with_thinking_default(qwen3_chat_template(), default)
+
+    def render(**kwargs):
+        return tiny_tokenizer.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True,
+                                                  chat_template=template, **kwargs)
+
+    assert render(enable_thinking=False).endswith(EMPTY_THINK)
+    assert render(enable_thinking=True).endswith("<|im_start|>assistant\n")
+    assert render().endswith(EMPTY_THINK) is (not default)  # the request says nothing: the default applies
+    if default:
+        assert template == qwen3_chat_template()
+
+
+def test_killed_export_leaves_no_loadable_folder(smoke_run, tmp_path):
+    out = tmp_path / "export"
+    args = [sys.executable, "scripts/export.py", "--run", str(smoke_run), f"export.out_dir={out}",
+            "export.formats=[merged_16bit]", "export.max_shard_size=1MB"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(out.glob(".merged_16bit.tmp-*/*.safetensors")):
+        assert proc.poll() is None and time.time() < deadline, "the export finished before it could be killed"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)  # no cleanup handler runs: as a power cut or OOM kill
+    proc.wait()
+    assert not (out / "merged_16bit").exists(), "a killed export left a folder vLLM would load"
+    run_script(*args[1:])  # the next export cleans the leftover and completes
+    assert (out / "merged_16bit" / "config.json").is_file()
+    assert not list(out.glob(".merged_16bit.tmp-*"))

@@ -1,0 +1,28 @@
+from kit.infer import PRESETS, chat, generate, load_for_inference, split_reasoning
+
+
+def test_split_reasoning():
+    r = split_reasoning("<think>\nstep one\n</think>\n\nThe answer.")
+    assert (r.reasoning, r.answer, r.closed) == ("step one", "The answer.", True)
+    r = split_reasoning("<think>\nstill going")
+    assert (r.reasoning, r.answer, r.closed) == ("still going", "", False)
+    r = split_reasoning("Just an answer.")
+    assert (r.reasoning, r.answer, r.closed) == ("", "Just an answer.", True)
+
+
+def test_qwen_presets():
+    assert PRESETS[True] == {"temperature": 0.6, "top_p": 0.95, "top_k": 20}
+    assert PRESETS[False] == {"temperature": 0.7, "top_p": 0.8, "top_k": 20}
+
+
+def test_generate_from_base_plus_adapter_in_both_modes(smoke_run):
+    model, tokenizer = load_for_inference(smoke_run / "adapter")
+    assert type(model).__name__ == "PeftModelForCausalLM"
+    conversations = [[{"role": "user", "content": "What is 2 + 2?"}],
+                     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]]
+    for thinking in (True, False):
+        replies = generate(model, tokenizer, conversations, thinking=thinking, max_new_tokens=12, seed=0)
+        assert len(replies) == 2 and all(r.text for r in replies)
+    greedy = [chat(model, tokenizer, "What is 2 + 2?", thinking=False, max_new_tokens=12, do_sample=False).text
+              for _ in range(2)]
+    assert greedy[0] == greedy[1]
