@@ -1,1 +1,31 @@
-"""Qwen3 fine-tuning kit."""
+"""qwen3-kit: LoRA fine-tuning of Qwen3 on one GPU, from ModelScope weights to a vLLM-ready export.
+
+`import kit` stays light (no torch/transformers): names are imported from their modules on first use, so a notebook
+can call `kit.activate_backend("auto")` before anything imports transformers, as Unsloth requires.
+"""
+
+from importlib import import_module
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # configs/ and data/ paths are relative to it
+
+_EXPORTS = {
+    "config": ["Config", "ConfigError", "load_config", "save_config"],
+    "hub": ["CATALOG", "HubError", "download_model", "resolve_repo", "cache_root"],
+    "memory": ["estimate", "recommend", "plan_table"],
+    "data": ["prepare_data", "format_report", "ratio_sweep", "render", "show_row"],
+    "smoke": ["build_tiny_model"],
+    "backends": ["activate_backend", "environment", "load_tokenizer", "linear_modules", "model_dir"],
+    "train": ["train", "TrainResult"],
+    "infer": ["load_for_inference", "generate", "chat", "side_by_side", "split_reasoning", "PRESETS"],
+    "export": ["export_run", "with_thinking_default"],
+    "evaluate": ["evaluate", "evaluate_run", "compare", "math_correct"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE) + ["PROJECT_ROOT"]
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'kit' has no attribute '{name}'")
+    return getattr(import_module(f"kit.{_WHERE[name]}"), name)

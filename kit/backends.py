@@ -52,6 +52,28 @@ def activate_backend(name: str) -> str:
     return backend
 
 
+def environment() -> dict:
+    """What this machine offers for training: Python, torch, CUDA, the GPU and its memory, library versions."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "gpu": None, "gpu_memory_gb": None, "bf16": None}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(gpu=props.name, gpu_memory_gb=round(props.total_memory / 1e9, 1),
+                    bf16=torch.cuda.is_bf16_supported())
+    for package in ("unsloth", "unsloth_zoo", "transformers", "trl", "peft", "bitsandbytes", "datasets", "modelscope"):
+        try:
+            info[package] = version(package)
+        except PackageNotFoundError:
+            info[package] = None
+    info["backend"] = "unsloth" if info["gpu"] else "hf"
+    return info
+
+
 def model_dir(cfg: Config) -> Path:
     """The local folder of `cfg.model.name`: the built-in tiny model, a folder, or a hub download."""
     from kit.hub import resolve_model

@@ -66,6 +66,10 @@ def switch_ok(on: Reply, off: Reply) -> tuple[bool, bool]:
     return on_ok, off_ok
 
 
+def _share(flags: list[bool]) -> float | None:
+    return round(sum(flags) / len(flags), 4) if flags else None
+
+
 def evaluate(generate: Generator, math_rows: list[dict], chat_prompts: list[list[dict]],
              repetition_limit: float = 0.5) -> dict:
     """Score one model. `math_rows` need `problem` and `expected_answer`; `chat_prompts` are conversations
@@ -77,13 +81,12 @@ def evaluate(generate: Generator, math_rows: list[dict], chat_prompts: list[list
     correct = [math_correct(r.answer, row["expected_answer"]) for r, row in zip(on, math_rows, strict=True)]
     switch = [switch_ok(a, b) for a, b in zip(on, off, strict=True)]
     reps = [repetition(r.answer) for r in chat]
-    share = (lambda xs: round(sum(xs) / len(xs), 4) if xs else None)
     return {
-        "math_accuracy": share(correct),
-        "switch_thinking_on_ok": share([s[0] for s in switch]),
-        "switch_thinking_off_ok": share([s[1] for s in switch]),
-        "chat_nonempty": share([bool(r.answer.strip()) for r in chat]),
-        "chat_no_runaway_repetition": share([x <= repetition_limit for x in reps]),
+        "math_accuracy": _share(correct),
+        "switch_thinking_on_ok": _share([s[0] for s in switch]),
+        "switch_thinking_off_ok": _share([s[1] for s in switch]),
+        "chat_nonempty": _share([bool(r.answer.strip()) for r in chat]),
+        "chat_no_runaway_repetition": _share([x <= repetition_limit for x in reps]),
         "chat_mean_answer_words": round(sum(len(r.answer.split()) for r in chat) / len(chat), 1) if chat else None,
         "n_math": len(math_rows), "n_chat": len(chat_prompts),
         "details": {"math": [{"problem": row["problem"], "expected": row["expected_answer"], "answer": r.answer,

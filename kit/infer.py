@@ -115,3 +115,22 @@ def chat(model, tokenizer, prompt: str, *, thinking: bool = True, system: str | 
     """One question, one reply: `chat(model, tok, "What is 7*8?", thinking=False).answer`."""
     conversation = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     return generate(model, tokenizer, [conversation], thinking=thinking, **kwargs)[0]
+
+
+def side_by_side(models: dict, prompts: list[str], *, max_new_tokens: int = 256, seed: int = 0):
+    """A table (pandas DataFrame) of each model's reply to each prompt, thinking on and off.
+
+    `models` maps a name to `(model, tokenizer)`, e.g. {"base": ..., "tuned": ...}.
+    """
+    import pandas as pd
+
+    rows = []
+    for prompt in prompts:
+        for thinking in (True, False):
+            row = {"prompt": prompt, "thinking": "on" if thinking else "off"}
+            for name, (model, tokenizer) in models.items():
+                reply = chat(model, tokenizer, prompt, thinking=thinking, max_new_tokens=max_new_tokens, seed=seed)
+                row[f"{name} reasoning"] = reply.reasoning
+                row[f"{name} answer"] = reply.answer
+            rows.append(row)
+    return pd.DataFrame(rows)

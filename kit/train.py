@@ -35,6 +35,7 @@ class TrainResult:
     losses: list[tuple[int, float]] = field(default_factory=list)  # (step, training loss)
     eval_losses: list[tuple[int, float]] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+    wandb: str = ""  # the run's URL (online), or its local folder (offline: `wandb sync <folder>`)
 
 
 def run_dir(cfg: Config) -> Path:
@@ -161,8 +162,11 @@ def _init_wandb(cfg: Config, folder: Path, report: dict):
     return run
 
 
-def train(cfg: Config, *, progress: bool = True) -> TrainResult:
-    """Prepare data, load the model with a LoRA adapter, train, and save the adapter into the run folder."""
+def train(cfg: Config, *, progress: bool = True, callbacks: list | None = None) -> TrainResult:
+    """Prepare data, load the model with a LoRA adapter, train, and save the adapter into the run folder.
+
+    `callbacks` are extra `transformers.TrainerCallback`s (e.g. `kit.plots.LiveLossPlot()` in a notebook).
+    """
     backend = activate_backend(cfg.train.backend)  # unsloth before transformers/trl/peft
     import torch
     from transformers import set_seed
@@ -227,7 +231,7 @@ def train(cfg: Config, *, progress: bool = True) -> TrainResult:
     trainer = _trainer_class()(model=model, args=args, processing_class=tokenizer,
                          train_dataset=prepared.train.remove_columns("source"),
                          eval_dataset=prepared.eval.remove_columns("source") if has_eval else None,
-                         callbacks=[metrics_log, preemption])
+                         callbacks=[metrics_log, preemption, *(callbacks or [])])
     previous = {s: signal.signal(s, preemption.request) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         output = trainer.train(resume_from_checkpoint=resume)
@@ -235,10 +239,13 @@ def train(cfg: Config, *, progress: bool = True) -> TrainResult:
         for s, handler in previous.items():
             signal.signal(s, handler)
         if wandb_run is not None:
+            tracked = wandb_run.url or str(Path(wandb_run.dir).parent)
             wandb_run.finish()
     adapter = out / "adapter"
     if not preemption.requested:  # an interrupted run's state is its newest checkpoint, not a final adapter
         trainer.save_model(str(adapter))
         tokenizer.save_pretrained(str(adapter))
-    return _result(out, backend, trainer.state.log_history, trainer.state.global_step, preemption.requested,
-                   dict(output.metrics))
+    result = _result(out, backend, trainer.state.log_history, trainer.state.global_step, preemption.requested,
+                     dict(output.metrics))
+    result.wandb = tracked if wandb_run is not None else ""
+    return result

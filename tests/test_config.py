@@ -61,3 +61,14 @@ def test_saved_config_never_holds_secrets(tmp_path):
     assert "sekret" not in text
     assert load_config(path).data.chat_ratio == cfg.data.chat_ratio  # the saved file loads back
     assert yaml.safe_load(text)["tracking"]["project"] == "qwen3-kit"
+
+
+def test_importing_kit_keeps_transformers_out():
+    """Unsloth must be imported before transformers; `import kit` and the config must not import it first."""
+    import subprocess
+    import sys
+
+    code = ("import sys, kit; kit.load_config; kit.estimate; "
+            "print('transformers' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -30,7 +30,7 @@ from kit.data.mix import choose_counts, split_eval
 from kit.data.render import encode_batch, render
 from kit.data.sources import MalformedRow, iter_source, source_identity
 
-FORMAT_VERSION = 1  # bump when the prepared files' layout or labelling changes
+FORMAT_VERSION = 2  # bump when the prepared files' layout or labelling changes
 ENCODE_BATCH = 512
 GATHER_BATCH = 4096
 SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())), ("source", pa.string())])
@@ -190,9 +190,10 @@ def _percentiles(values: np.ndarray) -> dict:
     return {"p50": int(p[0]), "p90": int(p[1]), "p99": int(p[2]), "max": int(values.max())}
 
 
-def _choose(cfg: Config, stats: list[SourceStats], tokens: np.ndarray, offsets: np.ndarray,
-            epochs: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Global row ids of each epoch's mix, and of the eval rows held out of all of them."""
+def _choose(cfg: Config, stats: list[SourceStats], tokens: np.ndarray, offsets: np.ndarray, epochs: int,
+            pools_path: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    """Global row ids of each epoch's mix, and of the eval rows held out of all of them. The token counts of the
+    shuffled pools are saved to `pools_path`, so other ratios can be explored without tokenizing again."""
     d = cfg.data
     ids = {role: np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i, s in enumerate(stats)
                                  if s.role == role] or [np.zeros(0, np.int64)]) for role in ("reasoning", "chat")}
@@ -206,6 +207,7 @@ def _choose(cfg: Config, stats: list[SourceStats], tokens: np.ndarray, offsets: 
     eval_ids = np.concatenate([reasoning[len(reasoning) - eval_r:], held_chat])
     reasoning = reasoning[:len(reasoning) - eval_r]
 
+    np.savez(pools_path, reasoning=tokens[reasoning], chat=tokens[chat0[~np.isin(chat0, held_chat)]])
     mixes = []
     for epoch in range(epochs):
         chat = chat0 if epoch == 0 else shuffled("chat", d.seed + epoch)
@@ -245,6 +247,22 @@ def _report(cfg: Config, stats: list[SourceStats], tokens: np.ndarray, trained: 
                 "chat_share_tokens": round(totals["chat_tokens"] / toks, 6) if toks else 0.0},
         "seconds": round(seconds, 2),
     }
+
+
+def ratio_sweep(prepared: Prepared, ratios: list[float], by: str = "rows") -> list[dict]:
+    """What the mix would hold at other chat ratios, from the prepared pools' token counts (no re-tokenizing).
+
+    Returns one dict per ratio: reasoning/chat rows and tokens, and the chat share by rows and by tokens.
+    """
+    pools = np.load(prepared.path / "pools.npz")
+    out = []
+    for ratio in ratios:
+        n_r, n_c = choose_counts(pools["reasoning"], pools["chat"], ratio, by)
+        r_tok, c_tok = int(pools["reasoning"][:n_r].sum()), int(pools["chat"][:n_c].sum())
+        out.append({"chat_ratio": ratio, "by": by, "reasoning_rows": n_r, "chat_rows": n_c,
+                    "reasoning_tokens": r_tok, "chat_tokens": c_tok,
+                    "chat_share_rows": n_c / max(1, n_r + n_c), "chat_share_tokens": c_tok / max(1, r_tok + c_tok)})
+    return out
 
 
 def format_report(report: dict) -> str:
@@ -312,7 +330,7 @@ def prepare_data(cfg: Config, tokenizer, *, cache_dir: str | Path | None = None,
         offsets = np.concatenate([[0], np.cumsum([len(s.tokens) for s in stats])]).astype(np.int64)
         tokens = np.concatenate([np.asarray(s.tokens, np.int64) for s in stats])
         trained = np.concatenate([np.asarray(s.trained, np.int64) for s in stats])
-        mixes, eval_ids = _choose(cfg, stats, tokens, offsets, epochs)
+        mixes, eval_ids = _choose(cfg, stats, tokens, offsets, epochs, tmp / "pools.npz")
         if not sum(len(m) for m in mixes):
             raise ValueError("the mix is empty: no source row survived conversion and filtering "
                              f"({', '.join(f'{s.name}: {dict(s.dropped)}' for s in stats)}).")

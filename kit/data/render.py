@@ -66,3 +66,14 @@ def encode_batch(tokenizer, texts: list[str], *, max_length: int, overlong: str,
             continue
         results.append(Encoded(ids, np.where(mask, ids, IGNORE).astype(np.int32)))
     return results
+
+
+def show_row(tokenizer, row: dict, mark: tuple[str, str] = ("⟦", "⟧")) -> str:
+    """A prepared row as text, with the trained (labelled) tokens between `mark`s: what the model learns to say."""
+    out, inside = [], False
+    for token, label in zip(row["input_ids"], row["labels"], strict=True):
+        if (label != IGNORE) != inside:
+            out.append(mark[0] if not inside else mark[1])
+            inside = not inside
+        out.append(tokenizer.decode([token]))
+    return "".join(out) + (mark[1] if inside else "")

@@ -1,0 +1,106 @@
+"""Plots for the notebooks: what a person would rather look at than read.
+
+Each function takes the kit's own results and returns a matplotlib Figure (shown inline by Jupyter).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _figure(width: float = 7, height: float = 3.5, ncols: int = 1):
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, ncols, figsize=(width, height), constrained_layout=True)
+
+
+def token_lengths(prepared, bins: int = 40):
+    """Histogram of training-row token lengths per source of a prepared mix."""
+    import numpy as np
+
+    fig, ax = _figure()
+    lengths: dict[str, list[int]] = {}
+    for source, ids in zip(prepared.train["source"], prepared.train["input_ids"], strict=True):
+        lengths.setdefault(source, []).append(len(ids))
+    top = max(max(v) for v in lengths.values())
+    edges = np.linspace(0, top, bins + 1)
+    for source, values in sorted(lengths.items()):
+        ax.hist(values, bins=edges, alpha=0.6, label=f"{source} ({len(values)} rows)")
+    ax.set(xlabel="tokens per row", ylabel="rows", title="Row lengths in the mix")
+    ax.legend()
+    return fig
+
+
+def ratio_composition(sweep: list[dict]):
+    """Chat share by rows and by tokens across chat ratios (from `kit.data.ratio_sweep`)."""
+    fig, ax = _figure()
+    ratios = [s["chat_ratio"] for s in sweep]
+    ax.plot(ratios, [s["chat_share_rows"] for s in sweep], "o-", label="chat share of rows")
+    ax.plot(ratios, [s["chat_share_tokens"] for s in sweep], "s-", label="chat share of tokens")
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="asked")
+    ax.set(xlabel=f"data.chat_ratio (by {sweep[0]['by']})", ylabel="share of the mix", xlim=(0, 1), ylim=(0, 1),
+           title="What the ratio means in rows and in tokens")
+    ax.legend()
+    return fig
+
+
+def losses(run_dir: str | Path):
+    """Training and eval loss of a run, from its logs/metrics.jsonl."""
+    fig, ax = _figure()
+    records = [json.loads(line) for line in (Path(run_dir) / "logs" / "metrics.jsonl").read_text().splitlines()]
+    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    evals = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
+    if train:
+        ax.plot(*zip(*train, strict=True), label="train loss")
+    if evals:
+        ax.plot(*zip(*evals, strict=True), "o-", label="eval loss")
+    ax.set(xlabel="step", ylabel="loss", title=Path(run_dir).name)
+    ax.legend()
+    return fig
+
+
+def evaluation(reports: dict[str, dict]):
+    """Base vs tuned bars for the share-valued evaluation metrics."""
+    import numpy as np
+
+    from kit.evaluate import METRICS
+
+    metrics = [m for m in METRICS if m != "chat_mean_answer_words"]
+    fig, ax = _figure(width=8)
+    x = np.arange(len(metrics))
+    width = 0.8 / len(reports)
+    for i, (name, report) in enumerate(reports.items()):
+        ax.bar(x + i * width, [report[m] or 0 for m in metrics], width, label=name)
+    ax.set_xticks(x + width * (len(reports) - 1) / 2, [m.replace("_", "\n") for m in metrics], fontsize=8)
+    ax.set(ylim=(0, 1.05), ylabel="share of prompts", title="Before and after training")
+    ax.legend()
+    return fig
+
+
+def live_loss_plot():
+    """A TrainerCallback redrawing the loss in a notebook cell as training runs: `train(cfg, callbacks=[...])`."""
+    from transformers import TrainerCallback
+
+    class LiveLossPlot(TrainerCallback):
+        def __init__(self):
+            self.steps, self.values, self.handle = [], [], None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "loss" not in logs:
+                return
+            import matplotlib.pyplot as plt
+            from IPython.display import display
+
+            self.steps.append(state.global_step)
+            self.values.append(logs["loss"])
+            fig, ax = _figure(height=3)
+            ax.plot(self.steps, self.values)
+            ax.set(xlabel="step", ylabel="train loss", title=f"step {state.global_step} / {state.max_steps}")
+            if self.handle is None:
+                self.handle = display(fig, display_id=True)
+            else:
+                self.handle.update(fig)
+            plt.close(fig)
+
+    return LiveLossPlot()
