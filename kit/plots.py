@@ -9,10 +9,13 @@ import json
 from pathlib import Path
 
 
-def _figure(width: float = 7, height: float = 3.5, ncols: int = 1):
+def _figure(width: float = 7, height: float = 3.5):
+    """A figure already closed in pyplot: Jupyter shows the returned figure once, and nothing is left open."""
     import matplotlib.pyplot as plt
 
-    return plt.subplots(1, ncols, figsize=(width, height), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
+    plt.close(fig)
+    return fig, ax
 
 
 def token_lengths(prepared, bins: int = 40):
@@ -89,7 +92,6 @@ def live_loss_plot():
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or "loss" not in logs:
                 return
-            import matplotlib.pyplot as plt
             from IPython.display import display
 
             self.steps.append(state.global_step)
@@ -101,6 +103,5 @@ def live_loss_plot():
                 self.handle = display(fig, display_id=True)
             else:
                 self.handle.update(fig)
-            plt.close(fig)
 
     return LiveLossPlot()
