@@ -163,9 +163,12 @@ def _load_hf(cfg: Config, folder: Path):
     quantized = on_gpu and cfg.model.load_in_4bit  # bitsandbytes 4-bit needs a GPU; CPU trains in fp32
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=dtype) if quantized else None
+    if on_gpu:
+        from accelerate import PartialState
+
+        device_map = {"": PartialState().local_process_index}  # under DDP each process loads onto its own GPU
     model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=quant, dtype=dtype,
-                                                 attn_implementation="sdpa",
-                                                 device_map={"": 0} if on_gpu else None)
+                                                 attn_implementation="sdpa", device_map=device_map if on_gpu else None)
     if quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
     elif cfg.train.gradient_checkpointing:

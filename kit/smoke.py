@@ -146,3 +146,24 @@ def build_tiny_model(folder: str | Path | None = None, *, seed: int = 0) -> Path
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def build_shape_model(shape: str, folder: str | Path, *, seed: int = 0) -> Path:
+    """A random-weight Qwen3 at a published shape ("0.6B" ... "32B"), bf16, with the tiny tokenizer; for GPU tests
+    and benchmarks, where speed and memory matter and the weights' values do not. Built once per folder."""
+    import torch
+    from transformers import Qwen3ForCausalLM
+
+    folder = Path(folder)
+    if (folder / "config.json").is_file() and list(folder.glob("*.safetensors")):
+        return folder
+    tokenizer = build_tiny_tokenizer()
+    config = qwen3_config(shape, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+                          pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        model = Qwen3ForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(folder, max_shard_size="5GB")
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -36,6 +36,7 @@ class TrainResult:
     eval_losses: list[tuple[int, float]] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     wandb: str = ""  # the run's URL (online), or its local folder (offline: `wandb sync <folder>`)
+    main_process: bool = True  # False on the other ranks of a distributed run
 
 
 def run_dir(cfg: Config) -> Path:
@@ -65,12 +66,12 @@ def _history(checkpoint: Path) -> list[dict]:
 
 
 def _result(out: Path, backend: str, history: list[dict], steps: int, interrupted: bool,
-            metrics: dict | None = None) -> TrainResult:
+            metrics: dict | None = None, main: bool = True) -> TrainResult:
     return TrainResult(
         run_dir=out, adapter_dir=out / "adapter", backend=backend, steps=steps, interrupted=interrupted,
         losses=[(h["step"], h["loss"]) for h in history if "loss" in h],
         eval_losses=[(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h],
-        metrics=metrics or {},
+        metrics=metrics or {}, main_process=main,
     )
 
 
@@ -162,42 +163,15 @@ def _init_wandb(cfg: Config, folder: Path, report: dict):
     return run
 
 
-def train(cfg: Config, *, progress: bool = True, callbacks: list | None = None) -> TrainResult:
-    """Prepare data, load the model with a LoRA adapter, train, and save the adapter into the run folder.
-
-    `callbacks` are extra `transformers.TrainerCallback`s (e.g. `kit.plots.LiveLossPlot()` in a notebook).
-    """
-    backend = activate_backend(cfg.train.backend)  # unsloth before transformers/trl/peft
+def build_trainer(cfg: Config, model, tokenizer, train_dataset, eval_dataset, out: Path, *, epochs: int = 1,
+                  progress: bool = True, callbacks: list | None = None):
+    """The SFTTrainer the kit trains with, on a dataset already tokenized and labelled (input_ids, labels)."""
     import torch
-    from transformers import set_seed
     from trl import SFTConfig
 
-    out = run_dir(cfg)
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    tokenizer = load_tokenizer(cfg)
-    epochs = max(1, math.ceil(cfg.train.num_epochs)) if cfg.data.redraw_chat_each_epoch else 1
-    prepared = prepare_data(cfg, tokenizer, epochs=epochs, progress=progress)
-    (out / "data_report.json").write_text(json.dumps(prepared.report, indent=2))
-    steps = total_steps(cfg, len(prepared.train), epochs)
-    print(format_report(prepared.report))
-    print(format_plan(cfg, backend, Path(prepared.path), prepared.report, steps, out), flush=True)
-
-    resume = _resume_from(cfg, out)
-    done = int(Path(resume).name.split("-")[-1]) if resume else 0
-    if resume and done >= steps and (out / "adapter" / "adapter_config.json").is_file():
-        print(f"{out} is already complete ({done} steps); set train.run_name for a new run, or train.resume=never "
-              "to train this one again from the start.")
-        return _result(out, backend, _history(Path(resume)), done, interrupted=False)
-    if cfg.train.resume == "never":  # start over: stale checkpoints would be picked up by a later resume=auto
-        for stale in ("checkpoints", "adapter"):
-            shutil.rmtree(out / stale, ignore_errors=True)
-
-    set_seed(cfg.train.seed)
-    model, tokenizer = load_for_training(cfg, backend)
     on_gpu = torch.cuda.is_available()
     bf16 = on_gpu and torch.cuda.is_bf16_supported()
-    has_eval = prepared.eval is not None and len(prepared.eval) > 0
+    has_eval = eval_dataset is not None and len(eval_dataset) > 0
     args = SFTConfig(
         output_dir=str(out / "checkpoints"),
         max_steps=cfg.train.max_steps or -1,
@@ -225,13 +199,61 @@ def train(cfg: Config, *, progress: bool = True, callbacks: list | None = None) 
         disable_tqdm=not progress,
         dataloader_num_workers=0,
         use_cpu=not on_gpu,
+        ddp_find_unused_parameters=False,  # LoRA leaves most parameters frozen on purpose
     )
-    wandb_run = _init_wandb(cfg, out, prepared.report)
+    return _trainer_class()(model=model, args=args, processing_class=tokenizer, train_dataset=train_dataset,
+                            eval_dataset=eval_dataset if has_eval else None, callbacks=callbacks or [])
+
+
+def train(cfg: Config, *, progress: bool = True, callbacks: list | None = None) -> TrainResult:
+    """Prepare data, load the model with a LoRA adapter, train, and save the adapter into the run folder.
+
+    `callbacks` are extra `transformers.TrainerCallback`s (e.g. `kit.plots.live_loss_plot()` in a notebook).
+    Under `torchrun` or `accelerate launch` the same call trains data-parallel: rank 0 downloads, prepares the
+    data and writes the run folder first; the other ranks wait and reuse its cache.
+    """
+    backend = activate_backend(cfg.train.backend)  # unsloth before transformers/trl/peft
+    import torch
+    from accelerate import PartialState
+    from transformers import set_seed
+
+    # One process, or this process's place under torchrun / accelerate launch; on CPU accelerate forms the (gloo)
+    # process group only when told it is a CPU run, as the Trainer will tell it.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    main = state.is_main_process
+    out = run_dir(cfg)
+    if main:
+        (out / "logs").mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    epochs = max(1, math.ceil(cfg.train.num_epochs)) if cfg.data.redraw_chat_each_epoch else 1
+    with state.main_process_first():  # rank 0 downloads and tokenizes; the others then find both cached
+        tokenizer = load_tokenizer(cfg)
+        prepared = prepare_data(cfg, tokenizer, epochs=epochs, progress=progress and main)
+    steps = total_steps(cfg, len(prepared.train), epochs)
+    if main:
+        (out / "data_report.json").write_text(json.dumps(prepared.report, indent=2))
+        print(format_report(prepared.report))
+        print(format_plan(cfg, backend, Path(prepared.path), prepared.report, steps, out), flush=True)
+
+    resume = _resume_from(cfg, out)
+    done = int(Path(resume).name.split("-")[-1]) if resume else 0
+    if resume and done >= steps and (out / "adapter" / "adapter_config.json").is_file():
+        if main:
+            print(f"{out} is already complete ({done} steps); set train.run_name for a new run, or "
+                  "train.resume=never to train this one again from the start.")
+        return _result(out, backend, _history(Path(resume)), done, interrupted=False, main=main)
+    if cfg.train.resume == "never" and main:  # start over: stale checkpoints would be picked up by resume=auto
+        for stale in ("checkpoints", "adapter"):
+            shutil.rmtree(out / stale, ignore_errors=True)
+    state.wait_for_everyone()
+
+    set_seed(cfg.train.seed)
+    model, tokenizer = load_for_training(cfg, backend)
+    wandb_run = _init_wandb(cfg, out, prepared.report) if main else None
     metrics_log, preemption = _callbacks(out)
-    trainer = _trainer_class()(model=model, args=args, processing_class=tokenizer,
-                         train_dataset=prepared.train.remove_columns("source"),
-                         eval_dataset=prepared.eval.remove_columns("source") if has_eval else None,
-                         callbacks=[metrics_log, preemption, *(callbacks or [])])
+    trainer = build_trainer(cfg, model, tokenizer, prepared.train.remove_columns("source"),
+                            prepared.eval.remove_columns("source") if prepared.eval is not None else None, out,
+                            epochs=epochs, progress=progress, callbacks=[metrics_log, preemption, *(callbacks or [])])
     previous = {s: signal.signal(s, preemption.request) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         output = trainer.train(resume_from_checkpoint=resume)
@@ -243,9 +265,10 @@ def train(cfg: Config, *, progress: bool = True, callbacks: list | None = None) 
             wandb_run.finish()
     adapter = out / "adapter"
     if not preemption.requested:  # an interrupted run's state is its newest checkpoint, not a final adapter
-        trainer.save_model(str(adapter))
-        tokenizer.save_pretrained(str(adapter))
+        trainer.save_model(str(adapter))  # writes on the main process only
+        if main:
+            tokenizer.save_pretrained(str(adapter))
     result = _result(out, backend, trainer.state.log_history, trainer.state.global_step, preemption.requested,
-                     dict(output.metrics))
+                     dict(output.metrics), main)
     result.wandb = tracked if wandb_run is not None else ""
     return result

@@ -3,6 +3,7 @@
     python scripts/train.py --config configs/smoke.yaml                       # tiny model, CPU, about a minute
     python scripts/train.py --config configs/qwen3-14b-math.yaml              # the reference recipe on a GPU
     python scripts/train.py --config configs/qwen3-14b-math.yaml data.chat_ratio=0.3 train.max_steps=200
+    torchrun --nproc_per_node 2 scripts/train.py --config configs/qwen3-8b-4090.yaml train.backend=hf   # 2 GPUs
 
 Preempted or stopped with Ctrl-C? A checkpoint is saved; run the same command again to resume.
 """
@@ -28,6 +29,8 @@ def main() -> None:
     from kit.train import train
 
     result = train(cfg)
+    if not result.main_process:  # under torchrun / accelerate launch, rank 0 reports
+        sys.exit(143 if result.interrupted else 0)
     if result.interrupted:
         print(f"stopped at step {result.steps}; a checkpoint is in {result.run_dir / 'checkpoints'}. "
               "Run the same command again to resume.")

@@ -230,3 +230,12 @@ def test_skip_mode_counts_bad_rows_in_the_report(tiny_tokenizer, smoke_cfg, tmp_
     report = _prepare(cfg, tiny_tokenizer).report
     assert report["sources"]["chat"]["dropped"] == {reason: 1 for reason in BAD_ROWS}
     assert report["mix"]["train_rows"] == 2
+
+
+def test_padding_share():
+    from kit.data.prepare import padding_share
+
+    assert padding_share([1, 3], 2) == pytest.approx(1 / 3)  # one batch padded to 3: 2 of 6 tokens are padding
+    assert padding_share([1, 3], 2, packed=True, seq=4) == 0.0  # one full pack
+    assert padding_share([3, 3, 3], 2, packed=True, seq=4) == 0.0  # three packs of 3, batched as [3, 3] and [3]
+    assert padding_share([2, 2, 3], 2, packed=True, seq=4) == pytest.approx(1 / 8)  # packs 4 and 3: one pad token

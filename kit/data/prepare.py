@@ -265,6 +265,26 @@ def ratio_sweep(prepared: Prepared, ratios: list[float], by: str = "rows") -> li
     return out
 
 
+def padding_share(lengths: list[int], batch: int, *, packed: bool = False, seq: int = 0) -> float:
+    """Share of pad tokens when rows (in this order) are batched and padded to each batch's longest row; with
+    `packed`, rows are first packed best-fit-decreasing into sequences of at most `seq` tokens."""
+    import bisect
+
+    if packed:
+        free: list[int] = []  # the room left in each pack, sorted
+        for n in sorted(lengths, reverse=True):
+            i = bisect.bisect_left(free, n)  # the fullest pack this row still fits in
+            room = free.pop(i) if i < len(free) else seq
+            bisect.insort(free, room - n)
+        lengths = [seq - room for room in free]
+    padded = total = 0
+    for i in range(0, len(lengths), batch):
+        chunk = lengths[i:i + batch]
+        padded += max(chunk) * len(chunk)
+        total += sum(chunk)
+    return (padded - total) / padded if padded else 0.0
+
+
 def format_report(report: dict) -> str:
     """The data report as a printed table."""
     head = f"{'source':<24}{'role':<10}{'read':>9}{'kept':>9}{'used':>9}{'tokens':>12}{'p50':>7}{'p90':>7}{'max':>7}"
