@@ -270,7 +270,7 @@ def _source_problems(src: SourceConfig, where: str) -> list[str]:
             problems.append(f"{where}.{key} is '{getattr(src, key)}'; use one of {sorted(allowed)}.")
     if not src.path:
         problems.append(f"{where}.path is empty; give a file, a glob, or a dataset id.")
-    elif src.hub == "local" and not _local_matches(src.path):
+    elif src.hub == "local" and not local_matches(src.path):
         problems.append(f"{where}.path '{src.path}' matches no file.")
     if src.max_rows < 0 or src.max_chars < 0:
         problems.append(f"{where}.max_rows and max_chars must be >= 0 (0 = no limit).")
@@ -280,7 +280,7 @@ def _source_problems(src: SourceConfig, where: str) -> list[str]:
     return problems
 
 
-def _local_matches(path: str) -> list[Path]:
+def local_matches(path: str) -> list[Path]:
     p = Path(os.path.expanduser(path))
     if p.exists():
         return [p]

@@ -149,10 +149,16 @@ def _listing(repo_id: str, source: str, revision: str, token: str, endpoint: str
         return [{"path": s.rfilename, "size": s.size or 0, "sha256": s.lfs.sha256 if s.lfs else None}
                 for s in info.siblings]
     except Exception as e:
-        raise _explain(e, repo_id, source, endpoint) from None
+        raise explain_error(e, repo_id, source, endpoint) from None
 
 
-def _explain(error: Exception, repo_id: str, source: str, endpoint: str | None) -> Exception:
+def hub_endpoint(source: str) -> str | None:
+    """The endpoint the user set (MODELSCOPE_ENDPOINT, HF_ENDPOINT), read at each call: the clients cache theirs."""
+    return os.environ.get("MODELSCOPE_ENDPOINT" if source == "modelscope" else "HF_ENDPOINT") or None
+
+
+def explain_error(error: Exception, repo_id: str, source: str, endpoint: str | None) -> Exception:
+    """A hub client's exception as one sentence: not found (with suggestions), unreachable (with the fix), other."""
     import requests
 
     text = f"{type(error).__name__}: {error}"
@@ -227,7 +233,7 @@ def download_model(name: str, *, source: str = "modelscope", variant: str = "dyn
             return Download(folder, repo_id, source, len(files), sum(f["size"] for f in files), cached=True)
         except HubError:
             manifest.unlink()
-    endpoint = os.environ.get("MODELSCOPE_ENDPOINT" if source == "modelscope" else "HF_ENDPOINT") or None
+    endpoint = hub_endpoint(source)
     files = [f for f in _listing(repo_id, source, revision, token, endpoint) if _selected(f["path"], allow_patterns)]
     folder.mkdir(parents=True, exist_ok=True)
     _check_space(folder, files)
@@ -246,11 +252,11 @@ def download_model(name: str, *, source: str = "modelscope", variant: str = "dyn
         if e.errno == 28:  # ENOSPC
             raise DiskFull(f"the disk holding {folder} filled up during the download; free space and run it again "
                            "(finished files are kept).") from None
-        raise _explain(e, repo_id, source, endpoint) from None
+        raise explain_error(e, repo_id, source, endpoint) from None
     except Exception as e:
         failed = getattr(e, "failed_files", None)  # modelscope's FileDownloadError: the others finished
         if not failed:
-            raise _explain(e, repo_id, source, endpoint) from None
+            raise explain_error(e, repo_id, source, endpoint) from None
         corrupt = sorted(p for p, err in failed.items() if "Integrity" in type(err).__name__)
         for path in corrupt:
             (folder / path).unlink(missing_ok=True)

@@ -55,7 +55,7 @@ def _training_text() -> list[str]:
                 texts += table.column(column).to_pylist()
     for path in sorted(DATA_DIR.glob("*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
-            texts += [v for v in _strings(json.loads(line))]
+            texts += _strings(json.loads(line))
     return texts
 
 
@@ -71,7 +71,7 @@ def _strings(value) -> list[str]:
 
 def build_tiny_tokenizer(vocab_size: int = 2048):
     """A byte-level BPE tokenizer with Qwen3's pre-tokenizer, special tokens and chat template."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -84,8 +84,6 @@ def build_tiny_tokenizer(vocab_size: int = 2048):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(SPECIAL_TOKENS), show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(_training_text(), trainer)
-    from tokenizers import AddedToken
-
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in CONTROL_TOKENS])
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in SPECIAL_TOKENS[14:]])
     return PreTrainedTokenizerFast(

@@ -1,7 +1,8 @@
 """A small ModelScope on 127.0.0.1 that the real `modelscope` client downloads from.
 
-It implements the endpoints the installed client (modelscope 1.40 / modelscope-hub 0.5) calls for a model snapshot:
-the file listing (`/repo/files`) and the file download (`/repo?FilePath=...`, honouring Range). Tests can make it
+It implements the endpoints the installed client (modelscope 1.40 / modelscope-hub 0.5) calls for model and data
+set snapshots: the file listing (`/repo/files`, `/repo/tree`) and the file download (`/repo?FilePath=...`, honouring
+Range). Tests can make it
 cut a transfer midway, serve corrupted bytes, or stop answering; `requests` records every call.
 """
 
@@ -25,6 +26,7 @@ class FakeRepo:
 @dataclass
 class FakeModelScope:
     repos: dict[str, FakeRepo] = field(default_factory=dict)
+    datasets: dict[str, FakeRepo] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
     ranges: list[tuple[str, str]] = field(default_factory=list)  # (path, Range header) of each ranged download
     cut_after: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before the connection drops (once)
@@ -64,22 +66,23 @@ class FakeModelScope:
                 url = urlparse(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 parts = [unquote(p) for p in url.path.strip("/").split("/")]
-                # /api/v1/models/{owner}/{name}[/repo[/files]]
-                if len(parts) < 5 or parts[:3] != ["api", "v1", "models"]:
+                # /api/v1/{models|datasets}/{owner}/{name}[/repo[/files|/tree]]
+                if len(parts) < 5 or parts[:2] != ["api", "v1"] or parts[2] not in ("models", "datasets"):
                     return self._json(404, {"Code": 10010205001, "Message": "not found", "Success": False})
-                repo = fake.repos.get(f"{parts[3]}/{parts[4]}")
+                repo = (fake.repos if parts[2] == "models" else fake.datasets).get(f"{parts[3]}/{parts[4]}")
                 if repo is None:
                     return self._json(404, {"Code": 10010205001, "Message": f"model {parts[3]}/{parts[4]} not exists",
                                             "Success": False})
                 rest = parts[5:]
                 if rest == []:
                     return self._json(200, {"Code": 200, "Success": True,
-                                            "Data": {"Name": parts[4], "Path": parts[3]}})
+                                            "Data": {"Id": 1, "Name": parts[4], "Path": parts[3],
+                                                     "Namespace": parts[3]}})
                 if rest == ["revisions"]:
                     return self._json(200, {"Code": 200, "Success": True,
                                             "Data": {"RevisionMap": {"Branches": [{"Revision": "master"}],
                                                                      "Tags": []}}})
-                if rest == ["repo", "files"]:
+                if rest in (["repo", "files"], ["repo", "tree"]):  # models list files, datasets a tree
                     listing = [{"Name": p.rsplit("/", 1)[-1], "Path": p, "Type": "blob",
                                 "Size": repo.listed_sizes.get(p, len(b)),
                                 "Revision": "master",

@@ -239,3 +239,48 @@ def test_padding_share():
     assert padding_share([1, 3], 2, packed=True, seq=4) == 0.0  # one full pack
     assert padding_share([3, 3, 3], 2, packed=True, seq=4) == 0.0  # three packs of 3, batched as [3, 3] and [3]
     assert padding_share([2, 2, 3], 2, packed=True, seq=4) == pytest.approx(1 / 8)  # packs 4 and 3: one pad token
+
+
+def test_modelscope_datasets_stream_shard_by_shard(tiny_tokenizer, smoke_cfg, monkeypatch, tmp_path):
+    """The default sources: data sets on ModelScope, fetched by the real client from a fake ModelScope, one shard
+    at a time, so `max_rows` on the huge `cot` split downloads only the shards it reads."""
+    import io
+
+    import pyarrow as pa
+
+    from tests.fake_modelscope import FakeModelScope, FakeRepo
+
+    def parquet(rows: list[dict]) -> bytes:
+        buffer = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(rows), buffer)
+        return buffer.getvalue()
+
+    math = _rows("data/openmath_sample.parquet")
+    chat = _rows("data/finetome_sample.jsonl")
+    fake = FakeModelScope(datasets={
+        "nv-community/OpenMathReasoning": FakeRepo({
+            "data/cot-00000-of-00002.parquet": parquet(math[:200]), "data/cot-00001-of-00002.parquet":
+            parquet(math[200:]), "data/tir-00000-of-00001.parquet": parquet(math[:10]), "README.md": b"# card"}),
+        "AI-ModelScope/FineTome-100k": FakeRepo({"data/train-00000-of-00001.parquet": parquet(chat)}),
+    }).start()
+    monkeypatch.setenv("MODELSCOPE_ENDPOINT", fake.endpoint)
+    try:
+        cfg = smoke_cfg("data.reasoning.hub=modelscope", "data.reasoning.path=nv-community/OpenMathReasoning",
+                        "data.reasoning.split=cot", "data.reasoning.max_rows=150",
+                        "data.chat.hub=modelscope", "data.chat.path=AI-ModelScope/FineTome-100k")
+        prepared = prepare_data(cfg, tiny_tokenizer, cache_dir=tmp_path, progress=False)
+    finally:
+        fake.stop()
+    files = [r.split("FilePath=")[1] for r in fake.downloads()]
+    assert files == ["data%2Fcot-00000-of-00002.parquet", "data%2Ftrain-00000-of-00001.parquet"]
+    assert prepared.report["sources"]["reasoning"]["rows_kept"] == 150
+    assert prepared.report["sources"]["chat"]["rows_kept"] == len(chat)
+
+
+def test_unreachable_dataset_hub_names_the_fix(tiny_tokenizer, smoke_cfg, monkeypatch, tmp_path):
+    from kit.hub import NetworkUnreachable
+
+    monkeypatch.setenv("MODELSCOPE_ENDPOINT", "http://127.0.0.1:9")
+    cfg = smoke_cfg("data.chat.hub=modelscope", "data.chat.path=AI-ModelScope/FineTome-100k")
+    with pytest.raises(NetworkUnreachable, match="source /etc/network_turbo"):
+        prepare_data(cfg, tiny_tokenizer, cache_dir=tmp_path, progress=False)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit.config import SourceConfig, _local_matches
+from kit.config import SourceConfig, local_matches
 
 READ_BATCH = 1024  # rows per parquet record batch
 
@@ -99,22 +99,34 @@ def _split_files(files: list[str], split: str) -> list[str]:
 
 def hub_files(src: SourceConfig, cache_dir: Path) -> Iterator[Path]:
     """Download a hub data set's split one shard at a time (each shard once; reruns find it in the cache)."""
+    from kit.hub import explain_error, hub_endpoint
+
+    endpoint = hub_endpoint(src.hub)
     if src.hub == "modelscope":
         from modelscope import dataset_snapshot_download
         from modelscope_hub.api import HubApi
 
-        files = [f.path for f in HubApi().list_repo_files(src.path, "dataset") if not f.is_dir]
+        def listing() -> list[str]:
+            return [f.path for f in HubApi(endpoint=endpoint).list_repo_files(src.path, "dataset") if not f.is_dir]
 
         def fetch(name: str) -> Path:
-            folder = dataset_snapshot_download(src.path, local_dir=str(cache_dir / src.path), allow_patterns=[name])
+            folder = dataset_snapshot_download(src.path, local_dir=str(cache_dir / "modelscope" / src.path),
+                                               allow_patterns=[name], endpoint=endpoint)
             return Path(folder) / name
     else:
         from huggingface_hub import HfApi, hf_hub_download
 
-        files = HfApi().list_repo_files(src.path, repo_type="dataset")
+        def listing() -> list[str]:
+            return HfApi(endpoint=endpoint).list_repo_files(src.path, repo_type="dataset")
 
         def fetch(name: str) -> Path:
-            return Path(hf_hub_download(src.path, name, repo_type="dataset", cache_dir=str(cache_dir / "hf")))
+            return Path(hf_hub_download(src.path, name, repo_type="dataset", cache_dir=str(cache_dir / "hf"),
+                                        endpoint=endpoint))
+
+    try:
+        files = listing()
+    except Exception as e:
+        raise explain_error(e, src.path, src.hub, endpoint) from None
 
     if src.subset:  # a config's files live under a folder of its name
         files = [f for f in files if f"/{src.subset}/" in f"/{f}"]
@@ -127,7 +139,7 @@ def hub_files(src: SourceConfig, cache_dir: Path) -> Iterator[Path]:
 
 
 def local_files(src: SourceConfig) -> list[Path]:
-    matches = [p for p in _local_matches(src.path) if p.is_file() or p.is_dir()]
+    matches = [p for p in local_matches(src.path) if p.is_file() or p.is_dir()]
     files = []
     for p in matches:
         files += sorted(f for f in p.rglob("*") if f.suffix in READERS) if p.is_dir() else [p]
