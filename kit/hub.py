@@ -279,5 +279,6 @@ def resolve_model(model) -> Path:
         return path
     if model.source == "local":
         raise FileNotFoundError(f"model.name '{model.name}' is not a folder, and model.source is local.")
-    return download_model(model.name, source=model.source, cache_dir=model.cache_dir, revision=model.revision,
-                          token=model.token).path
+    variant = "dynamic_4bit" if model.load_in_4bit else "base_16bit"  # 16-bit training needs the 16-bit weights
+    return download_model(model.name, source=model.source, variant=variant, cache_dir=model.cache_dir,
+                          revision=model.revision, token=model.token).path

@@ -266,14 +266,14 @@ def test_modelscope_datasets_stream_shard_by_shard(tiny_tokenizer, smoke_cfg, mo
     monkeypatch.setenv("MODELSCOPE_ENDPOINT", fake.endpoint)
     try:
         cfg = smoke_cfg("data.reasoning.hub=modelscope", "data.reasoning.path=nv-community/OpenMathReasoning",
-                        "data.reasoning.split=cot", "data.reasoning.max_rows=150",
+                        "data.reasoning.split=cot", "data.reasoning.max_rows=200",  # exactly the first shard
                         "data.chat.hub=modelscope", "data.chat.path=AI-ModelScope/FineTome-100k")
         prepared = prepare_data(cfg, tiny_tokenizer, cache_dir=tmp_path, progress=False)
     finally:
         fake.stop()
     files = [r.split("FilePath=")[1] for r in fake.downloads()]
     assert files == ["data%2Fcot-00000-of-00002.parquet", "data%2Ftrain-00000-of-00001.parquet"]
-    assert prepared.report["sources"]["reasoning"]["rows_kept"] == 150
+    assert prepared.report["sources"]["reasoning"]["rows_kept"] == 200
     assert prepared.report["sources"]["chat"]["rows_kept"] == len(chat)
 
 

@@ -114,3 +114,13 @@ def test_catalog_variants():
     with pytest.raises(RepoNotFound, match="not trainable in dynamic 4-bit"):
         resolve_repo("Qwen3-30B-A3B")
     assert set(CATALOG) == {f"Qwen3-{s}" for s in ["0.6B", "1.7B", "4B", "8B", "14B", "32B", "30B-A3B"]}
+
+
+def test_sixteen_bit_training_resolves_the_16bit_base(hub):
+    from kit.config import ModelConfig
+    from kit.hub import resolve_model
+
+    hub.repos["Qwen/Qwen3-0.6B"] = hub.repos[REPO]
+    folder = resolve_model(ModelConfig(name="Qwen3-0.6B", load_in_4bit=False))
+    assert folder == model_folder("Qwen/Qwen3-0.6B")
+    assert resolve_model(ModelConfig(name="Qwen3-0.6B")) == model_folder(REPO)

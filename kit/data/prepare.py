@@ -90,8 +90,6 @@ def _conversations(name: str, src: SourceConfig, stats: SourceStats, on_bad_row:
                    cache_dir: Path) -> Iterator[list[dict]]:
     kept = 0
     for raw in iter_source(src, cache_dir):
-        if src.max_rows and kept >= src.max_rows:
-            return
         stats.rows_read += 1
         try:
             if isinstance(raw, MalformedRow):
@@ -112,6 +110,8 @@ def _conversations(name: str, src: SourceConfig, stats: SourceStats, on_bad_row:
             continue
         kept += 1
         yield conversation
+        if src.max_rows and kept == src.max_rows:
+            return  # before reading on: the next row may be in a shard not yet downloaded
 
 
 def _list_array(arrays: list[np.ndarray]) -> pa.ListArray:
