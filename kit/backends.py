@@ -16,11 +16,12 @@ import warnings
 from pathlib import Path
 
 from kit.config import Config
+from kit.errors import KitError
 
 PATCHED_BY_UNSLOTH = ("transformers", "trl", "peft")
 
 
-class BackendError(RuntimeError):
+class BackendError(KitError, RuntimeError):
     pass
 
 

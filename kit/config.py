@@ -18,11 +18,13 @@ from typing import Any
 
 import yaml
 
+from kit.errors import KitError
+
 QWEN3_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SECRET_KEYS = {"tracking.api_key", "model.token"}
 
 
-class ConfigError(ValueError):
+class ConfigError(KitError, ValueError):
     """A config that cannot be used; the message lists every problem, one per line."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kit.config import Config
+from kit.errors import KitError
 
 THINKING_OFF_CONDITION = "enable_thinking is defined and enable_thinking is false"
 DEFAULT_OFF_CONDITION = "enable_thinking is not defined or enable_thinking is false"
@@ -28,7 +29,7 @@ VERIFY_PROMPTS = [
 ]
 
 
-class ExportError(RuntimeError):
+class ExportError(KitError, RuntimeError):
     pass
 
 

@@ -21,13 +21,18 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from kit.errors import KitError
+
 AUTODL_DATA_DISK = Path("/root/autodl-tmp")
-NETWORK_HINT = ("On AutoDL run `source /etc/network_turbo` first; for Hugging Face set HF_ENDPOINT to a mirror "
-                "(e.g. https://hf-mirror.com); or use model.source=modelscope.")
+NETWORK_HINT = {
+    "modelscope": "On AutoDL run `source /etc/network_turbo` first; check MODELSCOPE_ENDPOINT if you set it.",
+    "huggingface": "On AutoDL run `source /etc/network_turbo` first; or set HF_ENDPOINT to a mirror "
+                   "(e.g. https://hf-mirror.com); or use ModelScope (source: modelscope).",
+}
 FREE_SPACE_MARGIN = 1 << 30  # keep 1 GiB spare: a full data disk breaks checkpoints too
 
 
-class HubError(RuntimeError):
+class HubError(KitError, RuntimeError):
     """A download problem, explained in one sentence."""
 
 
@@ -170,7 +175,7 @@ def explain_error(error: Exception, repo_id: str, source: str, endpoint: str | N
         return RepoNotFound(f"'{repo_id}' was not found on {where}.{hint}")
     if isinstance(error, (ConnectionError, requests.ConnectionError, TimeoutError)) or "Connection" in text:
         return NetworkUnreachable(f"cannot reach {where} ({endpoint or 'default endpoint'}) for '{repo_id}'. "
-                                  + NETWORK_HINT)
+                                  + NETWORK_HINT[source])
     return HubError(f"downloading '{repo_id}' from {where} failed: {text.splitlines()[0]}")
 
 
@@ -278,7 +283,7 @@ def resolve_model(model) -> Path:
     if path.is_dir():
         return path
     if model.source == "local":
-        raise FileNotFoundError(f"model.name '{model.name}' is not a folder, and model.source is local.")
+        raise HubError(f"model.name '{model.name}' is not a folder, and model.source is local.")
     variant = "dynamic_4bit" if model.load_in_4bit else "base_16bit"  # 16-bit training needs the 16-bit weights
     return download_model(model.name, source=model.source, variant=variant, cache_dir=model.cache_dir,
                           revision=model.revision, token=model.token).path

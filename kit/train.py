@@ -22,6 +22,7 @@ from pathlib import Path
 from kit.backends import activate_backend, load_for_training, load_tokenizer
 from kit.config import Config, save_config, to_dict
 from kit.data import format_report, prepare_data
+from kit.errors import KitError
 from kit.memory import estimate, size_of
 
 
@@ -57,7 +58,7 @@ def _resume_from(cfg: Config, folder: Path) -> str | None:
         found = newest_checkpoint(folder / "checkpoints")
         return str(found) if found else None
     if not Path(cfg.train.resume, "trainer_state.json").is_file():
-        raise FileNotFoundError(f"train.resume '{cfg.train.resume}' is not a checkpoint (no trainer_state.json).")
+        raise KitError(f"train.resume '{cfg.train.resume}' is not a checkpoint (no trainer_state.json).")
     return cfg.train.resume
 
 

@@ -8,6 +8,7 @@
 import argparse
 
 from kit.backends import activate_backend
+from kit.errors import cli
 
 
 def main() -> None:
@@ -34,4 +35,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

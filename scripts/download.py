@@ -9,9 +9,9 @@ Interrupted? Run the same command again: finished files are kept and partial one
 """
 
 import argparse
-import sys
 
-from kit.hub import CATALOG, VARIANTS, HubError, download_model
+from kit.errors import cli
+from kit.hub import CATALOG, VARIANTS, download_model
 from kit.memory import estimate, plan_table, recommend, size_of
 
 
@@ -44,14 +44,11 @@ def main() -> None:
     if not args.model:
         parser.error("name a model (e.g. Qwen3-14B) or use --plan")
     patterns = ["*.json", "*.jinja", "*.txt", "*.model"] if args.tokenizer_only else None
-    try:
-        result = download_model(args.model, source=args.source, variant=args.variant, cache_dir=args.cache_dir,
-                                revision=args.revision, allow_patterns=patterns)
-    except HubError as e:
-        sys.exit(f"error: {e}")
+    result = download_model(args.model, source=args.source, variant=args.variant, cache_dir=args.cache_dir,
+                            revision=args.revision, allow_patterns=patterns)
     state = "already complete" if result.cached else "downloaded and verified"
     print(f"{result.repo_id}: {result.files} files, {result.bytes / 1e9:.2f} GB, {state}\n{result.path}")
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

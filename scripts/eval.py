@@ -7,11 +7,11 @@ Held-out sets come from eval.math_path / eval.chat_path; results go to <run>/eva
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 from kit.backends import activate_backend
-from kit.config import ConfigError, load_config
+from kit.config import load_config
+from kit.errors import cli
 
 
 def main() -> None:
@@ -19,10 +19,7 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="the run folder (holds config.yaml and adapter/)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. eval.n_math=100")
     args = parser.parse_args()
-    try:
-        cfg = load_config(Path(args.run) / "config.yaml", args.overrides)
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
+    cfg = load_config(Path(args.run) / "config.yaml", args.overrides)
     activate_backend(cfg.train.backend)  # unsloth before transformers, on a GPU
 
     from kit.evaluate import compare, evaluate_run
@@ -33,4 +30,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -9,10 +9,10 @@ The run's own config.yaml is read; key=value arguments override it. For a real Q
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-from kit.config import ConfigError, load_config
+from kit.config import load_config
+from kit.errors import cli
 
 
 def main() -> None:
@@ -21,17 +21,11 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. export.thinking_default=false")
     args = parser.parse_args()
     run = Path(args.run)
-    try:
-        cfg = load_config(run / "config.yaml", args.overrides)
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
+    cfg = load_config(run / "config.yaml", args.overrides)
 
-    from kit.export import ExportError, export_run
+    from kit.export import export_run
 
-    try:
-        result = export_run(run, cfg)
-    except ExportError as e:
-        sys.exit(f"error: {e}")
+    result = export_run(run, cfg)
     for fmt, folder in result.folders.items():
         print(f"{fmt:>20}: {folder}")
     if result.max_logit_diff is not None:
@@ -41,4 +35,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

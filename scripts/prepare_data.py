@@ -12,6 +12,7 @@ import json
 from kit.backends import load_tokenizer
 from kit.config import load_config
 from kit.data import format_report, prepare_data
+from kit.errors import cli
 
 
 def main() -> None:
@@ -30,4 +31,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -12,7 +12,8 @@ import argparse
 import sys
 
 from kit.backends import activate_backend
-from kit.config import ConfigError, load_config
+from kit.config import load_config
+from kit.errors import cli
 
 
 def main() -> None:
@@ -20,10 +21,7 @@ def main() -> None:
     parser.add_argument("--config", required=True, help="YAML config file")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
     args = parser.parse_args()
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
+    cfg = load_config(args.config, args.overrides)
     activate_backend(cfg.train.backend)  # imports unsloth (GPU) before anything imports transformers
 
     from kit.train import train
@@ -40,4 +38,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -72,3 +72,22 @@ def test_importing_kit_keeps_transformers_out():
             "print('transformers' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_scripts_report_user_errors_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MODELSCOPE_ENDPOINT": "http://127.0.0.1:9", "QWEN3_KIT_CACHE": str(tmp_path)}
+    cases = [
+        (["scripts/train.py", "--config", "configs/smoke.yaml", "data.chat_ratoi=0.3"],
+         "Did you mean 'data.chat_ratio'"),
+        (["scripts/download.py", "Qwen3-15B"], "unknown model 'Qwen3-15B'; did you mean"),
+        (["scripts/download.py", "Qwen3-0.6B"], "cannot reach ModelScope"),
+    ]
+    for args, message in cases:
+        result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 1, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr and result.stderr.strip().splitlines()[-1].startswith("error: ")
+        assert message in result.stderr

@@ -8,12 +8,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kit.config import SourceConfig
+from kit.errors import KitError
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 MESSAGE_ROLES = {"user", "assistant", "system"}
 
 
-class BadRow(ValueError):
+class DataError(KitError, ValueError):
+    """Input data the kit cannot use (a malformed file, an empty mix)."""
+
+
+class BadRow(DataError):
     """A row that cannot become a conversation; `reason` is a short key counted in the data report."""
 
     def __init__(self, reason: str, field: str, detail: str, where: str = ""):

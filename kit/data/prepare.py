@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from kit.config import Config, SourceConfig
-from kit.data.formats import BadRow, Filtered, to_messages
+from kit.data.formats import BadRow, DataError, Filtered, to_messages
 from kit.data.mix import choose_counts, split_eval
 from kit.data.render import encode_batch, render
 from kit.data.sources import MalformedRow, iter_source, source_identity
@@ -97,7 +97,7 @@ def _conversations(name: str, src: SourceConfig, stats: SourceStats, on_bad_row:
             conversation = to_messages(raw.data, src)
         except MalformedRow as e:
             if on_bad_row == "error":
-                raise ValueError(f"source '{name}': {e}") from None
+                raise DataError(f"source '{name}': {e}") from None
             stats.dropped["malformed_json"] += 1
             continue
         except BadRow as e:
@@ -352,7 +352,7 @@ def prepare_data(cfg: Config, tokenizer, *, cache_dir: str | Path | None = None,
         trained = np.concatenate([np.asarray(s.trained, np.int64) for s in stats])
         mixes, eval_ids = _choose(cfg, stats, tokens, offsets, epochs, tmp / "pools.npz")
         if not sum(len(m) for m in mixes):
-            raise ValueError("the mix is empty: no source row survived conversion and filtering "
+            raise DataError("the mix is empty: no source row survived conversion and filtering "
                              f"({', '.join(f'{s.name}: {dict(s.dropped)}' for s in stats)}).")
         _write(tmp / "train.arrow", tables, offsets, np.concatenate(mixes))
         _write(tmp / "eval.arrow", tables, offsets, eval_ids)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.config import SourceConfig, local_matches
+from kit.data.formats import DataError
 
 READ_BATCH = 1024  # rows per parquet record batch
 
@@ -55,11 +56,11 @@ def _read_json(path: Path) -> Iterator[RawRow | MalformedRow]:
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path} line {e.lineno}: invalid JSON ({e.msg})") from None
+        raise DataError(f"{path} line {e.lineno}: invalid JSON ({e.msg})") from None
     if isinstance(rows, dict) and isinstance(rows.get("data"), list):
         rows = rows["data"]
     if not isinstance(rows, list):
-        raise ValueError(f"{path}: expected a JSON list of rows (or {{\"data\": [...]}}).")
+        raise DataError(f"{path}: expected a JSON list of rows (or {{\"data\": [...]}}).")
     for number, data in enumerate(rows, start=1):
         if isinstance(data, dict):
             yield RawRow(data, str(path), number)
@@ -85,7 +86,7 @@ def read_files(paths: list[Path]) -> Iterator[RawRow | MalformedRow]:
     for path in paths:
         reader = READERS.get(path.suffix.lower())
         if reader is None:
-            raise ValueError(f"{path}: unsupported file type '{path.suffix}'; use .jsonl, .json or .parquet.")
+            raise DataError(f"{path}: unsupported file type '{path.suffix}'; use .jsonl, .json or .parquet.")
         yield from reader(path)
 
 
@@ -132,7 +133,7 @@ def hub_files(src: SourceConfig, cache_dir: Path) -> Iterator[Path]:
         files = [f for f in files if f"/{src.subset}/" in f"/{f}"]
     shards = _split_files(files, src.split)
     if not shards:
-        raise ValueError(f"{src.hub} data set '{src.path}' has no data files for split '{src.split}' "
+        raise DataError(f"{src.hub} data set '{src.path}' has no data files for split '{src.split}' "
                          f"(files: {', '.join(files[:8])}{'...' if len(files) > 8 else ''}).")
     for name in shards:
         yield fetch(name)
@@ -144,7 +145,7 @@ def local_files(src: SourceConfig) -> list[Path]:
     for p in matches:
         files += sorted(f for f in p.rglob("*") if f.suffix in READERS) if p.is_dir() else [p]
     if not files:
-        raise FileNotFoundError(f"data source '{src.path}' matches no .jsonl, .json or .parquet file.")
+        raise DataError(f"data source '{src.path}' matches no .jsonl, .json or .parquet file.")
     return files
 
 
