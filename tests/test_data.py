@@ -274,7 +274,7 @@ def test_modelscope_datasets_stream_shard_by_shard(tiny_tokenizer, smoke_cfg, mo
     files = [r.split("FilePath=")[1] for r in fake.downloads()]
     assert files == ["data%2Fcot-00000-of-00002.parquet", "data%2Ftrain-00000-of-00001.parquet"]
     assert prepared.report["sources"]["reasoning"]["rows_kept"] == 200
-    assert prepared.report["sources"]["chat"]["rows_kept"] == len(chat)
+    assert prepared.report["sources"]["chat"]["rows_valid"] == len(chat)
 
 
 def test_unreachable_dataset_hub_names_the_fix(tiny_tokenizer, smoke_cfg, monkeypatch, tmp_path):
@@ -284,3 +284,20 @@ def test_unreachable_dataset_hub_names_the_fix(tiny_tokenizer, smoke_cfg, monkey
     cfg = smoke_cfg("data.chat.hub=modelscope", "data.chat.path=AI-ModelScope/FineTome-100k")
     with pytest.raises(NetworkUnreachable, match="source /etc/network_turbo"):
         prepare_data(cfg, tiny_tokenizer, cache_dir=tmp_path, progress=False)
+
+
+def test_chat_is_tokenized_only_as_far_as_the_mix_needs(tiny_tokenizer, smoke_cfg):
+    report = _prepare(smoke_cfg("data.seed=21", "data.eval_rows=0"), tiny_tokenizer).report
+    chat = report["sources"]["chat"]
+    assert chat["rows_used"] < chat["rows_kept"] < chat["rows_valid"] == 300
+    assert abs(report["mix"]["chat_rows"] - 0.25 * report["mix"]["train_rows"]) <= 1
+
+
+def test_too_small_a_chat_subset_falls_back_to_all_rows(tiny_tokenizer, smoke_cfg, monkeypatch):
+    import kit.data.prepare as prepare
+
+    monkeypatch.setattr(prepare, "CHAT_MARGIN", 0.05)  # an estimate far too low: the first subset runs short
+    report = _prepare(smoke_cfg("data.seed=22", "data.eval_rows=0"), tiny_tokenizer).report
+    assert report["sources"]["chat"]["rows_kept"] == 300  # every chat row tokenized on the second pass
+    assert abs(report["mix"]["chat_rows"] - 0.25 * report["mix"]["train_rows"]) <= 1
+    assert report["sources"]["reasoning"]["rows_used"] == 400 - report["sources"]["reasoning"]["eval_rows"]

@@ -30,7 +30,7 @@ from kit.data.mix import choose_counts, split_eval
 from kit.data.render import encode_batch, render
 from kit.data.sources import MalformedRow, iter_source, source_identity
 
-FORMAT_VERSION = 2  # bump when the prepared files' layout or labelling changes
+FORMAT_VERSION = 3  # bump when the prepared files' layout or labelling changes
 ENCODE_BATCH = 512
 GATHER_BATCH = 4096
 SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())), ("source", pa.string())])
@@ -42,6 +42,8 @@ class SourceStats:
     role: str
     path: str
     rows_read: int = 0
+    rows_valid: int = 0  # rows that passed conversion and filters (before length checks)
+    chars: list[int] = field(default_factory=list)  # content characters of each valid row (scan of lazy sources)
     tokens: list[int] = field(default_factory=list)  # per kept row, in file order
     trained: list[int] = field(default_factory=list)
     dropped: Counter = field(default_factory=Counter)
@@ -86,8 +88,9 @@ def fingerprint(cfg: Config, tokenizer, epochs: int) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _conversations(name: str, src: SourceConfig, stats: SourceStats, on_bad_row: str,
-                   cache_dir: Path) -> Iterator[list[dict]]:
+def _conversations(name: str, src: SourceConfig, stats: SourceStats, on_bad_row: str, cache_dir: Path,
+                   select: set[int] | None = None) -> Iterator[list[dict]]:
+    """Valid conversations of a source, in file order; with `select`, only those with these valid-row ordinals."""
     kept = 0
     for raw in iter_source(src, cache_dir):
         stats.rows_read += 1
@@ -109,7 +112,8 @@ def _conversations(name: str, src: SourceConfig, stats: SourceStats, on_bad_row:
             stats.dropped[f"filtered_{e.reason}"] += 1
             continue
         kept += 1
-        yield conversation
+        if select is None or kept - 1 in select:
+            yield conversation
         if src.max_rows and kept == src.max_rows:
             return  # before reading on: the next row may be in a shard not yet downloaded
 
@@ -131,16 +135,29 @@ def _batches(items: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
+def _scan(name: str, src: SourceConfig, on_bad_row: str, cache_dir: Path) -> SourceStats:
+    """Convert and check every row of a source without tokenizing: counts, drops, and each row's characters."""
+    stats = SourceStats(name, src.role, src.path)
+    for conversation in _conversations(name, src, stats, on_bad_row, cache_dir):
+        stats.chars.append(sum(len(m["content"]) for m in conversation))
+    stats.rows_valid = len(stats.chars)
+    return stats
+
+
 def _encode_source(name: str, src: SourceConfig, cfg: Config, tokenizer, path: Path, cache_dir: Path,
-                   progress: bool) -> SourceStats:
-    """Stream one source into an Arrow file of encoded rows. Rendering (Python) of one batch overlaps the
-    tokenization (Rust, which releases the GIL) of the previous one."""
+                   progress: bool, scanned: SourceStats | None = None, select: set[int] | None = None) -> SourceStats:
+    """Stream one source (or the `select`ed valid rows of a `scanned` one) into an Arrow file of encoded rows.
+    Rendering (Python) of one batch overlaps the tokenization (Rust, which releases the GIL) of the previous one."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
 
-    stats = SourceStats(name, src.role, src.path)
     d = cfg.data
+    stats = scanned or SourceStats(name, src.role, src.path)
+    stats.tokens, stats.trained = [], []
+    for reason in ("too_long", "nothing_to_train", "nothing_to_train_after_truncation"):
+        stats.dropped.pop(reason, None)
+    counting = SourceStats(name, src.role, src.path) if scanned else stats  # conversion drops: counted once
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer, \
             ThreadPoolExecutor(1) as pool, tqdm(desc=f"tokenizing {name}", unit=" rows", disable=not progress) as bar:
 
@@ -156,7 +173,9 @@ def _encode_source(name: str, src: SourceConfig, cfg: Config, tokenizer, path: P
             bar.update(len(encoded))
 
         pending = None
-        for batch in _batches(_conversations(name, src, stats, d.on_bad_row, cache_dir), ENCODE_BATCH):
+        for batch in _batches(_conversations(name, src, counting, d.on_bad_row, cache_dir, select), ENCODE_BATCH):
+            if not scanned:
+                stats.chars += [sum(len(m["content"]) for m in c) for c in batch]
             texts = [render(tokenizer, c) for c in batch]
             if pending is not None:
                 write(pending.result())
@@ -165,6 +184,8 @@ def _encode_source(name: str, src: SourceConfig, cfg: Config, tokenizer, path: P
                                   train_empty_think=d.train_empty_think)
         if pending is not None:
             write(pending.result())
+    if not scanned:
+        stats.rows_valid = len(stats.chars)
     return stats
 
 
@@ -191,9 +212,10 @@ def _percentiles(values: np.ndarray) -> dict:
 
 
 def _choose(cfg: Config, stats: list[SourceStats], tokens: np.ndarray, offsets: np.ndarray, epochs: int,
-            pools_path: Path) -> tuple[list[np.ndarray], np.ndarray]:
+            pools_path: Path, chat_estimates: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, bool]:
     """Global row ids of each epoch's mix, and of the eval rows held out of all of them. The token counts of the
-    shuffled pools are saved to `pools_path`, so other ratios can be explored without tokenizing again."""
+    shuffled pools are saved to `pools_path`, so other ratios can be explored without tokenizing again (chat rows
+    that were never tokenized count with `chat_estimates`). The flag says some epoch used every encoded chat row."""
     d = cfg.data
     ids = {role: np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i, s in enumerate(stats)
                                  if s.role == role] or [np.zeros(0, np.int64)]) for role in ("reasoning", "chat")}
@@ -207,15 +229,48 @@ def _choose(cfg: Config, stats: list[SourceStats], tokens: np.ndarray, offsets: 
     eval_ids = np.concatenate([reasoning[len(reasoning) - eval_r:], held_chat])
     reasoning = reasoning[:len(reasoning) - eval_r]
 
-    np.savez(pools_path, reasoning=tokens[reasoning], chat=tokens[chat0[~np.isin(chat0, held_chat)]])
-    mixes = []
+    np.savez(pools_path, reasoning=tokens[reasoning],
+             chat=np.concatenate([tokens[chat0[~np.isin(chat0, held_chat)]], chat_estimates]))
+    mixes, exhausted = [], False
     for epoch in range(epochs):
         chat = chat0 if epoch == 0 else shuffled("chat", d.seed + epoch)
         chat = chat[~np.isin(chat, held_chat)]
         n_r, n_c = choose_counts(tokens[reasoning], tokens[chat], d.chat_ratio, d.ratio_by, d.max_rows, d.max_tokens)
+        exhausted |= 0 < d.chat_ratio < 1 and n_c == len(chat)
         mix = np.concatenate([reasoning[:n_r], chat[:n_c]])
         mixes.append(mix[np.random.default_rng(d.seed + epoch).permutation(len(mix))])
-    return mixes, eval_ids
+    return mixes, eval_ids, exhausted
+
+
+CHAT_MARGIN = 1.15  # tokenize this much more chat than the ratio needs (drops, estimate error)
+
+
+def _chat_selection(cfg: Config, encoded: list[SourceStats], scans: dict[int, SourceStats],
+                    epochs: int) -> tuple[dict[int, set[int]] | None, np.ndarray]:
+    """Which valid chat rows to tokenize: a seeded random subset large enough for the mix, or None for all.
+
+    The reasoning side is already encoded, so how much chat the ratio asks for is known: rows directly, tokens
+    estimated from characters at the reasoning rows' tokens-per-character. Also returns the estimated token counts
+    of the rows left out (for `ratio_sweep`). A shortfall is caught after mixing (then all rows are tokenized).
+    """
+    d = cfg.data
+    ids = [(i, k) for i, scan in scans.items() for k in range(scan.rows_valid)]
+    per_char = sum(sum(s.tokens) for s in encoded) / max(1, sum(sum(s.chars) for s in encoded))
+    estimates = np.array([scans[i].chars[k] for i, k in ids], dtype=np.float64) * per_char + 16  # + template
+    order = np.random.default_rng(d.seed).permutation(len(ids))
+    share = d.chat_ratio / (1 - d.chat_ratio)
+    if d.ratio_by == "rows":
+        need = int(sum(len(s.tokens) for s in encoded) * share * epochs * CHAT_MARGIN)
+    else:
+        target = sum(sum(s.tokens) for s in encoded) * share * epochs * CHAT_MARGIN
+        need = int(np.searchsorted(np.cumsum(estimates[order]), target)) + 1
+    take = need + d.eval_rows + 64
+    if take >= 0.9 * len(ids):
+        return None, np.zeros(0, dtype=np.int64)
+    selection: dict[int, set[int]] = {i: set() for i in scans}
+    for g in order[:take]:
+        selection[ids[g][0]].add(ids[g][1])
+    return selection, np.round(estimates[order[take:]]).astype(np.int64)
 
 
 def _report(cfg: Config, stats: list[SourceStats], tokens: np.ndarray, trained: np.ndarray, offsets: np.ndarray,
@@ -225,7 +280,8 @@ def _report(cfg: Config, stats: list[SourceStats], tokens: np.ndarray, trained: 
     for i, s in enumerate(stats):
         rows = train[(train >= offsets[i]) & (train < offsets[i + 1])]
         sources[s.name] = {
-            "role": s.role, "path": s.path, "rows_read": s.rows_read, "rows_kept": len(s.tokens),
+            "role": s.role, "path": s.path, "rows_read": s.rows_read, "rows_valid": s.rows_valid,
+            "rows_kept": len(s.tokens),
             "rows_used": int(len(rows)), "tokens_used": int(tokens[rows].sum()),
             "trained_tokens_used": int(trained[rows].sum()),
             "eval_rows": int(((eval_ids >= offsets[i]) & (eval_ids < offsets[i + 1])).sum()),
@@ -287,12 +343,13 @@ def padding_share(lengths: list[int], batch: int, *, packed: bool = False, seq: 
 
 def format_report(report: dict) -> str:
     """The data report as a printed table."""
-    head = f"{'source':<24}{'role':<10}{'read':>9}{'kept':>9}{'used':>9}{'tokens':>12}{'p50':>7}{'p90':>7}{'max':>7}"
+    head = (f"{'source':<22}{'role':<10}{'read':>9}{'valid':>9}{'tokenized':>10}{'used':>9}{'tokens':>12}"
+            f"{'p50':>7}{'p90':>7}{'max':>7}")
     lines = [head, "-" * len(head)]
     for name, s in report["sources"].items():
         length = s["length"] or {"p50": 0, "p90": 0, "max": 0}
-        lines.append(f"{name[:23]:<24}{s['role']:<10}{s['rows_read']:>9}{s['rows_kept']:>9}{s['rows_used']:>9}"
-                     f"{s['tokens_used']:>12}{length['p50']:>7}{length['p90']:>7}{length['max']:>7}")
+        lines.append(f"{name[:21]:<22}{s['role']:<10}{s['rows_read']:>9}{s['rows_valid']:>9}{s['rows_kept']:>10}"
+                     f"{s['rows_used']:>9}{s['tokens_used']:>12}{length['p50']:>7}{length['p90']:>7}{length['max']:>7}")
         for reason, n in s["dropped"].items():
             lines.append(f"{'':<24}dropped {reason}: {n}")
     m, a = report["mix"], report["asked"]
@@ -343,14 +400,36 @@ def prepare_data(cfg: Config, tokenizer, *, cache_dir: str | Path | None = None,
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        stats = [_encode_source(name, src, cfg, tokenizer, tmp / f"pool{i}.arrow", root / "datasets", progress)
-                 for i, (name, src) in enumerate(data_sources(cfg))]
-        tables = [pa.ipc.open_file(pa.memory_map(str(tmp / f"pool{i}.arrow"))).read_all()
-                  for i in range(len(stats))]
-        offsets = np.concatenate([[0], np.cumsum([len(s.tokens) for s in stats])]).astype(np.int64)
-        tokens = np.concatenate([np.asarray(s.tokens, np.int64) for s in stats])
-        trained = np.concatenate([np.asarray(s.trained, np.int64) for s in stats])
-        mixes, eval_ids = _choose(cfg, stats, tokens, offsets, epochs, tmp / "pools.npz")
+        sources = data_sources(cfg)
+        # Chat is tokenized lazily when reasoning drives the mix: only as many chat rows as the ratio can use.
+        lazy = 0 < cfg.data.chat_ratio < 1 and any(src.role == "reasoning" for _, src in sources)
+
+        def encode(i: int, scanned: SourceStats | None = None, select: set[int] | None = None) -> SourceStats:
+            name, src = sources[i]
+            return _encode_source(name, src, cfg, tokenizer, tmp / f"pool{i}.arrow", root / "datasets", progress,
+                                  scanned, select)
+
+        stats: list[SourceStats] = [encode(i) if not lazy or src.role == "reasoning" else None
+                                    for i, (_, src) in enumerate(sources)]
+        scans = {i: _scan(name, src, cfg.data.on_bad_row, root / "datasets")
+                 for i, (name, src) in enumerate(sources) if stats[i] is None}
+        selection, estimates = (_chat_selection(cfg, [s for s in stats if s], scans, epochs) if scans
+                                else (None, np.zeros(0, dtype=np.int64)))
+        for i, scan in scans.items():
+            stats[i] = encode(i, scan, selection[i] if selection else None)
+        while True:
+            tables = [pa.ipc.open_file(pa.memory_map(str(tmp / f"pool{i}.arrow"))).read_all()
+                      for i in range(len(stats))]
+            offsets = np.concatenate([[0], np.cumsum([len(s.tokens) for s in stats])]).astype(np.int64)
+            tokens = np.concatenate([np.asarray(s.tokens, np.int64) for s in stats])
+            trained = np.concatenate([np.asarray(s.trained, np.int64) for s in stats])
+            mixes, eval_ids, exhausted = _choose(cfg, stats, tokens, offsets, epochs, tmp / "pools.npz", estimates)
+            if not (exhausted and selection):
+                break
+            del tables  # the subset was too small for the mix: tokenize every chat row and choose again
+            selection, estimates = None, np.zeros(0, dtype=np.int64)
+            for i, scan in scans.items():
+                stats[i] = encode(i, scan)
         if not sum(len(m) for m in mixes):
             raise DataError("the mix is empty: no source row survived conversion and filtering "
                              f"({', '.join(f'{s.name}: {dict(s.dropped)}' for s in stats)}).")

@@ -107,13 +107,19 @@ def hub_files(src: SourceConfig, cache_dir: Path) -> Iterator[Path]:
         from modelscope import dataset_snapshot_download
         from modelscope_hub.api import HubApi
 
+        sizes: dict[str, int] = {}
+        local = cache_dir / "modelscope" / src.path
+
         def listing() -> list[str]:
-            return [f.path for f in HubApi(endpoint=endpoint).list_repo_files(src.path, "dataset") if not f.is_dir]
+            files = [f for f in HubApi(endpoint=endpoint).list_repo_files(src.path, "dataset") if not f.is_dir]
+            sizes.update({f.path: f.size for f in files})
+            return list(sizes)
 
         def fetch(name: str) -> Path:
-            folder = dataset_snapshot_download(src.path, local_dir=str(cache_dir / "modelscope" / src.path),
-                                               allow_patterns=[name], endpoint=endpoint)
-            return Path(folder) / name
+            if (local / name).is_file() and (local / name).stat().st_size == sizes[name]:
+                return local / name  # complete already: a second pass over the source stays offline
+            dataset_snapshot_download(src.path, local_dir=str(local), allow_patterns=[name], endpoint=endpoint)
+            return local / name
     else:
         from huggingface_hub import HfApi, hf_hub_download
 
