@@ -43,7 +43,7 @@ def tiny_tokenizer(tiny_dir):
 @pytest.fixture(scope="session")
 def qwen3_tokenizer():
     if not (QWEN3_TOKENIZER / "tokenizer.json").is_file():
-        pytest.skip(f"the real Qwen3 tokenizer fixture is absent ({QWEN3_TOKENIZER}); it ships beside the repo in CI")
+        pytest.skip(reason=f"the real Qwen3 tokenizer fixture is absent ({QWEN3_TOKENIZER}); CI has it beside the repo")
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(QWEN3_TOKENIZER)

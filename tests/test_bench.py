@@ -2,7 +2,7 @@
 
 import json
 
-from tests.conftest import QWEN3_TOKENIZER, run_script
+from tests.conftest import run_script
 
 
 def test_training_bench_runs_on_cpu(tmp_path):
@@ -16,11 +16,7 @@ def test_training_bench_runs_on_cpu(tmp_path):
     assert "python scripts/bench.py" in report["command"] and report["versions"]["torch"]
 
 
-def test_data_bench_runs(tmp_path):
-    if not (QWEN3_TOKENIZER / "tokenizer.json").is_file():
-        import pytest
-
-        pytest.skip("the real Qwen3 tokenizer fixture is absent")
+def test_data_bench_runs(qwen3_tokenizer, tmp_path):  # the fixture skips where the real tokenizer is absent
     out = tmp_path / "bench.json"
     run_script("scripts/bench_data.py", "--rows", "60", "--max-len", "4096", "--rss", "30", "--json", str(out))
     report = json.loads(out.read_text())
