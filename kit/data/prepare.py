@@ -135,11 +135,15 @@ def _batches(items: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
+def _chars(conversation: list[dict]) -> int:
+    return sum(len(m["content"]) for m in conversation)
+
+
 def _scan(name: str, src: SourceConfig, on_bad_row: str, cache_dir: Path) -> SourceStats:
     """Convert and check every row of a source without tokenizing: counts, drops, and each row's characters."""
     stats = SourceStats(name, src.role, src.path)
     for conversation in _conversations(name, src, stats, on_bad_row, cache_dir):
-        stats.chars.append(sum(len(m["content"]) for m in conversation))
+        stats.chars.append(_chars(conversation))
     stats.rows_valid = len(stats.chars)
     return stats
 
@@ -175,7 +179,7 @@ def _encode_source(name: str, src: SourceConfig, cfg: Config, tokenizer, path: P
         pending = None
         for batch in _batches(_conversations(name, src, counting, d.on_bad_row, cache_dir, select), ENCODE_BATCH):
             if not scanned:
-                stats.chars += [sum(len(m["content"]) for m in c) for c in batch]
+                stats.chars += [_chars(c) for c in batch]
             texts = [render(tokenizer, c) for c in batch]
             if pending is not None:
                 write(pending.result())
