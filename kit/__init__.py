@@ -11,7 +11,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent  # configs/ and data/ path
 
 _EXPORTS = {
     "config": ["Config", "ConfigError", "load_config", "save_config"],
-    "hub": ["CATALOG", "HubError", "download_model", "resolve_repo", "cache_root"],
+    "hub": ["CATALOG", "HubError", "catalog_table", "download_model", "resolve_repo", "cache_root"],
     "memory": ["estimate", "recommend", "plan_table"],
     "data": ["prepare_data", "format_report", "ratio_sweep", "render", "show_row"],
     "smoke": ["build_tiny_model"],

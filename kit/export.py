@@ -12,13 +12,13 @@ of. After writing, the merged model is reloaded and its logits compared with bas
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kit.config import Config
 from kit.errors import KitError
+from kit.files import atomic_folder
 
 THINKING_OFF_CONDITION = "enable_thinking is defined and enable_thinking is false"
 DEFAULT_OFF_CONDITION = "enable_thinking is not defined or enable_thinking is false"
@@ -71,31 +71,11 @@ def base_16bit_folder(cfg: Config) -> Path:
     return download_model(name, source=cfg.model.source, variant="base_16bit", cache_dir=cfg.model.cache_dir).path
 
 
-def _atomic_folder(target: Path, overwrite: bool):
-    """A context manager yielding a temporary folder that replaces `target` only when the block completes."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def manager():
-        if target.exists() and not overwrite:
-            raise ExportError(f"{target} already exists; pass overwrite (export.overwrite=true) to replace it.")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by an export that was killed
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-        tmp.mkdir()
-        try:
-            yield tmp
-            old = target.parent / f".{target.name}.old-{os.getpid()}"
-            if target.exists():
-                os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-
-    return manager()
+def _export_folder(target: Path, overwrite: bool):
+    """An atomic folder for an export, refusing to replace an existing one unless asked."""
+    if target.exists() and not overwrite:
+        raise ExportError(f"{target} already exists; pass overwrite (export.overwrite=true) to replace it.")
+    return atomic_folder(target)
 
 
 def _save_tokenizer(tokenizer, folder: Path, thinking_default: bool) -> None:
@@ -111,7 +91,7 @@ def export_adapter(adapter: Path, out: Path, *, thinking_default: bool = True, o
     """The LoRA adapter (safetensors) with the tokenizer, for `vllm serve --enable-lora` or PEFT."""
     from transformers import AutoTokenizer
 
-    with _atomic_folder(out, overwrite) as tmp:
+    with _export_folder(out, overwrite) as tmp:
         for name in ("adapter_model.safetensors", "adapter_config.json"):
             shutil.copy2(adapter / name, tmp / name)
         _save_tokenizer(AutoTokenizer.from_pretrained(adapter), tmp, thinking_default)
@@ -146,7 +126,7 @@ def export_merged(adapter: Path, base: Path, out: Path, *, thinking_default: boo
         AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16, **place), str(adapter)).eval()
     expected = _logits(reference, tokenizer)
     merged = reference.merge_and_unload()
-    with _atomic_folder(out, overwrite) as tmp:
+    with _export_folder(out, overwrite) as tmp:
         merged.save_pretrained(tmp, max_shard_size=max_shard_size, safe_serialization=True)
         _save_tokenizer(tokenizer, tmp, thinking_default)
         generation = GenerationConfig.from_pretrained(base) if (base / "generation_config.json").is_file() else \
@@ -191,7 +171,7 @@ def _export_with_unsloth(adapter: Path, out: Path, fmt: str, overwrite: bool) ->
     from unsloth import FastLanguageModel
 
     model, tokenizer = FastLanguageModel.from_pretrained(str(adapter), load_in_4bit=True)
-    with _atomic_folder(out, overwrite) as tmp:
+    with _export_folder(out, overwrite) as tmp:
         if fmt == "gguf":
             model.save_pretrained_gguf(str(tmp), tokenizer, quantization_method="q8_0")
         else:

@@ -82,6 +82,15 @@ CATALOG = {m.name: m for m in [
 VARIANTS = ("dynamic_4bit", "bnb_4bit", "base_16bit")
 
 
+def catalog_table() -> str:
+    """The Qwen3 family as a printed table: the repo to train on and the 16-bit base an export merges into."""
+    lines = [f"{'model':<15}{'train on (dynamic 4-bit)':<46}16-bit base (export)"]
+    for name, model in CATALOG.items():
+        train = model.repo("dynamic_4bit") if model.trainable_4bit else "not trainable in 4-bit (MoE)"
+        lines.append(f"{name:<15}{train:<46}{model.repo('base_16bit')}")
+    return "\n".join(lines)
+
+
 @dataclass
 class Download:
     path: Path

@@ -5,14 +5,13 @@
 It is the real `Qwen3ForCausalLM` architecture (a few narrow layers) with its own byte-level BPE tokenizer trained
 on `data/`: Qwen3's pre-tokenizer, its special tokens (`<|im_start|>`, `<|im_end|>`, `<think>`, ...) and Qwen3's
 own chat template, so everything rendered for it is rendered exactly as for a real Qwen3.
-The same builder makes random-weight models at real Qwen3 shapes (`qwen3_config("8B")`) for GPU tests and benchmarks.
+The same builder makes random-weight models at real Qwen3 shapes (`build_random_qwen3("8B", folder)`) for GPU
+tests and benchmarks.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from importlib import resources
 from pathlib import Path
 
@@ -111,57 +110,41 @@ def qwen3_config(shape: str = "tiny", vocab_size: int = QWEN3_VOCAB, **overrides
     return Qwen3Config(**values)
 
 
-def build_tiny_model(folder: str | Path | None = None, *, seed: int = 0) -> Path:
-    """Build (once) and return the folder of the tiny random-weight Qwen3 with its tokenizer.
+def build_random_qwen3(shape: str, folder: str | Path, *, seed: int = 0) -> Path:
+    """Build (once) a random-weight Qwen3 with the tiny tokenizer into `folder`, and return it.
 
-    The folder is cached under the kit's cache root; a finished build is reused, a half-built one never is.
+    "tiny" is the CPU default (fp32, its vocabulary the tokenizer's); a published shape ("0.6B" ... "32B") keeps
+    Qwen3's full vocabulary in bf16, for GPU tests and benchmarks, where speed and memory matter and the weights'
+    values do not. The folder appears only when complete, so a build that was killed is never reused.
     """
     import torch
     from transformers import GenerationConfig, Qwen3ForCausalLM
 
-    from kit.hub import cache_root
+    from kit.files import atomic_folder
 
-    folder = Path(folder) if folder else cache_root() / "models" / f"tiny-qwen3-v{TINY_VERSION}"
-    if (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file():
+    folder = Path(folder)
+    if (folder / "config.json").is_file():
         return folder
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_folder(folder) as tmp:
         tokenizer = build_tiny_tokenizer()
-        config = qwen3_config("tiny", vocab_size=len(tokenizer), bos_token_id=None,
-                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        config = qwen3_config(shape, vocab_size=len(tokenizer) if shape == "tiny" else QWEN3_VOCAB,
+                              bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+                              pad_token_id=tokenizer.pad_token_id)
         torch.manual_seed(seed)
-        model = Qwen3ForCausalLM(config)
+        with torch.device("cuda" if shape != "tiny" and torch.cuda.is_available() else "cpu"):
+            model = Qwen3ForCausalLM(config)
+        if shape != "tiny":
+            model = model.to(torch.bfloat16)
         model.generation_config = GenerationConfig(
             eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")],
             pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=0.6, top_p=0.95, top_k=20)
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, max_shard_size="5GB")
         tokenizer.save_pretrained(tmp)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
-def build_shape_model(shape: str, folder: str | Path, *, seed: int = 0) -> Path:
-    """A random-weight Qwen3 at a published shape ("0.6B" ... "32B"), bf16, with the tiny tokenizer; for GPU tests
-    and benchmarks, where speed and memory matter and the weights' values do not. Built once per folder."""
-    import torch
-    from transformers import Qwen3ForCausalLM
+def build_tiny_model(folder: str | Path | None = None, *, seed: int = 0) -> Path:
+    """The built-in tiny default, cached under the kit's cache root: `build_random_qwen3("tiny", ...)`."""
+    from kit.hub import cache_root
 
-    folder = Path(folder)
-    if (folder / "config.json").is_file() and list(folder.glob("*.safetensors")):
-        return folder
-    tokenizer = build_tiny_tokenizer()
-    config = qwen3_config(shape, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
-                          pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    with torch.device(device):
-        model = Qwen3ForCausalLM(config).to(torch.bfloat16)
-    model.save_pretrained(folder, max_shard_size="5GB")
-    tokenizer.save_pretrained(folder)
-    return folder
+    return build_random_qwen3("tiny", folder or cache_root() / "models" / f"tiny-qwen3-v{TINY_VERSION}", seed=seed)

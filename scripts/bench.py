@@ -179,7 +179,7 @@ def main() -> None:
 
     import torch
 
-    from kit.smoke import build_shape_model, build_tiny_model
+    from kit.smoke import build_random_qwen3, build_tiny_model
 
     on_gpu = torch.cuda.is_available()
     shapes = args.shapes or (["0.6B", "4B", "8B", "14B"] if on_gpu else ["tiny"])
@@ -188,7 +188,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for shape in shapes:
-            folder = build_tiny_model() if shape == "tiny" else build_shape_model(shape, Path(tmp) / shape)
+            folder = build_tiny_model() if shape == "tiny" else build_random_qwen3(shape, Path(tmp) / shape)
             for backend in backends:
                 result = run_child(shape, backend, folder, args, args.seq)
                 if result is None:

@@ -11,7 +11,7 @@ Interrupted? Run the same command again: finished files are kept and partial one
 import argparse
 
 from kit.errors import cli
-from kit.hub import CATALOG, VARIANTS, download_model
+from kit.hub import CATALOG, VARIANTS, catalog_table, download_model
 from kit.memory import estimate, plan_table, recommend, size_of
 
 
@@ -42,6 +42,7 @@ def main() -> None:
             print(plan_table(seq_len=args.seq_len))
         return
     if not args.model:
+        print(catalog_table())
         parser.error("name a model (e.g. Qwen3-14B) or use --plan")
     patterns = ["*.json", "*.jinja", "*.txt", "*.model"] if args.tokenizer_only else None
     result = download_model(args.model, source=args.source, variant=args.variant, cache_dir=args.cache_dir,

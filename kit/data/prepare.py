@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from kit.data.formats import BadRow, DataError, Filtered, to_messages
 from kit.data.mix import choose_counts, split_eval
 from kit.data.render import encode_batch, render
 from kit.data.sources import MalformedRow, iter_source, source_identity
+from kit.files import atomic_folder
 
 FORMAT_VERSION = 3  # bump when the prepared files' layout or labelling changes
 ENCODE_BATCH = 512
@@ -400,10 +400,7 @@ def prepare_data(cfg: Config, tokenizer, *, cache_dir: str | Path | None = None,
     if cfg.data.num_proc:
         os.environ["RAYON_NUM_THREADS"] = str(cfg.data.num_proc)
     started = time.perf_counter()
-    tmp = root / "prepared" / f".tmp-{fp}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_folder(final) as tmp:
         sources = data_sources(cfg)
         # Chat is tokenized lazily when reasoning drives the mix: only as many chat rows as the ratio can use.
         lazy = 0 < cfg.data.chat_ratio < 1 and any(src.role == "reasoning" for _, src in sources)
@@ -444,10 +441,5 @@ def prepare_data(cfg: Config, tokenizer, *, cache_dir: str | Path | None = None,
             (tmp / f"pool{i}.arrow").unlink()
         report = _report(cfg, stats, tokens, trained, offsets, mixes, eval_ids, fp, time.perf_counter() - started)
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return _load(final, report, cached=False)
 

@@ -18,10 +18,10 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture(scope="module")
 def shape_dirs(tmp_path_factory):
-    from kit.smoke import build_shape_model
+    from kit.smoke import build_random_qwen3
 
     root = tmp_path_factory.mktemp("shapes")
-    return {shape: build_shape_model(shape, root / shape) for shape in ("0.6B", "8B")}
+    return {shape: build_random_qwen3(shape, root / shape) for shape in ("0.6B", "8B")}
 
 
 @pytest.mark.parametrize("backend", ["unsloth", "hf"])
