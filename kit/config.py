@@ -121,9 +121,8 @@ class TrackingConfig:
 @dataclass
 class ExportConfig:
     out_dir: str = ""  # "" = <run folder>/export
-    formats: list[str] = field(default_factory=lambda: ["adapter", "merged_16bit"])  # + merged_4bit_forced, gguf
+    formats: list[str] = field(default_factory=lambda: ["adapter", "merged_16bit"])  # + merged_4bit_forced (GPU)
     thinking_default: bool = True  # the mode the served template uses when a request does not set enable_thinking
-    max_shard_size: str = "5GB"
     overwrite: bool = False
 
 
@@ -160,7 +159,7 @@ CHOICES = {
     "source.hub": {"local", "modelscope", "huggingface"},
     "source.role": {"reasoning", "chat"},
 }
-EXPORT_FORMATS = {"adapter", "merged_16bit", "merged_4bit_forced", "gguf"}
+EXPORT_FORMATS = {"adapter", "merged_16bit", "merged_4bit_forced"}  # GGUF: llama.cpp on merged_16bit (README)
 
 
 def _fields(cls) -> dict[str, Any]:
@@ -327,7 +326,8 @@ def validate(cfg: Config) -> None:
         if getattr(cfg.eval, key) < 0:
             problems.append(f"eval.{key} is {getattr(cfg.eval, key)}; it cannot be negative.")
     if bad := set(cfg.export.formats) - EXPORT_FORMATS:
-        problems.append(f"export.formats has {sorted(bad)}; use any of {sorted(EXPORT_FORMATS)}.")
+        gguf = " (for GGUF, convert merged_16bit with llama.cpp: README, 'GGUF')" if "gguf" in bad else ""
+        problems.append(f"export.formats has {sorted(bad)}; use any of {sorted(EXPORT_FORMATS)}{gguf}.")
     sources = [("data.reasoning", cfg.data.reasoning), ("data.chat", cfg.data.chat)]
     sources += [(f"data.extra[{i}]", s) for i, s in enumerate(cfg.data.extra)]
     for where, src in sources:

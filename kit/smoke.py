@@ -15,7 +15,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-TINY_VERSION = 2  # bump to rebuild cached tiny models after a change here
+TINY_VERSION = 3  # bump to rebuild cached tiny models after a change here
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 SPECIAL_TOKENS = [  # Qwen3's added tokens, in Qwen3's order
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
@@ -103,22 +103,24 @@ def qwen3_config(shape: str = "tiny", vocab_size: int = QWEN3_VOCAB, **overrides
     values = dict(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
                   num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv, head_dim=128,
                   max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
-                  tie_word_embeddings=tied, torch_dtype="bfloat16")
+                  tie_word_embeddings=tied, dtype="bfloat16")
     if shape == "tiny":
-        values.update(head_dim=64, max_position_embeddings=4096, torch_dtype="float32")
+        values.update(head_dim=64, max_position_embeddings=4096, dtype="float32")
     values.update(overrides)
     return Qwen3Config(**values)
 
 
-def build_random_qwen3(shape: str, folder: str | Path, *, seed: int = 0) -> Path:
+def build_random_qwen3(shape: str, folder: str | Path, *, seed: int = 0, max_shard_size: str = "5GB") -> Path:
     """Build (once) a random-weight Qwen3 with the tiny tokenizer into `folder`, and return it.
 
     "tiny" is the CPU default (fp32, its vocabulary the tokenizer's); a published shape ("0.6B" ... "32B") keeps
     Qwen3's full vocabulary in bf16, for GPU tests and benchmarks, where speed and memory matter and the weights'
-    values do not. The folder appears only when complete, so a build that was killed is never reused.
+    values do not. The architecture is laid out on the meta device (names and shapes, no memory) and each tensor is
+    drawn and written on its own, so even 32B builds on the CPU in about one tensor's memory and never touches a GPU.
+    The folder appears only when complete, so a build that was killed is never reused.
     """
     import torch
-    from transformers import GenerationConfig, Qwen3ForCausalLM
+    from transformers import GenerationConfig
 
     from kit.files import atomic_folder
 
@@ -130,16 +132,90 @@ def build_random_qwen3(shape: str, folder: str | Path, *, seed: int = 0) -> Path
         config = qwen3_config(shape, vocab_size=len(tokenizer) if shape == "tiny" else QWEN3_VOCAB,
                               bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
                               pad_token_id=tokenizer.pad_token_id)
-        torch.manual_seed(seed)
-        with torch.device("cuda" if shape != "tiny" and torch.cuda.is_available() else "cpu"):
-            model = Qwen3ForCausalLM(config)
-        if shape != "tiny":
-            model = model.to(torch.bfloat16)
-        model.generation_config = GenerationConfig(
+        _write_random_weights(tmp, config, torch.float32 if shape == "tiny" else torch.bfloat16, seed, max_shard_size)
+        config.save_pretrained(tmp)
+        GenerationConfig(
             eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")],
-            pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=0.6, top_p=0.95, top_k=20)
-        model.save_pretrained(tmp, max_shard_size="5GB")
+            pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=0.6, top_p=0.95, top_k=20,
+        ).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+    return folder
+
+
+def _write_random_weights(folder: Path, config, dtype, seed: int, max_shard_size: str) -> None:
+    """Qwen3's own initialisation (normal(0, initializer_range), norms at 1), drawn tensor by tensor into shards
+    laid out as `save_pretrained` lays them out (huggingface_hub's splitter), tied embeddings stored once."""
+    import torch
+    from huggingface_hub import split_torch_state_dict_into_shards
+    from transformers import Qwen3ForCausalLM
+
+    from kit.shards import write_file, write_index
+
+    with torch.device("meta"):
+        model = Qwen3ForCausalLM(config).to(dtype)
+    tied = set(model._tied_weights_keys or {}) if config.tie_word_embeddings else set()
+    tensors = {name: t for name, t in model.state_dict().items() if name not in tied}
+    order = {name: i for i, name in enumerate(tensors)}
+
+    def draw(name: str):
+        if name.endswith("norm.weight"):
+            return torch.ones(tensors[name].shape, dtype=dtype)
+        return _normal(tensors[name].shape, dtype, config.initializer_range, seed * 100_003 + order[name])
+
+    split = split_torch_state_dict_into_shards(tensors, max_shard_size=max_shard_size)
+    for filename, names in split.filename_to_tensors.items():
+        write_file(folder / filename, {n: (tuple(tensors[n].shape), dtype) for n in names}, draw)
+    if split.is_sharded:
+        write_index(folder, split.tensor_to_filename, split.metadata["total_size"])
+
+
+RANDOM_CHUNK = 1 << 24  # values per thread: normal_ runs on one core, so a large tensor is filled in parallel
+
+
+def _normal(shape, dtype, std: float, seed: int):
+    """A tensor of normal(0, std) values, the same for the same seed on any machine, drawn on every core."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    out = torch.empty(shape, dtype=dtype)
+    flat = out.view(-1)
+
+    def fill(start: int) -> None:
+        generator = torch.Generator().manual_seed(seed * 65_537 + start // RANDOM_CHUNK)
+        flat[start:start + RANDOM_CHUNK].normal_(0, std, generator=generator)
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        list(pool.map(fill, range(0, flat.numel(), RANDOM_CHUNK)))
+    return out
+
+
+def build_random_adapter(base: Path, folder: Path, *, r: int = 32, seed: int = 0) -> Path:
+    """A LoRA adapter with random A and B on all seven projections of the model in `base`, in peft's format with
+    the base's tokenizer: what a trained adapter is to a merge or a load, without the training."""
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from kit.config import QWEN3_PROJECTIONS
+    from kit.merge import ADAPTER_PREFIX
+    from kit.shards import write_file
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base))
+    specs = {}
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in QWEN3_PROJECTIONS:
+            specs[f"{ADAPTER_PREFIX}{name}.lora_A.weight"] = ((r, module.in_features), torch.float32)
+            specs[f"{ADAPTER_PREFIX}{name}.lora_B.weight"] = ((module.out_features, r), torch.float32)
+    order = {name: i for i, name in enumerate(specs)}
+    folder.mkdir(parents=True, exist_ok=True)
+    write_file(folder / "adapter_model.safetensors", specs,
+               lambda name: _normal(specs[name][0], torch.float32, 0.02, seed * 100_003 + order[name]))
+    LoraConfig(r=r, lora_alpha=r, target_modules=QWEN3_PROJECTIONS, task_type="CAUSAL_LM",
+               base_model_name_or_path=str(base)).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
     return folder
 
 
