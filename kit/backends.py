@@ -11,6 +11,7 @@ Unsloth patches transformers, trl and peft when it is imported, so it must be im
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -49,8 +50,15 @@ def activate_backend(name: str) -> str:
         if early:
             warnings.warn(f"{', '.join(early)} was imported before unsloth, so Unsloth's patches may be incomplete; "
                           "in a notebook, restart the kernel and run the kit's cells first.", stacklevel=2)
-        import unsloth  # noqa: F401  (imported for its patches)
+        import_unsloth()
     return backend
+
+
+def import_unsloth() -> None:
+    """Import unsloth for its patches. Its usage-statistics request to huggingface.co is switched off unless the
+    user chose otherwise: where that host is blocked (mainland China) each model load would stall up to 120 s."""
+    os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
+    import unsloth  # noqa: F401
 
 
 def environment() -> dict:
@@ -140,23 +148,27 @@ def unsloth_peft_kwargs(cfg: Config) -> dict:
                 random_state=cfg.train.seed, use_rslora=cfg.lora.use_rslora, loftq_config=None)
 
 
+def unsloth_patch_kwargs(cfg: Config) -> dict:
+    return dict(use_gradient_checkpointing=unsloth_peft_kwargs(cfg)["use_gradient_checkpointing"])
+
+
 def _load_unsloth(cfg: Config, folder: Path):
     from unsloth import FastLanguageModel
 
     model, tokenizer = FastLanguageModel.from_pretrained(**unsloth_load_kwargs(cfg, folder))
     check_targets(model, cfg.lora.target_modules)
-    if cfg.model.adapter:
-        from peft import PeftModel
+    if not cfg.model.adapter:
+        return FastLanguageModel.get_peft_model(model, **unsloth_peft_kwargs(cfg)), tokenizer
+    from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, cfg.model.adapter, is_trainable=True)
-    else:
-        model = FastLanguageModel.get_peft_model(model, **unsloth_peft_kwargs(cfg))
-    return model, tokenizer
+    # A plain PeftModel skips what get_peft_model installs: Unsloth's checkpointing and its fused LoRA kernels.
+    model = PeftModel.from_pretrained(model, cfg.model.adapter, is_trainable=True)
+    return FastLanguageModel.patch_peft_model(model, **unsloth_patch_kwargs(cfg)), tokenizer
 
 
 def _load_hf(cfg: Config, folder: Path):
     import torch
-    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     on_gpu = torch.cuda.is_available()
@@ -170,9 +182,9 @@ def _load_hf(cfg: Config, folder: Path):
         device_map = {"": PartialState().local_process_index}  # under DDP each process loads onto its own GPU
     model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=quant, dtype=dtype,
                                                  attn_implementation="sdpa", device_map=device_map if on_gpu else None)
-    if quantized:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
-    elif cfg.train.gradient_checkpointing:
+    # Not peft's prepare_model_for_kbit_training: it keeps fp32 copies of the embeddings, lm_head and norms
+    # (2.5 GB each for 8B's embeddings and head), which bf16 training does not need (docs/benchmarks.md).
+    if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     check_targets(model, cfg.lora.target_modules)

@@ -51,6 +51,8 @@ def load_for_inference(path: str | Path, *, base: str | Path | None = None, back
         path: a model folder, or an adapter folder (holding adapter_config.json).
         base: the base model folder for an adapter; default: the one recorded in the adapter.
         backend: auto | unsloth | hf (as for training).
+        load_in_4bit: unsloth: the base in 4-bit (as trained); hf loads 16-bit weights.
+        dtype: auto (bf16 on a GPU, fp32 on a CPU) | bf16 | fp32: the compute dtype.
     Returns:
         (model, tokenizer), the model in eval mode.
     """
@@ -62,23 +64,26 @@ def load_for_inference(path: str | Path, *, base: str | Path | None = None, back
     path = Path(path)
     is_adapter = (path / "adapter_config.json").is_file()
     base_path = Path(base) if base else (Path(_adapter_base(path)) if is_adapter else path)
+    torch_dtype = {"auto": None, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
     if backend == "unsloth":
         from unsloth import FastLanguageModel
 
-        model, tokenizer = FastLanguageModel.from_pretrained(str(path), load_in_4bit=load_in_4bit)
-        FastLanguageModel.for_inference(model)
-        return model, tokenizer
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+        model, _ = FastLanguageModel.from_pretrained(str(base_path), load_in_4bit=load_in_4bit, dtype=torch_dtype)
+    else:
+        from transformers import AutoModelForCausalLM
 
-    on_gpu = torch.cuda.is_available()
-    torch_dtype = {"auto": torch.bfloat16 if on_gpu else torch.float32, "bf16": torch.bfloat16,
-                   "fp32": torch.float32}[dtype]
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype,
-                                                 device_map={"": 0} if on_gpu else None)
+        on_gpu = torch.cuda.is_available()
+        model = AutoModelForCausalLM.from_pretrained(
+            base_path, dtype=torch_dtype or (torch.bfloat16 if on_gpu else torch.float32),
+            device_map={"": 0} if on_gpu else None)
     if is_adapter:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(path))
+    if backend == "unsloth":
+        FastLanguageModel.for_inference(model)
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(path if (path / "tokenizer_config.json").is_file() else base_path)
     return model.eval(), tokenizer
 
