@@ -83,18 +83,13 @@ def environment() -> dict:
     return info
 
 
-def model_dir(cfg: Config) -> Path:
-    """The local folder of `cfg.model.name`: the built-in tiny model, a folder, or a hub download."""
-    from kit.hub import resolve_model
-
-    return resolve_model(cfg.model)
-
-
 def load_tokenizer(cfg: Config):
     """The model's own tokenizer (its chat template defines the training format)."""
     from transformers import AutoTokenizer
 
-    folder = model_dir(cfg)
+    from kit.hub import resolve_model
+
+    folder = resolve_model(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if not tokenizer.is_fast:
         raise BackendError(f"{folder}: the kit needs a fast tokenizer (tokenizer.json) to label assistant turns.")
@@ -202,6 +197,8 @@ LOADERS = {"unsloth": _load_unsloth, "hf": _load_hf}
 
 def load_for_training(cfg: Config, backend: str):
     """The base model with a trainable LoRA adapter (new, or `model.adapter` continued), and its tokenizer."""
+    from kit.hub import resolve_model
+
     if cfg.model.adapter:
         check_adapter(cfg)
-    return LOADERS[backend](cfg, model_dir(cfg))
+    return LOADERS[backend](cfg, resolve_model(cfg.model))

@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 
 from kit.errors import KitError
+from kit.qwen3 import PROJECTIONS
 
-QWEN3_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SECRET_KEYS = {"tracking.api_key", "model.token"}
 
 
@@ -81,7 +81,7 @@ class LoraConfig:
     r: int = 32  # rank: higher fits more, costs memory; 16-64 is typical
     alpha: int = 32  # scaling numerator; alpha == r keeps the update scale at 1
     dropout: float = 0.0  # 0 lets Unsloth use its fastest path
-    target_modules: list[str] = field(default_factory=lambda: list(QWEN3_PROJECTIONS))
+    target_modules: list[str] = field(default_factory=lambda: list(PROJECTIONS))
     use_rslora: bool = False  # rank-stabilised scaling alpha/sqrt(r), helps at high rank
 
 

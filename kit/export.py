@@ -12,7 +12,6 @@ of. After writing, the merged model's logits are compared with base + adapter.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,22 +53,6 @@ def with_thinking_default(template: str, thinking: bool) -> str:
     if THINKING_OFF_CONDITION not in template:
         raise ExportError("this chat template has no Qwen3 enable_thinking switch; cannot set thinking_default.")
     return template.replace(THINKING_OFF_CONDITION, DEFAULT_OFF_CONDITION)
-
-
-def base_16bit_folder(cfg: Config) -> Path:
-    """The 16-bit base to merge into: the tiny model itself, a local folder, or Qwen/Qwen3-<size> from the hub."""
-    from kit.hub import download_model, resolve_model
-
-    if cfg.model.name == "tiny" or Path(cfg.model.name).expanduser().is_dir():
-        folder = resolve_model(cfg.model)
-        quant = json.loads((folder / "config.json").read_text()).get("quantization_config")
-        if quant:
-            raise ExportError(f"{folder} holds 4-bit weights; merging into dequantized 4-bit weights loses accuracy. "
-                              "Point model.name at the 16-bit base (e.g. `python scripts/download.py Qwen3-14B "
-                              "--variant base_16bit`).")
-        return folder
-    name = cfg.model.name.split("/")[-1].replace("-unsloth-bnb-4bit", "").replace("-bnb-4bit", "")
-    return download_model(name, source=cfg.model.source, variant="base_16bit", cache_dir=cfg.model.cache_dir).path
 
 
 def _export_folder(target: Path, overwrite: bool):
@@ -213,25 +196,27 @@ def _export_4bit_with_unsloth(adapter: Path, out: Path, overwrite: bool) -> Path
 
 def export_run(run_dir: str | Path, cfg: Config) -> ExportResult:
     """Export a run's adapter in every format `cfg.export.formats` names, into `cfg.export.out_dir`."""
+    from kit.hub import resolve_model
+
     run_dir = Path(run_dir)
     adapter = run_dir / "adapter"
     if not (adapter / "adapter_config.json").is_file():
         raise ExportError(f"{run_dir} has no finished adapter ({adapter}); train it to the end first.")
     root = Path(cfg.export.out_dir) if cfg.export.out_dir else run_dir / "export"
     e = cfg.export
+    base = resolve_model(cfg.model, "base_16bit")  # merged into, or named in the LoRA serve command
     result = ExportResult()
     if "adapter" in e.formats:
         result.folders["adapter"] = export_adapter(adapter, root / "adapter", thinking_default=e.thinking_default,
                                                    overwrite=e.overwrite)
     if "merged_16bit" in e.formats:
         folder, result.max_logit_diff, result.logit_scale = export_merged(
-            adapter, base_16bit_folder(cfg), root / "merged_16bit", thinking_default=e.thinking_default,
-            overwrite=e.overwrite)
+            adapter, base, root / "merged_16bit", thinking_default=e.thinking_default, overwrite=e.overwrite)
         result.folders["merged_16bit"] = folder
     if "merged_4bit_forced" in e.formats:
         result.folders["merged_4bit_forced"] = _export_4bit_with_unsloth(adapter, root / "merged_4bit_forced",
                                                                          e.overwrite)
     merged = result.folders.get("merged_16bit")
     result.serve_command, result.client_snippet = serve_instructions(
-        merged, result.folders.get("adapter"), None if merged else base_16bit_folder(cfg))
+        merged, result.folders.get("adapter"), None if merged else base)
     return result

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from kit import PROJECT_ROOT
+from kit.paths import PROJECT_ROOT
 from kit.perf import run_isolated
 
 GPU_PARTS = ["env", "padding", "tests", "bench:8B", "bench:14B", "merge:14B", "bench:0.6B"]  # most telling first
@@ -142,7 +142,7 @@ def gpu_tests(models: Path) -> dict:
 def shape_dir(models: Path, shape: str) -> Path:
     """A random-weight Qwen3 of `shape` in `models`, built once; other shapes' folders go first (disk is scarce:
     14B is 30 GB and its merge as much again). The tiny shape gets small shards, so its merge spans several."""
-    from kit.smoke import build_random_qwen3
+    from kit.random_qwen3 import build_random_qwen3
 
     folder = models / f"qwen3-{shape}"
     for other in models.glob("qwen3-*"):

@@ -175,9 +175,9 @@ def _utilisation(tokens_per_s: float, config, seq: int, lora_params: int) -> dic
 
 def _estimate(shape: str, seq: int, batch: int, lora_r: int, backend: str) -> float | None:
     from kit.memory import estimate
-    from kit.smoke import QWEN3_SHAPES
+    from kit.qwen3 import TRAINABLE
 
-    if shape not in QWEN3_SHAPES:
+    if shape not in TRAINABLE:
         return None
     return round(estimate(shape, seq_len=seq, batch=batch, lora_r=lora_r, backend=backend).total_gb, 2)
 
@@ -244,8 +244,8 @@ def merge(base: str, lora_r: int = 32, out: str = "") -> dict:
 
     from kit.export import check_merge
     from kit.merge import merge_lora
+    from kit.random_qwen3 import build_random_adapter
     from kit.shards import shard_files
-    from kit.smoke import build_random_adapter
 
     def rss_gb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux reports KiB

@@ -23,7 +23,8 @@ from kit.backends import activate_backend, load_for_training, load_tokenizer
 from kit.config import Config, save_config, to_dict
 from kit.data import format_report, prepare_data
 from kit.errors import KitError
-from kit.memory import estimate, size_of
+from kit.memory import estimate
+from kit.qwen3 import find
 
 
 @dataclass
@@ -85,11 +86,11 @@ def total_steps(cfg: Config, rows: int, epochs: int) -> int:
 
 
 def format_plan(cfg: Config, backend: str, folder: Path, report: dict, steps: int, out: Path) -> str:
-    size = size_of(cfg.model.name)
-    vram = (str(estimate(size, load_in_4bit=cfg.model.load_in_4bit, lora_r=cfg.lora.r,
+    known = find(cfg.model.name)
+    vram = (str(estimate(known.size, load_in_4bit=cfg.model.load_in_4bit, lora_r=cfg.lora.r,
                          seq_len=cfg.model.max_seq_length, batch=cfg.train.per_device_train_batch_size,
                          gradient_checkpointing=cfg.train.gradient_checkpointing, backend=backend))
-            if size else "n/a (not a known Qwen3 size)")
+            if known and known.trainable_4bit else "n/a (not a known dense Qwen3)")
     mix = report["mix"]
     batch = cfg.train.per_device_train_batch_size * cfg.train.gradient_accumulation_steps
     return "\n".join([

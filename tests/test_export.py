@@ -8,7 +8,7 @@ import pytest
 
 from kit.config import load_config
 from kit.export import ExportError, export_run, with_thinking_default
-from kit.smoke import qwen3_chat_template
+from kit.qwen3 import chat_template
 from tests.conftest import ROOT, run_script
 
 PROMPT = [{"role": "user", "content": "Hi"}]
@@ -53,7 +53,7 @@ def test_a_merge_that_does_not_match_the_adapter_is_not_kept(smoke_run, tiny_dir
 
     from kit.export import check_merge
     from kit.merge import merge_lora
-    from kit.smoke import build_random_adapter
+    from kit.random_qwen3 import build_random_adapter
 
     other = build_random_adapter(tiny_dir, tmp_path / "other", r=16)
     (tmp_path / "merged").mkdir()
@@ -98,7 +98,7 @@ def test_refuses_to_overwrite_an_export(exported, smoke_run):
 
 @pytest.mark.parametrize("default", [True, False])
 def test_thinking_default_template(tiny_tokenizer, default):
-    template = with_thinking_default(qwen3_chat_template(), default)
+    template = with_thinking_default(chat_template(), default)
 
     def render(**kwargs):
         return tiny_tokenizer.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True,
@@ -108,7 +108,7 @@ def test_thinking_default_template(tiny_tokenizer, default):
     assert render(enable_thinking=True).endswith("<|im_start|>assistant\n")
     assert render().endswith(EMPTY_THINK) is (not default)  # the request says nothing: the default applies
     if default:
-        assert template == qwen3_chat_template()
+        assert template == chat_template()
 
 
 def test_killed_export_leaves_no_loadable_folder(smoke_run, tmp_path):

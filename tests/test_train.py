@@ -8,7 +8,7 @@ import pytest
 from safetensors.torch import load_file
 
 from kit.backends import BackendError, check_adapter, linear_modules, pick_backend
-from kit.config import QWEN3_PROJECTIONS
+from kit.qwen3 import PROJECTIONS
 from tests.conftest import ROOT, run_script
 
 
@@ -44,7 +44,7 @@ def test_lora_targets_are_checked_against_the_model(tiny_dir):
     from kit.backends import check_targets
 
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
-    assert linear_modules(model) == sorted(QWEN3_PROJECTIONS)
+    assert linear_modules(model) == sorted(PROJECTIONS)
     with pytest.raises(BackendError, match=r"\['qkv_proj'\], which this model does not have; its linear layers are"):
         check_targets(model, ["q_proj", "qkv_proj"])
 

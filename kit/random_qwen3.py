@@ -1,22 +1,24 @@
-"""The built-in tiny default: a random-weight Qwen3 small enough to train on a laptop CPU in a minute.
+"""Random-weight Qwen3 models at any shape, with a small tokenizer of Qwen3's make: no download, any machine.
 
-    folder = build_tiny_model()    # cached; AutoModelForCausalLM / AutoTokenizer load it like any Qwen3
+    folder = build_tiny_model()                       # the built-in tiny default, cached; trains on a CPU in a minute
+    folder = build_random_qwen3("14B", "/tmp/14b")    # a published shape in bf16, for GPU tests and benchmarks
+    adapter = build_random_adapter(folder, "/tmp/a")  # a LoRA adapter for it, as a merge or a load sees one
 
-It is the real `Qwen3ForCausalLM` architecture (a few narrow layers) with its own byte-level BPE tokenizer trained
-on `data/`: Qwen3's pre-tokenizer, its special tokens (`<|im_start|>`, `<|im_end|>`, `<think>`, ...) and Qwen3's
-own chat template, so everything rendered for it is rendered exactly as for a real Qwen3.
-The same builder makes random-weight models at real Qwen3 shapes (`build_random_qwen3("8B", folder)`) for GPU
-tests and benchmarks.
+Each is the real `Qwen3ForCausalLM` architecture with a byte-level BPE tokenizer trained on `data/`: Qwen3's
+pre-tokenizer, its special tokens (`<|im_start|>`, `<|im_end|>`, `<think>`, ...) and Qwen3's own chat template, so
+everything rendered for it is rendered exactly as for a real Qwen3. Tests, the GPU check, the memory measurements
+and the export tests build their models here.
 """
 
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 
+from kit.paths import DATA_DIR, cache_root
+from kit.qwen3 import FAMILY, HEAD_DIM, PROJECTIONS, VOCAB, chat_template
+
 TINY_VERSION = 3  # bump to rebuild cached tiny models after a change here
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 SPECIAL_TOKENS = [  # Qwen3's added tokens, in Qwen3's order
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
     "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
@@ -27,19 +29,6 @@ SPECIAL_TOKENS = [  # Qwen3's added tokens, in Qwen3's order
 CONTROL_TOKENS = SPECIAL_TOKENS[:14]  # the ones Qwen3 marks special (skipped by decode(skip_special_tokens=True))
 QWEN3_PRETOKENIZE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                      r"|\s*[\r\n]+|\s+(?!\S)|\s+")
-
-# Published Qwen3 shapes (config.json of Qwen/Qwen3-*): hidden, intermediate, layers, heads, kv heads, tied embeddings.
-QWEN3_SHAPES = {
-    "0.6B": (1024, 3072, 28, 16, 8, True), "1.7B": (2048, 6144, 28, 16, 8, True),
-    "4B": (2560, 9728, 36, 32, 8, True), "8B": (4096, 12288, 36, 32, 8, False),
-    "14B": (5120, 17408, 40, 40, 8, False), "32B": (5120, 25600, 64, 64, 8, False),
-}
-QWEN3_VOCAB = 151936
-
-
-def qwen3_chat_template() -> str:
-    """Qwen3's hybrid-thinking chat template (identical for 0.6B ... 32B), as published by Qwen."""
-    return resources.files("kit").joinpath("templates/qwen3.jinja").read_text(encoding="utf-8")
 
 
 def _training_text() -> list[str]:
@@ -87,27 +76,24 @@ def build_tiny_tokenizer(vocab_size: int = 2048):
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in SPECIAL_TOKENS[14:]])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        additional_special_tokens=CONTROL_TOKENS[1:], chat_template=qwen3_chat_template(),
+        additional_special_tokens=CONTROL_TOKENS[1:], chat_template=chat_template(),
         model_max_length=32768, clean_up_tokenization_spaces=False,
     )
 
 
-def qwen3_config(shape: str = "tiny", vocab_size: int = QWEN3_VOCAB, **overrides):
-    """A `Qwen3Config` at a published shape ("0.6B" ... "32B") or the tiny one used on CPU."""
+def qwen3_config(shape: str = "tiny", vocab_size: int = VOCAB, **overrides):
+    """A `Qwen3Config` at a published shape ("0.6B" ... "32B") or the tiny one used on CPU (~3.6M parameters)."""
     from transformers import Qwen3Config
 
-    if shape == "tiny":
-        hidden, intermediate, layers, heads, kv, tied = 256, 768, 4, 4, 2, True  # ~3.6M parameters
-    else:
-        hidden, intermediate, layers, heads, kv, tied = QWEN3_SHAPES[shape]
-    values = dict(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
-                  num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv, head_dim=128,
-                  max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6,
-                  tie_word_embeddings=tied, dtype="bfloat16")
-    if shape == "tiny":
-        values.update(head_dim=64, max_position_embeddings=4096, dtype="float32")
-    values.update(overrides)
-    return Qwen3Config(**values)
+    values = dict(vocab_size=vocab_size, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=64, tie_word_embeddings=True,
+                  max_position_embeddings=4096, rope_theta=1000000.0, rms_norm_eps=1e-6, dtype="float32")
+    if shape != "tiny":
+        m = FAMILY[shape]
+        values.update(hidden_size=m.hidden, intermediate_size=m.intermediate, num_hidden_layers=m.layers,
+                      num_attention_heads=m.heads, num_key_value_heads=m.kv_heads, head_dim=HEAD_DIM,
+                      tie_word_embeddings=m.tied, max_position_embeddings=40960, dtype="bfloat16")
+    return Qwen3Config(**values | overrides)
 
 
 def build_random_qwen3(shape: str, folder: str | Path, *, seed: int = 0, max_shard_size: str = "5GB") -> Path:
@@ -129,7 +115,7 @@ def build_random_qwen3(shape: str, folder: str | Path, *, seed: int = 0, max_sha
         return folder
     with atomic_folder(folder) as tmp:
         tokenizer = build_tiny_tokenizer()
-        config = qwen3_config(shape, vocab_size=len(tokenizer) if shape == "tiny" else QWEN3_VOCAB,
+        config = qwen3_config(shape, vocab_size=len(tokenizer) if shape == "tiny" else VOCAB,
                               bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
                               pad_token_id=tokenizer.pad_token_id)
         _write_random_weights(tmp, config, torch.float32 if shape == "tiny" else torch.bfloat16, seed, max_shard_size)
@@ -198,7 +184,6 @@ def build_random_adapter(base: Path, folder: Path, *, r: int = 32, seed: int = 0
     from peft import LoraConfig
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from kit.config import QWEN3_PROJECTIONS
     from kit.merge import ADAPTER_PREFIX
     from kit.shards import write_file
 
@@ -206,14 +191,14 @@ def build_random_adapter(base: Path, folder: Path, *, r: int = 32, seed: int = 0
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base))
     specs = {}
     for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] in QWEN3_PROJECTIONS:
+        if name.rsplit(".", 1)[-1] in PROJECTIONS:
             specs[f"{ADAPTER_PREFIX}{name}.lora_A.weight"] = ((r, module.in_features), torch.float32)
             specs[f"{ADAPTER_PREFIX}{name}.lora_B.weight"] = ((module.out_features, r), torch.float32)
     order = {name: i for i, name in enumerate(specs)}
     folder.mkdir(parents=True, exist_ok=True)
     write_file(folder / "adapter_model.safetensors", specs,
                lambda name: _normal(specs[name][0], torch.float32, 0.02, seed * 100_003 + order[name]))
-    LoraConfig(r=r, lora_alpha=r, target_modules=QWEN3_PROJECTIONS, task_type="CAUSAL_LM",
+    LoraConfig(r=r, lora_alpha=r, target_modules=PROJECTIONS, task_type="CAUSAL_LM",
                base_model_name_or_path=str(base)).save_pretrained(folder)
     AutoTokenizer.from_pretrained(base).save_pretrained(folder)
     return folder
@@ -221,6 +206,4 @@ def build_random_adapter(base: Path, folder: Path, *, r: int = 32, seed: int = 0
 
 def build_tiny_model(folder: str | Path | None = None, *, seed: int = 0) -> Path:
     """The built-in tiny default, cached under the kit's cache root: `build_random_qwen3("tiny", ...)`."""
-    from kit.hub import cache_root
-
     return build_random_qwen3("tiny", folder or cache_root() / "models" / f"tiny-qwen3-v{TINY_VERSION}", seed=seed)
