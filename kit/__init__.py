@@ -18,6 +18,8 @@ _EXPORTS = {
     "random_qwen3": ["build_tiny_model"],
     "backends": ["activate_backend", "environment", "load_tokenizer", "linear_modules"],
     "train": ["train", "TrainResult"],
+    "runs": ["finished_run"],
+    "notebook": ["setup"],
     "infer": ["load_for_inference", "generate", "chat", "side_by_side", "split_reasoning", "PRESETS"],
     "export": ["export_run", "with_thinking_default"],
     "evaluate": ["evaluate", "evaluate_run", "compare", "math_correct"],

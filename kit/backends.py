@@ -10,7 +10,6 @@ Unsloth patches transformers, trl and peft when it is imported, so it must be im
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
@@ -119,12 +118,13 @@ def check_targets(model, targets: list[str]) -> None:
 
 def check_adapter(cfg: Config) -> None:
     """Continuing an adapter needs the same rank, alpha and targets: name both values where they differ."""
-    path = Path(cfg.model.adapter) / "adapter_config.json"
-    if not path.is_file():
+    from peft import PeftConfig
+
+    if not (Path(cfg.model.adapter) / "adapter_config.json").is_file():
         raise BackendError(f"model.adapter '{cfg.model.adapter}' has no adapter_config.json.")
-    saved = json.loads(path.read_text())
-    pairs = [("r", saved.get("r"), cfg.lora.r), ("alpha", saved.get("lora_alpha"), cfg.lora.alpha),
-             ("target_modules", sorted(saved.get("target_modules") or []), sorted(cfg.lora.target_modules))]
+    saved = PeftConfig.from_pretrained(cfg.model.adapter)
+    pairs = [("r", saved.r, cfg.lora.r), ("alpha", saved.lora_alpha, cfg.lora.alpha),
+             ("target_modules", sorted(saved.target_modules or []), sorted(cfg.lora.target_modules))]
     problems = [f"the adapter has {key}={old} but lora.{key} is {new}" for key, old, new in pairs if old != new]
     if problems:
         raise BackendError(f"model.adapter '{cfg.model.adapter}' does not match the config: {'; '.join(problems)}. "
@@ -161,6 +161,19 @@ def _load_unsloth(cfg: Config, folder: Path):
     return FastLanguageModel.patch_peft_model(model, **unsloth_patch_kwargs(cfg)), tokenizer
 
 
+def _device_map(on_gpu: bool) -> dict | None:
+    """Each process's whole model on its own GPU (plain data parallel); none where FSDP or DeepSpeed ZeRO-3 shard
+    the model themselves (transformers refuses a device_map under ZeRO-3, and one defeats FSDP)."""
+    from transformers.distributed.fsdp import is_fsdp_enabled
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    if not on_gpu or is_fsdp_enabled() or is_deepspeed_zero3_enabled():
+        return None
+    from accelerate import PartialState
+
+    return {"": PartialState().local_process_index}
+
+
 def _load_hf(cfg: Config, folder: Path):
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
@@ -171,12 +184,8 @@ def _load_hf(cfg: Config, folder: Path):
     quantized = on_gpu and cfg.model.load_in_4bit  # bitsandbytes 4-bit needs a GPU; CPU trains in fp32
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=dtype) if quantized else None
-    if on_gpu:
-        from accelerate import PartialState
-
-        device_map = {"": PartialState().local_process_index}  # under DDP each process loads onto its own GPU
     model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=quant, dtype=dtype,
-                                                 attn_implementation="sdpa", device_map=device_map if on_gpu else None)
+                                                 attn_implementation="sdpa", device_map=_device_map(on_gpu))
     # Not peft's prepare_model_for_kbit_training: it keeps fp32 copies of the embeddings, lm_head and norms
     # (2.5 GB each for 8B's embeddings and head), which bf16 training does not need (docs/benchmarks.md).
     if cfg.train.gradient_checkpointing:

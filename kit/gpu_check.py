@@ -187,8 +187,6 @@ def merge_shape(models: Path, shape: str) -> dict:
 
 def write_report(out: Path, command: str = "") -> str:
     """report.json (every saved part) and report.md (the tables) in `out`; returns the markdown."""
-    from kit.perf import merge_table, training_table
-
     parts = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if p.stem != "report"}
     env = parts.get("env", {})
     lines = [f"# GPU check: {env.get('device', '?')}", "",
@@ -215,3 +213,48 @@ def write_report(out: Path, command: str = "") -> str:
     (out / "report.md").write_text(markdown)
     (out / "report.json").write_text(json.dumps({"command": command, **parts}, indent=1))
     return markdown
+
+
+def _cell(value, fmt: str = "") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows])
+
+
+def training_table(results: list[dict]) -> str:
+    """Markdown: one row per (shape, backend), then unsloth against hf for each shape that has both."""
+    header = ["shape", "backend", "tokens/s", "peak reserved GB", "peak allocated GB", "kit.memory estimate GB", "MFU",
+              "HFU", "MFU of measured matmul", "first step s", "longest seq under cap"]
+    rows, pairs = [], {}
+    for r in results:
+        if "error" in r:
+            rows.append([r.get("shape"), r.get("backend"), f"failed: {r['error']}"] + [""] * 8)
+            continue
+        pairs.setdefault(r["shape"], {})[r["backend"]] = r
+        longest = f"{r['longest_seq']:,} ({_cell(r['cap_gib'])} GiB)" if "longest_seq" in r else "-"
+        rows.append([r["shape"], r["backend"], f"{r['tokens_per_s']:,.0f}", _cell(r["peak_reserved_gb"]),
+                     _cell(r["peak_allocated_gb"]), _cell(r["estimate_gb"]), _cell(r["mfu"], ".1%"),
+                     _cell(r["hfu"], ".1%"), f"{r['mfu_of_matmul']:.1%}", r["first_step_s"], longest])
+    lines = [markdown_table(header, rows)]
+    for shape, pair in pairs.items():
+        if {"unsloth", "hf"} <= pair.keys():
+            u, h = pair["unsloth"], pair["hf"]
+            memory = (f", peak reserved {u['peak_reserved_gb'] / h['peak_reserved_gb']:.2f}x"
+                      if u["peak_reserved_gb"] and h["peak_reserved_gb"] else "")
+            speed = u["tokens_per_s"] / h["tokens_per_s"]
+            lines.append(f"\n{shape}: unsloth against hf: tokens/s {speed:.2f}x{memory}")
+    return "\n".join(lines)
+
+
+def merge_table(results: list[dict]) -> str:
+    """Markdown: the streamed merge's size, time and peak resident memory."""
+    header = ["base", "shards", "largest shard GB", "model GB", "merge s", "RSS after imports GB", "peak RSS merge GB",
+              "peak RSS with check GB", "CUDA used"]
+    keys = ["shards", "largest_shard_gb", "model_gb", "merge_s", "rss_after_imports_gb", "peak_rss_merge_gb",
+            "peak_rss_with_check_gb", "cuda_used"]
+    rows = [[Path(r.get("base", "?")).name] + ([f"failed: {r['error']}"] + [""] * 7 if "error" in r else
+                                                [r[k] for k in keys]) for r in results]
+    return markdown_table(header, rows)

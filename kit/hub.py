@@ -13,7 +13,6 @@ returns at once, without touching the network.
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import hashlib
 import json
 import os
@@ -104,10 +103,6 @@ def model_folder(repo_id: str, source: str = "modelscope", cache_dir: str = "") 
 def _manifest_path(folder: Path, patterns: list[str] | None) -> Path:
     key = hashlib.sha256(json.dumps(sorted(patterns or [])).encode()).hexdigest()[:12]
     return folder / f".kit-complete-{key}.json"
-
-
-def _selected(path: str, patterns: list[str] | None) -> bool:
-    return not patterns or any(fnmatch.fnmatch(path, p) for p in patterns)
 
 
 def _listing(repo_id: str, source: str, revision: str, token: str, endpoint: str | None) -> list[dict]:
@@ -210,21 +205,30 @@ def download_model(name: str, *, source: str = "modelscope", variant: str = "dyn
             return Download(folder, repo_id, source, len(files), sum(f["size"] for f in files), cached=True)
         except HubError:
             manifest.unlink()
+    from huggingface_hub.utils import filter_repo_objects  # the same pattern rules the clients apply
+
     endpoint = hub_endpoint(source)
-    files = [f for f in _listing(repo_id, source, revision, token, endpoint) if _selected(f["path"], allow_patterns)]
+    files = list(filter_repo_objects(_listing(repo_id, source, revision, token, endpoint),
+                                     allow_patterns=allow_patterns, key=lambda f: f["path"]))
     folder.mkdir(parents=True, exist_ok=True)
     _check_space(folder, files)
+    _snapshot(repo_id, source, folder, revision=revision, allow_patterns=allow_patterns, token=token,
+              endpoint=endpoint)
+    verify(folder, files)
+    manifest.write_text(json.dumps({"repo_id": repo_id, "source": source, "files": files}, indent=1))
+    return Download(folder, repo_id, source, len(files), sum(f["size"] for f in files), cached=False)
+
+
+def _snapshot(repo_id: str, source: str, folder: Path, *, revision: str, allow_patterns: list[str] | None,
+              token: str, endpoint: str | None) -> None:
+    """The hub client's own resumable download into `folder`; its failures as the kit's one-sentence errors."""
+    if source == "modelscope":
+        from modelscope import snapshot_download
+    else:
+        from huggingface_hub import snapshot_download
     try:
-        if source == "modelscope":
-            from modelscope import snapshot_download
-
-            snapshot_download(repo_id, revision=revision or None, local_dir=str(folder), endpoint=endpoint,
-                              allow_patterns=allow_patterns, token=token or None)
-        else:
-            from huggingface_hub import snapshot_download
-
-            snapshot_download(repo_id, revision=revision or None, local_dir=str(folder), endpoint=endpoint,
-                              allow_patterns=allow_patterns, token=token or None)
+        snapshot_download(repo_id, revision=revision or None, local_dir=str(folder), endpoint=endpoint,
+                          allow_patterns=allow_patterns, token=token or None)
     except OSError as e:
         if e.errno == 28:  # ENOSPC
             raise DiskFull(f"the disk holding {folder} filled up during the download; free space and run it again "
@@ -240,9 +244,6 @@ def download_model(name: str, *, source: str = "modelscope", variant: str = "dyn
         if corrupt:
             raise ChecksumMismatch(f"{', '.join(corrupt)} arrived corrupt (sha256 differs from the hub's listing) "
                                    "and was removed; run the download again to fetch it.") from None
-    verify(folder, files)
-    manifest.write_text(json.dumps({"repo_id": repo_id, "source": source, "files": files}, indent=1))
-    return Download(folder, repo_id, source, len(files), sum(f["size"] for f in files), cached=False)
 
 
 def resolve_model(model, variant: str = "") -> Path:

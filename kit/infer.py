@@ -10,7 +10,6 @@ Prompts go through the tokenizer's chat template with `enable_thinking`, exactly
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +39,9 @@ def split_reasoning(text: str) -> Reply:
 
 
 def _adapter_base(adapter: Path) -> str:
-    return json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    from peft import PeftConfig
+
+    return PeftConfig.from_pretrained(str(adapter)).base_model_name_or_path
 
 
 def load_for_inference(path: str | Path, *, base: str | Path | None = None, backend: str = "auto",
@@ -57,6 +58,7 @@ def load_for_inference(path: str | Path, *, base: str | Path | None = None, back
         (model, tokenizer), the model in eval mode.
     """
     import torch
+    from transformers import AutoTokenizer
 
     from kit.backends import activate_backend
 
@@ -65,27 +67,32 @@ def load_for_inference(path: str | Path, *, base: str | Path | None = None, back
     is_adapter = (path / "adapter_config.json").is_file()
     base_path = Path(base) if base else (Path(_adapter_base(path)) if is_adapter else path)
     torch_dtype = {"auto": None, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
-    if backend == "unsloth":
-        from unsloth import FastLanguageModel
-
-        model, _ = FastLanguageModel.from_pretrained(str(base_path), load_in_4bit=load_in_4bit, dtype=torch_dtype)
-    else:
-        from transformers import AutoModelForCausalLM
-
-        on_gpu = torch.cuda.is_available()
-        model = AutoModelForCausalLM.from_pretrained(
-            base_path, dtype=torch_dtype or (torch.bfloat16 if on_gpu else torch.float32),
-            device_map={"": 0} if on_gpu else None)
+    model = _load_base(backend, base_path, load_in_4bit, torch_dtype)
     if is_adapter:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(path))
     if backend == "unsloth":
-        FastLanguageModel.for_inference(model)
-    from transformers import AutoTokenizer
+        from unsloth import FastLanguageModel
 
+        FastLanguageModel.for_inference(model)
     tokenizer = AutoTokenizer.from_pretrained(path if (path / "tokenizer_config.json").is_file() else base_path)
     return model.eval(), tokenizer
+
+
+def _load_base(backend: str, folder: Path, load_in_4bit: bool, dtype):
+    """The base weights: through Unsloth (4-bit as trained, by default), or transformers in 16/32-bit."""
+    import torch
+
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        return FastLanguageModel.from_pretrained(str(folder), load_in_4bit=load_in_4bit, dtype=dtype)[0]
+    from transformers import AutoModelForCausalLM
+
+    on_gpu = torch.cuda.is_available()
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or (torch.bfloat16 if on_gpu else torch.float32),
+                                                device_map={"": 0} if on_gpu else None)
 
 
 def generate(model, tokenizer, conversations: list[list[dict]], *, thinking: bool = True,

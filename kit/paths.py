@@ -19,3 +19,13 @@ def cache_root(configured: str = "") -> Path:
     if AUTODL_DATA_DISK.is_dir():  # the 30 GB system disk fills up; the data disk is where models belong
         return AUTODL_DATA_DISK / "qwen3-kit"
     return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "qwen3-kit"
+
+
+def local_matches(path: str) -> list[Path]:
+    """The files a local path or glob names (`data/*.jsonl`, `~/sets/x.parquet`), sorted; [] when none."""
+    p = Path(os.path.expanduser(path))
+    if p.exists():
+        return [p]
+    anchor = Path(p.anchor) if p.is_absolute() else Path(".")
+    pattern = str(p.relative_to(p.anchor)) if p.is_absolute() else str(p)
+    return sorted(anchor.glob(pattern))

@@ -115,26 +115,15 @@ def training(model_dir: str, backend: str, shape: str = "", seq: int = 2048, bat
 
     backend = activate_backend(backend)  # unsloth first, before transformers
     import torch
-    from datasets import Dataset
     from transformers import AutoConfig
 
     from kit.backends import load_for_training
-    from kit.train import build_trainer
 
     started = time.perf_counter()
     on_gpu = torch.cuda.is_available()
     cfg = _training_config(model_dir, backend, seq, batch, accum, steps, lora_r)
     model, tokenizer = load_for_training(cfg, backend)
-    generator = torch.Generator().manual_seed(0)  # the same token batches for every backend
-    ids = torch.randint(100, min(len(tokenizer), 150000), (steps * accum * batch, seq), generator=generator).tolist()
-    timer = _step_timer(on_gpu, started)
-    with tempfile.TemporaryDirectory() as out:
-        trainer = build_trainer(cfg, model, tokenizer, Dataset.from_dict({"input_ids": ids, "labels": ids}), None,
-                                Path(out), progress=False, callbacks=[timer])
-        if on_gpu:
-            torch.cuda.reset_peak_memory_stats()
-        trainer.train()
-    del trainer
+    timer = _timed_steps(cfg, model, tokenizer, steps * accum * batch, started)
     tokens_per_s = batch * accum * seq / statistics.median(timer.times[warmup:] or timer.times)
     lora_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     config = AutoConfig.from_pretrained(model_dir)
@@ -147,6 +136,27 @@ def training(model_dir: str, backend: str, shape: str = "", seq: int = 2048, bat
         step = 1024 if on_gpu else 128
         result.update(longest_seq=longest_sequence(model, cap_gib, max_seq, step), cap_gib=cap_gib if on_gpu else None)
     return result
+
+
+def _timed_steps(cfg, model, tokenizer, rows: int, started: float):
+    """Train on `rows` random token rows (the same for every backend) through the kit's trainer; the step timer."""
+    import torch
+    from datasets import Dataset
+
+    from kit.trainer import build_trainer
+
+    on_gpu = torch.cuda.is_available()
+    generator = torch.Generator().manual_seed(0)
+    shape = (rows, cfg.model.max_seq_length)
+    ids = torch.randint(100, min(len(tokenizer), 150000), shape, generator=generator).tolist()
+    timer = _step_timer(on_gpu, started)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = build_trainer(cfg, model, tokenizer, Dataset.from_dict({"input_ids": ids, "labels": ids}), None,
+                                Path(out), progress=False, callbacks=[timer])
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats()
+        trainer.train()
+    return timer
 
 
 def _memory(on_gpu: bool) -> dict:
@@ -270,50 +280,6 @@ def merge(base: str, lora_r: int = 32, out: str = "") -> dict:
         if not out:
             shutil.rmtree(target)
     return result
-
-
-def _cell(value, fmt: str = "") -> str:
-    return "-" if value is None else format(value, fmt)
-
-
-def training_table(results: list[dict]) -> str:
-    """Markdown: one row per (shape, backend), then unsloth against hf for each shape that has both."""
-    rows = ["| shape | backend | tokens/s | peak reserved GB | peak allocated GB | kit.memory estimate GB | MFU | "
-            "HFU | MFU of measured matmul | first step s | longest seq under cap |", "|" + " --- |" * 11]
-    for r in results:
-        if "error" in r:
-            rows.append(f"| {r.get('shape')} | {r.get('backend')} | failed: {r['error']} |" + " |" * 8)
-            continue
-        rows.append(f"| {r['shape']} | {r['backend']} | {r['tokens_per_s']:,.0f} | {_cell(r['peak_reserved_gb'])} | "
-                    f"{_cell(r['peak_allocated_gb'])} | {_cell(r['estimate_gb'])} | {_cell(r['mfu'], '.1%')} | "
-                    f"{_cell(r['hfu'], '.1%')} | {r['mfu_of_matmul']:.1%} | {r['first_step_s']} | "
-                    + (f"{r['longest_seq']:,} ({_cell(r['cap_gib'])} GiB)" if "longest_seq" in r else "-") + " |")
-    pairs = {}
-    for r in results:
-        if "error" not in r:
-            pairs.setdefault(r["shape"], {})[r["backend"]] = r
-    for shape, pair in pairs.items():
-        if {"unsloth", "hf"} <= pair.keys():
-            u, h = pair["unsloth"], pair["hf"]
-            memory = (f", peak reserved {u['peak_reserved_gb'] / h['peak_reserved_gb']:.2f}x"
-                      if u["peak_reserved_gb"] and h["peak_reserved_gb"] else "")
-            speed = u["tokens_per_s"] / h["tokens_per_s"]
-            rows.append(f"\n{shape}: unsloth against hf: tokens/s {speed:.2f}x{memory}")
-    return "\n".join(rows)
-
-
-def merge_table(results: list[dict]) -> str:
-    """Markdown: the streamed merge's size, time and peak resident memory."""
-    rows = ["| base | shards | largest shard GB | model GB | merge s | RSS after imports GB | peak RSS merge GB | "
-            "peak RSS with check GB | CUDA used |", "|" + " --- |" * 9]
-    for r in results:
-        if "error" in r:
-            rows.append(f"| {r.get('base')} | failed: {r['error']} |" + " |" * 7)
-            continue
-        rows.append(f"| {Path(r['base']).name} | {r['shards']} | {r['largest_shard_gb']} | {r['model_gb']} | "
-                    f"{r['merge_s']} | {r['rss_after_imports_gb']} | {r['peak_rss_merge_gb']} | "
-                    f"{r['peak_rss_with_check_gb']} | {r['cuda_used']} |")
-    return "\n".join(rows)
 
 
 MEASUREMENTS = {"training": training, "merge": merge}

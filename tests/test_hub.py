@@ -6,8 +6,8 @@ import pytest
 
 from kit.hub import (
     ChecksumMismatch,
-    HubError,
     DiskFull,
+    HubError,
     NetworkUnreachable,
     RepoNotFound,
     catalog_table,

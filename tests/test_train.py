@@ -111,11 +111,14 @@ def test_wandb_offline_logs_config_and_report_without_the_key(tmp_path):
             assert b"sekret-key-123" not in path.read_bytes(), f"the API key leaked into {path}"
 
 
-def test_plan_is_printed_before_training(tmp_path):
+def test_config_and_plan_are_printed_before_training(tmp_path, tiny_dir):
     result = run_script("scripts/train.py", "--config", "configs/smoke.yaml", "train.max_steps=1",
-                        f"train.output_dir={tmp_path}", "train.packing=true")
+                        f"train.output_dir={tmp_path}", "lora.r=8")
+    assert f"config: {tmp_path / 'smoke' / 'config.yaml'} (set: " in result.stdout
+    assert "lora.r=8" in result.stdout and "train.max_steps=1" in result.stdout  # what differs from the defaults
     plan = result.stdout[result.stdout.index("plan:"):]
-    for line in ("model     tiny", "backend   hf", "VRAM", "data      ", "steps     1 x batch 8", "output"):
+    for line in (f"model     tiny ({tiny_dir})", "LoRA      r=8 alpha=32 on q_proj, k_proj", "backend   hf, optimizer "
+                 "adamw_torch", "VRAM", "data      ", "steps     1 x batch 8", "output"):
         assert line in plan
     assert "chat share:" in result.stdout  # the data report
 

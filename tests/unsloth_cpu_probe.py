@@ -29,7 +29,7 @@ from unsloth import FastLanguageModel  # noqa: E402
 from kit.backends import load_tokenizer  # noqa: E402
 from kit.config import load_config  # noqa: E402
 from kit.data import prepare_data  # noqa: E402
-from kit.train import build_trainer  # noqa: E402
+from kit.trainer import build_trainer  # noqa: E402
 
 
 def segments(batch) -> list[tuple[list[int], list[int]]]:
