@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from kit.config import Config
+from kit.cuda import no_gpu_reason
 from kit.errors import KitError
 
 PATCHED_BY_UNSLOTH = ("transformers", "trl", "peft")
@@ -31,19 +32,25 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def pick_backend(name: str) -> str:
-    """'auto' -> 'unsloth' with a CUDA GPU, else 'hf'. Asking for unsloth without a GPU is an error."""
-    if name == "auto":
-        return "unsloth" if cuda_available() else "hf"
-    if name == "unsloth" and not cuda_available():
-        raise BackendError("train.backend=unsloth needs a CUDA GPU and none is visible "
-                           "(torch.cuda.is_available() is False); use train.backend=hf to train on this machine.")
-    return name
+def pick_backend(name: str, model: str = "") -> str:
+    """'auto' -> 'unsloth' with a CUDA GPU, else 'hf'. Without a usable GPU, unsloth is an error, and so is auto for a
+    real `model` (anything but the tiny default): its weights would be downloaded for a CPU run that cannot finish.
+    The error says why the GPU is missing (kit.cuda)."""
+    if cuda_available():
+        return "unsloth" if name == "auto" else name
+    if name == "unsloth":
+        raise BackendError(f"train.backend=unsloth needs a CUDA GPU and none is usable: {no_gpu_reason()}; "
+                           "use train.backend=hf to train on this machine.")
+    if name == "auto" and model not in ("", "tiny"):
+        raise BackendError(f"{model} needs a CUDA GPU and none is usable: {no_gpu_reason()}. Nothing was downloaded; "
+                           "set train.backend=hf to use the CPU anyway (fp32, far too slow for a real model).")
+    return "hf"
 
 
-def activate_backend(name: str) -> str:
-    """Resolve the backend and, for unsloth, import it now, before transformers/trl/peft are imported."""
-    backend = pick_backend(name)
+def activate_backend(name: str, model: str = "") -> str:
+    """Resolve the backend (`model`: the model about to be trained or evaluated, see pick_backend) and, for unsloth,
+    import it now, before transformers/trl/peft are imported."""
+    backend = pick_backend(name, model)
     if backend == "unsloth" and "unsloth" not in sys.modules:
         early = [m for m in PATCHED_BY_UNSLOTH if m in sys.modules]
         if early:
@@ -161,6 +168,30 @@ def _load_unsloth(cfg: Config, folder: Path):
     return FastLanguageModel.patch_peft_model(model, **unsloth_patch_kwargs(cfg)), tokenizer
 
 
+def compute_dtype(on_gpu: bool):
+    """bf16 where the GPU has it, else fp16; fp32 on a CPU. Unsloth's `dtype=None` chooses the same way."""
+    import torch
+
+    if not on_gpu:
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def quantized(cfg: Config, on_gpu: bool) -> bool:
+    """4-bit base weights: asked for, and possible (bitsandbytes' 4-bit needs a GPU; a CPU trains in fp32)."""
+    return on_gpu and cfg.model.load_in_4bit
+
+
+def precision(cfg: Config, backend: str, on_gpu: bool) -> str:
+    """How the base weights are held and computed, as the loaders below do it, in words for the plan."""
+    dtype = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}[str(compute_dtype(on_gpu)).split(".")[-1]]
+    if not on_gpu:
+        return "fp32 weights (no GPU: 4-bit needs one)" if cfg.model.load_in_4bit else "fp32 weights (no GPU)"
+    if not quantized(cfg, on_gpu):
+        return f"16-bit base ({dtype})"
+    return f"{'Unsloth dynamic 4-bit' if backend == 'unsloth' else '4-bit nf4'} base, {dtype} compute"
+
+
 def _device_map(on_gpu: bool) -> dict | None:
     """Each process's whole model on its own GPU (plain data parallel); none where FSDP or DeepSpeed ZeRO-3 shard
     the model themselves (transformers refuses a device_map under ZeRO-3, and one defeats FSDP)."""
@@ -180,10 +211,9 @@ def _load_hf(cfg: Config, folder: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     on_gpu = torch.cuda.is_available()
-    dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if on_gpu else torch.float32
-    quantized = on_gpu and cfg.model.load_in_4bit  # bitsandbytes 4-bit needs a GPU; CPU trains in fp32
+    dtype = compute_dtype(on_gpu)
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=dtype) if quantized else None
+                               bnb_4bit_compute_dtype=dtype) if quantized(cfg, on_gpu) else None
     model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=quant, dtype=dtype,
                                                  attn_implementation="sdpa", device_map=_device_map(on_gpu))
     # Not peft's prepare_model_for_kbit_training: it keeps fp32 copies of the embeddings, lm_head and norms

@@ -79,7 +79,7 @@ class LoraConfig:
     r: int = 32  # rank: higher fits more, costs memory; 16-64 is typical
     alpha: int = 32  # scaling numerator; alpha == r keeps the update scale at 1
     dropout: float = 0.0  # 0 lets Unsloth use its fastest path
-    target_modules: list[str] = field(default_factory=lambda: list(PROJECTIONS))
+    target_modules: list[str] = field(default_factory=lambda: list(PROJECTIONS))  # all 7 projections (all-linear)
     use_rslora: bool = False  # rank-stabilised scaling alpha/sqrt(r), helps at high rank
 
 
@@ -89,31 +89,31 @@ class TrainConfig:
     output_dir: str = "runs"  # run folders go under here
     run_name: str = ""  # "" = a timestamped name
     max_steps: int = 30  # optimizer steps; 0 = train num_epochs epochs instead
-    num_epochs: float = 1.0
-    per_device_train_batch_size: int = 2
+    num_epochs: float = 1.0  # passes over the mix when max_steps is 0; fractions allowed
+    per_device_train_batch_size: int = 2  # rows per forward pass; memory grows with it (the plan estimates it)
     gradient_accumulation_steps: int = 4  # effective batch = batch size x this
-    learning_rate: float = 2e-4
-    lr_scheduler_type: str = "linear"
-    warmup_steps: int = 5
-    weight_decay: float = 0.01
+    learning_rate: float = 2e-4  # LoRA takes ~10x full fine-tuning's rate; lower it (2e-5) for long runs
+    lr_scheduler_type: str = "linear"  # any of transformers' schedulers: linear, cosine, constant, ...
+    warmup_steps: int = 5  # steps of rising learning rate at the start (a count, not a share)
+    weight_decay: float = 0.01  # a light pull of the LoRA weights towards 0
     optim: str = "auto"  # auto = adamw_8bit on GPU (less memory), adamw_torch on CPU
     gradient_checkpointing: bool = True  # trades ~20% speed for a large cut in activation memory
     packing: bool = False  # pack rows into full sequences (no padding) - padding_free batching
-    logging_steps: int = 1
+    logging_steps: int = 1  # log the loss every N steps (metrics.jsonl, the progress bar, wandb)
     eval_steps: int = 0  # 0 = evaluate once per save
     save_steps: int = 50  # checkpoint every N steps
     save_total_limit: int = 3  # keep the newest K checkpoints
     resume: str = "auto"  # auto (newest checkpoint in the run folder) | never (start this run over) | a checkpoint
     allow_changes: bool = False  # resume even where model, LoRA or data settings differ from the run's config.yaml
-    seed: int = 3407
+    seed: int = 3407  # LoRA initialisation and batch order: same seed, same run
 
 
 @dataclass
 class TrackingConfig:
     wandb: str = "disabled"  # online | offline | disabled
-    project: str = "qwen3-kit"
-    entity: str = ""
-    tags: list[str] = field(default_factory=list)
+    project: str = "qwen3-kit"  # the wandb project runs are logged to
+    entity: str = ""  # "" = your default wandb user or team
+    tags: list[str] = field(default_factory=list)  # wandb tags, to filter runs by
     api_key: str = ""  # prefer the WANDB_API_KEY variable; never printed or written
 
 
@@ -122,7 +122,7 @@ class ExportConfig:
     out_dir: str = ""  # "" = <run folder>/export
     formats: list[str] = field(default_factory=lambda: ["adapter", "merged_16bit"])  # + merged_4bit_forced (GPU)
     thinking_default: bool = True  # the mode the served template uses when a request does not set enable_thinking
-    overwrite: bool = False
+    overwrite: bool = False  # replace an existing export (it is only swapped in once the new one is complete)
 
 
 @dataclass
@@ -130,9 +130,9 @@ class EvalConfig:
     math_path: str = "data/openmath_heldout.parquet"  # held-out problems with expected_answer (OpenMathReasoning)
     chat_path: str = "data/finetome_heldout.jsonl"  # held-out conversations (ShareGPT)
     n_math: int = 20  # more is a tighter estimate and a longer run (each problem is generated twice)
-    n_chat: int = 10
+    n_chat: int = 10  # held-out conversations for chat retention (each generated once)
     max_new_tokens: int = 1024  # reasoning traces need room; too short cuts the think block (counted as a failure)
-    seed: int = 0
+    seed: int = 0  # sampling seed: the same prompts get the same replies on a rerun
 
 
 @dataclass

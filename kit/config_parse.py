@@ -26,7 +26,66 @@ def fields(cls) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+# The names TRL / transformers, LLaMA-Factory, ms-swift and Unsloth's notebooks use for what the kit calls otherwise
+# (their spellings checked in their argument classes and example configs), with what the kit's value means.
+ALIASES = {
+    "report_to": "tracking.wandb (online | offline | disabled)",
+    "num_train_epochs": "train.num_epochs",
+    "epochs": "train.num_epochs",
+    "cutoff_len": "model.max_seq_length",
+    "max_length": "model.max_seq_length",
+    "max_seq_len": "model.max_seq_length",
+    "lora_rank": "lora.r",
+    "lora_r": "lora.r",
+    "rank": "lora.r",
+    "lora_alpha": "lora.alpha",
+    "lora_dropout": "lora.dropout",
+    "lora_target": "lora.target_modules (a list of projections, or all-linear)",
+    "lora_target_modules": "lora.target_modules (a list of projections, or all-linear)",
+    "resume_from_checkpoint": "train.resume (auto, never, or a checkpoint folder)",
+    "model": "model.name (Qwen3-14B, a repo id, or a folder)",
+    "model_name_or_path": "model.name (Qwen3-14B, a repo id, or a folder)",
+    "warmup_ratio": "train.warmup_steps (a number of steps, not a share of them)",
+    "quantization_bit": "model.load_in_4bit (true or false)",
+    "quant_bits": "model.load_in_4bit (true or false)",
+    "use_gradient_checkpointing": "train.gradient_checkpointing",
+    "random_state": "train.seed",
+    "lr": "train.learning_rate",
+    "max_samples": "data.max_rows",
+    "val_size": "data.eval_rows (a number of rows, not a share)",
+    "split_dataset_ratio": "data.eval_rows (a number of rows, not a share)",
+    "dataset": "data.reasoning.path, data.chat.path or data.extra (docs/data.md)",
+    "dataset_name": "data.reasoning.path, data.chat.path or data.extra (docs/data.md)",
+    "wandb_project": "tracking.project",
+}
+
+
+def leaves(cls, prefix: str = "") -> dict[str, list[str]]:
+    """Each field name of the tree under `cls` -> the dotted keys that end in it (`max_steps` -> [train.max_steps])."""
+    out: dict[str, list[str]] = {}
+    for name, kind in fields(cls).items():
+        if dataclasses.is_dataclass(kind):
+            for leaf, keys in leaves(kind, f"{prefix}{name}.").items():
+                out.setdefault(leaf, []).extend(keys)
+        else:
+            out.setdefault(name, []).append(prefix + name)
+    return out
+
+
+def home(name: str) -> str | None:
+    """Where a familiar name lives in the kit: an alias (`report_to`), or a key given without its section
+    (`max_steps` -> `train.max_steps`); None when the kit has nothing by that name."""
+    from kit.config import Config
+
+    if name in ALIASES:
+        return ALIASES[name]
+    keys = leaves(Config).get(name)
+    return " or ".join(keys) if keys else None
+
+
 def unknown(key: str, valid: list[str], where: str) -> str:
+    if found := home(key):
+        return f"unknown key '{where}{key}': here it is {found}."
     near = difflib.get_close_matches(key, valid, n=1)
     hint = f" Did you mean '{where}{near[0]}'?" if near else f" Valid keys: {', '.join(valid)}."
     return f"unknown key '{where}{key}'.{hint}"

@@ -10,7 +10,7 @@ import importlib.util
 from functools import cache
 from pathlib import Path
 
-from kit.paths import local_matches
+from kit.paths import local_matches, shown
 from kit.qwen3 import PROJECTIONS
 
 CHOICES = {
@@ -92,12 +92,12 @@ def _tracking(cfg) -> list[str]:
 def _paths(cfg) -> list[str]:
     out = []
     if cfg.model.source == "local" and cfg.model.name != "tiny" and not Path(cfg.model.name).expanduser().is_dir():
-        out.append(f"model.name '{cfg.model.name}' is not a folder, and model.source is local.")
+        out.append(f"model.name {shown(cfg.model.name)} is not a folder, and model.source is local.")
     if cfg.model.adapter and not Path(cfg.model.adapter).expanduser().is_dir():
-        out.append(f"model.adapter '{cfg.model.adapter}' is not a folder.")
+        out.append(f"model.adapter {shown(cfg.model.adapter)} is not a folder.")
     resume = cfg.train.resume
     if resume not in ("auto", "never") and not Path(resume, "trainer_state.json").expanduser().is_file():
-        out.append(f"train.resume is '{resume}'; use auto (the newest checkpoint of the run), never (start over) "
+        out.append(f"train.resume is {shown(resume)}; use auto (the newest checkpoint of the run), never (start over) "
                    "or a checkpoint folder (one holding trainer_state.json).")
     return out
 
@@ -137,7 +137,7 @@ def _source_problems(src, where: str) -> list[str]:
     if not src.path:
         out.append(f"{where}.path is empty; give a file, a glob, or a dataset id.")
     elif src.hub == "local" and not local_matches(src.path):
-        out.append(f"{where}.path '{src.path}' matches no file.")
+        out.append(f"{where}.path {shown(src.path)} matches no file.")
     if src.max_rows < 0 or src.max_chars < 0:
         out.append(f"{where}.max_rows and max_chars must be >= 0 (0 = no limit).")
     if not 0 <= src.min_pass_rate <= src.max_pass_rate <= 1:

@@ -23,6 +23,7 @@ from pathlib import Path
 from kit.errors import KitError
 from kit.files import write_atomic
 from kit.paths import cache_root
+from kit.quiet import retries_held_back
 from kit.qwen3 import FAMILY, VARIANTS, find
 
 NETWORK_HINT = {
@@ -256,12 +257,13 @@ def download_model(name: str, *, source: str = "modelscope", variant: str = "dyn
     from huggingface_hub.utils import filter_repo_objects  # the same pattern rules the clients apply
 
     endpoint = hub_endpoint(source)
-    files = list(filter_repo_objects(_listing(repo_id, source, revision, token, endpoint),
-                                     allow_patterns=allow_patterns, key=lambda f: f["path"]))
-    folder.mkdir(parents=True, exist_ok=True)
-    _check_space(folder, files)
-    _snapshot(repo_id, source, folder, revision=revision, allow_patterns=allow_patterns, token=token,
-              endpoint=endpoint)
+    with retries_held_back():  # the client's retry warnings are news only when the download fails in the end
+        files = list(filter_repo_objects(_listing(repo_id, source, revision, token, endpoint),
+                                         allow_patterns=allow_patterns, key=lambda f: f["path"]))
+        folder.mkdir(parents=True, exist_ok=True)
+        _check_space(folder, files)
+        _snapshot(repo_id, source, folder, revision=revision, allow_patterns=allow_patterns, token=token,
+                  endpoint=endpoint)
     verify(folder, files)
     write_atomic(manifest, json.dumps({"repo_id": repo_id, "source": source, "revision": revision,
                                        "content": content_id(files), "files": files}, indent=1))

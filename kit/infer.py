@@ -10,8 +10,12 @@ Prompts go through the tokenizer's chat template with `enable_thinking`, exactly
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from kit.errors import KitError
+from kit.paths import shown
 
 # Qwen's recommended sampling for each mode (model card); greedy decoding makes Qwen3 repeat itself.
 PRESETS = {True: {"temperature": 0.6, "top_p": 0.95, "top_k": 20},
@@ -38,10 +42,21 @@ def split_reasoning(text: str) -> Reply:
     return Reply(text, "", body.strip(), closed=True)
 
 
-def _adapter_base(adapter: Path) -> str:
-    from peft import PeftConfig
+def _checked(path: Path) -> tuple[Path, bool]:
+    """`path` and whether it is an adapter; a folder that is neither a model nor an adapter, in one sentence."""
+    is_adapter = (path / "adapter_config.json").is_file()
+    if is_adapter or (path / "config.json").is_file():
+        return path, is_adapter
+    if not path.exists():
+        raise KitError(f"{shown(path)} does not exist; give a model, adapter or export folder (e.g. runs/smoke/adapter)"
+                       ", or a run with --run.")
+    raise KitError(f"{shown(path)} is not a model, adapter or export folder: it holds neither config.json nor "
+                   "adapter_config.json.")
 
-    return PeftConfig.from_pretrained(str(adapter)).base_model_name_or_path
+
+def _adapter_base(adapter: Path) -> str:
+    """The base recorded in the adapter, read as JSON: importing peft here would import transformers before unsloth."""
+    return json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
 
 
 def load_for_inference(path: str | Path, *, base: str | Path | None = None, backend: str = "auto",
@@ -58,14 +73,17 @@ def load_for_inference(path: str | Path, *, base: str | Path | None = None, back
         (model, tokenizer), the model in eval mode.
     """
     import torch
-    from transformers import AutoTokenizer
 
     from kit.backends import activate_backend
 
-    backend = activate_backend(backend)
-    path = Path(path)
-    is_adapter = (path / "adapter_config.json").is_file()
+    path, is_adapter = _checked(Path(path))
     base_path = Path(base) if base else (Path(_adapter_base(path)) if is_adapter else path)
+    if not (base_path / "config.json").is_file():
+        raise KitError(f"the base model {shown(base_path)} of {shown(path)} is not on this machine; pass the base "
+                       "model's folder (--base, or base= in Python).")
+    backend = activate_backend(backend)  # unsloth before transformers
+    from transformers import AutoTokenizer
+
     torch_dtype = {"auto": None, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
     model = _load_base(backend, base_path, load_in_4bit, torch_dtype)
     if is_adapter:
@@ -115,7 +133,9 @@ def generate(model, tokenizer, conversations: list[list[dict]], *, thinking: boo
     options = {"do_sample": True, **PRESETS[thinking], **sampling}
     if not options["do_sample"]:
         options = {k: v for k, v in options.items() if k not in ("temperature", "top_p", "top_k")}
-    streamer = TextStreamer(tokenizer, skip_prompt=True) if stream and len(prompts) == 1 else None
+    # <think> and </think> are not special tokens in Qwen3's tokenizer, so they stay; <|im_end|> goes.
+    streamer = (TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+                if stream and len(prompts) == 1 else None)
     with torch.inference_mode():
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, streamer=streamer,
                              pad_token_id=tokenizer.pad_token_id, **options)

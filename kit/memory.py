@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from kit.qwen3 import FAMILY, HEAD_DIM, TRAINABLE, VOCAB
+from kit.paths import PROJECT_ROOT
+from kit.qwen3 import FAMILY, HEAD_DIM, TRAINABLE, VOCAB, find
 
 GB = 1e9
 NF4_BYTES = 0.516  # 4 bits + double-quantized absmax per 64-weight block
@@ -95,4 +96,56 @@ def plan_table(gpus: tuple[int, ...] = (24, 32, 48, 80), *, seq_len: int = 2048,
         pick = recommend(gb, seq_len=seq_len, backend=backend)
         lines.append(f"{gb:>4} GB  " + (f"{'Qwen3-' + pick[0]:<14}{pick[1]:>6}{pick[2].total_gb:>8.1f} GB"
                                          if pick else "nothing fits"))
+    return "\n".join(lines)
+
+
+def estimate_for(cfg, backend: str = "unsloth") -> Estimate | None:
+    """The estimate for a config's model and settings on a GPU; None for a model the formula does not cover (the tiny
+    default, a MoE, an unknown folder)."""
+    from kit.trainer import optimizer_name
+
+    model = find(cfg.model.name)
+    if model is None or not model.trainable_4bit:
+        return None
+    return estimate(model.size, load_in_4bit=cfg.model.load_in_4bit, lora_r=cfg.lora.r,
+                    targets=cfg.lora.target_modules, seq_len=cfg.model.max_seq_length,
+                    batch=cfg.train.per_device_train_batch_size,
+                    gradient_checkpointing=cfg.train.gradient_checkpointing, backend=backend,
+                    optim=optimizer_name(cfg, on_gpu=True))
+
+
+def shipped_configs() -> list[tuple[str, object]]:
+    """The configs in configs/ as typed trees (values as written, paths not checked), with their file names."""
+    from kit.config import Config, read_yaml
+    from kit.config_parse import build
+
+    return [(f"configs/{path.name}", build(Config, read_yaml(path), []))
+            for path in sorted((PROJECT_ROOT / "configs").glob("*.yaml"))]
+
+
+def plan_report(model: str = "", *, gpu_gb: float | None = None, seq_len: int = 2048, batch: int = 2,
+                headroom: float = 0.92) -> str:
+    """What `scripts/download.py --plan` prints: the assumptions, the named model's estimate (or why it cannot be
+    trained in 4-bit), the largest model for the GPU (or a table of GPUs), and each shipped config's own estimate."""
+    known = find(model) if model else None
+    batch_note = f", batch {batch} (--batch)" if known and known.trainable_4bit else ""
+    lines = [f"assumed: sequence length {seq_len} (--seq-len){batch_note}, LoRA r=32 on all 7 projections, "
+             "adamw_8bit; a formula, not a measurement (docs/memory.md)"]
+    if known and not known.trainable_4bit:
+        lines.append(f"{known.name} cannot be trained here in 4-bit: {known.note}.")
+    elif known:
+        lines += [f"{backend:>8}: {estimate(known.size, seq_len=seq_len, batch=batch, backend=backend)}"
+                  for backend in ("unsloth", "hf")]
+    if gpu_gb:
+        pick = recommend(gpu_gb, seq_len=seq_len, headroom=headroom)
+        lines.append(f"{gpu_gb:g} GB GPU: " + (f"Qwen3-{pick[0]} at batch {pick[1]} ({pick[2].total_gb:.1f} GB)"
+                                                if pick else "no Qwen3 fits; try a shorter --seq-len"))
+    else:
+        lines.append(plan_table(seq_len=seq_len))
+    lines.append("the shipped configs, each at its own length and batch (unsloth):")
+    for name, cfg in shipped_configs():
+        if est := estimate_for(cfg):
+            fits = "" if not gpu_gb else ("  fits" if est.total_gb <= gpu_gb * headroom else "  does not fit")
+            lines.append(f"  {name:<28} {cfg.model.name}, length {cfg.model.max_seq_length}, batch "
+                         f"{cfg.train.per_device_train_batch_size}: ~{est.total_gb:.1f} GB{fits}")
     return "\n".join(lines)

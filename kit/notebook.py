@@ -13,10 +13,13 @@ import os
 from kit.backends import activate_backend
 from kit.config import Config, load_config
 from kit.paths import PROJECT_ROOT
+from kit.quiet import install
 
 
 def setup(config: str, overrides: list[str] | None = None) -> Config:
-    """Work from the project root, load the config with its overrides, and activate its backend."""
+    """Work from the project root, load the config with its overrides, and activate its backend; lines a user
+    cannot act on are filtered (kit.quiet)."""
+    install()
     os.chdir(PROJECT_ROOT)
     cfg = load_config(config, overrides or [])
     activate_backend(cfg.train.backend)

@@ -29,3 +29,11 @@ def local_matches(path: str) -> list[Path]:
     anchor = Path(p.anchor) if p.is_absolute() else Path(".")
     pattern = str(p.relative_to(p.anchor)) if p.is_absolute() else str(p)
     return sorted(anchor.glob(pattern))
+
+
+def shown(path: str | Path) -> str:
+    """A path as a message names it; a relative one says what it is relative to (scripts: the folder they were
+    started in; notebooks: the project root, where kit.setup moves)."""
+    if Path(path).expanduser().is_absolute():
+        return f"'{path}'"
+    return f"'{path}' (relative to {Path.cwd()})"

@@ -68,8 +68,11 @@ FAMILY = {m.size: m for m in [
     Qwen3Model("14B", 14.8, 5120, 17408, 40, 40, 8),
     Qwen3Model("32B", 32.8, 5120, 25600, 64, 64, 8),
     Qwen3Model("30B-A3B", 30.5, trainable_4bit=False,
-               note="MoE: bitsandbytes 4-bit does not quantize its experts, so dynamic 4-bit LoRA is not offered; "
-                    "train it in 16-bit on a large GPU or with ms-swift"),
+               note="a MoE whose experts bitsandbytes does not quantize, so the kit offers no 4-bit LoRA for it. Its "
+                    "16-bit weights (61 GB) need an 80 GB GPU; ms-swift trains it there, from ModelScope: `swift sft "
+                    "--model Qwen/Qwen3-30B-A3B --torch_dtype bfloat16 --target_modules all-linear --dataset <yours>`. "
+                    "On a smaller GPU take the largest dense model that fits (`python scripts/download.py --plan "
+                    "--gpu-gb <GB>`)"),
 ]}
 TRAINABLE = [size for size, model in FAMILY.items() if model.trainable_4bit]  # smallest first
 

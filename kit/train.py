@@ -27,8 +27,6 @@ from kit.config import Config, changed, redact_argv, save_config, to_dict
 from kit.data import format_report, prepare_data
 from kit.errors import KitError
 from kit.files import atomic_folder
-from kit.memory import estimate
-from kit.qwen3 import find
 from kit.runs import (
     adapter_from_checkpoint,
     checkpoint_step,
@@ -90,26 +88,37 @@ def total_steps(cfg: Config, rows: int, epochs: int) -> int:
     return max(1, math.ceil(math.ceil(rows / epochs / batch) * cfg.train.num_epochs))
 
 
+def epoch_share(run: Run) -> str:
+    """How much of one epoch's mix the steps cover: rows seen against the rows of a mix (packed: tokens, as a packed
+    row is one full sequence of several examples)."""
+    t, mix = run.cfg.train, run.prepared.report["mix"]
+    batch = t.per_device_train_batch_size * t.gradient_accumulation_steps * run.state.num_processes
+    seen, epoch, unit = run.steps * batch, len(run.prepared.train) / run.epochs, "rows"
+    if t.packing:
+        seen, epoch, unit = seen * run.cfg.model.max_seq_length, mix["train_tokens"] / run.epochs, "tokens"
+    share = f"{seen / epoch:.1%} of an epoch" if seen < epoch else f"{seen / epoch:.2f} epochs"
+    return f"{seen:,} {unit}, {share} ({epoch:,.0f} {unit})"
+
+
 def format_plan(run: Run, model_folder: Path) -> str:
     import torch
 
-    cfg, mix = run.cfg, run.prepared.report["mix"]
-    known = find(cfg.model.name)
-    vram = (str(estimate(known.size, load_in_4bit=cfg.model.load_in_4bit, lora_r=cfg.lora.r,
-                         seq_len=cfg.model.max_seq_length, batch=cfg.train.per_device_train_batch_size,
-                         gradient_checkpointing=cfg.train.gradient_checkpointing, backend=run.backend))
-            if known and known.trainable_4bit else "n/a (not a known dense Qwen3)")
+    from kit.backends import precision
+    from kit.memory import estimate_for
+
+    cfg, mix, on_gpu = run.cfg, run.prepared.report["mix"], torch.cuda.is_available()
+    vram = estimate_for(cfg, run.backend) if on_gpu else None
     batch = cfg.train.per_device_train_batch_size * cfg.train.gradient_accumulation_steps
     return "\n".join([
         "plan:",
-        f"  model     {cfg.model.name} ({model_folder}), {'4-bit' if cfg.model.load_in_4bit else '16-bit'} base",
+        f"  model     {cfg.model.name} ({model_folder}), {precision(cfg, run.backend, on_gpu)}",
         f"  LoRA      r={cfg.lora.r} alpha={cfg.lora.alpha} on {', '.join(cfg.lora.target_modules)}",
-        f"  backend   {run.backend}, optimizer {optimizer_name(cfg, torch.cuda.is_available())}",
-        f"  VRAM      {vram}",
+        f"  backend   {run.backend}, optimizer {optimizer_name(cfg, on_gpu)}",
+        f"  VRAM      {vram if vram else 'none (CPU run)' if not on_gpu else 'n/a (not a known dense Qwen3)'}",
         f"  data      {mix['train_rows']} train rows ({mix['reasoning_rows']} reasoning, {mix['chat_rows']} chat), "
         f"{mix['eval_rows']} eval; chat {mix['chat_share_rows']:.1%} of rows, {mix['chat_share_tokens']:.1%} of tokens",
         f"  steps     {run.steps} x batch {batch} ({cfg.train.per_device_train_batch_size} x "
-        f"{cfg.train.gradient_accumulation_steps} accumulation), lr {cfg.train.learning_rate:g}",
+        f"{cfg.train.gradient_accumulation_steps} accumulation) = {epoch_share(run)}, lr {cfg.train.learning_rate:g}",
         f"  output    {run.folder}",
     ])
 
@@ -278,7 +287,7 @@ def train(cfg: Config, *, progress: bool = True, callbacks: list | None = None) 
     data and writes the run folder first; the other ranks wait and reuse its cache. A second process training the
     same run folder is refused.
     """
-    backend = activate_backend(cfg.train.backend)  # unsloth before transformers/trl/peft
+    backend = activate_backend(cfg.train.backend, cfg.model.name)  # unsloth before transformers/trl/peft
     import torch
     from accelerate import PartialState
 

@@ -34,10 +34,17 @@ def _trainer_class():
                 return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
+        def log(self, logs, start_time=None):
+            if "train_loss" in logs:  # transformers divides this session's summed loss by every step of the run,
+                losses = [h["loss"] for h in self.state.log_history if "loss" in h]  # too low after a resume
+                if losses:
+                    logs["train_loss"] = sum(losses) / len(losses)  # the mean over the whole run instead
+            super().log(logs, start_time)
+
     return KitSFTTrainer
 
 
-def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True, progress: bool = True):
+def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True):
     """The `SFTConfig` of a run from the kit's config: the one mapping from our keys to TRL's."""
     import torch
     from trl import SFTConfig
@@ -63,7 +70,7 @@ def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True
         dataset_kwargs={"skip_prepare_dataset": not t.packing},  # the kit already tokenized and labelled
         gradient_checkpointing=False,  # enabled by the backend itself (Unsloth's offloaded variant, or peft's)
         report_to=["wandb"] if cfg.tracking.wandb != "disabled" else [],
-        run_name=out.name, disable_tqdm=not progress, dataloader_num_workers=0, use_cpu=not on_gpu,
+        run_name=out.name, disable_tqdm=True, dataloader_num_workers=0, use_cpu=not on_gpu,  # kit.trainer.progress
         ddp_find_unused_parameters=False,  # LoRA leaves most parameters frozen on purpose
     )
 
@@ -71,10 +78,94 @@ def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True
 def build_trainer(cfg: Config, model, tokenizer, train_dataset, eval_dataset, out: Path, *, epochs: int = 1,
                   progress: bool = True, callbacks: list | None = None):
     """The SFTTrainer the kit trains with, on datasets already tokenized and labelled (input_ids, labels)."""
+    from transformers import PrinterCallback
+
     has_eval = eval_dataset is not None and len(eval_dataset) > 0
-    args = sft_config(cfg, out, epochs=epochs, has_eval=has_eval, progress=progress)
-    return _trainer_class()(model=model, args=args, processing_class=tokenizer, train_dataset=train_dataset,
-                            eval_dataset=eval_dataset if has_eval else None, callbacks=callbacks or [])
+    args = sft_config(cfg, out, epochs=epochs, has_eval=has_eval)
+    trainer = _trainer_class()(model=model, args=args, processing_class=tokenizer, train_dataset=train_dataset,
+                               eval_dataset=eval_dataset if has_eval else None,
+                               callbacks=[progress_display(progress), time_left(), *(callbacks or [])])
+    trainer.remove_callback(PrinterCallback)  # its dict dumps, in place of the display above
+    return trainer
+
+
+def progress_display(bar: bool = True):
+    """The training display, in place of transformers' dict dumps: a bar with the latest loss and learning rate as
+    its postfix (none without `bar`), and one line per evaluation."""
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def __init__(self):
+            self.bar = self.eval_bar = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if bar and state.is_world_process_zero:
+                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training", unit="step",
+                                dynamic_ncols=True)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+            if self.bar is not None and eval_dataloader is not None:
+                if self.eval_bar is None:
+                    self.eval_bar = tqdm(total=len(eval_dataloader), desc="evaluating", unit="batch", leave=False,
+                                         dynamic_ncols=True)
+                self.eval_bar.update(1)
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            if self.eval_bar is not None:
+                self.eval_bar.close()
+                self.eval_bar = None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if self.bar is not None and "loss" in logs:
+                self.bar.set_postfix_str(f"loss {logs['loss']:.4f}, lr {logs.get('learning_rate', 0):.2e}")
+            if state.is_world_process_zero and "eval_loss" in logs:
+                self.on_evaluate(args, state, control)  # the evaluation is over; its bar goes before the line
+                tqdm.write(f"step {state.global_step}/{state.max_steps}: eval loss {logs['eval_loss']:.4f}")
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+
+    return Progress()
+
+
+def time_left(after: int = 3):
+    """A callback printing once, when `after` steps beyond the first are timed, how long the rest should take (the
+    first step is left out: it holds compilation and warm-up)."""
+    import time
+
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    class TimeLeft(TrainerCallback):
+        start: tuple[int, float] | None = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            if self.start is None:
+                self.start = (state.global_step, time.monotonic())
+                return
+            timed, remaining = state.global_step - self.start[0], state.max_steps - state.global_step
+            if timed == after and remaining > 0:
+                per_step = (time.monotonic() - self.start[1]) / timed
+                finish = time.strftime("%H:%M", time.localtime(time.time() + per_step * remaining))
+                tqdm.write(f"time: {per_step:.2f} s/step, so about {_duration(per_step * remaining)} for the remaining "
+                           f"{remaining} steps, done around {finish} (evaluations and checkpoints add to it)")
+
+    return TimeLeft()
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
 def metrics_log(run: Path):

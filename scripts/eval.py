@@ -1,33 +1,11 @@
-"""Compare the base model and a run's tuned adapter: math accuracy, the thinking switch, chat retention.
+"""Compare the base model and a run's tuned adapter.
 
-    python scripts/eval.py --run runs/smoke
-    python scripts/eval.py --run runs/qwen3-14b-math eval.n_math=200 eval.max_new_tokens=4096
+    python scripts/eval.py --run runs/smoke [key=value ...]
 
-Held-out sets come from eval.math_path / eval.chat_path; results go to <run>/eval.json and a printed table.
+The same as `qwen3-kit eval` (kit/cli.py); `python scripts/eval.py --help` shows every option and example.
 """
 
-import argparse
-from pathlib import Path
-
-from kit.backends import activate_backend
-from kit.config import load_config
-from kit.errors import cli
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="the run folder (holds config.yaml and adapter/)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. eval.n_math=100")
-    args = parser.parse_args()
-    cfg = load_config(Path(args.run) / "config.yaml", args.overrides)
-    activate_backend(cfg.train.backend)  # unsloth before transformers, on a GPU
-
-    from kit.evaluate import compare, evaluate_run
-
-    reports = evaluate_run(args.run, cfg)
-    print(compare(reports))
-    print(f"details: {Path(args.run) / 'eval.json'}")
-
+from kit.cli import main
 
 if __name__ == "__main__":
-    cli(main)
+    main("eval", "scripts/eval.py")

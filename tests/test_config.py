@@ -40,7 +40,7 @@ def test_validation_reports_every_problem_at_once():
     message = str(e.value)
     assert "data.chat_ratio is 1.5; it is the share of chat in the mix, in [0, 1]." in message
     assert "data.max_rows is -1; it cannot be negative" in message
-    assert "data.chat.path 'data/missing.jsonl' matches no file." in message
+    assert f"data.chat.path 'data/missing.jsonl' (relative to {ROOT}) matches no file." in message
     assert "train.backend is 'gpu'" in message
 
 
@@ -62,7 +62,7 @@ def test_values_libraries_would_refuse_are_caught_before_any_work():
     message = str(e.value)
     assert "train.optim is 'adam'; use auto" in message
     assert "train.lr_scheduler_type is 'cosine_warm'; use one of" in message and "'cosine'" in message
-    assert "train.resume is 'runs/nowhere'; use auto" in message
+    assert f"train.resume is 'runs/nowhere' (relative to {ROOT}); use auto" in message
     assert "lora.target_modules is ['q_proj', 'qkv_proj']; use all-linear or any of the Qwen3 projections" in message
     cfg = load_config(None, ["train.optim=paged_adamw_8bit", "train.lr_scheduler_type=cosine",
                              "lora.target_modules=all-linear"])

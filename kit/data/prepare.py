@@ -163,7 +163,8 @@ def _encode_source(name: str, src: SourceConfig, cfg: Config, tokenizer, path: P
         stats.dropped.pop(reason, None)
     counting = SourceStats(name, src.role, src.path) if scanned else stats  # conversion drops: counted once
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer, \
-            ThreadPoolExecutor(1) as pool, tqdm(desc=f"tokenizing {name}", unit=" rows", disable=not progress) as bar:
+            ThreadPoolExecutor(1) as pool, tqdm(desc=f"tokenizing {name}", unit=" rows", disable=not progress,
+                                                delay=2) as bar:  # shown only once it has something to say
 
         def write(encoded: list) -> None:
             kept = [e for e in encoded if not isinstance(e, str)]

@@ -1,0 +1,380 @@
+"""`qwen3-kit`: one command with a subcommand per step; scripts/*.py run the same subcommands.
+
+    qwen3-kit train configs/smoke.yaml                      # = python scripts/train.py --config configs/smoke.yaml
+    qwen3-kit train configs/qwen3-14b-math.yaml data.chat_ratio=0.3 train.max_steps=300
+    qwen3-kit prepare configs/qwen3-14b-math.yaml           # the data mix and its report, no training
+    qwen3-kit download Qwen3-14B                            # from ModelScope onto the data disk, verified
+    qwen3-kit download --plan --gpu-gb 24                   # which Qwen3 and batch fit a 24 GB GPU
+    qwen3-kit chat --run runs/smoke                         # a conversation: /think, /no_think, /quit
+    qwen3-kit export --run runs/smoke                       # the adapter and merged 16-bit weights for vLLM
+    qwen3-kit eval --run runs/smoke eval.n_math=100         # the base model against the tuned one
+    qwen3-kit config configs/smoke.yaml                     # every key: its default, this file's value, its meaning
+    qwen3-kit setup                                         # AutoDL: caches on the data disk, Jupyter kernel, GPU
+
+Settings are key=value with dotted keys (`qwen3-kit config` lists them all); the config file can be given with or
+without --config. A mistake ends in one `error:` line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from pathlib import Path
+
+from kit.errors import KitError, cli
+
+
+class UsageError(KitError):
+    """A command line the kit cannot read; the message says what to write instead."""
+
+
+def split_settings(items: list[str], config: str | None = None, *, file_allowed: bool = True) -> tuple[str | None,
+                                                                                                         list[str]]:
+    """(the config file, the key=value overrides) from the positional arguments and --config."""
+    files, overrides = [config] if config else [], []
+    for item in items:
+        if "=" in item:
+            overrides.append(item)
+        elif item.endswith((".yaml", ".yml")) and file_allowed:
+            files.append(item)
+        else:
+            what = "a config file (.yaml) nor " if file_allowed else ""
+            raise UsageError(f"'{item}' is neither {what}a key=value setting (e.g. train.max_steps=10).")
+    if len(files) > 1:
+        raise UsageError(f"one config file at a time: got {' and '.join(files)}.")
+    return (files[0] if files else None), overrides
+
+
+def explain_flags(argv: list[str], unknown: set[str]) -> None:
+    """`--max_steps 10`, as TRL, LLaMA-Factory and ms-swift take settings, answered in one line with the key=value
+    to write instead (kit.config_parse.home knows their names); `unknown` holds the options argparse did not know."""
+    from kit.config_parse import home
+
+    told, i = [], 0
+    while i < len(argv):
+        flag, eq, value = argv[i].partition("=")
+        if flag in unknown:
+            if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("-") and "=" not in argv[i + 1]:
+                value, i = argv[i + 1], i + 1
+            key = home(flag[2:].replace("-", "_"))
+            given = f"{flag} {value}".strip()
+            told.append(f"for {given} write {key}={value or '...'}" if key and " " not in key
+                        else f"for {given} use {key}" if key else f"{flag} is not a setting of the kit")
+        i += 1
+    if told:
+        raise UsageError(f"settings are key=value, not --options: {'; '.join(told)} (`qwen3-kit config` lists them).")
+
+
+def load(args, *, required: bool):
+    """The config from the command line, validated; a config file is `required` for train and prepare."""
+    from kit.config import load_config
+
+    path, overrides = split_settings(args.settings, args.config)
+    if required and path is None:
+        raise UsageError(f"name a config file, e.g. `qwen3-kit {args.command} configs/smoke.yaml` (configs/ holds the "
+                         "shipped ones).")
+    return load_config(path, overrides)
+
+
+def run_config(run: Path, overrides: list[str]):
+    """A finished run's own config (with `overrides`); a folder that is not a finished run, in one sentence."""
+    from kit.config import load_config
+    from kit.paths import shown
+    from kit.runs import has_adapter
+
+    if not (run / "config.yaml").is_file():
+        raise UsageError(f"{shown(run)} is not a run folder (it has no config.yaml); runs live under "
+                         "train.output_dir, e.g. runs/smoke.")
+    if not has_adapter(run):
+        raise UsageError(f"{shown(run)} has no adapter yet: its training has not finished; rerun the train command "
+                         "to resume it.")
+    return load_config(run / "config.yaml", overrides)
+
+
+def train(args) -> None:
+    """Train a LoRA adapter: the data report and the plan print first; run the same command again to resume.
+
+    qwen3-kit train configs/smoke.yaml                                  # the tiny model on a CPU, about a minute
+    qwen3-kit train configs/qwen3-14b-math.yaml                         # the reference recipe on a GPU
+    qwen3-kit train configs/qwen3-14b-math.yaml data.chat_ratio=0.3 train.max_steps=200
+    torchrun --nproc_per_node 2 scripts/train.py --config configs/qwen3-8b-4090.yaml train.backend=hf   # 2 GPUs
+    """
+    from kit.backends import activate_backend
+
+    cfg = load(args, required=True)
+    activate_backend(cfg.train.backend, cfg.model.name)  # before anything imports transformers; a GPU checked
+
+    from kit.train import train as train_run
+
+    result = train_run(cfg)
+    status = 128 + result.signal if result.interrupted else 0  # 130 after Ctrl-C, 143 after SIGTERM
+    if not result.main_process:  # under torchrun / accelerate launch, rank 0 reports
+        sys.exit(status)
+    if result.interrupted:
+        print(f"stopped at step {result.steps}; a checkpoint is in {result.run_dir / 'checkpoints'}. "
+              "Run the same command again to resume.")
+        sys.exit(status)
+    first, last = result.losses[0][1], result.losses[-1][1]
+    print(f"done: {result.steps} steps, loss {first:.3f} -> {last:.3f}; adapter in {result.adapter_dir}")
+
+
+def prepare(args) -> None:
+    """Prepare the reasoning/chat mix a config describes and print its report (cached: training reuses it).
+
+    qwen3-kit prepare configs/smoke.yaml
+    qwen3-kit prepare configs/qwen3-14b-math.yaml data.chat_ratio=0.3 data.ratio_by=tokens --report mix.json
+    """
+    import json
+
+    from kit.backends import load_tokenizer
+    from kit.data import format_report, prepare_data
+
+    cfg = load(args, required=True)
+    prepared = prepare_data(cfg, load_tokenizer(cfg))
+    print(format_report(prepared.report))
+    print(f"{'reused' if prepared.cached else 'prepared'}: {prepared.path}")
+    if args.report:
+        Path(args.report).write_text(json.dumps(prepared.report, indent=2), encoding="utf-8")
+
+
+def download(args) -> None:
+    """Download Qwen3 weights from ModelScope (default) or Hugging Face onto the data disk, verified; or plan VRAM.
+
+    qwen3-kit download Qwen3-14B                          # Unsloth dynamic 4-bit, for training
+    qwen3-kit download Qwen3-14B --variant base_16bit     # Qwen/Qwen3-14B, for the merged export
+    qwen3-kit download Qwen3-8B --tokenizer-only          # config and tokenizer files only
+    qwen3-kit download --plan --gpu-gb 24                 # which Qwen3 and batch fit a 24 GB GPU
+
+    Interrupted? Run the same command again: finished files are kept and partial ones resume.
+    """
+    from kit.hub import catalog_table, download_model
+    from kit.memory import plan_report
+
+    if args.plan:
+        print(plan_report(args.model or "", gpu_gb=args.gpu_gb, seq_len=args.seq_len, batch=args.batch))
+        return
+    if not args.model:
+        print(catalog_table())
+        raise UsageError("name a model (e.g. Qwen3-14B), or use --plan.")
+    patterns = ["*.json", "*.jinja", "*.txt", "*.model"] if args.tokenizer_only else None
+    result = download_model(args.model, source=args.source, variant=args.variant, cache_dir=args.cache_dir,
+                            revision=args.revision, allow_patterns=patterns)
+    state = "already complete" if result.cached else "downloaded and verified"
+    print(f"{result.repo_id}: {result.files} files, {result.bytes / 1e9:.2f} GB, {state}\n{result.path}")
+
+
+def chat(args) -> None:
+    """Chat with a finished run (--run), or a model, adapter or export folder: one prompt, or a conversation.
+
+    qwen3-kit chat --run runs/smoke                                     # a conversation: /think, /no_think, /quit
+    qwen3-kit chat --run runs/qwen3-14b-math "Solve x^2 - 5x + 6 = 0."  # one prompt, thinking on and off
+    qwen3-kit chat runs/qwen3-14b-math/export/merged_16bit "Explain recursion." --thinking off
+    """
+    from kit.backends import activate_backend
+
+    folder, prompt, backend, model_name, max_new_tokens = _chat_target(args)
+    backend = activate_backend(backend, model_name)
+    from kit.infer import chat as reply_to
+    from kit.infer import load_for_inference
+    from kit.repl import converse
+
+    model, tokenizer = load_for_inference(folder, base=args.base, backend=backend)
+    if prompt is None:
+        converse(model, tokenizer, thinking=args.thinking != "off", system=args.system, max_new_tokens=max_new_tokens)
+        return
+    for thinking in {"on": [True], "off": [False], "both": [True, False], None: [True, False]}[args.thinking]:
+        reply = reply_to(model, tokenizer, prompt, thinking=thinking, system=args.system,
+                         max_new_tokens=max_new_tokens)
+        print(f"=== thinking {'on' if thinking else 'off'} ===")
+        if reply.reasoning:
+            print(f"[reasoning]\n{reply.reasoning}\n")
+        print(f"[answer]\n{reply.answer}\n")
+
+
+def _chat_target(args) -> tuple[Path, str | None, str, str, int]:
+    """(folder, prompt or None, backend, the model's name for the GPU check, max new tokens) from chat's arguments."""
+    items = list(args.items)
+    if args.run:
+        if len(items) > 1:
+            raise UsageError("with --run give at most one prompt (quote it).")
+        cfg = run_config(Path(args.run), [])
+        return (Path(args.run) / "adapter", items[0] if items else None, args.backend or cfg.train.backend,
+                cfg.model.name, args.max_new_tokens or cfg.eval.max_new_tokens)
+    if not items or len(items) > 2:
+        raise UsageError("name a run (--run runs/smoke) or a model, adapter or export folder, then optionally a "
+                         "prompt (quoted).")
+    return Path(items[0]), items[1] if len(items) > 1 else None, args.backend or "auto", "", args.max_new_tokens or 1024
+
+
+def export(args) -> None:
+    """Export a finished run: the adapter, and merged 16-bit weights that vLLM serves (merged on the CPU).
+
+    qwen3-kit export --run runs/smoke
+    qwen3-kit export --run runs/qwen3-14b-math export.thinking_default=false
+    qwen3-kit export --run runs/qwen3-14b-math "export.formats=[merged_16bit]" export.overwrite=true
+
+    The run's own config.yaml is read; key=value settings override it. For a real Qwen3 the 16-bit base
+    (Qwen/Qwen3-<size>) is downloaded from ModelScope; the merge needs no GPU and about one tensor's memory.
+    """
+    run = Path(args.run)
+    cfg = run_config(run, split_settings(args.settings, file_allowed=False)[1])
+
+    from kit.export import export_run
+
+    result = export_run(run, cfg)
+    for fmt, folder in result.folders.items():
+        kept = " (kept: complete from an earlier export; export.overwrite=true makes it again)" if fmt in result.kept \
+            else ""
+        print(f"{fmt:>20}: {folder}{kept}")
+    if result.max_logit_diff is not None:
+        print(f"merged weights checked against peft's merge; logits of the first layers differ from base + adapter "
+              f"by at most {result.max_logit_diff:.4f} (largest logit {result.logit_scale:.2f})")
+    print(f"\nserve:\n  {result.serve_command}\n\nclient:\n{result.client_snippet}")
+
+
+def evaluate(args) -> None:
+    """Compare the base model and a run's tuned adapter: math accuracy, the thinking switch, chat retention.
+
+    qwen3-kit eval --run runs/smoke
+    qwen3-kit eval --run runs/qwen3-14b-math eval.n_math=200 eval.max_new_tokens=4096
+
+    Held-out sets come from eval.math_path / eval.chat_path; results go to <run>/eval.json and a printed table.
+    """
+    from kit.backends import activate_backend
+
+    run = Path(args.run)
+    cfg = run_config(run, split_settings(args.settings, file_allowed=False)[1])
+    activate_backend(cfg.train.backend, cfg.model.name)  # unsloth before transformers, on a GPU
+
+    from kit.evaluate import compare, evaluate_run
+
+    print(compare(evaluate_run(run, cfg)))
+    print(f"details: {run / 'eval.json'}")
+
+
+def config(args) -> None:
+    """Every config key with its default and what it does; with a file (and settings), its values beside them.
+
+    qwen3-kit config                                      # the defaults
+    qwen3-kit config configs/qwen3-14b-math.yaml          # what this file changes, marked *
+    """
+    from kit.config_help import describe
+
+    path, overrides = split_settings(args.settings, args.config)
+    print(describe(load(args, required=False) if path or overrides else None, path or "value"))
+
+
+def setup(args) -> None:
+    """AutoDL: every cache on the data disk (an env file new shells read), a Jupyter kernel, a GPU/driver/torch check.
+
+    bash scripts/setup_autodl.sh                  # on a fresh instance: the venv and install first, then this
+    qwen3-kit setup --root /root/autodl-tmp       # this part alone, in the kit's venv
+    """
+    from kit.autodl import env_lines
+    from kit.autodl import setup as set_up
+
+    if args.print_env:  # for scripts/setup_autodl.sh, before the venv exists
+        print(env_lines(Path(args.root)))
+        return
+    print(set_up(Path(args.root).resolve()))
+
+
+def _settings(p: argparse.ArgumentParser, *, config: bool = True) -> None:
+    if config:
+        p.add_argument("--config", help="YAML config file (it can also be given without --config)")
+    p.add_argument("settings", nargs="*", metavar="[config.yaml] key=value" if config else "key=value",
+                   help="settings, e.g. train.max_steps=100 (qwen3-kit config lists every key)")
+
+
+def _run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", required=True, help="the run folder train wrote (holds config.yaml and adapter/)")
+    _settings(p, config=False)
+
+
+def _prepare_args(p: argparse.ArgumentParser) -> None:
+    _settings(p)
+    p.add_argument("--report", help="also write the data report (JSON) here")
+
+
+def _download_args(p: argparse.ArgumentParser) -> None:
+    from kit.qwen3 import FAMILY, VARIANTS
+
+    p.add_argument("model", nargs="?", help=f"one of {', '.join(m.name for m in FAMILY.values())}, or a repo id")
+    p.add_argument("--source", default="modelscope", choices=["modelscope", "huggingface"])
+    p.add_argument("--variant", default="dynamic_4bit", choices=VARIANTS)
+    p.add_argument("--cache-dir", default="", help="default: /root/autodl-tmp/qwen3-kit or ~/.cache/qwen3-kit")
+    p.add_argument("--revision", default="")
+    p.add_argument("--tokenizer-only", action="store_true", help="only *.json, *.jinja and *.txt files")
+    p.add_argument("--plan", action="store_true", help="print the VRAM plan instead of downloading")
+    p.add_argument("--gpu-gb", type=float, help="with --plan: your GPU's memory")
+    p.add_argument("--seq-len", type=int, default=2048, help="with --plan: the sequence length to plan for")
+    p.add_argument("--batch", type=int, default=2, help="with --plan and a model: the batch to estimate")
+
+
+def _chat_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("items", nargs="*", metavar="[folder] [prompt]",
+                   help="a model, adapter or export folder (not with --run), then a prompt; no prompt: a conversation")
+    p.add_argument("--run", help="a finished run folder: chat with its adapter, with its config's backend")
+    p.add_argument("--thinking", choices=["on", "off", "both"], help="one prompt: both by default; a conversation: "
+                   "on by default (switch with /think and /no_think)")
+    p.add_argument("--system", help="a system prompt")
+    p.add_argument("--max-new-tokens", type=int, help="default: the run's eval.max_new_tokens, else 1024")
+    p.add_argument("--backend", choices=["auto", "unsloth", "hf"], help="default: the run's train.backend, else auto")
+    p.add_argument("--base", help="the base model folder for an adapter (default: the one the adapter names)")
+
+
+def _setup_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", default="/root/autodl-tmp", help="the data disk (default /root/autodl-tmp)")
+    p.add_argument("--print-env", action="store_true", help="only print the cache variables as shell exports")
+
+
+COMMANDS = {  # name -> (function, its arguments)
+    "train": (train, _settings),
+    "prepare": (prepare, _prepare_args),
+    "download": (download, _download_args),
+    "chat": (chat, _chat_args),
+    "export": (export, _run),
+    "eval": (evaluate, _run),
+    "config": (config, _settings),
+    "setup": (setup, _setup_args),
+}
+
+
+def parser(script: str = "") -> argparse.ArgumentParser:
+    """The argument parser; `script` (e.g. scripts/train.py) names the program in a script's usage lines."""
+    top = argparse.ArgumentParser(prog="qwen3-kit", description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = top.add_subparsers(dest="command", required=True, metavar="command")
+    for name, (function, add_arguments) in COMMANDS.items():
+        sub = commands.add_parser(name, help=function.__doc__.splitlines()[0],
+                                  description=inspect.cleandoc(function.__doc__),
+                                  formatter_class=argparse.RawDescriptionHelpFormatter,
+                                  **({"prog": f"python {script}"} if script else {}))
+        add_arguments(sub)
+        sub.set_defaults(function=function)
+    return top
+
+
+def run(argv: list[str], script: str = "") -> None:
+    """Parse `argv` (the subcommand first) and run the subcommand."""
+    from kit.quiet import install
+
+    install()  # before anything imports torch
+    top = parser(script)
+    args, extra = top.parse_known_args(argv)
+    flags = {item.partition("=")[0] for item in extra if item.startswith("--")}
+    if flags and hasattr(args, "settings"):
+        explain_flags(argv, flags)
+    if extra:
+        top.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.function(args)
+
+
+def main(command: str = "", script: str = "") -> None:
+    """The `qwen3-kit` console script; scripts/<name>.py call it with their subcommand and their own path."""
+    cli(lambda: run(([command] if command else []) + sys.argv[1:], script))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""The `qwen3-kit` command: its entry point, settings as users of other tools write them, the config listing, the
+GPU check before any download, the interactive chat, and the AutoDL bootstrap."""
+
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from kit.config import ConfigError, load_config
+from tests.conftest import ROOT, run_script
+
+
+def _cli(*args: str, env: dict | None = None, stdin: str | None = None, timeout: int = 300):
+    return subprocess.run([sys.executable, "-m", "kit.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          env=env, input=stdin, timeout=timeout)
+
+
+def _one_error_line(result) -> str:
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+    return lines[0]
+
+
+def test_the_console_script_is_the_cli():
+    """pyproject installs `qwen3-kit` as kit.cli:main; that function exists, and the module runs every subcommand."""
+    entry = re.search(r'^qwen3-kit = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.MULTILINE).group(1)
+    module, function = entry.split(":")
+    assert callable(getattr(importlib.import_module(module), function))
+    result = _cli("--help")
+    assert result.returncode == 0
+    for command in ("train", "prepare", "download", "chat", "export", "eval", "config", "setup"):
+        assert f"    {command}" in result.stdout, command
+
+
+def test_config_lists_every_key_with_its_default_value_and_comment():
+    from kit.config_help import rows
+
+    result = _cli("config", "configs/smoke.yaml", "train.max_steps=7")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    table = rows(load_config(ROOT / "configs/smoke.yaml"), load_config(None))
+    assert [key for key, *_ in table] == [key for key in lines if "." in key and key in {k for k, *_ in table}]
+    for key, _, _, comment in table:
+        assert comment, f"{key} has no comment in kit/config.py"
+        assert comment in lines[key]
+    assert lines["train.max_steps"].split()[1:4] == ["30", "*", "7"]  # default, changed, the value given
+    assert lines["model.source"].split()[1:4] == ["modelscope", "*", "local"]  # the file's value
+    assert lines["data.seed"].split()[1:3] == ["3407", "3407"]
+
+
+@pytest.mark.parametrize(("setting", "home"), [
+    ("report_to=wandb", "tracking.wandb (online | offline | disabled)"),  # TRL, LLaMA-Factory
+    ("num_train_epochs=3", "train.num_epochs"),
+    ("cutoff_len=4096", "model.max_seq_length"),  # LLaMA-Factory
+    ("max_length=4096", "model.max_seq_length"),  # TRL, ms-swift
+    ("lora_rank=16", "lora.r"),  # LLaMA-Factory, ms-swift
+    ("lora_target=all", "lora.target_modules"),
+    ("resume_from_checkpoint=true", "train.resume"),
+    ("model_name_or_path=Qwen/Qwen3-8B", "model.name"),
+    ("warmup_ratio=0.1", "train.warmup_steps (a number of steps, not a share of them)"),
+    ("max_steps=10", "train.max_steps"),  # a key without its section
+    ("train.lora_r=8", "lora.r"),
+])
+def test_familiar_names_point_home(setting, home):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [setting])
+    assert f"unknown key '{setting.split('=')[0]}': here it is {home}" in str(e.value)
+    assert "Did you mean" not in str(e.value)
+
+
+def test_options_in_the_style_of_other_tools_are_answered_in_one_line():
+    line = _one_error_line(run_script("scripts/train.py", "configs/smoke.yaml", "--max_steps", "10",
+                                      "--report_to=wandb", check=False))
+    assert "for --max_steps 10 write train.max_steps=10" in line
+    assert "for --report_to wandb use tracking.wandb (online | offline | disabled)" in line
+    line = _one_error_line(_cli("train", "configs/smoke.yaml", "configs/qwen3-8b-4090.yaml"))
+    assert "one config file at a time" in line
+    line = _one_error_line(_cli("train", "train.max_steps=3"))
+    assert "name a config file, e.g. `qwen3-kit train configs/smoke.yaml`" in line
+
+
+def test_a_real_model_without_a_gpu_stops_before_any_download(tmp_path):
+    env = {**os.environ, "QWEN3_KIT_CACHE": str(tmp_path / "cache"), "MODELSCOPE_ENDPOINT": "http://127.0.0.1:9",
+           "HF_ENDPOINT": "http://127.0.0.1:9"}
+    line = _one_error_line(subprocess.run(
+        [sys.executable, "scripts/train.py", "--config", "configs/qwen3-14b-math.yaml"], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=300))
+    assert line.startswith("error: Qwen3-14B needs a CUDA GPU and none is usable: ")
+    assert "Nothing was downloaded; set train.backend=hf" in line
+    assert not (tmp_path / "cache").exists()
+
+
+def test_driver_too_old_for_torchs_cuda_is_named_with_the_fix():
+    from kit.cuda import driver_problem, proc_driver_version
+
+    old = driver_problem("535.104.05", "13.0", "2.14.1+cu130")
+    assert "the NVIDIA driver 535.104.05 is too old for torch 2.14.1+cu130" in old
+    assert "needs driver 580.65.06 or newer" in old and "supports CUDA 13" in old
+    assert "pip install torch==2.14.1 --index-url https://download.pytorch.org/whl/cu126" in old
+    assert driver_problem("580.82.07", "13.0", "2.14.1+cu130") is None
+    assert driver_problem("535.104.05", "12.8", "2.9.0+cu128") is None  # minor-version compatibility
+    assert "whl/cu118" in driver_problem("470.82.01", "12.8", "2.9.0+cu128")
+    assert "--index-url" not in driver_problem("440.33", "12.1", "2.4.0+cu121")  # nothing older to install
+    assert proc_driver_version("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19") == "535.104.05"
+    assert proc_driver_version("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.86.15  Release") == \
+        "570.86.15"
+
+
+def test_plan_states_its_assumptions_and_agrees_with_the_shipped_configs():
+    from kit.hub import RepoNotFound, resolve_repo
+    from kit.memory import estimate_for, plan_report, shipped_configs
+
+    plan = plan_report("Qwen3-14B", gpu_gb=24)
+    assert plan.startswith("assumed: sequence length 2048 (--seq-len), batch 2 (--batch)")
+    for name, cfg in shipped_configs():  # each config the README points to, at its own length and batch
+        if est := estimate_for(cfg):
+            assert f"{name:<28} {cfg.model.name}, length {cfg.model.max_seq_length}, batch " \
+                   f"{cfg.train.per_device_train_batch_size}: ~{est.total_gb:.1f} GB  fits" in plan
+    moe = plan_report("Qwen3-30B-A3B")
+    assert "Qwen3-30B-A3B cannot be trained here in 4-bit" in moe and "swift sft --model Qwen/Qwen3-30B-A3B" in moe
+    with pytest.raises(RepoNotFound, match="swift sft --model Qwen/Qwen3-30B-A3B"):
+        resolve_repo("Qwen3-30B-A3B")
+
+
+def test_chat_with_a_run_in_a_conversation(smoke_run):
+    """Real stdin: two turns, thinking switched off by Qwen3's /no_think, then /quit."""
+    result = subprocess.run([sys.executable, "scripts/chat.py", "--run", str(smoke_run), "--max-new-tokens", "6"],
+                            cwd=ROOT, input="What is 2 + 2?\n/no_think\nAnd 3 + 3?\n/quit\n", capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert out.startswith("thinking is on; /think or /no_think switches thinking")
+    assert out.count("assistant: ") == 2 and "thinking off" in out
+    assert out.index("[think] you: ") < out.index("thinking off") < out.index("[no_think] you: ")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["runs/nowhere"], "'runs/nowhere' (relative to"),
+    (["--run", "runs/nowhere"], "is not a run folder (it has no config.yaml)"),
+    (["data"], "is not a model, adapter or export folder"),
+])
+def test_chat_turns_a_wrong_path_into_one_sentence(args, message):
+    assert message in _one_error_line(run_script("scripts/chat.py", *args, "Hello", check=False))
+
+
+def test_autodl_setup_puts_every_cache_on_the_data_disk(tmp_path):
+    """The one command on a temporary data disk with this venv (no install): env file, shell hook, kernel, checks."""
+    home, root = tmp_path / "home", tmp_path / "autodl-tmp"
+    home.mkdir()
+    root.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "HF_ENDPOINT", "http_proxy"))}
+    env.update(HOME=str(home), PYTHON=sys.executable)
+    command = ["bash", "scripts/setup_autodl.sh", "--root", str(root), "--venv", sys.prefix, "--no-install"]
+    for _ in range(2):  # a second run changes nothing
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    env_file = (root / "qwen3-kit.env").read_text()
+    for name, folder in [("PIP_CACHE_DIR", "cache/pip"), ("HF_HOME", "cache/huggingface"),
+                         ("MODELSCOPE_CACHE", "cache/modelscope"), ("TRITON_CACHE_DIR", "cache/triton"),
+                         ("QWEN3_KIT_CACHE", "qwen3-kit")]:
+        assert f"export {name}={root / folder}\n" in env_file and (root / folder).is_dir()
+    assert (home / ".bashrc").read_text().count("# qwen3-kit caches") == 1  # new shells read it; added once
+    kernel = json.loads((home / ".local/share/jupyter/kernels/qwen3-kit/kernel.json").read_text())
+    assert kernel["argv"][0] == sys.executable and kernel["env"]["HF_HOME"] == str(root / "cache/huggingface")
+    out = result.stdout
+    assert "to fix:" in out and "GPU: " in out  # this machine has no GPU: named, with what still works
+    assert "Hugging Face is often unreachable" in out
+    assert f"source {sys.prefix}/bin/activate" in out
