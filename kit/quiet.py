@@ -31,7 +31,7 @@ class _Drop(logging.Filter):
         self.prefix = prefix
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefix)
+        return record.levelno > logging.WARNING or not str(record.msg).startswith(self.prefix)
 
 
 def install() -> None:
