@@ -50,3 +50,16 @@ def test_modelscope_retries_are_shown_only_when_the_download_fails():
         assert lines.lines[-1] == "Repo a/b: listing failed (NetworkError), retry in 1s (1/4)"
     finally:
         get_logger().removeHandler(lines)
+
+
+def test_a_bad_row_is_one_line_with_no_progress_bar_before_it(tmp_path):
+    import json
+
+    from tests.conftest import run_script
+
+    bad = tmp_path / "chat.jsonl"
+    bad.write_text(json.dumps({"conversations": [{"from": "bot", "value": "hello"}]}) + "\n")
+    result = run_script("scripts/prepare_data.py", "configs/smoke.yaml", f"data.chat.path={bad}", check=False)
+    assert result.returncode == 1 and "tokenizing" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "unknown role 'bot'" in lines[0], result.stderr
