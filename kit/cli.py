@@ -29,8 +29,8 @@ class UsageError(KitError):
     """A command line the kit cannot read; the message says what to write instead."""
 
 
-def split_settings(items: list[str], config: str | None = None, *, file_allowed: bool = True) -> tuple[str | None,
-                                                                                                         list[str]]:
+def split_settings(items: list[str], config: str | None = None, *,
+                   file_allowed: bool = True) -> tuple[str | None, list[str]]:
     """(the config file, the key=value overrides) from the positional arguments and --config."""
     files, overrides = [config] if config else [], []
     for item in items:
@@ -55,8 +55,9 @@ def explain_flags(argv: list[str], unknown: set[str]) -> None:
     while i < len(argv):
         flag, eq, value = argv[i].partition("=")
         if flag in unknown:
-            if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("-") and "=" not in argv[i + 1]:
-                value, i = argv[i + 1], i + 1
+            following = argv[i + 1] if i + 1 < len(argv) else "-"
+            if not eq and not following.startswith("-") and "=" not in following and not following.endswith(".yaml"):
+                value, i = following, i + 1
             key = home(flag[2:].replace("-", "_"))
             given = f"{flag} {value}".strip()
             told.append(f"for {given} write {key}={value or '...'}" if key and " " not in key
