@@ -99,14 +99,14 @@ def checks(root: Path) -> tuple[list[str], list[str]]:
     return found, fix
 
 
-def setup(root: Path, rc: Path | None = None) -> str:
-    """Write the env file, hook it into `rc` (~/.bashrc), register the kernel, check the machine; the report."""
+def setup(root: Path) -> str:
+    """Write the env file, hook it into ~/.bashrc, register the kernel, check the machine; the report."""
     if not root.is_dir():
         from kit.errors import KitError
 
         raise KitError(f"{root} does not exist; on AutoDL it is the data disk, elsewhere pass --root <a large disk>.")
     env_file = write_env(root)
-    rc = rc or Path.home() / ".bashrc"
+    rc = Path.home() / ".bashrc"
     hooked = hook_shell(env_file, rc)
     kernel = register_kernel(cache_env(root))
     found, fix = checks(root)
