@@ -53,12 +53,14 @@ class SourceConfig:
     min_pass_rate: float = 0.0  # openmath: drop rows below this pass_rate_72b_tir ("n/a" rows are kept)
     max_pass_rate: float = 1.0  # openmath: drop rows above it (e.g. 0.9 keeps the harder problems)
     max_chars: int = 0  # 0 = no bound; drop rows whose text is longer (cheap pre-filter before tokenizing)
+    heldout: float = 0.0  # share of problems (by a hash of the first user turn) never trained on, kept for eval
 
 
 @dataclass
 class DataConfig:
-    reasoning: SourceConfig = field(default_factory=lambda: SourceConfig(
-        path="nv-community/OpenMathReasoning", hub="modelscope", split="cot", format="openmath", role="reasoning"))
+    reasoning: SourceConfig = field(default_factory=lambda: SourceConfig(  # 1 % of its problems held out for eval
+        path="nv-community/OpenMathReasoning", hub="modelscope", split="cot", format="openmath", role="reasoning",
+        heldout=0.01))
     chat: SourceConfig = field(default_factory=lambda: SourceConfig(
         path="AI-ModelScope/FineTome-100k", hub="modelscope", split="train", format="sharegpt", role="chat"))
     extra: list[SourceConfig] = field(default_factory=list)  # your own data, each counted as reasoning or chat
@@ -129,12 +131,18 @@ class ExportConfig:
 
 @dataclass
 class EvalConfig:
-    math_path: str = "data/openmath_heldout.parquet"  # held-out problems with expected_answer (OpenMathReasoning)
-    chat_path: str = "data/finetome_heldout.jsonl"  # held-out conversations (ShareGPT)
-    n_math: int = 20  # more is a tighter estimate and a longer run (each problem is generated twice)
-    n_chat: int = 10
+    math: str = "heldout"  # heldout (data.reasoning's held-out problems) | math500 | gsm8k | aime24 | aime25 | a file
+    n_math: int = 100  # problems scored; more is a tighter estimate and a longer run (each is generated twice)
+    instructions: str = "data/eval/instructions.jsonl"  # prompts with verifiable instructions ("" = skip)
+    n_instructions: int = 0  # 0 = all of them
+    adapter: str = "final"  # final (<run>/adapter) | newest (its newest checkpoint, for an unfinished run) | a folder
+    batch_size: int = 8  # prompts generated together (local) or requests in flight (endpoint): faster, more memory
     max_new_tokens: int = 1024  # reasoning traces need room; too short cuts the think block (counted as a failure)
-    seed: int = 0
+    endpoint: str = ""  # an OpenAI-compatible URL serving the tuned model (vLLM: http://host:8000/v1); "" = local
+    endpoint_model: str = ""  # the tuned model's name on the endpoint; "" = the one model it lists
+    base_endpoint: str = ""  # the same for the base model; "" = generate the base locally
+    base_endpoint_model: str = ""
+    seed: int = 0  # sampling seed: the same seed and batch size give the same replies (local model)
 
 
 @dataclass
@@ -274,11 +282,35 @@ def _source_problems(src: SourceConfig, where: str) -> list[str]:
         problems.append(f"{where}.path is empty; give a file, a glob, or a dataset id.")
     elif src.hub == "local" and not local_matches(src.path):
         problems.append(f"{where}.path '{src.path}' matches no file.")
+    if not 0 <= src.heldout < 1:
+        problems.append(f"{where}.heldout is {src.heldout}; it is the share of problems kept for eval, in [0, 1).")
     if src.max_rows < 0 or src.max_chars < 0:
         problems.append(f"{where}.max_rows and max_chars must be >= 0 (0 = no limit).")
     if not 0 <= src.min_pass_rate <= src.max_pass_rate <= 1:
         problems.append(f"{where}: need 0 <= min_pass_rate <= max_pass_rate <= 1, "
                         f"got {src.min_pass_rate} and {src.max_pass_rate}.")
+    return problems
+
+
+def _eval_problems(e: EvalConfig) -> list[str]:
+    from kit.benchmarks import BENCHMARKS
+
+    problems = []
+    for key in ("n_math", "n_instructions", "max_new_tokens"):
+        if getattr(e, key) < 0:
+            problems.append(f"eval.{key} is {getattr(e, key)}; it cannot be negative.")
+    if e.batch_size < 1:
+        problems.append(f"eval.batch_size is {e.batch_size}; it must be at least 1.")
+    if e.math not in ("heldout", *BENCHMARKS) and not Path(e.math).expanduser().is_file():
+        problems.append(f"eval.math '{e.math}' is neither a file nor one of heldout, {', '.join(BENCHMARKS)}.")
+    if e.instructions and not Path(e.instructions).expanduser().is_file():
+        problems.append(f"eval.instructions '{e.instructions}' is not a file (\"\" skips instruction following).")
+    if e.adapter not in ("final", "newest") and not Path(e.adapter).expanduser().is_dir():
+        problems.append(f"eval.adapter '{e.adapter}' is not a folder; use final, newest or an adapter folder.")
+    for key in ("endpoint", "base_endpoint"):
+        url = getattr(e, key)
+        if url and not url.startswith(("http://", "https://")):
+            problems.append(f"eval.{key} '{url}' is not an http(s) URL (e.g. http://localhost:8000/v1).")
     return problems
 
 
@@ -323,9 +355,7 @@ def validate(cfg: Config) -> None:
         problems.append(f"model.name '{cfg.model.name}' is not a folder, and model.source is local.")
     if cfg.model.adapter and not Path(cfg.model.adapter).expanduser().is_dir():
         problems.append(f"model.adapter '{cfg.model.adapter}' is not a folder.")
-    for key in ("n_math", "n_chat", "max_new_tokens"):
-        if getattr(cfg.eval, key) < 0:
-            problems.append(f"eval.{key} is {getattr(cfg.eval, key)}; it cannot be negative.")
+    problems += _eval_problems(cfg.eval)
     if bad := set(cfg.export.formats) - EXPORT_FORMATS:
         problems.append(f"export.formats has {sorted(bad)}; use any of {sorted(EXPORT_FORMATS)}.")
     sources = [("data.reasoning", cfg.data.reasoning), ("data.chat", cfg.data.chat)]

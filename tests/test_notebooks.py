@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_notebook
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -27,13 +27,4 @@ def notebook_runs(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_with_default_parameters(path, notebook_runs):
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(path, as_version=4)
-    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    # As papermill does: a cell after the parameters, here keeping runs out of the project folder.
-    keep_runs_out = f'OVERRIDES = OVERRIDES + ["train.output_dir={notebook_runs}"]'
-    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(keep_runs_out))
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
+    run_notebook(path.name, [f"train.output_dir={notebook_runs}"])  # runs stay out of the project folder
