@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from kit.errors import KitError
@@ -211,32 +210,30 @@ def _say_if_short(what: str, got: int, asked: int) -> None:
         print(f"{what}: {got} available, fewer than the {asked} asked; scoring {got}.")
 
 
-@contextmanager
-def _generator(which: str, cfg, adapter: Path, progress: bool) -> Iterator[tuple[Generator, str]]:
-    """The generator of the base or the tuned model (an endpoint, else loaded here and freed afterwards)."""
+def _generator(which: str, cfg, adapter: Path, progress: bool) -> tuple[Generator, str]:
+    """The generator of the base or the tuned model (an endpoint, or the model loaded here), and what it is."""
     e = cfg.eval
     url, name = (e.base_endpoint, e.base_endpoint_model) if which == "base" else (e.endpoint, e.endpoint_model)
     if url:
         from kit.endpoint import endpoint_generator, served_model
 
         name = served_model(url, name)
-        yield (endpoint_generator(url, name, max_new_tokens=e.max_new_tokens, seed=e.seed,
-                                  concurrency=e.batch_size, progress=which if progress else None),
-               f"{name} at {url}")
-        return
+        return (endpoint_generator(url, name, max_new_tokens=e.max_new_tokens, seed=e.seed, concurrency=e.batch_size,
+                                   progress=which if progress else None), f"{name} at {url}")
     from kit.backends import model_dir
     from kit.infer import load_for_inference
 
     base = model_dir(cfg)
     model, tokenizer = load_for_inference(base if which == "base" else adapter, base=None if which == "base" else base,
                                           backend=cfg.train.backend, load_in_4bit=cfg.model.load_in_4bit)
-    try:
-        yield (local_generator(model, tokenizer, max_new_tokens=e.max_new_tokens, seed=e.seed,
-                               batch_size=e.batch_size, progress=which if progress else None),
-               f"{base if which == 'base' else f'{adapter} on {base}'} (local, {type(model).__name__})")
-    finally:
-        del model
-        _free_gpu()
+    return (local_generator(model, tokenizer, max_new_tokens=e.max_new_tokens, seed=e.seed, batch_size=e.batch_size,
+                            progress=which if progress else None),
+            f"{base if which == 'base' else f'{adapter} on {base}'} (local, {type(model).__name__})")
+
+
+def _evaluate_model(which: str, cfg, adapter: Path, math: list[dict], instructions: list, progress: bool) -> dict:
+    generate, where = _generator(which, cfg, adapter, progress)
+    return {"model": where, "noise": cfg.model.name == "tiny", **evaluate(generate, math, instructions)}
 
 
 def _free_gpu() -> None:
@@ -270,9 +267,8 @@ def evaluate_run(run_dir: str | Path, cfg, *, progress: bool = True) -> dict[str
         print("note: one model is generated locally and the other by a server: engine and precision differ.")
     reports = {}
     for which in ("base", "tuned"):
-        with _generator(which, cfg, adapter, progress) as (generate, where):
-            reports[which] = {"model": where, "noise": cfg.model.name == "tiny", "math_source": math_info,
-                              **evaluate(generate, math, instructions)}
+        reports[which] = _evaluate_model(which, cfg, adapter, math, instructions, progress) | {"math_source": math_info}
+        _free_gpu()  # the model loaded for it went with _evaluate_model's frame: give its memory back before the next
     tmp = run_dir / f".eval.json.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(reports, indent=2, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, run_dir / "eval.json")  # a crash mid-write leaves the previous eval.json whole
