@@ -86,7 +86,7 @@ def _heldout(cfg, cache_dir: Path) -> Iterator[dict]:
 def math_rows(cfg, n: int, cache_dir: str | Path | None = None) -> list[dict]:
     """Up to `n` distinct problems with answers from `cfg.eval.math` (see the module docstring)."""
     from kit.config import SourceConfig
-    from kit.hub import cache_root
+    from kit.paths import cache_root
 
     cache = Path(cache_dir) if cache_dir else cache_root(cfg.model.cache_dir) / "datasets"
     name = cfg.eval.math

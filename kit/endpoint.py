@@ -1,5 +1,5 @@
 """Generate through an OpenAI-compatible server, e.g. vLLM serving the export: the model users actually serve,
-and many times faster than generating with transformers.
+with the engine they serve it with.
 
     generate = endpoint_generator("http://localhost:8000/v1", max_new_tokens=1024)
     replies = generate([[{"role": "user", "content": "What is 7 * 8?"}]], False)   # thinking off

@@ -170,17 +170,17 @@ def local_generator(model, tokenizer, *, max_new_tokens: int, seed: int = 0, bat
 
 def tuned_adapter(run_dir: Path, choice: str) -> Path:
     """The adapter to evaluate: the run's final one, its newest checkpoint, or a folder; never none at all."""
-    from kit.train import newest_checkpoint
+    from kit.runs import has_adapter, newest_checkpoint
 
     if choice not in ("final", "newest"):
         return Path(choice).expanduser()
-    newest = newest_checkpoint(run_dir / "checkpoints")
+    newest = newest_checkpoint(run_dir)
     if choice == "newest":
         if newest is None:
             raise EvalError(f"{run_dir} has no checkpoint yet (checkpoints/checkpoint-N), so there is nothing "
                             "tuned to evaluate.")
         return newest
-    if not (run_dir / "adapter" / "adapter_config.json").is_file():
+    if not has_adapter(run_dir):
         hint = f"; eval.adapter=newest evaluates its newest checkpoint ({newest.name})" if newest else ""
         raise EvalError(f"{run_dir} has no adapter/ (training did not finish), so there is nothing tuned to "
                         f"compare with the base{hint}.")
@@ -220,10 +220,10 @@ def _generator(which: str, cfg, adapter: Path, progress: bool) -> tuple[Generato
         name = served_model(url, name)
         return (endpoint_generator(url, name, max_new_tokens=e.max_new_tokens, seed=e.seed, concurrency=e.batch_size,
                                    progress=which if progress else None), f"{name} at {url}")
-    from kit.backends import model_dir
+    from kit.hub import resolve_model
     from kit.infer import load_for_inference
 
-    base = model_dir(cfg)
+    base = resolve_model(cfg.model)
     model, tokenizer = load_for_inference(base if which == "base" else adapter, base=None if which == "base" else base,
                                           backend=cfg.train.backend, load_in_4bit=cfg.model.load_in_4bit)
     return (local_generator(model, tokenizer, max_new_tokens=e.max_new_tokens, seed=e.seed, batch_size=e.batch_size,

@@ -166,7 +166,7 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from kit.smoke import build_tiny_model
+    from kit.random_qwen3 import build_tiny_model
 
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     with tempfile.TemporaryDirectory() as tmp:

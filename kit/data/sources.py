@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit.config import SourceConfig, local_matches
+from kit.config import SourceConfig
 from kit.data.formats import DataError
+from kit.paths import local_matches
 
 READ_BATCH = 1024  # rows per parquet record batch
 
@@ -36,6 +37,8 @@ class MalformedRow(ValueError):
         self.file, self.line, self.reason = file, line, reason
 
 
+# JSON and JSONL are read by hand, not with datasets' readers: a bad line must be named by its file and line number,
+# and skipped and counted where data.on_bad_row says so, which a reader that fails the whole file cannot do.
 def _read_jsonl(path: Path) -> Iterator[RawRow | MalformedRow]:
     with open(path, encoding="utf-8") as f:
         for number, text in enumerate(f, start=1):
@@ -98,43 +101,53 @@ def _split_files(files: list[str], split: str) -> list[str]:
     return sorted(named or (data_files if split in ("", "train") else []))
 
 
+def _modelscope_shards(src: SourceConfig, cache_dir: Path, endpoint: str | None):
+    """(list the data set's files, fetch one of them) through the modelscope client."""
+    from modelscope import dataset_snapshot_download
+    from modelscope_hub.api import HubApi
+
+    sizes: dict[str, int] = {}
+    local = cache_dir / "modelscope" / src.path
+
+    def listing() -> list[str]:
+        files = [f for f in HubApi(endpoint=endpoint).list_repo_files(src.path, "dataset") if not f.is_dir]
+        sizes.update({f.path: f.size for f in files})
+        return list(sizes)
+
+    def fetch(name: str) -> Path:
+        if (local / name).is_file() and (local / name).stat().st_size == sizes[name]:
+            return local / name  # complete already: a second pass over the source stays offline
+        dataset_snapshot_download(src.path, local_dir=str(local), allow_patterns=[name], endpoint=endpoint)
+        return local / name
+
+    return listing, fetch
+
+
+def _huggingface_shards(src: SourceConfig, cache_dir: Path, endpoint: str | None):
+    """(list the data set's files, fetch one of them) through huggingface_hub, which caches each file itself."""
+    from huggingface_hub import HfApi, hf_hub_download
+
+    def listing() -> list[str]:
+        return HfApi(endpoint=endpoint).list_repo_files(src.path, repo_type="dataset")
+
+    def fetch(name: str) -> Path:
+        return Path(hf_hub_download(src.path, name, repo_type="dataset", cache_dir=str(cache_dir / "hf"),
+                                    endpoint=endpoint))
+
+    return listing, fetch
+
+
 def hub_files(src: SourceConfig, cache_dir: Path) -> Iterator[Path]:
     """Download a hub data set's split one shard at a time (each shard once; reruns find it in the cache)."""
     from kit.hub import explain_error, hub_endpoint
 
     endpoint = hub_endpoint(src.hub)
-    if src.hub == "modelscope":
-        from modelscope import dataset_snapshot_download
-        from modelscope_hub.api import HubApi
-
-        sizes: dict[str, int] = {}
-        local = cache_dir / "modelscope" / src.path
-
-        def listing() -> list[str]:
-            files = [f for f in HubApi(endpoint=endpoint).list_repo_files(src.path, "dataset") if not f.is_dir]
-            sizes.update({f.path: f.size for f in files})
-            return list(sizes)
-
-        def fetch(name: str) -> Path:
-            if (local / name).is_file() and (local / name).stat().st_size == sizes[name]:
-                return local / name  # complete already: a second pass over the source stays offline
-            dataset_snapshot_download(src.path, local_dir=str(local), allow_patterns=[name], endpoint=endpoint)
-            return local / name
-    else:
-        from huggingface_hub import HfApi, hf_hub_download
-
-        def listing() -> list[str]:
-            return HfApi(endpoint=endpoint).list_repo_files(src.path, repo_type="dataset")
-
-        def fetch(name: str) -> Path:
-            return Path(hf_hub_download(src.path, name, repo_type="dataset", cache_dir=str(cache_dir / "hf"),
-                                        endpoint=endpoint))
-
+    shards_of = _modelscope_shards if src.hub == "modelscope" else _huggingface_shards
+    listing, fetch = shards_of(src, cache_dir, endpoint)
     try:
         files = listing()
     except Exception as e:
         raise explain_error(e, src.path, src.hub, endpoint) from None
-
     if src.subset:  # a config's files live under a folder of its name
         files = [f for f in files if f"/{src.subset}/" in f"/{f}"]
     shards = _split_files(files, src.split)
