@@ -71,6 +71,7 @@ def test_merged_export_is_a_complete_16bit_model_folder(exported):
     folder = result.folders["merged_16bit"]
     config = json.loads((folder / "config.json").read_text())
     assert config["dtype"] == "bfloat16" and "quantization_config" not in config
+    assert config["architectures"] == ["Qwen3ForCausalLM"]  # what vLLM picks the model class by
     assert list(folder.glob("*.safetensors")) and (folder / "generation_config.json").is_file()
     generation = json.loads((folder / "generation_config.json").read_text())
     assert (generation["temperature"], generation["top_p"], generation["top_k"]) == (0.7, 0.8, 20)  # non-thinking
