@@ -20,9 +20,13 @@ _EXPORTS = {
     "train": ["train", "TrainResult"],
     "runs": ["finished_run"],
     "notebook": ["setup"],
-    "infer": ["load_for_inference", "generate", "chat", "side_by_side", "split_reasoning", "PRESETS"],
+    "infer": ["load_for_inference", "generate", "generate_batched", "chat", "side_by_side", "split_reasoning",
+              "PRESETS"],
     "export": ["export_run", "with_thinking_default"],
-    "evaluate": ["evaluate", "evaluate_run", "compare", "math_correct"],
+    "evaluate": ["evaluate", "evaluate_run", "compare", "show_replies", "math_correct"],
+    "benchmarks": ["BENCHMARKS", "math_rows"],
+    "instructions": ["load_instructions"],
+    "endpoint": ["endpoint_generator"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE) + ["PROJECT_ROOT"]

@@ -235,22 +235,31 @@ def export(args) -> None:
 
 
 def evaluate(args) -> None:
-    """Compare the base model and a run's tuned adapter: math accuracy, the thinking switch, chat retention.
+    """Compare the base model and a run's tuned adapter: held-out math, the thinking switch, instruction following.
 
     qwen3-kit eval --run runs/smoke
     qwen3-kit eval --run runs/qwen3-14b-math eval.n_math=200 eval.max_new_tokens=4096
+    qwen3-kit eval --run runs/qwen3-14b-math eval.math=math500 eval.endpoint=http://localhost:8000/v1
 
-    Held-out sets come from eval.math_path / eval.chat_path; results go to <run>/eval.json and a printed table.
+    Math comes from eval.math (default: the problems data.reasoning.heldout kept out of training), instructions from
+    eval.instructions; generation is local (batches of eval.batch_size) or by an OpenAI-compatible server serving the
+    tuned model (eval.endpoint, e.g. vLLM serving the export; eval.base_endpoint for the base). Results go to
+    <run>/eval.json and a printed table.
     """
     from kit.backends import activate_backend
 
     run = Path(args.run)
     cfg = run_config(run, split_settings(args.settings, file_allowed=False)[1])
-    activate_backend(cfg.train.backend, cfg.model.name)  # unsloth before transformers, on a GPU
+    if not (cfg.eval.endpoint and cfg.eval.base_endpoint):  # a local model will load
+        activate_backend(cfg.train.backend, cfg.model.name)  # unsloth before transformers, on a GPU
 
-    from kit.evaluate import compare, evaluate_run
+    from kit.evaluate import compare, evaluate_run, show_replies
 
-    print(compare(evaluate_run(run, cfg)))
+    reports = evaluate_run(run, cfg)
+    for section in ("math", "instructions"):
+        if args.show and reports["tuned"]["details"][section]:
+            print(show_replies(reports, section, args.show), end="\n\n")
+    print(compare(reports))
     print(f"details: {run / 'eval.json'}")
 
 
@@ -325,6 +334,11 @@ def _chat_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", help="the base model folder for an adapter (default: the one the adapter names)")
 
 
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    _run(p)
+    p.add_argument("--show", type=int, default=2, help="print the replies to this many prompts in full")
+
+
 def _setup_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default="/root/autodl-tmp", help="the data disk (default /root/autodl-tmp)")
     p.add_argument("--print-env", action="store_true", help="only print the cache variables as shell exports")
@@ -336,7 +350,7 @@ COMMANDS = {  # name -> (function, its arguments)
     "download": (download, _download_args),
     "chat": (chat, _chat_args),
     "export": (export, _run),
-    "eval": (evaluate, _run),
+    "eval": (evaluate, _eval_args),
     "config": (config, _settings),
     "setup": (setup, _setup_args),
 }

@@ -51,12 +51,14 @@ class SourceConfig:
     min_pass_rate: float = 0.0  # openmath: drop rows below this pass_rate_72b_tir ("n/a" rows are kept)
     max_pass_rate: float = 1.0  # openmath: drop rows above it (e.g. 0.9 keeps the harder problems)
     max_chars: int = 0  # 0 = no bound; drop rows whose text is longer (cheap pre-filter before tokenizing)
+    heldout: float = 0.0  # share of problems (by a hash of the first user turn) never trained on, kept for eval
 
 
 @dataclass
 class DataConfig:
-    reasoning: SourceConfig = field(default_factory=lambda: SourceConfig(
-        path="nv-community/OpenMathReasoning", hub="modelscope", split="cot", format="openmath", role="reasoning"))
+    reasoning: SourceConfig = field(default_factory=lambda: SourceConfig(  # 1 % of its problems held out for eval
+        path="nv-community/OpenMathReasoning", hub="modelscope", split="cot", format="openmath", role="reasoning",
+        heldout=0.01))
     chat: SourceConfig = field(default_factory=lambda: SourceConfig(
         path="AI-ModelScope/FineTome-100k", hub="modelscope", split="train", format="sharegpt", role="chat"))
     extra: list[SourceConfig] = field(default_factory=list)  # your own data, each counted as reasoning or chat
@@ -127,12 +129,18 @@ class ExportConfig:
 
 @dataclass
 class EvalConfig:
-    math_path: str = "data/openmath_heldout.parquet"  # held-out problems with expected_answer (OpenMathReasoning)
-    chat_path: str = "data/finetome_heldout.jsonl"  # held-out conversations (ShareGPT)
-    n_math: int = 20  # more is a tighter estimate and a longer run (each problem is generated twice)
-    n_chat: int = 10  # held-out conversations for chat retention (each generated once)
+    math: str = "heldout"  # heldout (data.reasoning's held-out problems) | math500 | gsm8k | aime24 | aime25 | a file
+    n_math: int = 100  # problems scored; more is a tighter estimate and a longer run (each is generated twice)
+    instructions: str = "data/eval/instructions.jsonl"  # prompts with verifiable instructions ("" = skip)
+    n_instructions: int = 0  # 0 = all of them
+    adapter: str = "final"  # final (<run>/adapter) | newest (its newest checkpoint, for an unfinished run) | a folder
+    batch_size: int = 8  # prompts generated together (local) or requests in flight (endpoint): faster, more memory
     max_new_tokens: int = 1024  # reasoning traces need room; too short cuts the think block (counted as a failure)
-    seed: int = 0  # sampling seed: the same prompts get the same replies on a rerun
+    endpoint: str = ""  # an OpenAI-compatible URL serving the tuned model (vLLM: http://host:8000/v1); "" = local
+    endpoint_model: str = ""  # the tuned model's name on the endpoint; "" = the one model it lists
+    base_endpoint: str = ""  # the same for the base model; "" = generate the base locally
+    base_endpoint_model: str = ""  # the base model's name on base_endpoint; "" = the one model it lists
+    seed: int = 0  # sampling seed: the same seed and batch size give the same replies (local model)
 
 
 @dataclass

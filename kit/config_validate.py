@@ -67,9 +67,11 @@ def _ranges(cfg) -> list[str]:
         out.append(f"lora.r and lora.alpha must be >= 1, got {cfg.lora.r} and {cfg.lora.alpha}.")
     if not 0 <= cfg.lora.dropout < 1:
         out.append(f"lora.dropout is {cfg.lora.dropout}; it must be in [0, 1).")
-    for key in ("n_math", "n_chat", "max_new_tokens"):
+    for key in ("n_math", "n_instructions", "max_new_tokens"):
         if getattr(cfg.eval, key) < 0:
             out.append(f"eval.{key} is {getattr(cfg.eval, key)}; it cannot be negative.")
+    if cfg.eval.batch_size < 1:
+        out.append(f"eval.batch_size is {cfg.eval.batch_size}; it must be at least 1.")
     return out
 
 
@@ -99,6 +101,23 @@ def _paths(cfg) -> list[str]:
     if resume not in ("auto", "never") and not Path(resume, "trainer_state.json").expanduser().is_file():
         out.append(f"train.resume is {shown(resume)}; use auto (the newest checkpoint of the run), never (start over) "
                    "or a checkpoint folder (one holding trainer_state.json).")
+    return out + _eval_paths(cfg.eval)
+
+
+def _eval_paths(e) -> list[str]:
+    from kit.benchmarks import BENCHMARKS
+
+    out = []
+    if e.math not in ("heldout", *BENCHMARKS) and not Path(e.math).expanduser().is_file():
+        out.append(f"eval.math '{e.math}' is neither a file nor one of heldout, {', '.join(BENCHMARKS)}.")
+    if e.instructions and not Path(e.instructions).expanduser().is_file():
+        out.append(f"eval.instructions '{e.instructions}' is not a file (\"\" skips instruction following).")
+    if e.adapter not in ("final", "newest") and not Path(e.adapter).expanduser().is_dir():
+        out.append(f"eval.adapter '{e.adapter}' is not a folder; use final, newest or an adapter folder.")
+    for key in ("endpoint", "base_endpoint"):
+        url = getattr(e, key)
+        if url and not url.startswith(("http://", "https://")):
+            out.append(f"eval.{key} '{url}' is not an http(s) URL (e.g. http://localhost:8000/v1).")
     return out
 
 
@@ -140,6 +159,8 @@ def _source_problems(src, where: str) -> list[str]:
         out.append(f"{where}.path {shown(src.path)} matches no file.")
     if src.max_rows < 0 or src.max_chars < 0:
         out.append(f"{where}.max_rows and max_chars must be >= 0 (0 = no limit).")
+    if not 0 <= src.heldout < 1:
+        out.append(f"{where}.heldout is {src.heldout}; it is the share of problems kept for eval, in [0, 1).")
     if not 0 <= src.min_pass_rate <= src.max_pass_rate <= 1:
         out.append(f"{where}: need 0 <= min_pass_rate <= max_pass_rate <= 1, "
                    f"got {src.min_pass_rate} and {src.max_pass_rate}.")

@@ -1,26 +1,42 @@
-"""Did math improve, and did chat and the thinking switch survive? Compare a base and a tuned model.
+"""Did math improve, and did the thinking switch and instruction following survive? The base against the tuned.
 
-    report = evaluate(generator, math_rows, chat_prompts)         # one model
-    table = compare({"base": base_report, "tuned": tuned_report})
+    reports = evaluate_run("runs/qwen3-14b-math", cfg)      # what scripts/eval.py runs; writes <run>/eval.json
+    print(compare(reports)); print(show_replies(reports))
+    report = evaluate(generate, math_rows, instructions)   # one model, any generator
 
-A generator is any `fn(conversations, thinking) -> list[Reply]` (`kit.infer.generate` bound to a model, or a
-faster engine), so the scoring below is the same whatever produced the text.
-- math: the last `\\boxed{}` of the answer checked against `expected_answer` with math-verify (1/2 == 0.5);
-- switch: thinking on must give a closed, non-empty think block and an answer; thinking off an answer with no
-  reasoning leaking into it (no `<think>`/`</think>`, nothing that reads as an opened trace);
-- chat: non-empty answers, no runaway repetition, answer length.
+A generator is any `fn(conversations, thinking) -> list[Reply]`: the local model (`local_generator`) or an
+OpenAI-compatible server (`kit.endpoint.endpoint_generator`: vLLM serving the export), so the scores are the same
+whatever produced the text. Every prompt is generated twice, thinking on and off:
+- math: the last `\\boxed{}` of the answer against `expected_answer` with math-verify (1/2 == 0.5);
+- switch: on, a closed non-empty think block and an answer; off, an answer with no reasoning leaking into it.
+  Scored on every prompt: a tuned model that stops thinking on chat-like prompts is the failure to catch;
+- instructions: verifiable instructions (`kit.instructions`): the share of prompts whose every instruction was
+  kept (IFEval's strict prompt-level accuracy) and the share of single instructions kept.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
+from kit.errors import KitError
 from kit.infer import Reply
 
 Generator = Callable[[list[list[dict]], bool], list[Reply]]
 THINK_TAGS = ("<think>", "</think>")
+NOISE = "NOISE: the built-in tiny model has random weights; these figures measure nothing"
+METRICS = {  # metric -> the count it is a share of
+    "math_thinking_on": "n_math", "math_thinking_off": "n_math",
+    "switch_thinking_on": "n_prompts", "switch_thinking_off": "n_prompts",
+    "instructions_thinking_on": "n_instructions", "instructions_thinking_off": "n_instructions",
+    "single_instructions_thinking_on": "n_checks", "single_instructions_thinking_off": "n_checks",
+}
+
+
+class EvalError(KitError, RuntimeError):
+    pass
 
 
 def last_boxed(text: str) -> str | None:
@@ -51,13 +67,6 @@ def math_correct(answer: str, expected: str) -> bool:
     return bool(gold) and bool(predicted) and verify(gold, predicted)
 
 
-def repetition(text: str, n: int = 4) -> float:
-    """Share of repeated word n-grams: 0 for varied text, near 1 for a model stuck in a loop."""
-    words = text.split()
-    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
-    return 1 - len(set(grams)) / len(grams) if grams else 0.0
-
-
 def switch_ok(on: Reply, off: Reply) -> tuple[bool, bool]:
     """(thinking-on reply is right, thinking-off reply is right)."""
     on_ok = on.closed and bool(on.reasoning.strip()) and bool(on.answer.strip())
@@ -70,92 +79,197 @@ def _share(flags: list[bool]) -> float | None:
     return round(sum(flags) / len(flags), 4) if flags else None
 
 
-def evaluate(generate: Generator, math_rows: list[dict], chat_prompts: list[list[dict]],
-             repetition_limit: float = 0.5) -> dict:
-    """Score one model. `math_rows` need `problem` and `expected_answer`; `chat_prompts` are conversations
-    ending with a user turn. Returns the shares passing each check and per-prompt details."""
-    math_prompts = [[{"role": "user", "content": r["problem"]}] for r in math_rows]
-    on = generate(math_prompts, True) if math_prompts else []
-    off = generate(math_prompts, False) if math_prompts else []
-    chat = generate(chat_prompts, False) if chat_prompts else []
-    correct = [math_correct(r.answer, row["expected_answer"]) for r, row in zip(on, math_rows, strict=True)]
+def _reply(r: Reply) -> dict:
+    return {"reasoning": r.reasoning, "answer": r.answer, "closed": r.closed}
+
+
+def evaluate(generate: Generator, math_rows: list[dict], instructions: list) -> dict:
+    """Score one model. `math_rows` need `problem` and `expected_answer`; `instructions` are
+    `kit.instructions.Instruction`s. Returns each metric of `METRICS`, the counts, and per-prompt details."""
+    from kit.instructions import follows
+
+    prompts = [[{"role": "user", "content": t}] for t in
+               [r["problem"] for r in math_rows] + [i.prompt for i in instructions]]
+    on = generate(prompts, True) if prompts else []
+    off = generate(prompts, False) if prompts else []
+    n = len(math_rows)
+    correct = {mode: [math_correct(r.answer, row["expected_answer"]) for r, row in zip(replies[:n], math_rows,
+                                                                                        strict=True)]
+               for mode, replies in (("on", on), ("off", off))}
+    kept = {mode: [follows(i, r.answer) for i, r in zip(instructions, replies[n:], strict=True)]
+            for mode, replies in (("on", on), ("off", off))}
     switch = [switch_ok(a, b) for a, b in zip(on, off, strict=True)]
-    reps = [repetition(r.answer) for r in chat]
-    return {
-        "math_accuracy": _share(correct),
-        "switch_thinking_on_ok": _share([s[0] for s in switch]),
-        "switch_thinking_off_ok": _share([s[1] for s in switch]),
-        "chat_nonempty": _share([bool(r.answer.strip()) for r in chat]),
-        "chat_no_runaway_repetition": _share([x <= repetition_limit for x in reps]),
-        "chat_mean_answer_words": round(sum(len(r.answer.split()) for r in chat) / len(chat), 1) if chat else None,
-        "n_math": len(math_rows), "n_chat": len(chat_prompts),
-        "details": {"math": [{"problem": row["problem"], "expected": row["expected_answer"], "answer": r.answer,
-                              "correct": c} for row, r, c in zip(math_rows, on, correct, strict=True)],
-                    "chat": [{"prompt": p[-1]["content"], "answer": r.answer} for p, r in
-                             zip(chat_prompts, chat, strict=True)]},
+    report = {"n_math": n, "n_instructions": len(instructions), "n_prompts": len(prompts),
+              "n_checks": sum(len(i.checks) for i in instructions)}
+    for mode in ("on", "off"):
+        report[f"math_thinking_{mode}"] = _share(correct[mode])
+        report[f"switch_thinking_{mode}"] = _share([s[mode == "off"] for s in switch])
+        report[f"instructions_thinking_{mode}"] = _share([all(k) for k in kept[mode]])
+        report[f"single_instructions_thinking_{mode}"] = _share([x for k in kept[mode] for x in k])
+    report["details"] = {
+        "math": [{"problem": row["problem"], "expected": row["expected_answer"],
+                  "thinking_on": _reply(a) | {"correct": c_on}, "thinking_off": _reply(b) | {"correct": c_off}}
+                 for row, a, b, c_on, c_off in zip(math_rows, on[:n], off[:n], correct["on"], correct["off"],
+                                                   strict=True)],
+        "instructions": [{"id": i.id, "prompt": i.prompt, "checks": i.checks,
+                          "thinking_on": _reply(a) | {"kept": k_on}, "thinking_off": _reply(b) | {"kept": k_off}}
+                         for i, a, b, k_on, k_off in zip(instructions, on[n:], off[n:], kept["on"], kept["off"],
+                                                         strict=True)],
     }
-
-
-METRICS = ["math_accuracy", "switch_thinking_on_ok", "switch_thinking_off_ok", "chat_nonempty",
-           "chat_no_runaway_repetition", "chat_mean_answer_words"]
+    return report
 
 
 def compare(reports: dict[str, dict]) -> str:
-    """A side-by-side table of several models' reports (e.g. base and tuned)."""
+    """A side-by-side table of several models' reports (e.g. base and tuned), with n and what generated each."""
     names = list(reports)
-    lines = [f"{'metric':<30}" + "".join(f"{n:>12}" for n in names), "-" * (30 + 12 * len(names))]
-    for metric in METRICS:
-        cells = []
-        for n in names:
-            value = reports[n][metric]
-            cells.append(f"{'-':>12}" if value is None else f"{value:>12.3f}" if isinstance(value, float)
-                         else f"{value:>12}")
-        lines.append(f"{metric:<30}" + "".join(cells))
+    first = next(iter(reports.values()))
+    lines = [NOISE] if any(r.get("noise") for r in reports.values()) else []
+    lines += [f"{'metric':<34}" + "".join(f"{n:>10}" for n in names) + f"{'n':>8}", "-" * (42 + 10 * len(names))]
+    for metric, count in METRICS.items():
+        values = [reports[n][metric] for n in names]
+        lines.append(f"{metric:<34}" + "".join(f"{'-' if v is None else f'{v:.3f}':>10}" for v in values)
+                     + f"{first[count]:>8}")
+    lines += [f"{name}: {report['model']}" for name, report in reports.items() if "model" in report]
     return "\n".join(lines)
 
 
-def load_eval_rows(math_path: str, chat_path: str, n_math: int, n_chat: int) -> tuple[list[dict], list[list[dict]]]:
-    """Held-out math rows with answers (OpenMathReasoning schema) and chat prompts (ShareGPT: the conversation up
-    to its last user turn)."""
-    import pyarrow.parquet as pq
+def show_replies(reports: dict[str, dict], section: str = "math", limit: int = 3) -> str:
+    """The first `limit` prompts of a section (math | instructions) with every model's replies in full."""
+    first = next(iter(reports.values()))
+    blocks = [NOISE] if first.get("noise") else []
+    for k, item in enumerate(first["details"][section][:limit]):
+        wanted = f"expected {item['expected']}" if section == "math" else f"checks {json.dumps(item['checks'])}"
+        lines = [f"=== {item['problem'] if section == 'math' else item['prompt']}", f"    ({wanted})"]
+        for name, report in reports.items():
+            entry = report["details"][section][k]
+            for mode in ("thinking_on", "thinking_off"):
+                reply = entry[mode]
+                verdict = ("correct" if reply["correct"] else "wrong") if section == "math" else ", ".join(
+                    f"{c['check']} {'kept' if k else 'broken'}" for c, k in zip(item["checks"], reply["kept"],
+                                                                               strict=True))
+                lines.append(f"--- {name}, {mode.replace('_', ' ')}: {verdict}")
+                if reply["reasoning"] or not reply["closed"]:
+                    lines.append(f"[reasoning{'' if reply['closed'] else ', never closed'}]\n{reply['reasoning']}")
+                lines.append(f"[answer]\n{reply['answer']}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
-    from kit.config import SourceConfig
-    from kit.data.formats import sharegpt
 
-    math = [r for r in pq.read_table(math_path).to_pylist() if (r.get("expected_answer") or "").strip()][:n_math]
-    prompts = []
-    for line in Path(chat_path).read_text(encoding="utf-8").splitlines()[:n_chat]:
-        conversation = sharegpt(json.loads(line), SourceConfig(format="sharegpt", path=chat_path))
-        last_user = max(i for i, m in enumerate(conversation) if m["role"] == "user")
-        prompts.append(conversation[:last_user + 1])
-    return math, prompts
-
-
-
-def model_generator(model, tokenizer, max_new_tokens: int, seed: int = 0) -> Generator:
-    """A generator over a loaded model: `kit.infer.generate` with a fixed seed and token budget."""
-    from kit.infer import generate
+def local_generator(model, tokenizer, *, max_new_tokens: int, seed: int = 0, batch_size: int = 8,
+                    progress: str | None = None) -> Generator:
+    """A generator over a loaded model: `kit.infer.generate_batched` with a fixed seed, budget and batch size."""
+    from kit.infer import generate_batched
 
     def run(conversations: list[list[dict]], thinking: bool) -> list[Reply]:
-        return generate(model, tokenizer, conversations, thinking=thinking, max_new_tokens=max_new_tokens, seed=seed)
+        desc = f"{progress}, thinking {'on' if thinking else 'off'}" if progress else None
+        return generate_batched(model, tokenizer, conversations, batch_size=batch_size, progress=desc,
+                                thinking=thinking, max_new_tokens=max_new_tokens, seed=seed)
 
     return run
 
 
-def evaluate_run(run_dir: str | Path, cfg) -> dict[str, dict]:
-    """Evaluate the base model and the run's tuned adapter on the held-out sets of `cfg.eval`; write eval.json."""
+def tuned_adapter(run_dir: Path, choice: str) -> Path:
+    """The adapter to evaluate: the run's final one, its newest checkpoint, or a folder; never none at all."""
+    from kit.runs import has_adapter, newest_checkpoint
+
+    if choice not in ("final", "newest"):
+        return Path(choice).expanduser()
+    newest = newest_checkpoint(run_dir)
+    if choice == "newest":
+        if newest is None:
+            raise EvalError(f"{run_dir} has no checkpoint yet (checkpoints/checkpoint-N), so there is nothing "
+                            "tuned to evaluate.")
+        return newest
+    if not has_adapter(run_dir):
+        hint = f"; eval.adapter=newest evaluates its newest checkpoint ({newest.name})" if newest else ""
+        raise EvalError(f"{run_dir} has no adapter/ (training did not finish), so there is nothing tuned to "
+                        f"compare with the base{hint}.")
+    return run_dir / "adapter"
+
+
+def _check_heldout(run_dir: Path, cfg) -> dict:
+    """The held-out slice is only held out if the run trained without it: its config and data report say so."""
+    from kit.config import load_config
+
+    if load_config(run_dir / "config.yaml").data.reasoning != cfg.data.reasoning:
+        raise EvalError("data.reasoning differs from the run's config.yaml, so its held-out problems are not the "
+                        "ones kept out of this run's training; evaluate without data.* overrides.")
+    report_path = run_dir / "data_report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {"sources": {}}
+    held = report["sources"].get("reasoning", {}).get("dropped", {}).get("filtered_held_out", 0)
+    if not held:
+        raise EvalError(f"{report_path} counts no held-out problem (the run predates held-out slices, or its "
+                        "source is too small), so any problem may have been trained on; set eval.math to "
+                        "math500, gsm8k, aime24, aime25 or a file.")
+    return {"source": cfg.data.reasoning.path, "heldout_share": cfg.data.reasoning.heldout,
+            "held_out_rows_in_training_source": held, "training_data_fingerprint": report.get("fingerprint")}
+
+
+def _say_if_short(what: str, got: int, asked: int) -> None:
+    if asked and got < asked:
+        print(f"{what}: {got} available, fewer than the {asked} asked; scoring {got}.")
+
+
+def _generator(which: str, cfg, adapter: Path, progress: bool) -> tuple[Generator, str]:
+    """The generator of the base or the tuned model (an endpoint, or the model loaded here), and what it is."""
+    e = cfg.eval
+    url, name = (e.base_endpoint, e.base_endpoint_model) if which == "base" else (e.endpoint, e.endpoint_model)
+    if url:
+        from kit.endpoint import endpoint_generator, served_model
+
+        name = served_model(url, name)
+        return (endpoint_generator(url, name, max_new_tokens=e.max_new_tokens, seed=e.seed, concurrency=e.batch_size,
+                                   progress=which if progress else None), f"{name} at {url}")
     from kit.hub import resolve_model
     from kit.infer import load_for_inference
 
+    base = resolve_model(cfg.model)
+    model, tokenizer = load_for_inference(base if which == "base" else adapter, base=None if which == "base" else base,
+                                          backend=cfg.train.backend, load_in_4bit=cfg.model.load_in_4bit)
+    return (local_generator(model, tokenizer, max_new_tokens=e.max_new_tokens, seed=e.seed, batch_size=e.batch_size,
+                            progress=which if progress else None),
+            f"{base if which == 'base' else f'{adapter} on {base}'} (local, {type(model).__name__})")
+
+
+def _evaluate_model(which: str, cfg, adapter: Path, math: list[dict], instructions: list, progress: bool) -> dict:
+    generate, where = _generator(which, cfg, adapter, progress)
+    return {"model": where, "noise": cfg.model.name == "tiny", **evaluate(generate, math, instructions)}
+
+
+def _free_gpu() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def evaluate_run(run_dir: str | Path, cfg, *, progress: bool = True) -> dict[str, dict]:
+    """Evaluate the base model and the run's tuned adapter as `cfg.eval` says; write `<run>/eval.json`.
+
+    Raises `EvalError` (one sentence) when the run has nothing tuned to evaluate, or when its held-out problems
+    cannot be trusted to be held out.
+    """
+    from kit.benchmarks import math_rows
+    from kit.instructions import load_instructions
+
     run_dir = Path(run_dir)
-    math, chat = load_eval_rows(cfg.eval.math_path, cfg.eval.chat_path, cfg.eval.n_math, cfg.eval.n_chat)
+    e = cfg.eval
+    adapter = tuned_adapter(run_dir, e.adapter)
+    math_info = _check_heldout(run_dir, cfg) if e.math == "heldout" and e.n_math else {"source": e.math}
+    math = math_rows(cfg, e.n_math) if e.n_math else []
+    _say_if_short(f"eval.math {e.math}", len(math), e.n_math)
+    instructions = load_instructions(e.instructions, e.n_instructions) if e.instructions else []
+    _say_if_short(f"eval.instructions {e.instructions}", len(instructions), e.n_instructions)
+    if bool(e.endpoint) != bool(e.base_endpoint):
+        print("note: one model is generated locally and the other by a server: engine and precision differ.")
     reports = {}
-    base_dir = resolve_model(cfg.model)
-    for name, path, base in (("base", base_dir, None), ("tuned", run_dir / "adapter", base_dir)):
-        model, tokenizer = load_for_inference(path, base=base, backend=cfg.train.backend,
-                                              load_in_4bit=cfg.model.load_in_4bit)
-        reports[name] = evaluate(model_generator(model, tokenizer, cfg.eval.max_new_tokens, cfg.eval.seed),
-                                 math, chat)
-        del model
-    (run_dir / "eval.json").write_text(json.dumps(reports, indent=2, ensure_ascii=False))
+    for which in ("base", "tuned"):
+        reports[which] = _evaluate_model(which, cfg, adapter, math, instructions, progress) | {"math_source": math_info}
+        _free_gpu()  # the model loaded for it went with _evaluate_model's frame: give its memory back before the next
+    tmp = run_dir / f".eval.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(reports, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, run_dir / "eval.json")  # a crash mid-write leaves the previous eval.json whole
     return reports

@@ -12,6 +12,7 @@ of. After writing, the merged model's logits are compared with base + adapter.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,24 +163,47 @@ def export_merged(adapter: Path, base: Path, out: Path, *, thinking_default: boo
     return out, diff, scale
 
 
-def serve_instructions(merged: Path | None, adapter: Path | None, base: Path | None) -> tuple[str, str]:
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
+CLIENT_SNIPPET = """from openai import OpenAI
+
+client = OpenAI(base_url="http://localhost:8000/v1", api_key="EMPTY")
+messages = [{"role": "user", "content": "What is 17 * 23?"}]
+thinking = client.chat.completions.create(
+    model="qwen3-kit", messages=messages, temperature=0.6, top_p=0.95,
+    extra_body={"top_k": 20, "chat_template_kwargs": {"enable_thinking": True}})
+print("reasoning:", thinking.choices[0].message.reasoning)  # older vLLM: .reasoning_content
+print("answer:", thinking.choices[0].message.content)
+direct = client.chat.completions.create(
+    model="qwen3-kit", messages=messages, temperature=0.7, top_p=0.8,
+    extra_body={"top_k": 20, "chat_template_kwargs": {"enable_thinking": False}})
+print("answer:", direct.choices[0].message.content)"""
+
+
+def max_lora_rank(adapter: Path) -> int:
+    """The smallest `--max-lora-rank` vLLM accepts that holds the adapter's rank (its r, or a larger rank_pattern)."""
+    saved = json.loads((adapter / "adapter_config.json").read_text())
+    rank = max([saved["r"], *(saved.get("rank_pattern") or {}).values()])
+    fits = [r for r in VLLM_LORA_RANKS if r >= rank]
+    if not fits:
+        raise ExportError(f"{adapter} has LoRA rank {rank}; vLLM serves ranks up to {VLLM_LORA_RANKS[-1]}: "
+                          "serve the merged export instead.")
+    return fits[0]
+
+
+def serve_instructions(merged: Path | None, adapter: Path | None, base: Path | None,
+                       thinking_default: bool = True) -> tuple[str, str]:
     """The `vllm serve` command (the merged folder, or the 16-bit base with the adapter) and a client snippet
     for both thinking modes."""
     if merged is not None:
         command = f"vllm serve {merged} --reasoning-parser qwen3 --served-model-name qwen3-kit"
     else:
         command = (f"vllm serve {base} --reasoning-parser qwen3 --enable-lora "
-                   f"--lora-modules qwen3-kit={adapter} --max-lora-rank 64")
-    client = """from openai import OpenAI
-client = OpenAI(base_url="http://localhost:8000/v1", api_key="EMPTY")
-messages = [{"role": "user", "content": "What is 17 * 23?"}]
-thinking = client.chat.completions.create(model="qwen3-kit", messages=messages,
-                                          temperature=0.6, top_p=0.95, extra_body={"top_k": 20})
-print(thinking.choices[0].message.reasoning_content, thinking.choices[0].message.content)
-direct = client.chat.completions.create(model="qwen3-kit", messages=messages, temperature=0.7, top_p=0.8,
-    extra_body={"top_k": 20, "chat_template_kwargs": {"enable_thinking": False}})
-print(direct.choices[0].message.content)"""
-    return command, client
+                   f"--lora-modules qwen3-kit={adapter} --max-lora-rank {max_lora_rank(adapter)}")
+    if not thinking_default:
+        # vLLM's qwen3 parser assumes thinking unless the request (or this server default) says otherwise; without
+        # it, a request that says nothing gets its answer filed under `reasoning` and an empty `content`.
+        command += """ --default-chat-template-kwargs '{"enable_thinking": false}'"""
+    return command, CLIENT_SNIPPET
 
 
 def _export_4bit_with_unsloth(adapter: Path, out: Path, overwrite: bool) -> Path:
@@ -228,5 +252,5 @@ def export_run(run_dir: str | Path, cfg: Config) -> ExportResult:
                                                                          e.overwrite)
     merged = result.folders.get("merged_16bit")
     result.serve_command, result.client_snippet = serve_instructions(
-        merged, result.folders.get("adapter"), None if merged else base)
+        merged, result.folders.get("adapter"), None if merged else base, e.thinking_default)
     return result

@@ -32,13 +32,14 @@ class Reply:
 
 def split_reasoning(text: str) -> Reply:
     """Split generated text into reasoning and answer. With thinking off the prompt already holds the empty think
-    block, so the text is all answer; with thinking on it opens `<think>` itself."""
+    block, so the text is all answer; with thinking on it opens `<think>` itself. Repeated tags inside the reasoning
+    and stray `</think>` after it are dropped, as vLLM's qwen3 reasoning parser drops them."""
     body = text.lstrip()
     if "</think>" in body:
         reasoning, answer = body.split("</think>", 1)
-        return Reply(text, reasoning.replace("<think>", "", 1).strip(), answer.strip(), closed=True)
+        return Reply(text, reasoning.replace("<think>", "").strip(), answer.replace("</think>", "").strip(), True)
     if body.startswith("<think>"):
-        return Reply(text, body.removeprefix("<think>").strip(), "", closed=False)
+        return Reply(text, body.replace("<think>", "").strip(), "", closed=False)
     return Reply(text, "", body.strip(), closed=True)
 
 
@@ -141,6 +142,28 @@ def generate(model, tokenizer, conversations: list[list[dict]], *, thinking: boo
                              pad_token_id=tokenizer.pad_token_id, **options)
     new = out[:, inputs["input_ids"].shape[1]:]
     return [split_reasoning(tokenizer.decode(row, skip_special_tokens=True)) for row in new]
+
+
+def generate_batched(model, tokenizer, conversations: list[list[dict]], *, batch_size: int = 8,
+                     progress: str | None = None, **kwargs) -> list[Reply]:
+    """`generate` for many conversations, `batch_size` at a time, in the order given back.
+
+    Batches are formed longest prompt first: rows of similar length share a batch (little padding), and a batch
+    too large for the GPU fails at once rather than at the end. `progress` names a progress bar (with ETA);
+    `kwargs` go to `generate` (thinking, max_new_tokens, seed, sampling).
+    """
+    from tqdm.auto import tqdm
+
+    order = sorted(range(len(conversations)), key=lambda i: -sum(len(m["content"]) for m in conversations[i]))
+    replies: list[Reply | None] = [None] * len(conversations)
+    with tqdm(total=len(order), desc=progress, unit=" replies", disable=progress is None) as bar:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            for i, reply in zip(chunk, generate(model, tokenizer, [conversations[i] for i in chunk], **kwargs),
+                                strict=True):
+                replies[i] = reply
+            bar.update(len(chunk))
+    return replies
 
 
 def chat(model, tokenizer, prompt: str, *, thinking: bool = True, system: str | None = None, **kwargs) -> Reply:

@@ -64,20 +64,30 @@ def losses(run_dir: str | Path):
 
 
 def evaluation(reports: dict[str, dict]):
-    """Base vs tuned bars for the share-valued evaluation metrics."""
+    """Base vs tuned bars for every evaluation share, each labelled with its value; n under each metric."""
     import numpy as np
 
-    from kit.evaluate import METRICS
+    from kit.evaluate import METRICS, NOISE
 
-    metrics = [m for m in METRICS if m != "chat_mean_answer_words"]
-    fig, ax = _figure(width=8)
+    first = next(iter(reports.values()))
+    metrics = [m for m in METRICS if first[m] is not None]
+    fig, ax = _figure(width=10, height=4.5)
     x = np.arange(len(metrics))
     width = 0.8 / len(reports)
     for i, (name, report) in enumerate(reports.items()):
-        ax.bar(x + i * width, [report[m] or 0 for m in metrics], width, label=name)
-    ax.set_xticks(x + width * (len(reports) - 1) / 2, [m.replace("_", "\n") for m in metrics], fontsize=8)
-    ax.set(ylim=(0, 1.05), ylabel="share of prompts", title="Before and after training")
-    ax.legend()
+        bars = ax.bar(x + i * width, [report[m] for m in metrics], width, label=name)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    labels = []
+    for m in metrics:
+        what, _, mode = m.partition("_thinking_")
+        labels.append(f"{what.replace('_', ' ')}\nthinking {mode}\nn={first[METRICS[m]]}")
+    ax.set_xticks(x + width * (len(reports) - 1) / 2, labels, fontsize=7)
+    title = "Before and after training (share of prompts passing)"
+    if any(r.get("noise") for r in reports.values()):
+        title = f"{title}\n{NOISE}"
+        ax.set_facecolor("#f4f4f4")
+    ax.set(ylim=(0, 1.12), ylabel="share", title=title)
+    ax.legend(loc="upper right")
     return fig
 
 

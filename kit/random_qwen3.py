@@ -18,7 +18,7 @@ from pathlib import Path
 from kit.paths import DATA_DIR, cache_root
 from kit.qwen3 import FAMILY, HEAD_DIM, PROJECTIONS, VOCAB, chat_template
 
-TINY_VERSION = 3  # bump to rebuild cached tiny models after a change here
+TINY_VERSION = 4  # bump to rebuild cached tiny models after a change here
 SPECIAL_TOKENS = [  # Qwen3's added tokens, in Qwen3's order
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
     "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
@@ -85,7 +85,8 @@ def qwen3_config(shape: str = "tiny", vocab_size: int = VOCAB, **overrides):
     """A `Qwen3Config` at a published shape ("0.6B" ... "32B") or the tiny one used on CPU (~3.6M parameters)."""
     from transformers import Qwen3Config
 
-    values = dict(vocab_size=vocab_size, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
+    values = dict(architectures=["Qwen3ForCausalLM"],  # as published: vLLM picks the model class from it
+                  vocab_size=vocab_size, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=64, tie_word_embeddings=True,
                   max_position_embeddings=4096, rope_theta=1000000.0, rms_norm_eps=1e-6, dtype="float32")
     if shape != "tiny":

@@ -80,6 +80,22 @@ def run_script(*args: str, check: bool = True, timeout: int = 600):
     return result
 
 
+def run_notebook(name: str, overrides: list[str]):
+    """Execute notebooks/<name> top to bottom, with `overrides` appended to its OVERRIDES right after the parameters
+    cell (as papermill injects parameters); fails on any cell's error."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(f"OVERRIDES = OVERRIDES + {overrides!r}"))
+    try:  # one failure, with the cell that failed, whatever the cause (an error or a slow machine's timeout)
+        NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    except CellExecutionError as e:
+        pytest.fail(f"{name}: {str(e)[-2000:]}")
+
+
 @pytest.fixture(scope="session")
 def smoke_run(kit_cache, tmp_path_factory) -> Path:
     """The README's first command, run once per session: the tiny model trained on the smoke config (CPU)."""

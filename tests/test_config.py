@@ -44,6 +44,19 @@ def test_validation_reports_every_problem_at_once():
     assert "train.backend is 'gpu'" in message
 
 
+def test_eval_settings_are_validated_together():
+    with pytest.raises(ConfigError) as e:
+        load_config(ROOT / "configs/smoke.yaml", ["eval.math=math5000", "eval.batch_size=0",
+                                                  "eval.endpoint=localhost:8000", "data.reasoning.heldout=1",
+                                                  "eval.adapter=latest"])
+    message = str(e.value)
+    assert "eval.math 'math5000' is neither a file nor one of heldout, math500, gsm8k, aime24, aime25." in message
+    assert "eval.batch_size is 0; it must be at least 1." in message
+    assert "eval.endpoint 'localhost:8000' is not an http(s) URL" in message
+    assert "data.reasoning.heldout is 1.0; it is the share of problems kept for eval, in [0, 1)." in message
+    assert "eval.adapter 'latest' is not a folder; use final, newest or an adapter folder." in message
+
+
 def test_every_unknown_key_and_bad_type_is_reported_at_once(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("train:\n  learnig_rate: 0.1\n  max_steps: many\n")

@@ -163,7 +163,7 @@ def test_report_counts_sources_lengths_and_drops(tiny_tokenizer, smoke_cfg):
     report = _prepare(smoke_cfg("model.max_seq_length=100", "data.overlong=drop"), tiny_tokenizer).report
     reasoning = report["sources"]["reasoning"]
     assert reasoning["rows_read"] == 400 and reasoning["dropped"]["too_long"] > 0
-    assert reasoning["rows_kept"] == 400 - reasoning["dropped"]["too_long"]
+    assert reasoning["rows_kept"] == reasoning["rows_valid"] - reasoning["dropped"]["too_long"]
     assert reasoning["length"]["max"] <= 100
     truncated = _prepare(smoke_cfg("model.max_seq_length=100", "data.overlong=truncate"), tiny_tokenizer)
     assert "too_long" not in truncated.report["sources"]["reasoning"]["dropped"]
@@ -314,6 +314,7 @@ def test_modelscope_datasets_stream_shard_by_shard(tiny_tokenizer, smoke_cfg, mo
     try:
         cfg = smoke_cfg("data.reasoning.hub=modelscope", "data.reasoning.path=nv-community/OpenMathReasoning",
                         "data.reasoning.split=cot", "data.reasoning.max_rows=200",  # exactly the first shard
+                        "data.reasoning.heldout=0",
                         "data.chat.hub=modelscope", "data.chat.path=AI-ModelScope/FineTome-100k")
         prepared = prepare_data(cfg, tiny_tokenizer, cache_dir=tmp_path, progress=False)
     finally:
@@ -370,4 +371,5 @@ def test_too_small_a_chat_subset_falls_back_to_all_rows(tiny_tokenizer, smoke_cf
     report = _prepare(smoke_cfg("data.seed=22", "data.eval_rows=0"), tiny_tokenizer).report
     assert report["sources"]["chat"]["rows_kept"] == 300  # every chat row tokenized on the second pass
     assert abs(report["mix"]["chat_rows"] - 0.25 * report["mix"]["train_rows"]) <= 1
-    assert report["sources"]["reasoning"]["rows_used"] == 400 - report["sources"]["reasoning"]["eval_rows"]
+    reasoning = report["sources"]["reasoning"]
+    assert reasoning["rows_used"] == reasoning["rows_valid"] - reasoning["eval_rows"]

@@ -1,9 +1,11 @@
 import json
+import shutil
 
 import pytest
 
-from kit.evaluate import compare, evaluate, last_boxed, load_eval_rows, math_correct, repetition
+from kit.evaluate import EvalError, compare, evaluate, last_boxed, math_correct, show_replies, tuned_adapter
 from kit.infer import split_reasoning
+from kit.instructions import Instruction
 from tests.conftest import run_script
 
 
@@ -27,54 +29,101 @@ def test_last_boxed_handles_nested_braces():
     assert last_boxed("\\boxed{unclosed") is None
 
 
-def _generator(on_text: str, off_text: str, chat_text: str = "A fine answer."):
+def _generator(on_text: str, off_text: str, chat_on: str = "<think>\nok\n</think>\n\n- a\n- b",
+               chat_off: str = "- a\n- b"):
+    """A model that answers math with on_text/off_text and every other prompt with chat_on/chat_off."""
     def run(conversations, thinking):
-        if conversations and conversations[0][-1]["content"].startswith("Solve"):
-            return [split_reasoning(on_text if thinking else off_text) for _ in conversations]
-        return [split_reasoning(chat_text) for _ in conversations]
+        def one(c):
+            if c[-1]["content"].startswith("Solve"):
+                return on_text if thinking else off_text
+            return chat_on if thinking else chat_off
+        return [split_reasoning(one(c)) for c in conversations]
     return run
 
 
 MATH = [{"problem": "Solve for x: 2x = 8.", "expected_answer": "4"}] * 3
-CHAT = [[{"role": "user", "content": "Tell me about rain."}]] * 2
+TWO_BULLETS = [Instruction("b", "List two things as bullets.", [{"check": "bullets", "n": 2}])]
+BULLETS_AND_SHORT = [Instruction("c", "Two bullets, at most 3 words.",
+                                 [{"check": "bullets", "n": 2}, {"check": "max_words", "n": 3}])]
 
 
-def test_switch_check_passes_a_well_behaved_model():
-    report = evaluate(_generator("<think>\n2x=8 so x=4\n</think>\n\n\\boxed{4}", "\\boxed{4}"), MATH, CHAT)
-    assert report["math_accuracy"] == 1.0
-    assert report["switch_thinking_on_ok"] == 1.0 and report["switch_thinking_off_ok"] == 1.0
-    assert report["chat_nonempty"] == 1.0 and report["chat_no_runaway_repetition"] == 1.0
+def test_a_well_behaved_model_passes_every_check():
+    report = evaluate(_generator("<think>\n2x=8 so x=4\n</think>\n\n\\boxed{4}", "\\boxed{4}"), MATH, TWO_BULLETS)
+    assert report["math_thinking_on"] == report["math_thinking_off"] == 1.0
+    assert report["switch_thinking_on"] == report["switch_thinking_off"] == 1.0
+    assert report["instructions_thinking_on"] == report["instructions_thinking_off"] == 1.0
+    assert (report["n_math"], report["n_instructions"], report["n_prompts"], report["n_checks"]) == (3, 1, 4, 1)
 
 
 def test_switch_check_flags_a_model_that_always_thinks():
     always = "<think>\nlet me think\n</think>\n\n\\boxed{4}"
-    report = evaluate(_generator(always, always), MATH, CHAT)
-    assert report["switch_thinking_on_ok"] == 1.0 and report["switch_thinking_off_ok"] == 0.0
+    report = evaluate(_generator(always, always, chat_off="<think>\nhm\n</think>\n\n- a\n- b"), MATH, TWO_BULLETS)
+    assert report["switch_thinking_on"] == 1.0 and report["switch_thinking_off"] == 0.0
 
 
-def test_switch_check_flags_a_model_that_never_closes_its_think_block():
-    report = evaluate(_generator("<think>\nx is 4, x is 4, x is 4", "\\boxed{4}"), MATH, CHAT)
-    assert report["switch_thinking_on_ok"] == 0.0 and report["math_accuracy"] == 0.0
+def test_switch_check_flags_a_model_that_stops_thinking_on_chat_prompts():
+    report = evaluate(_generator("<think>\nx=4\n</think>\n\n\\boxed{4}", "\\boxed{4}", chat_on="- a\n- b"), MATH,
+                      TWO_BULLETS)
+    assert report["switch_thinking_on"] == 0.75  # the 3 math prompts think, the instruction prompt does not
 
 
-def test_chat_retention_flags_runaway_repetition():
-    loop = "the rain the rain the rain " * 20
-    report = evaluate(_generator("<think>\nok\n</think>\n\n\\boxed{4}", "\\boxed{4}", chat_text=loop), MATH, CHAT)
-    assert report["chat_no_runaway_repetition"] == 0.0
-    assert repetition(loop) > 0.9 and repetition("a varied sentence with no loops at all") == 0.0
-    table = compare({"base": report, "tuned": report})
-    assert "math_accuracy" in table and "tuned" in table
+def test_a_think_block_never_closed_scores_nothing():
+    report = evaluate(_generator("<think>\nx is 4, x is 4, x is 4", "\\boxed{4}",
+                                 chat_on="<think>\n- a\n- b"), MATH, TWO_BULLETS)
+    assert report["switch_thinking_on"] == 0.0 and report["math_thinking_on"] == 0.0
+    assert report["instructions_thinking_on"] == 0.0  # the bullets are inside the unfinished reasoning
+    assert report["math_thinking_off"] == 1.0
 
 
-def test_held_out_rows_load():
-    math, chat = load_eval_rows("data/openmath_heldout.parquet", "data/finetome_heldout.jsonl", 5, 4)
-    assert len(math) == 5 and all(r["expected_answer"] for r in math)
-    assert len(chat) == 4 and all(c[-1]["role"] == "user" for c in chat)
+def test_prompt_level_needs_every_instruction_kept():
+    report = evaluate(_generator("\\boxed{4}", "\\boxed{4}", chat_off="- one two\n- three four"), [],
+                      BULLETS_AND_SHORT)
+    assert report["instructions_thinking_off"] == 0.0 and report["single_instructions_thinking_off"] == 0.5
+    assert report["math_thinking_on"] is None
 
 
-def test_eval_script_compares_base_and_tuned(smoke_run):
-    result = run_script("scripts/eval.py", "--run", str(smoke_run), "eval.n_math=2", "eval.n_chat=2",
-                        "eval.max_new_tokens=8")
-    assert "math_accuracy" in result.stdout and "tuned" in result.stdout
+def test_compare_and_replies_are_readable_in_full_and_say_noise():
+    long_answer = "\\boxed{4} " + "word " * 200
+    report = evaluate(_generator(f"<think>\nx=4\n</think>\n\n{long_answer}", "\\boxed{5}"), MATH, TWO_BULLETS)
+    reports = {"base": {**report, "model": "a", "noise": True}, "tuned": {**report, "model": "b", "noise": True}}
+    table = compare(reports)
+    assert table.startswith("NOISE") and "math_thinking_on" in table and "tuned: b" in table
+    text = show_replies(reports, "math", limit=1)
+    assert long_answer.strip() in text and "thinking off: wrong" in text and text.startswith("NOISE")
+    assert "bullets kept" in show_replies(reports, "instructions")
+
+
+def test_a_run_without_adapter_is_refused_in_one_sentence(smoke_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run, ignore=shutil.ignore_patterns("adapter"))
+    with pytest.raises(EvalError, match=r"has no adapter/ .*eval.adapter=newest evaluates its newest checkpoint "
+                                        r"\(checkpoint-100\)"):
+        tuned_adapter(run, "final")
+    assert tuned_adapter(run, "newest").name == "checkpoint-100"
+    result = run_script("scripts/eval.py", "--run", str(run), check=False)
+    assert result.returncode == 1 and result.stderr.startswith("error:") and "Traceback" not in result.stderr
+
+
+def test_held_out_problems_are_refused_for_a_run_that_trained_on_them(smoke_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    report = json.loads((run / "data_report.json").read_text())
+    report["sources"]["reasoning"]["dropped"].pop("filtered_held_out")  # as a run prepared before held-out slices
+    (run / "data_report.json").write_text(json.dumps(report))
+    result = run_script("scripts/eval.py", "--run", str(run), check=False)
+    assert result.returncode == 1 and "counts no held-out problem" in result.stderr
+    result = run_script("scripts/eval.py", "--run", str(smoke_run), "data.reasoning.heldout=0.2", check=False)
+    assert result.returncode == 1 and "differs from the run's config.yaml" in result.stderr
+
+
+def test_eval_script_compares_base_and_tuned_locally(smoke_run):
+    result = run_script("scripts/eval.py", "--run", str(smoke_run), "eval.n_math=50", "eval.n_instructions=3",
+                        "eval.max_new_tokens=4", "eval.batch_size=16")
+    assert "fewer than the 50 asked" in result.stdout  # the tiny run's held-out slice holds fewer problems
+    assert "NOISE" in result.stdout and "(local, PeftModelForCausalLM)" in result.stdout
     reports = json.loads((smoke_run / "eval.json").read_text())
-    assert set(reports) == {"base", "tuned"} and reports["tuned"]["n_math"] == 2
+    assert set(reports) == {"base", "tuned"}
+    tuned = reports["tuned"]
+    assert tuned["n_instructions"] == 3 and 0 < tuned["n_math"] < 50 and tuned["noise"]
+    assert tuned["math_source"]["training_data_fingerprint"] == \
+        json.loads((smoke_run / "data_report.json").read_text())["fingerprint"]

@@ -3,11 +3,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from kit.config import load_config
-from kit.export import ExportError, export_run, with_thinking_default
+from kit.export import ExportError, export_run, serve_instructions, with_thinking_default
 from kit.qwen3 import chat_template
 from tests.conftest import ROOT, run_script
 
@@ -70,6 +71,7 @@ def test_merged_export_is_a_complete_16bit_model_folder(exported):
     folder = result.folders["merged_16bit"]
     config = json.loads((folder / "config.json").read_text())
     assert config["dtype"] == "bfloat16" and "quantization_config" not in config
+    assert config["architectures"] == ["Qwen3ForCausalLM"]  # what vLLM picks the model class by
     assert list(folder.glob("*.safetensors")) and (folder / "generation_config.json").is_file()
     generation = json.loads((folder / "generation_config.json").read_text())
     assert (generation["temperature"], generation["top_p"], generation["top_k"]) == (0.7, 0.8, 20)  # non-thinking
@@ -136,3 +138,22 @@ def test_killed_export_leaves_no_loadable_folder(smoke_run, tmp_path):
     run_script(*args[1:])  # the next export cleans the leftover and completes
     assert (out / "merged_16bit" / "config.json").is_file()
     assert not list(out.glob(".merged_16bit.tmp-*"))
+
+
+@pytest.mark.parametrize("r,pattern,rank", [(8, {}, 8), (16, {}, 16), (24, {}, 32), (32, {"q_proj": 96}, 128)])
+def test_served_lora_rank_is_the_smallest_vllm_accepts_for_the_adapter(tmp_path, r, pattern, rank):
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": r, "rank_pattern": pattern}))
+    command, _ = serve_instructions(None, tmp_path, Path("/models/Qwen3-14B"))
+    assert command.endswith(f"--lora-modules qwen3-kit={tmp_path} --max-lora-rank {rank}")
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 1024}))
+    with pytest.raises(ExportError, match="vLLM serves ranks up to 512"):
+        serve_instructions(None, tmp_path, Path("/models/Qwen3-14B"))
+
+
+def test_serve_command_tells_vllm_the_thinking_default():
+    on, snippet = serve_instructions(Path("/export/merged_16bit"), None, None, thinking_default=True)
+    off, _ = serve_instructions(Path("/export/merged_16bit"), None, None, thinking_default=False)
+    assert "--default-chat-template-kwargs" not in on
+    assert off == on + """ --default-chat-template-kwargs '{"enable_thinking": false}'"""
+    assert ".message.reasoning)" in snippet and "reasoning_content)" not in snippet
+    assert snippet.count('"enable_thinking"') == 2  # both requests say which mode they want

@@ -1,4 +1,4 @@
-from kit.infer import chat, generate, load_for_inference, split_reasoning
+from kit.infer import chat, generate, generate_batched, load_for_inference, split_reasoning
 
 
 def test_split_reasoning():
@@ -8,6 +8,8 @@ def test_split_reasoning():
     assert (r.reasoning, r.answer, r.closed) == ("still going", "", False)
     r = split_reasoning("Just an answer.")
     assert (r.reasoning, r.answer, r.closed) == ("", "Just an answer.", True)
+    r = split_reasoning("<think>\n<think>\nstep\n</think>\n\nThe answer.</think>")  # as vLLM's qwen3 parser reads it
+    assert (r.reasoning, r.answer, r.closed) == ("step", "The answer.", True)
 
 
 def test_generate_from_base_plus_adapter_in_both_modes(smoke_run):
@@ -25,3 +27,14 @@ def test_generate_from_base_plus_adapter_in_both_modes(smoke_run):
     sampled = {chat(model, tokenizer, "What is 2 + 2?", thinking=False, max_new_tokens=12, seed=seed).text
                for seed in range(4)}
     assert len(sampled) > 1
+
+
+def test_batched_generation_keeps_the_order_given(smoke_run):
+    model, tokenizer = load_for_inference(smoke_run / "adapter")
+    conversations = [[{"role": "user", "content": "Hi"}], [{"role": "user", "content": "What is 12 * 12? " * 5}],
+                     [{"role": "user", "content": "Name a fruit."}]]
+    greedy = {"thinking": False, "max_new_tokens": 10, "do_sample": False}
+    one_by_one = [generate(model, tokenizer, [c], **greedy)[0].text for c in conversations]
+    batched = generate_batched(model, tokenizer, conversations, batch_size=1, progress="test", **greedy)
+    assert [r.text for r in batched] == one_by_one
+    assert len(generate_batched(model, tokenizer, conversations, batch_size=2, **greedy)) == 3

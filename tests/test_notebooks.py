@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_notebook
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -24,15 +24,4 @@ def test_notebooks_are_stored_without_outputs():
 def test_notebook_runs_with_default_parameters(path, smoke_run: Path):
     """Each notebook top to bottom on the suite's smoke run: notebook 04 finds it complete (the suite trained it
     with the same config), 05-07 chat with, export and evaluate it; none trains again."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
-    nb = nbformat.read(path, as_version=4)
-    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    # As papermill does: a cell after the parameters, here pointing at the suite's runs, out of the project folder.
-    runs = f'OVERRIDES = OVERRIDES + ["train.output_dir={smoke_run.parent}"]'
-    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(runs))
-    try:  # one failure, with the cell that failed, whatever the cause (an error or a slow machine's timeout)
-        NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
-    except CellExecutionError as e:
-        pytest.fail(f"{path.name}: {str(e)[-2000:]}")
+    run_notebook(path.name, [f"train.output_dir={smoke_run.parent}"])

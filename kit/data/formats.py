@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kit.config import SourceConfig
+from kit.data.heldout import held_out
 from kit.errors import KitError
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -151,8 +152,10 @@ CONVERTERS: dict[str, Callable[[dict, SourceConfig], list[dict]]] = {
 
 
 def to_messages(row: dict, src: SourceConfig) -> list[dict]:
-    """Convert one raw row; raises `BadRow` (invalid) or `Filtered` (left out by a filter)."""
+    """Convert one raw row; raises `BadRow` (invalid) or `Filtered` (left out by a filter, or held out for eval)."""
     conversation = CONVERTERS[src.format](row, src)
     if src.max_chars and sum(len(m["content"]) for m in conversation) > src.max_chars:
         raise Filtered("max_chars")
+    if held_out(conversation, src.heldout):
+        raise Filtered("held_out")
     return conversation

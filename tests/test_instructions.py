@@ -1,0 +1,75 @@
+import json
+
+import pytest
+
+from kit.data.formats import DataError
+from kit.instructions import CHECKS, follows, load_instructions, word_count
+
+SHIPPED = "data/eval/instructions.jsonl"
+
+
+@pytest.mark.parametrize("check,arguments,kept,broken", [
+    ("max_words", {"n": 5}, "Rain taps the window softly.", "Rain taps the window softly all afternoon."),
+    ("max_words", {"n": 14}, "长城是中国古代的军事防御工程。", "长城是中国古代修建的伟大军事防御工程。"),  # 字 = word
+    ("min_words", {"n": 3}, "one two three", "one two"),
+    ("include", {"words": ["chlorophyll", "sunlight"]}, "Sunlight hits chlorophyll.", "Light hits leaves."),
+    ("exclude", {"words": ["hot", "sun"]}, "Long bright days.", "The sun is out."),
+    ("frequency", {"word": "tide", "n": 2}, "The tide rises; the tide falls.", "The tide rises."),
+    ("bullets", {"n": 3}, "- a\n- b\n* c", "- a\n- b"),
+    ("bullets", {"n": 2}, "Intro:\n- a\n- b", "- a\n- b\n- c"),
+    ("numbered", {"n": 2}, "1. boil\n2) wait", "1. boil"),
+    ("paragraphs", {"n": 2}, "First part.\n\nSecond part.", "One block\nof text."),
+    ("in_chinese", {}, "机器学习用数据训练模型（model）。", "Machine learning trains a model."),
+    ("in_english", {}, "Beijing is the capital.", "北京是首都。"),
+    ("json_object", {"keys": ["city", "country"]}, '{"city": "Tokyo", "country": "Japan"}', '{"city": "Tokyo"}'),
+    ("json_object", {}, '```json\n{"a": 1}\n```', "Here it is: {\"a\": 1}"),
+    ("lowercase", {}, "cats nap all day.", "Cats nap all day."),
+    ("uppercase", {}, "KEEP EXITS CLEAR.", "Keep exits clear."),
+    ("no_commas", {}, "Tea then a walk.", "Tea, then a walk."),
+    ("no_commas", {}, "先喝茶再散步。", "先喝茶，再散步。"),
+    ("starts_with", {"text": "Dear"}, "Dear Ms Li, thank you.", "Thank you, dear Ms Li."),
+    ("ends_with", {"text": "谢谢！"}, "推荐《活着》。谢谢！", "谢谢！推荐《活着》。"),
+    ("quoted", {}, '"Fresh bread daily"', "Fresh bread daily"),
+    ("title", {}, "<<Autumn>>\nLeaves fall.", "Autumn\nLeaves fall."),
+    ("placeholders", {"n": 2}, "Dear [name], I am [me].", "Dear [name], I am me."),
+])
+def test_each_check_keeps_and_breaks(check, arguments, kept, broken):
+    assert CHECKS[check](kept, **arguments) is True
+    assert CHECKS[check](broken, **arguments) is False
+
+
+def test_every_check_is_tested():
+    tested = {"max_words", "min_words", "include", "exclude", "frequency", "bullets", "numbered", "paragraphs",
+              "in_chinese", "in_english", "json_object", "lowercase", "uppercase", "no_commas", "starts_with",
+              "ends_with", "quoted", "title", "placeholders"}
+    assert set(CHECKS) == tested
+
+
+def test_an_empty_answer_keeps_no_instruction():
+    item = load_instructions(SHIPPED)[0]
+    assert follows(item, "") == [False] * len(item.checks)
+
+
+def test_shipped_prompts_are_valid_in_both_languages():
+    items = load_instructions(SHIPPED)
+    assert len(items) >= 36 and len({i.id for i in items}) == len(items)
+    chinese = [i for i in items if CHECKS["in_chinese"](i.prompt)]
+    assert 8 <= len(chinese) < len(items) / 2
+    assert len(load_instructions(SHIPPED, 5)) == 5
+    assert word_count("one two 三四") == 4
+
+
+@pytest.mark.parametrize("line,message", [
+    ('{"prompt": "x", "checks": [{"check": "max_wrds", "n": 3}]}', "line 2 checks\\[0\\]: unknown check 'max_wrds'"),
+    ('{"prompt": "x", "checks": [{"check": "max_words"}]}',
+     "line 2 checks\\[0\\]: check 'max_words' takes \\['n'\\], got \\[\\]"),
+    ('{"prompt": "x", "checks": []}', "line 2: field 'checks' must be a non-empty list"),
+    ('{"checks": [{"check": "quoted"}]}', "line 2: field 'prompt' must be non-empty text"),
+    ('{"prompt": "x",', "line 2: invalid JSON"),
+])
+def test_a_bad_line_names_file_line_and_field(tmp_path, line, message):
+    path = tmp_path / "mine.jsonl"
+    good = json.dumps({"prompt": "Say hi.", "checks": [{"check": "max_words", "n": 3}]})
+    path.write_text(f"{good}\n{line}\n", encoding="utf-8")
+    with pytest.raises(DataError, match=f"mine.jsonl {message}"):
+        load_instructions(path)
