@@ -18,6 +18,7 @@ _EXPORTS = {
     "random_qwen3": ["build_tiny_model"],
     "backends": ["activate_backend", "environment", "load_tokenizer", "linear_modules"],
     "train": ["train", "TrainResult"],
+    "grpo": ["grpo", "GrpoResult"],
     "runs": ["finished_run"],
     "notebook": ["setup"],
     "infer": ["load_for_inference", "generate", "generate_batched", "chat", "side_by_side", "split_reasoning",

@@ -2,12 +2,15 @@
 
     estimate("14B", seq_len=2048, batch=2).total_gb        # about 14 GB with unsloth
     recommend(24)                                         # -> the largest Qwen3 and batch for a 24 GB card
+    grpo_estimate_for(cfg)                                # GRPO: a training pass plus what generation holds
 
 The formula (docs/memory.md compares it with published figures): weights (4-bit linears at 0.516 bytes per
 parameter with their quantization constants, a share kept 16-bit by Unsloth's dynamic quantization, 16-bit
 embeddings and head) + LoRA (fp32 weights and grads, optimizer state) + activations (with checkpointing: the
 saved layer inputs, offloaded to CPU by Unsloth, plus one layer's recompute) + logits (full fp32 for `hf`,
-chunked by Unsloth's fused loss) + a fixed CUDA context/allocator overhead.
+chunked by Unsloth's fused loss) + a fixed CUDA context/allocator overhead. GRPO adds generation: the KV cache
+of every completion of a step at once (prompts x generations sequences of prompt + completion tokens, 16-bit keys
+and values of every layer's KV heads), what transformers' generate holds; vLLM takes its own share of the GPU instead.
 """
 
 from __future__ import annotations
@@ -32,19 +35,22 @@ class Estimate:
     activations_gb: float
     logits_gb: float
     overhead_gb: float
+    generation_gb: float = 0.0  # GRPO: the KV cache of a step's completions
 
     @property
     def total_gb(self) -> float:
-        return self.weights_gb + self.lora_gb + self.activations_gb + self.logits_gb + self.overhead_gb
+        return (self.weights_gb + self.lora_gb + self.activations_gb + self.logits_gb + self.overhead_gb
+                + self.generation_gb)
 
     def as_dict(self) -> dict:
         return {**{k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(self).items()},
                 "total_gb": round(self.total_gb, 2)}
 
     def __str__(self) -> str:
+        generation = f", generation {self.generation_gb:.1f}" if self.generation_gb else ""
         return (f"Qwen3-{self.size}: ~{self.total_gb:.1f} GB peak (weights {self.weights_gb:.1f}, LoRA+optimizer "
                 f"{self.lora_gb:.1f}, activations {self.activations_gb:.1f}, logits {self.logits_gb:.1f}, "
-                f"overhead {self.overhead_gb:.1f})")
+                f"overhead {self.overhead_gb:.1f}{generation})")
 
 
 def estimate(size: str, *, load_in_4bit: bool = True, lora_r: int = 32, targets: list[str] | None = None,
@@ -114,6 +120,29 @@ def estimate_for(cfg, backend: str = "unsloth") -> Estimate | None:
                     optim=optimizer_name(cfg, on_gpu=True))
 
 
+def kv_cache_gb(size: str, tokens: int) -> float:
+    """The 16-bit keys and values of `tokens` tokens in every layer of Qwen3-`size`."""
+    model = FAMILY[size]
+    return tokens * 2 * model.layers * model.kv_heads * HEAD_DIM * 2 / GB
+
+
+def grpo_estimate_for(cfg, backend: str = "unsloth") -> Estimate | None:
+    """GRPO's peak for a config on a GPU: a training pass of grpo.per_device_train_batch_size completions of prompt +
+    completion tokens, plus the KV cache of the step's completions generated together; None as for estimate_for."""
+    from kit.trainer import optimizer_name
+
+    model, g = find(cfg.model.name), cfg.grpo
+    if model is None or not model.trainable_4bit:
+        return None
+    length = g.max_prompt_length + g.max_completion_length
+    est = estimate(model.size, load_in_4bit=cfg.model.load_in_4bit, lora_r=cfg.lora.r, targets=cfg.lora.target_modules,
+                   seq_len=length, batch=g.per_device_train_batch_size,
+                   gradient_checkpointing=cfg.train.gradient_checkpointing, backend=backend,
+                   optim=optimizer_name(cfg, on_gpu=True))
+    est.generation_gb = kv_cache_gb(model.size, g.prompts_per_step * g.num_generations * length)
+    return est
+
+
 def shipped_configs() -> list[tuple[str, object]]:
     """The configs in configs/ as typed trees (values as written, paths not checked), with their file names."""
     from kit.config import Config, read_yaml
@@ -148,4 +177,9 @@ def plan_report(model: str = "", *, gpu_gb: float | None = None, seq_len: int = 
             fits = "" if not gpu_gb else ("  fits" if est.total_gb <= gpu_gb * headroom else "  does not fit")
             lines.append(f"  {name:<28} {cfg.model.name}, length {cfg.model.max_seq_length}, batch "
                          f"{cfg.train.per_device_train_batch_size}: ~{est.total_gb:.1f} GB{fits}")
+            g, grpo = cfg.grpo, grpo_estimate_for(cfg)
+            fits = "" if not gpu_gb else ("  fits" if grpo.total_gb <= gpu_gb * headroom else "  does not fit")
+            lines.append(f"  {'':<28} GRPO: {g.prompts_per_step * g.num_generations} completions of "
+                         f"{g.max_prompt_length} + {g.max_completion_length} tokens, pass of "
+                         f"{g.per_device_train_batch_size}: ~{grpo.total_gb:.1f} GB{fits}")
     return "\n".join(lines)
