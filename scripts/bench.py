@@ -139,7 +139,7 @@ def padding_waste(batch: int, seq: int) -> dict:
     from kit.backends import load_tokenizer
     from kit.config import load_config
     from kit.data import prepare_data
-    from kit.data.prepare import padding_share
+    from kit.data.report import padding_share
 
     cfg = load_config(ROOT / "configs" / "smoke.yaml", [f"model.max_seq_length={seq}"])
     prepared = prepare_data(cfg, load_tokenizer(cfg), progress=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,38 +98,48 @@ def _split_files(files: list[str], split: str) -> list[str]:
     return sorted(named or (data_files if split in ("", "train") else []))
 
 
+def _modelscope(src: SourceConfig, cache_dir: Path, endpoint: str | None) -> tuple[Callable, Callable]:
+    """List a ModelScope data set's files, and fetch one into the cache (once: a complete file is not fetched)."""
+    from modelscope import dataset_snapshot_download
+    from modelscope_hub.api import HubApi
+
+    sizes: dict[str, int] = {}
+    local = cache_dir / "modelscope" / src.path
+
+    def listing() -> list[str]:
+        files = [f for f in HubApi(endpoint=endpoint).list_repo_files(src.path, "dataset") if not f.is_dir]
+        sizes.update({f.path: f.size for f in files})
+        return list(sizes)
+
+    def fetch(name: str) -> Path:
+        if (local / name).is_file() and (local / name).stat().st_size == sizes[name]:
+            return local / name  # complete already: a second pass over the source stays offline
+        dataset_snapshot_download(src.path, local_dir=str(local), allow_patterns=[name], endpoint=endpoint)
+        return local / name
+
+    return listing, fetch
+
+
+def _huggingface(src: SourceConfig, cache_dir: Path, endpoint: str | None) -> tuple[Callable, Callable]:
+    """List a Hugging Face data set's files, and fetch one into the cache."""
+    from huggingface_hub import HfApi, hf_hub_download
+
+    def listing() -> list[str]:
+        return HfApi(endpoint=endpoint).list_repo_files(src.path, repo_type="dataset")
+
+    def fetch(name: str) -> Path:
+        return Path(hf_hub_download(src.path, name, repo_type="dataset", cache_dir=str(cache_dir / "hf"),
+                                    endpoint=endpoint))
+
+    return listing, fetch
+
+
 def hub_files(src: SourceConfig, cache_dir: Path) -> Iterator[Path]:
     """Download a hub data set's split one shard at a time (each shard once; reruns find it in the cache)."""
     from kit.hub import explain_error, hub_endpoint
 
     endpoint = hub_endpoint(src.hub)
-    if src.hub == "modelscope":
-        from modelscope import dataset_snapshot_download
-        from modelscope_hub.api import HubApi
-
-        sizes: dict[str, int] = {}
-        local = cache_dir / "modelscope" / src.path
-
-        def listing() -> list[str]:
-            files = [f for f in HubApi(endpoint=endpoint).list_repo_files(src.path, "dataset") if not f.is_dir]
-            sizes.update({f.path: f.size for f in files})
-            return list(sizes)
-
-        def fetch(name: str) -> Path:
-            if (local / name).is_file() and (local / name).stat().st_size == sizes[name]:
-                return local / name  # complete already: a second pass over the source stays offline
-            dataset_snapshot_download(src.path, local_dir=str(local), allow_patterns=[name], endpoint=endpoint)
-            return local / name
-    else:
-        from huggingface_hub import HfApi, hf_hub_download
-
-        def listing() -> list[str]:
-            return HfApi(endpoint=endpoint).list_repo_files(src.path, repo_type="dataset")
-
-        def fetch(name: str) -> Path:
-            return Path(hf_hub_download(src.path, name, repo_type="dataset", cache_dir=str(cache_dir / "hf"),
-                                        endpoint=endpoint))
-
+    listing, fetch = (_modelscope if src.hub == "modelscope" else _huggingface)(src, cache_dir, endpoint)
     try:
         files = listing()
     except Exception as e:
