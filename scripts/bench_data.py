@@ -7,8 +7,11 @@ Rows are written in the real schemas (OpenMathReasoning parquet, FineTome ShareG
 reasoning traces log-normal around 3,000 tokens (OpenMathReasoning `cot` traces are long), chat turns around 300.
 The reference is Unsloth's notebook: per-row `apply_chat_template` for each set, pandas `sample` for the chat
 share, `Dataset.from_pandas` + shuffle, then SFTTrainer's own tokenization (timed as its construction). The kit is
-`prepare_data` cold (empty cache) and rerun (cached by fingerprint). `--rss` measures the kit's peak RSS in a fresh
-process for each N: it should stay flat, since sources are streamed and encoded rows go straight to disk.
+`prepare_data` cold (empty cache) and rerun (cached by fingerprint). The limit is the least this job can cost with
+this tokenizer: the mix's rows rendered by `apply_chat_template` and tokenized in one batched call without offsets
+(`encode_batch_fast`), one after the other, from conversations already in memory. `--rss` measures the kit's
+peak RSS in a fresh process for each N: it should stay flat, since sources are streamed and encoded rows go
+straight to disk.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ class Scan:
     trained_chars: np.ndarray  # the characters of the parts the labels select
 
 
-def chars(conversation: list[dict], train_turns: str) -> tuple[int, int]:
+def content_chars(conversation: list[dict], train_turns: str) -> tuple[int, int]:
     """Content characters of a conversation, and of the assistant turns that `train_turns` trains."""
     sizes = [len(m["content"]) + len(m.get("reasoning_content") or "") for m in conversation]
     answers = [n for n, m in zip(sizes, conversation, strict=True) if m["role"] == "assistant"]
@@ -96,7 +96,7 @@ def scan(name: str, src: SourceConfig, cfg: Config, cache_dir: Path) -> Scan:
     rows, sizes = array("q"), array("q")
     for conversation in conversations(name, src, stats, cfg.data.on_bad_row, cache_dir):
         rows.append(stats.rows_read - 1)
-        sizes.extend(chars(conversation, cfg.data.train_turns))
+        sizes.extend(content_chars(conversation, cfg.data.train_turns))
     stats.rows_valid = len(rows)
     sizes_np = np.frombuffer(sizes, dtype=np.int64).reshape(-1, 2)
     return Scan(stats, np.frombuffer(rows, dtype=np.int64), sizes_np[:, 0], sizes_np[:, 1])
@@ -113,7 +113,7 @@ def _batches(rows: Iterator[list[dict]], train_turns: str) -> Iterator[tuple[lis
     batch, sizes, total = [], [], 0
     for conversation in rows:
         batch.append(conversation)
-        sizes.append(chars(conversation, train_turns))
+        sizes.append(content_chars(conversation, train_turns))
         total += sizes[-1][0]
         if total >= ENCODE_CHARS:
             yield batch, sizes

@@ -31,7 +31,7 @@ from kit.data.sources import source_identity
 from kit.files import atomic_folder
 
 FORMAT_VERSION = 4  # bump when the prepared files' layout, labelling, mix or report changes
-GATHER_TOKENS = 1 << 21  # tokens gathered into one written batch: bounds the memory of writing the mix (~16 MB)
+GATHER_TOKENS = 1 << 19  # tokens gathered into one written batch: bounds the memory of writing the mix (~2 MB a copy)
 
 
 @dataclass
