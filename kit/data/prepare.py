@@ -1,12 +1,14 @@
 """The data pipeline: sources -> conversations -> template text -> tokens and labels -> the mix -> Arrow files.
 
     prepared = prepare_data(cfg, tokenizer)       # kit.data.prepare_data
-    prepared.train[0]["input_ids"], prepared.report["mix"]["chat_share_tokens"]
+    prepared.train[0]["input_ids"], prepared.report["mix"]["chat_share_trained_tokens"]
 
-Each source is streamed in batches and its encoded rows go straight to an Arrow file on disk, so memory stays
-flat however large the source. The result is cached under a fingerprint of everything that shapes it (config,
-tokenizer, source files); a rerun memory-maps it at once. It is built in a temporary folder and renamed into
-place when complete, so a failure leaves nothing half-written.
+Each source is streamed in batches into a pool file of encoded rows (`pools`), so memory stays flat however large
+the source; chat is tokenized only as far as the mix can use it (the lazy selection here); `mix` draws each
+epoch's rows, which are gathered into train.arrow and eval.arrow; `report` describes the result. It is cached
+under a fingerprint of everything that shapes it (config, tokenizer, source files); a rerun memory-maps it at
+once. It is built in a temporary folder and renamed into place when complete, so a failure leaves nothing
+half-written.
 """
 
 from __future__ import annotations
