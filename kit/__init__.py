@@ -5,18 +5,21 @@ can call `kit.activate_backend("auto")` before anything imports transformers, as
 """
 
 from importlib import import_module
-from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent  # configs/ and data/ paths are relative to it
+from kit.paths import PROJECT_ROOT
 
 _EXPORTS = {
     "config": ["Config", "ConfigError", "load_config", "save_config"],
-    "hub": ["CATALOG", "HubError", "catalog_table", "download_model", "resolve_repo", "cache_root"],
+    "paths": ["cache_root"],
+    "qwen3": ["FAMILY"],
+    "hub": ["HubError", "catalog_table", "download_model", "resolve_repo", "resolve_model"],
     "memory": ["estimate", "recommend", "plan_table"],
     "data": ["prepare_data", "format_report", "ratio_sweep", "render", "show_row"],
-    "smoke": ["build_tiny_model"],
-    "backends": ["activate_backend", "environment", "load_tokenizer", "linear_modules", "model_dir"],
+    "random_qwen3": ["build_tiny_model"],
+    "backends": ["activate_backend", "environment", "load_tokenizer", "linear_modules"],
     "train": ["train", "TrainResult"],
+    "runs": ["finished_run"],
+    "notebook": ["setup"],
     "infer": ["load_for_inference", "generate", "chat", "side_by_side", "split_reasoning", "PRESETS"],
     "export": ["export_run", "with_thinking_default"],
     "evaluate": ["evaluate", "evaluate_run", "compare", "math_correct"],

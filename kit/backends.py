@@ -10,7 +10,7 @@ Unsloth patches transformers, trl and peft when it is imported, so it must be im
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -49,8 +49,15 @@ def activate_backend(name: str) -> str:
         if early:
             warnings.warn(f"{', '.join(early)} was imported before unsloth, so Unsloth's patches may be incomplete; "
                           "in a notebook, restart the kernel and run the kit's cells first.", stacklevel=2)
-        import unsloth  # noqa: F401  (imported for its patches)
+        import_unsloth()
     return backend
+
+
+def import_unsloth() -> None:
+    """Import unsloth for its patches. Its usage-statistics request to huggingface.co is switched off unless the
+    user chose otherwise: where that host is blocked (mainland China) each model load would stall up to 120 s."""
+    os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
+    import unsloth  # noqa: F401
 
 
 def environment() -> dict:
@@ -75,18 +82,13 @@ def environment() -> dict:
     return info
 
 
-def model_dir(cfg: Config) -> Path:
-    """The local folder of `cfg.model.name`: the built-in tiny model, a folder, or a hub download."""
-    from kit.hub import resolve_model
-
-    return resolve_model(cfg.model)
-
-
 def load_tokenizer(cfg: Config):
     """The model's own tokenizer (its chat template defines the training format)."""
     from transformers import AutoTokenizer
 
-    folder = model_dir(cfg)
+    from kit.hub import resolve_model
+
+    folder = resolve_model(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if not tokenizer.is_fast:
         raise BackendError(f"{folder}: the kit needs a fast tokenizer (tokenizer.json) to label assistant turns.")
@@ -116,12 +118,13 @@ def check_targets(model, targets: list[str]) -> None:
 
 def check_adapter(cfg: Config) -> None:
     """Continuing an adapter needs the same rank, alpha and targets: name both values where they differ."""
-    path = Path(cfg.model.adapter) / "adapter_config.json"
-    if not path.is_file():
+    from peft import PeftConfig
+
+    if not (Path(cfg.model.adapter) / "adapter_config.json").is_file():
         raise BackendError(f"model.adapter '{cfg.model.adapter}' has no adapter_config.json.")
-    saved = json.loads(path.read_text())
-    pairs = [("r", saved.get("r"), cfg.lora.r), ("alpha", saved.get("lora_alpha"), cfg.lora.alpha),
-             ("target_modules", sorted(saved.get("target_modules") or []), sorted(cfg.lora.target_modules))]
+    saved = PeftConfig.from_pretrained(cfg.model.adapter)
+    pairs = [("r", saved.r, cfg.lora.r), ("alpha", saved.lora_alpha, cfg.lora.alpha),
+             ("target_modules", sorted(saved.target_modules or []), sorted(cfg.lora.target_modules))]
     problems = [f"the adapter has {key}={old} but lora.{key} is {new}" for key, old, new in pairs if old != new]
     if problems:
         raise BackendError(f"model.adapter '{cfg.model.adapter}' does not match the config: {'; '.join(problems)}. "
@@ -140,23 +143,40 @@ def unsloth_peft_kwargs(cfg: Config) -> dict:
                 random_state=cfg.train.seed, use_rslora=cfg.lora.use_rslora, loftq_config=None)
 
 
+def unsloth_patch_kwargs(cfg: Config) -> dict:
+    return dict(use_gradient_checkpointing=unsloth_peft_kwargs(cfg)["use_gradient_checkpointing"])
+
+
 def _load_unsloth(cfg: Config, folder: Path):
     from unsloth import FastLanguageModel
 
     model, tokenizer = FastLanguageModel.from_pretrained(**unsloth_load_kwargs(cfg, folder))
     check_targets(model, cfg.lora.target_modules)
-    if cfg.model.adapter:
-        from peft import PeftModel
+    if not cfg.model.adapter:
+        return FastLanguageModel.get_peft_model(model, **unsloth_peft_kwargs(cfg)), tokenizer
+    from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, cfg.model.adapter, is_trainable=True)
-    else:
-        model = FastLanguageModel.get_peft_model(model, **unsloth_peft_kwargs(cfg))
-    return model, tokenizer
+    # A plain PeftModel skips what get_peft_model installs: Unsloth's checkpointing and its fused LoRA kernels.
+    model = PeftModel.from_pretrained(model, cfg.model.adapter, is_trainable=True)
+    return FastLanguageModel.patch_peft_model(model, **unsloth_patch_kwargs(cfg)), tokenizer
+
+
+def _device_map(on_gpu: bool) -> dict | None:
+    """Each process's whole model on its own GPU (plain data parallel); none where FSDP or DeepSpeed ZeRO-3 shard
+    the model themselves (transformers refuses a device_map under ZeRO-3, and one defeats FSDP)."""
+    from transformers.distributed.fsdp import is_fsdp_enabled
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    if not on_gpu or is_fsdp_enabled() or is_deepspeed_zero3_enabled():
+        return None
+    from accelerate import PartialState
+
+    return {"": PartialState().local_process_index}
 
 
 def _load_hf(cfg: Config, folder: Path):
     import torch
-    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     on_gpu = torch.cuda.is_available()
@@ -164,15 +184,11 @@ def _load_hf(cfg: Config, folder: Path):
     quantized = on_gpu and cfg.model.load_in_4bit  # bitsandbytes 4-bit needs a GPU; CPU trains in fp32
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=dtype) if quantized else None
-    if on_gpu:
-        from accelerate import PartialState
-
-        device_map = {"": PartialState().local_process_index}  # under DDP each process loads onto its own GPU
     model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=quant, dtype=dtype,
-                                                 attn_implementation="sdpa", device_map=device_map if on_gpu else None)
-    if quantized:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
-    elif cfg.train.gradient_checkpointing:
+                                                 attn_implementation="sdpa", device_map=_device_map(on_gpu))
+    # Not peft's prepare_model_for_kbit_training: it keeps fp32 copies of the embeddings, lm_head and norms
+    # (2.5 GB each for 8B's embeddings and head), which bf16 training does not need (docs/benchmarks.md).
+    if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     check_targets(model, cfg.lora.target_modules)
@@ -190,6 +206,8 @@ LOADERS = {"unsloth": _load_unsloth, "hf": _load_hf}
 
 def load_for_training(cfg: Config, backend: str):
     """The base model with a trainable LoRA adapter (new, or `model.adapter` continued), and its tokenizer."""
+    from kit.hub import resolve_model
+
     if cfg.model.adapter:
         check_adapter(cfg)
-    return LOADERS[backend](cfg, model_dir(cfg))
+    return LOADERS[backend](cfg, resolve_model(cfg.model))

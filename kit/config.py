@@ -2,25 +2,22 @@
 
     cfg = load_config("configs/smoke.yaml", ["data.chat_ratio=0.3", "train.max_steps=10"])
 
-Every problem found by validation is reported at once (`ConfigError`), naming the key and the fix.
-`save_config` writes the resolved tree into a run folder without secrets.
+Each field's comment says what it does and what it costs. Every problem, from an unknown key to a value no library
+accepts, is reported at once (`ConfigError`) before any work starts, naming the key and the fix
+(kit.config_parse, kit.config_validate). `save_config` writes the resolved tree into a run folder without secrets.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import os
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from kit.errors import KitError
+from kit.qwen3 import PROJECTIONS
 
-QWEN3_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SECRET_KEYS = {"tracking.api_key", "model.token"}
 
 
@@ -81,7 +78,7 @@ class LoraConfig:
     r: int = 32  # rank: higher fits more, costs memory; 16-64 is typical
     alpha: int = 32  # scaling numerator; alpha == r keeps the update scale at 1
     dropout: float = 0.0  # 0 lets Unsloth use its fastest path
-    target_modules: list[str] = field(default_factory=lambda: list(QWEN3_PROJECTIONS))
+    target_modules: list[str] = field(default_factory=lambda: list(PROJECTIONS))
     use_rslora: bool = False  # rank-stabilised scaling alpha/sqrt(r), helps at high rank
 
 
@@ -121,9 +118,8 @@ class TrackingConfig:
 @dataclass
 class ExportConfig:
     out_dir: str = ""  # "" = <run folder>/export
-    formats: list[str] = field(default_factory=lambda: ["adapter", "merged_16bit"])  # + merged_4bit_forced, gguf
+    formats: list[str] = field(default_factory=lambda: ["adapter", "merged_16bit"])  # + merged_4bit_forced (GPU)
     thinking_default: bool = True  # the mode the served template uses when a request does not set enable_thinking
-    max_shard_size: str = "5GB"
     overwrite: bool = False
 
 
@@ -148,196 +144,42 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-CHOICES = {
-    "model.source": {"modelscope", "huggingface", "local"},
-    "data.ratio_by": {"rows", "tokens"},
-    "data.overlong": {"drop", "truncate"},
-    "data.train_turns": {"final", "all"},
-    "data.on_bad_row": {"error", "skip"},
-    "train.backend": {"auto", "unsloth", "hf"},
-    "tracking.wandb": {"online", "offline", "disabled"},
-    "source.format": {"openmath", "sharegpt", "messages", "alpaca"},
-    "source.hub": {"local", "modelscope", "huggingface"},
-    "source.role": {"reasoning", "chat"},
-}
-EXPORT_FORMATS = {"adapter", "merged_16bit", "merged_4bit_forced", "gguf"}
-
-
-def _fields(cls) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def _unknown(key: str, valid: list[str], where: str) -> str:
-    near = difflib.get_close_matches(key, valid, n=1)
-    hint = f" Did you mean '{where}{near[0]}'?" if near else f" Valid keys: {', '.join(valid)}."
-    return f"unknown key '{where}{key}'.{hint}"
-
-
-def _coerce(value: Any, kind: Any, where: str, base: Any = None) -> Any:
-    if dataclasses.is_dataclass(kind):
-        if not isinstance(value, dict):
-            raise ConfigError(f"'{where}' must be a mapping, got {value!r}.")
-        return _build(kind, value, where + ".", base)
-    if typing.get_origin(kind) is list:
-        (item,) = typing.get_args(kind)
-        values = value if isinstance(value, list) else [value]
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(values)]
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"'{where}' must be true or false, got {value!r}.")
-    if kind in (int, float):
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as text
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"'{where}' must be a number, got {value!r}.") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"'{where}' must be a number, got {value!r}.")
-        if kind is int and float(value) != int(value):
-            raise ConfigError(f"'{where}' must be a whole number, got {value!r}.")
-        return kind(value)
-    if kind is str:
-        return "" if value is None else str(value)
-    return value
-
-
-def _build(cls, values: dict, where: str = "", base: Any = None):
-    """`cls` filled from `values`; keys not given keep `base`'s values (a section's own defaults)."""
-    known = _fields(cls)
-    errors = [_unknown(k, list(known), where) for k in values if k not in known]
-    if errors:
-        raise ConfigError("\n".join(errors))
-    start = base if base is not None else cls()
-    return dataclasses.replace(start, **{
-        k: _coerce(v, known[k], where + k, getattr(start, k)) for k, v in values.items()})
-
-
-def _set_dotted(tree: dict, dotted: str, value: Any, cls) -> None:
-    parts = dotted.split(".")
-    node, kind = tree, cls
-    for i, part in enumerate(parts):
-        known = _fields(kind)
-        if part not in known:
-            raise ConfigError(_unknown(part, list(known), ".".join(parts[:i]) + ("." if i else "")))
-        if i == len(parts) - 1:
-            node[part] = value
-        else:
-            kind = known[part]
-            if not dataclasses.is_dataclass(kind):
-                raise ConfigError(f"'{'.'.join(parts[: i + 1])}' has no sub-keys.")
-            node = node.setdefault(part, {})
-
-
-def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
-    """`["data.chat_ratio=0.3"]` -> `[("data.chat_ratio", 0.3)]`; values are parsed as YAML scalars/lists."""
-    parsed = []
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override '{item}' is not key=value (e.g. data.chat_ratio=0.3).")
-        parsed.append((key.strip(), yaml.safe_load(raw) if raw.strip() else ""))
-    return parsed
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Build the config from a YAML file (optional) plus `key=value` overrides, then validate it.
 
-    Raises `ConfigError` listing every problem (unknown keys with the nearest valid one, bad values).
+    Raises `ConfigError` listing every problem: unknown keys (with the nearest valid one), values of the wrong
+    type, and values that cannot work (kit.config_validate).
     """
-    tree: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file '{path}' does not exist.")
-        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(tree, dict):
-            raise ConfigError(f"config file '{path}' must hold a mapping of sections (model:, data:, ...).")
-    for key, value in parse_overrides(overrides or []):
-        _set_dotted(tree, key, value, Config)
-    try:
-        cfg = _build(Config, tree)
-    except ConfigError as e:
-        raise ConfigError(f"{path or 'config'}: {e}") from None
-    validate(cfg)
+    from kit.config_parse import build, set_overrides
+    from kit.config_validate import problems as invalid
+
+    tree = read_yaml(Path(path)) if path is not None else {}
+    problems = set_overrides(tree, overrides or [], Config)
+    cfg = build(Config, tree, problems)
+    if cfg.lora.target_modules == ["all-linear"]:  # peft's name for every linear layer but the head
+        cfg.lora.target_modules = list(PROJECTIONS)
+    problems += invalid(cfg)
+    if len(problems) == 1:
+        raise ConfigError(f"{path or 'config'}: {problems[0]}")
+    if problems:
+        raise ConfigError(f"{path or 'config'}: {len(problems)} problems:\n- " + "\n- ".join(problems))
     return cfg
 
 
-def _source_problems(src: SourceConfig, where: str) -> list[str]:
-    problems = []
-    for key in ("format", "hub", "role"):
-        allowed = CHOICES[f"source.{key}"]
-        if getattr(src, key) not in allowed:
-            problems.append(f"{where}.{key} is '{getattr(src, key)}'; use one of {sorted(allowed)}.")
-    if not src.path:
-        problems.append(f"{where}.path is empty; give a file, a glob, or a dataset id.")
-    elif src.hub == "local" and not local_matches(src.path):
-        problems.append(f"{where}.path '{src.path}' matches no file.")
-    if src.max_rows < 0 or src.max_chars < 0:
-        problems.append(f"{where}.max_rows and max_chars must be >= 0 (0 = no limit).")
-    if not 0 <= src.min_pass_rate <= src.max_pass_rate <= 1:
-        problems.append(f"{where}: need 0 <= min_pass_rate <= max_pass_rate <= 1, "
-                        f"got {src.min_pass_rate} and {src.max_pass_rate}.")
-    return problems
-
-
-def local_matches(path: str) -> list[Path]:
-    p = Path(os.path.expanduser(path))
-    if p.exists():
-        return [p]
-    anchor = Path(p.anchor) if p.is_absolute() else Path(".")
-    pattern = str(p.relative_to(p.anchor)) if p.is_absolute() else str(p)
-    return sorted(anchor.glob(pattern))
-
-
-def validate(cfg: Config) -> None:
-    """Check every field; raise one `ConfigError` naming each problem and its fix."""
-    problems = []
-    for dotted, allowed in CHOICES.items():
-        section, _, key = dotted.partition(".")
-        if section != "source" and getattr(getattr(cfg, section), key) not in allowed:
-            problems.append(f"{dotted} is '{getattr(getattr(cfg, section), key)}'; use one of {sorted(allowed)}.")
-    if not 0 <= cfg.data.chat_ratio <= 1:
-        problems.append(f"data.chat_ratio is {cfg.data.chat_ratio}; it is the share of chat in the mix, in [0, 1].")
-    for key in ("max_rows", "max_tokens", "eval_rows", "num_proc"):
-        if getattr(cfg.data, key) < 0:
-            problems.append(f"data.{key} is {getattr(cfg.data, key)}; it cannot be negative (0 = no limit).")
-    for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "save_steps", "save_total_limit"):
-        if getattr(cfg.train, key) < 1:
-            problems.append(f"train.{key} is {getattr(cfg.train, key)}; it must be at least 1.")
-    for key in ("max_steps", "warmup_steps", "eval_steps", "num_epochs", "learning_rate"):
-        if getattr(cfg.train, key) < 0:
-            problems.append(f"train.{key} is {getattr(cfg.train, key)}; it cannot be negative.")
-    if cfg.train.max_steps == 0 and cfg.train.num_epochs <= 0:
-        problems.append("train.max_steps and train.num_epochs are both 0; set one of them.")
-    if cfg.model.max_seq_length < 16:
-        problems.append(f"model.max_seq_length is {cfg.model.max_seq_length}; it must be at least 16.")
-    if cfg.lora.r < 1 or cfg.lora.alpha < 1:
-        problems.append(f"lora.r and lora.alpha must be >= 1, got {cfg.lora.r} and {cfg.lora.alpha}.")
-    if not 0 <= cfg.lora.dropout < 1:
-        problems.append(f"lora.dropout is {cfg.lora.dropout}; it must be in [0, 1).")
-    if not cfg.lora.target_modules:
-        problems.append("lora.target_modules is empty; the default trains all seven Qwen3 projections.")
-    if cfg.model.source == "local" and cfg.model.name != "tiny" and not Path(cfg.model.name).expanduser().is_dir():
-        problems.append(f"model.name '{cfg.model.name}' is not a folder, and model.source is local.")
-    if cfg.model.adapter and not Path(cfg.model.adapter).expanduser().is_dir():
-        problems.append(f"model.adapter '{cfg.model.adapter}' is not a folder.")
-    for key in ("n_math", "n_chat", "max_new_tokens"):
-        if getattr(cfg.eval, key) < 0:
-            problems.append(f"eval.{key} is {getattr(cfg.eval, key)}; it cannot be negative.")
-    if bad := set(cfg.export.formats) - EXPORT_FORMATS:
-        problems.append(f"export.formats has {sorted(bad)}; use any of {sorted(EXPORT_FORMATS)}.")
-    sources = [("data.reasoning", cfg.data.reasoning), ("data.chat", cfg.data.chat)]
-    sources += [(f"data.extra[{i}]", s) for i, s in enumerate(cfg.data.extra)]
-    for where, src in sources:
-        if where == "data.reasoning" and cfg.data.chat_ratio == 1:
-            continue  # chat only: the reasoning source is never read
-        if where == "data.chat" and cfg.data.chat_ratio == 0:
-            continue
-        problems += _source_problems(src, where)
-    if problems:
-        raise ConfigError("invalid config:\n- " + "\n- ".join(problems))
+def read_yaml(path: Path) -> dict:
+    """A config file's tree; a missing file, a syntax error (with its line and column) or a non-mapping, in one line."""
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist.")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file '{path}'{where}: {getattr(e, 'problem', None) or e}; "
+                          "fix the YAML there.") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of sections (model:, data:, ...).")
+    return tree
 
 
 def to_dict(cfg: Config, *, redact: bool = True) -> dict:
@@ -356,3 +198,15 @@ def save_config(cfg: Config, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
+
+
+def changed(cfg: Config) -> dict:
+    """The keys whose values differ from the defaults (`{"train.max_steps": 100, ...}`), secrets left out."""
+    def flat(tree: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in tree.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    ours, defaults = flat(to_dict(cfg)), flat(to_dict(Config()))
+    return {key: value for key, value in ours.items() if defaults.get(key) != value}

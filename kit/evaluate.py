@@ -144,13 +144,14 @@ def model_generator(model, tokenizer, max_new_tokens: int, seed: int = 0) -> Gen
 
 def evaluate_run(run_dir: str | Path, cfg) -> dict[str, dict]:
     """Evaluate the base model and the run's tuned adapter on the held-out sets of `cfg.eval`; write eval.json."""
-    from kit.backends import model_dir
+    from kit.hub import resolve_model
     from kit.infer import load_for_inference
 
     run_dir = Path(run_dir)
     math, chat = load_eval_rows(cfg.eval.math_path, cfg.eval.chat_path, cfg.eval.n_math, cfg.eval.n_chat)
     reports = {}
-    for name, path, base in (("base", model_dir(cfg), None), ("tuned", run_dir / "adapter", model_dir(cfg))):
+    base_dir = resolve_model(cfg.model)
+    for name, path, base in (("base", base_dir, None), ("tuned", run_dir / "adapter", base_dir)):
         model, tokenizer = load_for_inference(path, base=base, backend=cfg.train.backend,
                                               load_in_4bit=cfg.model.load_in_4bit)
         reports[name] = evaluate(model_generator(model, tokenizer, cfg.eval.max_new_tokens, cfg.eval.seed),

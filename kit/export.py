@@ -4,14 +4,14 @@
     print(result.serve_command)
 
 The merge goes into the 16-bit base weights (`Qwen/Qwen3-<size>` from ModelScope through `kit.hub`), never into
-dequantized 4-bit weights and never through a Hugging Face download. Each export is written into a temporary
+dequantized 4-bit weights and never through a Hugging Face download; it runs on the CPU a tensor at a time
+(`kit.merge`), so it needs no GPU and never the whole model in memory. Each export is written into a temporary
 folder and renamed into place when complete, so an interrupted export never leaves a folder vLLM would load half
-of. After writing, the merged model is reloaded and its logits compared with base + adapter.
+of. After writing, the merged model's logits are compared with base + adapter.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,22 +55,6 @@ def with_thinking_default(template: str, thinking: bool) -> str:
     return template.replace(THINKING_OFF_CONDITION, DEFAULT_OFF_CONDITION)
 
 
-def base_16bit_folder(cfg: Config) -> Path:
-    """The 16-bit base to merge into: the tiny model itself, a local folder, or Qwen/Qwen3-<size> from the hub."""
-    from kit.hub import download_model, resolve_model
-
-    if cfg.model.name == "tiny" or Path(cfg.model.name).expanduser().is_dir():
-        folder = resolve_model(cfg.model)
-        quant = json.loads((folder / "config.json").read_text()).get("quantization_config")
-        if quant:
-            raise ExportError(f"{folder} holds 4-bit weights; merging into dequantized 4-bit weights loses accuracy. "
-                              "Point model.name at the 16-bit base (e.g. `python scripts/download.py Qwen3-14B "
-                              "--variant base_16bit`).")
-        return folder
-    name = cfg.model.name.split("/")[-1].replace("-unsloth-bnb-4bit", "").replace("-bnb-4bit", "")
-    return download_model(name, source=cfg.model.source, variant="base_16bit", cache_dir=cfg.model.cache_dir).path
-
-
 def _export_folder(target: Path, overwrite: bool):
     """An atomic folder for an export, refusing to replace an existing one unless asked."""
     if target.exists() and not overwrite:
@@ -98,49 +82,82 @@ def export_adapter(adapter: Path, out: Path, *, thinking_default: bool = True, o
     return out
 
 
+VERIFY_LAYERS = 2  # every layer is merged by the same code; two layers keep the check small at any model size
+BF16_ROUNDING = 2**-8  # the largest relative error of rounding an fp32 value to bf16
+
+
 def _logits(model, tokenizer):
     import torch
 
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in VERIFY_PROMPTS]
     with torch.inference_mode():
-        return [model(**tokenizer(t, return_tensors="pt", add_special_tokens=False).to(model.device)).logits.float()
-                for t in texts]
+        return [model(**tokenizer(t, return_tensors="pt", add_special_tokens=False)).logits.float() for t in texts]
 
 
-def export_merged(adapter: Path, base: Path, out: Path, *, thinking_default: bool = True, overwrite: bool = False,
-                  max_shard_size: str = "5GB") -> tuple[Path, float, float]:
-    """Merge the adapter into the 16-bit base, write sharded safetensors, reload and compare logits.
+def _first_layers(folder: Path, dtype):
+    """The model in `folder` cut to its first VERIFY_LAYERS layers, on the CPU (the later ones are never read)."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging
 
-    Returns (folder, max |merged - (base + adapter)| over the verify prompts' logits, max |logit|).
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # the later layers' weights are skipped on purpose: no load report for them
+    try:
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, num_hidden_layers=VERIFY_LAYERS).eval()
+    finally:
+        logging.set_verbosity(verbosity)
+
+
+def check_merge(adapter: Path, base: Path, merged: Path, tokenizer) -> tuple[float, float]:
+    """Check the merged folder against peft's own merge of the same adapter (in fp32), both cut to their first
+    layers so the check fits in memory at any size: every changed weight equal to bf16 rounding, else ExportError.
+
+    Returns (max |merged - (base + adapter)| over the verify prompts' logits, max |logit|), for the user to see.
     """
+    import logging
+
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from kit.merge import load_lora
+
+    logging.getLogger("peft").setLevel(logging.ERROR)  # the cut base lacks the later layers' LoRA modules
+    reference = PeftModel.from_pretrained(_first_layers(base, torch.float32), str(adapter)).eval()
+    expected = _logits(reference, tokenizer)
+    changed = load_lora(adapter).keys()
+    reference = {k: w for k, w in reference.merge_and_unload().state_dict().items() if k in changed}  # the rest freed
+    ours = _first_layers(merged, torch.bfloat16)
+    got = _logits(ours, tokenizer)
+    weights = ours.state_dict()
+    wrong = [k for k, w in reference.items()
+             if not torch.allclose(weights[k].float(), w, rtol=BF16_ROUNDING, atol=1e-7)]
+    if wrong or not reference:
+        raise ExportError(f"the merged weights differ from peft's merge of the same adapter ({len(wrong)} of "
+                          f"{len(reference)} checked, e.g. {(wrong or ['none checked'])[0]}); the export was not kept.")
+    diff = max(float((a - b).abs().max()) for a, b in zip(expected, got, strict=True))
+    return diff, max(float(a.abs().max()) for a in expected)
+
+
+def export_merged(adapter: Path, base: Path, out: Path, *, thinking_default: bool = True,
+                  overwrite: bool = False) -> tuple[Path, float, float]:
+    """Merge the adapter into the 16-bit base on the CPU (kit.merge), with the tokenizer and generation config
+    vLLM reads, then check the merged model's logits against base + adapter.
+
+    Returns (folder, max logit difference, largest logit), as `check_merge`.
+    """
+    from transformers import AutoTokenizer, GenerationConfig
 
     from kit.infer import PRESETS
+    from kit.merge import merge_lora
 
-    on_gpu = torch.cuda.is_available()
-    place = {"device_map": {"": 0}} if on_gpu else {}
     tokenizer = AutoTokenizer.from_pretrained(adapter)
-    reference = PeftModel.from_pretrained(
-        AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16, **place), str(adapter)).eval()
-    expected = _logits(reference, tokenizer)
-    merged = reference.merge_and_unload()
     with _export_folder(out, overwrite) as tmp:
-        merged.save_pretrained(tmp, max_shard_size=max_shard_size, safe_serialization=True)
+        merge_lora(adapter, base, tmp)
         _save_tokenizer(tokenizer, tmp, thinking_default)
         generation = GenerationConfig.from_pretrained(base) if (base / "generation_config.json").is_file() else \
             GenerationConfig()
         generation.update(do_sample=True, **PRESETS[thinking_default])
         generation.save_pretrained(tmp)
-        del merged, reference
-        reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.bfloat16, **place).eval()
-        got = _logits(reloaded, tokenizer)
-        diff = max(float((a - b).abs().max()) for a, b in zip(expected, got, strict=True))
-        scale = max(float(a.abs().max()) for a in expected)
-        if diff > 0.05 * scale:  # bf16 keeps ~3 significant digits; a wrong merge is off by far more
-            raise ExportError(f"the merged model's logits differ from base + adapter by {diff:.4f} "
-                              f"(largest logit {scale:.2f}); the export was not kept.")
+        diff, scale = check_merge(adapter, base, tmp, tokenizer)
     return out, diff, scale
 
 
@@ -164,7 +181,8 @@ print(direct.choices[0].message.content)"""
     return command, client
 
 
-def _export_with_unsloth(adapter: Path, out: Path, fmt: str, overwrite: bool) -> Path:
+def _export_4bit_with_unsloth(adapter: Path, out: Path, overwrite: bool) -> Path:
+    """Merged into the dynamic 4-bit weights through Unsloth (a GPU): smaller, but vLLM loads them less reliably."""
     from kit.backends import activate_backend
 
     activate_backend("unsloth")  # raises with one sentence where there is no GPU
@@ -172,34 +190,33 @@ def _export_with_unsloth(adapter: Path, out: Path, fmt: str, overwrite: bool) ->
 
     model, tokenizer = FastLanguageModel.from_pretrained(str(adapter), load_in_4bit=True)
     with _export_folder(out, overwrite) as tmp:
-        if fmt == "gguf":
-            model.save_pretrained_gguf(str(tmp), tokenizer, quantization_method="q8_0")
-        else:
-            model.save_pretrained_merged(str(tmp), tokenizer, save_method="merged_4bit_forced")
+        model.save_pretrained_merged(str(tmp), tokenizer, save_method="merged_4bit_forced")
     return out
 
 
 def export_run(run_dir: str | Path, cfg: Config) -> ExportResult:
     """Export a run's adapter in every format `cfg.export.formats` names, into `cfg.export.out_dir`."""
+    from kit.hub import resolve_model
+
     run_dir = Path(run_dir)
     adapter = run_dir / "adapter"
     if not (adapter / "adapter_config.json").is_file():
         raise ExportError(f"{run_dir} has no finished adapter ({adapter}); train it to the end first.")
     root = Path(cfg.export.out_dir) if cfg.export.out_dir else run_dir / "export"
     e = cfg.export
+    base = resolve_model(cfg.model, "base_16bit")  # merged into, or named in the LoRA serve command
     result = ExportResult()
     if "adapter" in e.formats:
         result.folders["adapter"] = export_adapter(adapter, root / "adapter", thinking_default=e.thinking_default,
                                                    overwrite=e.overwrite)
     if "merged_16bit" in e.formats:
         folder, result.max_logit_diff, result.logit_scale = export_merged(
-            adapter, base_16bit_folder(cfg), root / "merged_16bit", thinking_default=e.thinking_default,
-            overwrite=e.overwrite, max_shard_size=e.max_shard_size)
+            adapter, base, root / "merged_16bit", thinking_default=e.thinking_default, overwrite=e.overwrite)
         result.folders["merged_16bit"] = folder
-    for fmt in ("merged_4bit_forced", "gguf"):
-        if fmt in e.formats:
-            result.folders[fmt] = _export_with_unsloth(adapter, root / fmt, fmt, e.overwrite)
+    if "merged_4bit_forced" in e.formats:
+        result.folders["merged_4bit_forced"] = _export_4bit_with_unsloth(adapter, root / "merged_4bit_forced",
+                                                                         e.overwrite)
     merged = result.folders.get("merged_16bit")
     result.serve_command, result.client_snippet = serve_instructions(
-        merged, result.folders.get("adapter"), None if merged else base_16bit_folder(cfg))
+        merged, result.folders.get("adapter"), None if merged else base)
     return result

@@ -13,7 +13,6 @@ returns at once, without touching the network.
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import hashlib
 import json
 import os
@@ -22,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.errors import KitError
+from kit.paths import cache_root
+from kit.qwen3 import FAMILY, VARIANTS, find
 
-AUTODL_DATA_DISK = Path("/root/autodl-tmp")
 NETWORK_HINT = {
     "modelscope": "On AutoDL run `source /etc/network_turbo` first; check MODELSCOPE_ENDPOINT if you set it.",
     "huggingface": "On AutoDL run `source /etc/network_turbo` first; or set HF_ENDPOINT to a mirror "
@@ -56,38 +56,12 @@ class IncompleteDownload(HubError):
     pass
 
 
-@dataclass(frozen=True)
-class Qwen3Model:
-    size: str
-    params_b: float  # billions, as published
-    trainable_4bit: bool = True  # Unsloth dynamic 4-bit LoRA is supported
-    note: str = ""
-
-    @property
-    def name(self) -> str:
-        return f"Qwen3-{self.size}"
-
-    def repo(self, variant: str) -> str:
-        return {"dynamic_4bit": f"unsloth/{self.name}-unsloth-bnb-4bit", "bnb_4bit": f"unsloth/{self.name}-bnb-4bit",
-                "base_16bit": f"Qwen/{self.name}"}[variant]
-
-
-CATALOG = {m.name: m for m in [
-    Qwen3Model("0.6B", 0.6), Qwen3Model("1.7B", 1.7), Qwen3Model("4B", 4.0), Qwen3Model("8B", 8.2),
-    Qwen3Model("14B", 14.8), Qwen3Model("32B", 32.8),
-    Qwen3Model("30B-A3B", 30.5, trainable_4bit=False,
-               note="MoE: bitsandbytes 4-bit does not quantize its experts, so dynamic 4-bit LoRA is not offered; "
-                    "train it in 16-bit on a large GPU or with ms-swift"),
-]}
-VARIANTS = ("dynamic_4bit", "bnb_4bit", "base_16bit")
-
-
 def catalog_table() -> str:
     """The Qwen3 family as a printed table: the repo to train on and the 16-bit base an export merges into."""
     lines = [f"{'model':<15}{'train on (dynamic 4-bit)':<46}16-bit base (export)"]
-    for name, model in CATALOG.items():
+    for model in FAMILY.values():
         train = model.repo("dynamic_4bit") if model.trainable_4bit else "not trainable in 4-bit (MoE)"
-        lines.append(f"{name:<15}{train:<46}{model.repo('base_16bit')}")
+        lines.append(f"{model.name:<15}{train:<46}{model.repo('base_16bit')}")
     return "\n".join(lines)
 
 
@@ -101,17 +75,6 @@ class Download:
     cached: bool  # True when a verified copy was found and nothing was fetched
 
 
-def cache_root(configured: str = "") -> Path:
-    """The kit's cache: `configured`, else $QWEN3_KIT_CACHE, else AutoDL's data disk, else ~/.cache/qwen3-kit."""
-    if configured:
-        return Path(configured).expanduser()
-    if os.environ.get("QWEN3_KIT_CACHE"):
-        return Path(os.environ["QWEN3_KIT_CACHE"]).expanduser()
-    if AUTODL_DATA_DISK.is_dir():  # the 30 GB system disk fills up; the data disk is where models belong
-        return AUTODL_DATA_DISK / "qwen3-kit"
-    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "qwen3-kit"
-
-
 def resolve_repo(name: str, variant: str = "dynamic_4bit") -> str:
     """`Qwen3-14B` (or `qwen3-14b`, `14B`) -> the repo id of that variant; a full `owner/name` id passes through.
 
@@ -121,13 +84,12 @@ def resolve_repo(name: str, variant: str = "dynamic_4bit") -> str:
         raise ValueError(f"variant '{variant}' is not one of {', '.join(VARIANTS)}.")
     if "/" in name:
         return name
-    key = {k.lower(): k for k in CATALOG} | {m.size.lower(): k for k, m in CATALOG.items()}
-    found = key.get(name.lower().removesuffix("-instruct"))
-    if found is None:
-        near = difflib.get_close_matches(name, list(CATALOG), n=3, cutoff=0.5)
+    model = find(name.removesuffix("-Instruct").removesuffix("-instruct"))
+    if model is None:
+        names = [m.name for m in FAMILY.values()]
+        near = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         raise RepoNotFound(f"unknown model '{name}'; "
-                           + (f"did you mean {', '.join(near)}?" if near else f"known: {', '.join(CATALOG)}."))
-    model = CATALOG[found]
+                           + (f"did you mean {', '.join(near)}?" if near else f"known: {', '.join(names)}."))
     if variant != "base_16bit" and not model.trainable_4bit:
         raise RepoNotFound(f"{model.name} is not trainable in dynamic 4-bit: {model.note}.")
     return model.repo(variant)
@@ -141,10 +103,6 @@ def model_folder(repo_id: str, source: str = "modelscope", cache_dir: str = "") 
 def _manifest_path(folder: Path, patterns: list[str] | None) -> Path:
     key = hashlib.sha256(json.dumps(sorted(patterns or [])).encode()).hexdigest()[:12]
     return folder / f".kit-complete-{key}.json"
-
-
-def _selected(path: str, patterns: list[str] | None) -> bool:
-    return not patterns or any(fnmatch.fnmatch(path, p) for p in patterns)
 
 
 def _listing(repo_id: str, source: str, revision: str, token: str, endpoint: str | None) -> list[dict]:
@@ -178,8 +136,8 @@ def explain_error(error: Exception, repo_id: str, source: str, endpoint: str | N
     text = f"{type(error).__name__}: {error}"
     where = "ModelScope" if source == "modelscope" else "Hugging Face"
     if "NotExist" in type(error).__name__ or "RepositoryNotFound" in type(error).__name__ or "[404]" in text:
-        near = difflib.get_close_matches(repo_id.split("/")[-1].split("-unsloth")[0].split("-bnb")[0], list(CATALOG),
-                                         n=3, cutoff=0.5)
+        near = difflib.get_close_matches(repo_id.split("/")[-1].split("-unsloth")[0].split("-bnb")[0],
+                                         [m.name for m in FAMILY.values()], n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(resolve_repo(n) for n in near)}?" if near else ""
         return RepoNotFound(f"'{repo_id}' was not found on {where}.{hint}")
     if isinstance(error, (ConnectionError, requests.ConnectionError, TimeoutError)) or "Connection" in text:
@@ -247,21 +205,30 @@ def download_model(name: str, *, source: str = "modelscope", variant: str = "dyn
             return Download(folder, repo_id, source, len(files), sum(f["size"] for f in files), cached=True)
         except HubError:
             manifest.unlink()
+    from huggingface_hub.utils import filter_repo_objects  # the same pattern rules the clients apply
+
     endpoint = hub_endpoint(source)
-    files = [f for f in _listing(repo_id, source, revision, token, endpoint) if _selected(f["path"], allow_patterns)]
+    files = list(filter_repo_objects(_listing(repo_id, source, revision, token, endpoint),
+                                     allow_patterns=allow_patterns, key=lambda f: f["path"]))
     folder.mkdir(parents=True, exist_ok=True)
     _check_space(folder, files)
+    _snapshot(repo_id, source, folder, revision=revision, allow_patterns=allow_patterns, token=token,
+              endpoint=endpoint)
+    verify(folder, files)
+    manifest.write_text(json.dumps({"repo_id": repo_id, "source": source, "files": files}, indent=1))
+    return Download(folder, repo_id, source, len(files), sum(f["size"] for f in files), cached=False)
+
+
+def _snapshot(repo_id: str, source: str, folder: Path, *, revision: str, allow_patterns: list[str] | None,
+              token: str, endpoint: str | None) -> None:
+    """The hub client's own resumable download into `folder`; its failures as the kit's one-sentence errors."""
+    if source == "modelscope":
+        from modelscope import snapshot_download
+    else:
+        from huggingface_hub import snapshot_download
     try:
-        if source == "modelscope":
-            from modelscope import snapshot_download
-
-            snapshot_download(repo_id, revision=revision or None, local_dir=str(folder), endpoint=endpoint,
-                              allow_patterns=allow_patterns, token=token or None)
-        else:
-            from huggingface_hub import snapshot_download
-
-            snapshot_download(repo_id, revision=revision or None, local_dir=str(folder), endpoint=endpoint,
-                              allow_patterns=allow_patterns, token=token or None)
+        snapshot_download(repo_id, revision=revision or None, local_dir=str(folder), endpoint=endpoint,
+                          allow_patterns=allow_patterns, token=token or None)
     except OSError as e:
         if e.errno == 28:  # ENOSPC
             raise DiskFull(f"the disk holding {folder} filled up during the download; free space and run it again "
@@ -277,22 +244,30 @@ def download_model(name: str, *, source: str = "modelscope", variant: str = "dyn
         if corrupt:
             raise ChecksumMismatch(f"{', '.join(corrupt)} arrived corrupt (sha256 differs from the hub's listing) "
                                    "and was removed; run the download again to fetch it.") from None
-    verify(folder, files)
-    manifest.write_text(json.dumps({"repo_id": repo_id, "source": source, "files": files}, indent=1))
-    return Download(folder, repo_id, source, len(files), sum(f["size"] for f in files), cached=False)
 
 
-def resolve_model(model) -> Path:
-    """The local folder for a `ModelConfig`: the tiny default (built once), a local folder, or a download."""
+def resolve_model(model, variant: str = "") -> Path:
+    """The local folder of a `ModelConfig`: the tiny default (built once), a local folder, or a download.
+
+    `variant` defaults to what training needs (dynamic 4-bit, or the 16-bit weights when `model.load_in_4bit` is
+    off); an export asks for `base_16bit`: a Qwen3 named by any of its repos then resolves to Qwen/Qwen3-<size>, and
+    a folder holding 4-bit weights is refused.
+    """
     if model.name == "tiny":
-        from kit.smoke import build_tiny_model
+        from kit.random_qwen3 import build_tiny_model
 
         return build_tiny_model()
-    path = Path(model.name).expanduser()
-    if path.is_dir():
-        return path
-    if model.source == "local":
-        raise HubError(f"model.name '{model.name}' is not a folder, and model.source is local.")
-    variant = "dynamic_4bit" if model.load_in_4bit else "base_16bit"  # 16-bit training needs the 16-bit weights
-    return download_model(model.name, source=model.source, variant=variant, cache_dir=model.cache_dir,
-                          revision=model.revision, token=model.token).path
+    variant = variant or ("dynamic_4bit" if model.load_in_4bit else "base_16bit")
+    folder = Path(model.name).expanduser()
+    if not folder.is_dir():
+        if model.source == "local":
+            raise HubError(f"model.name '{model.name}' is not a folder, and model.source is local.")
+        known = find(model.name)
+        name = known.name if known and variant == "base_16bit" else model.name
+        folder = download_model(name, source=model.source, variant=variant, cache_dir=model.cache_dir,
+                                revision=model.revision, token=model.token).path
+    if variant == "base_16bit" and "quantization_config" in json.loads((folder / "config.json").read_text()):
+        raise HubError(f"{folder} holds 4-bit weights; merging into dequantized 4-bit weights loses accuracy. "
+                       "Point model.name at the 16-bit base (e.g. `python scripts/download.py Qwen3-14B "
+                       "--variant base_16bit`).")
+    return folder

@@ -10,7 +10,6 @@ Prompts go through the tokenizer's chat template with `enable_thinking`, exactly
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +39,9 @@ def split_reasoning(text: str) -> Reply:
 
 
 def _adapter_base(adapter: Path) -> str:
-    return json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    from peft import PeftConfig
+
+    return PeftConfig.from_pretrained(str(adapter)).base_model_name_or_path
 
 
 def load_for_inference(path: str | Path, *, base: str | Path | None = None, backend: str = "auto",
@@ -51,10 +52,13 @@ def load_for_inference(path: str | Path, *, base: str | Path | None = None, back
         path: a model folder, or an adapter folder (holding adapter_config.json).
         base: the base model folder for an adapter; default: the one recorded in the adapter.
         backend: auto | unsloth | hf (as for training).
+        load_in_4bit: unsloth: the base in 4-bit (as trained); hf loads 16-bit weights.
+        dtype: auto (bf16 on a GPU, fp32 on a CPU) | bf16 | fp32: the compute dtype.
     Returns:
         (model, tokenizer), the model in eval mode.
     """
     import torch
+    from transformers import AutoTokenizer
 
     from kit.backends import activate_backend
 
@@ -62,25 +66,33 @@ def load_for_inference(path: str | Path, *, base: str | Path | None = None, back
     path = Path(path)
     is_adapter = (path / "adapter_config.json").is_file()
     base_path = Path(base) if base else (Path(_adapter_base(path)) if is_adapter else path)
-    if backend == "unsloth":
-        from unsloth import FastLanguageModel
-
-        model, tokenizer = FastLanguageModel.from_pretrained(str(path), load_in_4bit=load_in_4bit)
-        FastLanguageModel.for_inference(model)
-        return model, tokenizer
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    on_gpu = torch.cuda.is_available()
-    torch_dtype = {"auto": torch.bfloat16 if on_gpu else torch.float32, "bf16": torch.bfloat16,
-                   "fp32": torch.float32}[dtype]
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype,
-                                                 device_map={"": 0} if on_gpu else None)
+    torch_dtype = {"auto": None, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    model = _load_base(backend, base_path, load_in_4bit, torch_dtype)
     if is_adapter:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(path))
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        FastLanguageModel.for_inference(model)
     tokenizer = AutoTokenizer.from_pretrained(path if (path / "tokenizer_config.json").is_file() else base_path)
     return model.eval(), tokenizer
+
+
+def _load_base(backend: str, folder: Path, load_in_4bit: bool, dtype):
+    """The base weights: through Unsloth (4-bit as trained, by default), or transformers in 16/32-bit."""
+    import torch
+
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        return FastLanguageModel.from_pretrained(str(folder), load_in_4bit=load_in_4bit, dtype=dtype)[0]
+    from transformers import AutoModelForCausalLM
+
+    on_gpu = torch.cuda.is_available()
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or (torch.bfloat16 if on_gpu else torch.float32),
+                                                device_map={"": 0} if on_gpu else None)
 
 
 def generate(model, tokenizer, conversations: list[list[dict]], *, thinking: bool = True,

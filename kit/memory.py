@@ -14,15 +14,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from kit.smoke import QWEN3_SHAPES, QWEN3_VOCAB
+from kit.qwen3 import FAMILY, HEAD_DIM, TRAINABLE, VOCAB
 
 GB = 1e9
-HEAD_DIM = 128
 NF4_BYTES = 0.516  # 4 bits + double-quantized absmax per 64-weight block
 DYNAMIC_16BIT_SHARE = 0.05  # Unsloth dynamic 4-bit keeps a few sensitive linears in 16-bit (assumed share)
 OPTIMIZER_BYTES = {"adamw_8bit": 2, "adamw_torch": 8}
 CUDA_OVERHEAD_GB = 1.0  # context, cuBLAS workspace, allocator slack
-TRAINABLE_SIZES = ["0.6B", "1.7B", "4B", "8B", "14B", "32B"]
 
 
 @dataclass
@@ -48,29 +46,16 @@ class Estimate:
                 f"overhead {self.overhead_gb:.1f})")
 
 
-def _linear_shapes(size: str) -> dict[str, tuple[int, int]]:
-    hidden, inter, _, heads, kv, _ = QWEN3_SHAPES[size]
-    return {"q_proj": (hidden, heads * HEAD_DIM), "k_proj": (hidden, kv * HEAD_DIM),
-            "v_proj": (hidden, kv * HEAD_DIM), "o_proj": (heads * HEAD_DIM, hidden),
-            "gate_proj": (hidden, inter), "up_proj": (hidden, inter), "down_proj": (inter, hidden)}
-
-
-def param_count(size: str) -> int:
-    """Parameters of a Qwen3 shape (norms aside): 8B -> 8.19e9, as published."""
-    hidden, _, layers, _, _, tied = QWEN3_SHAPES[size]
-    linear = layers * sum(i * o for i, o in _linear_shapes(size).values())
-    return linear + QWEN3_VOCAB * hidden * (1 if tied else 2)
-
-
 def estimate(size: str, *, load_in_4bit: bool = True, lora_r: int = 32, targets: list[str] | None = None,
              seq_len: int = 2048, batch: int = 2, gradient_checkpointing: bool = True,
              backend: str = "unsloth", optim: str = "adamw_8bit") -> Estimate:
     """Peak training memory of LoRA on Qwen3-`size` ("0.6B" ... "32B") for one micro-batch of `batch` x `seq_len`."""
-    hidden, inter, layers, heads, kv, tied = QWEN3_SHAPES[size]
-    shapes = _linear_shapes(size)
+    model = FAMILY[size]
+    hidden, inter, layers, heads, kv = model.hidden, model.intermediate, model.layers, model.heads, model.kv_heads
+    shapes = model.linear_shapes()
     targets = targets or list(shapes)
-    linear = layers * sum(i * o for i, o in shapes.values())
-    embed = QWEN3_VOCAB * hidden * (1 if tied else 2) * 2
+    linear = model.linear_params()
+    embed = model.embedding_params() * 2
     if load_in_4bit:
         weights = linear * NF4_BYTES + embed
         if backend == "unsloth":
@@ -87,7 +72,7 @@ def estimate(size: str, *, load_in_4bit: bool = True, lora_r: int = 32, targets:
     else:
         activations = layers * layer_work
     # hf: bf16 logits, their fp32 upcast and its gradient; unsloth's fused loss works in chunks.
-    logits = tokens * QWEN3_VOCAB * (10 if backend == "hf" else 1)
+    logits = tokens * VOCAB * (10 if backend == "hf" else 1)
     logits = min(logits, 0.5 * GB) if backend == "unsloth" else logits
     return Estimate(size, weights / GB, lora / GB, activations / GB, logits / GB, CUDA_OVERHEAD_GB)
 
@@ -95,19 +80,11 @@ def estimate(size: str, *, load_in_4bit: bool = True, lora_r: int = 32, targets:
 def recommend(gpu_gb: float, *, seq_len: int = 2048, backend: str = "unsloth", lora_r: int = 32,
               headroom: float = 0.92) -> tuple[str, int, Estimate] | None:
     """The largest trainable Qwen3 and batch (8, 4, 2, 1) whose estimate fits `headroom` of the GPU, or None."""
-    for size in reversed(TRAINABLE_SIZES):
+    for size in reversed(TRAINABLE):
         for batch in (8, 4, 2, 1):
             est = estimate(size, seq_len=seq_len, batch=batch, backend=backend, lora_r=lora_r)
             if est.total_gb <= gpu_gb * headroom:
                 return size, batch, est
-    return None
-
-
-def size_of(model_name: str) -> str | None:
-    """'Qwen3-14B' / 'unsloth/Qwen3-14B-unsloth-bnb-4bit' / a folder named so -> '14B'; None if not a known size."""
-    for size in sorted(QWEN3_SHAPES, key=len, reverse=True):
-        if f"Qwen3-{size}".lower() in model_name.lower():
-            return size
     return None
 
 

@@ -11,13 +11,15 @@ Interrupted? Run the same command again: finished files are kept and partial one
 import argparse
 
 from kit.errors import cli
-from kit.hub import CATALOG, VARIANTS, catalog_table, download_model
-from kit.memory import estimate, plan_table, recommend, size_of
+from kit.hub import catalog_table, download_model
+from kit.memory import estimate, plan_table, recommend
+from kit.qwen3 import FAMILY, TRAINABLE, VARIANTS, find
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", nargs="?", help=f"one of {', '.join(CATALOG)}, or a full repo id")
+    parser.add_argument("model", nargs="?", help=f"one of {', '.join(m.name for m in FAMILY.values())}, "
+                                                 "or a full repo id")
     parser.add_argument("--source", default="modelscope", choices=["modelscope", "huggingface"])
     parser.add_argument("--variant", default="dynamic_4bit", choices=VARIANTS)
     parser.add_argument("--cache-dir", default="", help="default: /root/autodl-tmp/qwen3-kit or ~/.cache/qwen3-kit")
@@ -30,9 +32,10 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.plan:
-        if args.model and size_of(args.model):
+        known = find(args.model or "")
+        if known and known.size in TRAINABLE:
             for backend in ("unsloth", "hf"):
-                est = estimate(size_of(args.model), seq_len=args.seq_len, batch=args.batch, backend=backend)
+                est = estimate(known.size, seq_len=args.seq_len, batch=args.batch, backend=backend)
                 print(f"{backend:>8}: {est}")
         if args.gpu_gb:
             pick = recommend(args.gpu_gb, seq_len=args.seq_len)

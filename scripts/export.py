@@ -2,10 +2,11 @@
 
     python scripts/export.py --run runs/smoke
     python scripts/export.py --run runs/qwen3-14b-math export.thinking_default=false
-    python scripts/export.py --run runs/qwen3-14b-math "export.formats=[merged_16bit,gguf]" export.overwrite=true
+    python scripts/export.py --run runs/qwen3-14b-math "export.formats=[merged_16bit]" export.overwrite=true
 
 The run's own config.yaml is read; key=value arguments override it. For a real Qwen3 the 16-bit base
-(Qwen/Qwen3-<size>) is downloaded from ModelScope through the kit's hub; nothing comes from Hugging Face.
+(Qwen/Qwen3-<size>) is downloaded from ModelScope through the kit's hub; nothing comes from Hugging Face. The merge
+runs on the CPU a tensor at a time: no GPU, and about one tensor's memory (a 32B model merges with 64 GB of RAM).
 """
 
 import argparse
@@ -29,8 +30,8 @@ def main() -> None:
     for fmt, folder in result.folders.items():
         print(f"{fmt:>20}: {folder}")
     if result.max_logit_diff is not None:
-        print(f"merged vs base + adapter: max logit difference {result.max_logit_diff:.4f} "
-              f"(largest logit {result.logit_scale:.2f}, bf16)")
+        print(f"merged weights checked against peft's merge; logits of the first layers differ from base + adapter "
+              f"by at most {result.max_logit_diff:.4f} (largest logit {result.logit_scale:.2f})")
     print(f"\nserve:\n  {result.serve_command}\n\nclient:\n{result.client_snippet}")
 
 

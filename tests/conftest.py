@@ -11,6 +11,14 @@ ROOT = Path(__file__).resolve().parent.parent
 QWEN3_TOKENIZER = ROOT.parent / "shared" / "fixtures" / "qwen3-tokenizer"
 
 
+def pytest_configure(config):
+    """The CPU suite pins CPU behaviour (fp32, exact resumes), so on a GPU machine it hides the GPUs and runs the
+    same way; `pytest -m gpu tests/gpu` keeps them. Set before anything here imports torch."""
+    selected = config.option.markexpr or ""
+    if "gpu" not in selected or "not gpu" in selected:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
 @pytest.fixture(scope="session", autouse=True)
 def kit_cache(tmp_path_factory) -> Path:
     """Every test writes downloads, prepared data and models into one temporary cache, never the user's."""
@@ -28,7 +36,7 @@ def in_repo_root(monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_dir(kit_cache) -> Path:
-    from kit.smoke import build_tiny_model
+    from kit.random_qwen3 import build_tiny_model
 
     return build_tiny_model()
 

@@ -29,7 +29,7 @@ def test_unknown_key_names_the_nearest_valid_one():
 def test_unknown_key_in_yaml(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("train:\n  learnig_rate: 0.1\n")
-    with pytest.raises(ConfigError, match=r"c.yaml.*train.learnig_rate.*train.learning_rate"):
+    with pytest.raises(ConfigError, match=r"(?s)c.yaml.*train.learnig_rate.*train.learning_rate"):
         load_config(path)
 
 
@@ -42,6 +42,54 @@ def test_validation_reports_every_problem_at_once():
     assert "data.max_rows is -1; it cannot be negative" in message
     assert "data.chat.path 'data/missing.jsonl' matches no file." in message
     assert "train.backend is 'gpu'" in message
+
+
+def test_every_unknown_key_and_bad_type_is_reported_at_once(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  learnig_rate: 0.1\n  max_steps: many\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path, ["lora.r=big", "train.max_steps=x", "lora.rank=8", "data.chat_ratio=2"])
+    message = str(e.value)
+    for problem in ("'lora.r' must be a number, got 'big'", "'train.max_steps' must be a number, got 'x'",
+                    "unknown key 'lora.rank'", "unknown key 'train.learnig_rate'", "data.chat_ratio is 2.0"):
+        assert problem in message
+
+
+def test_values_libraries_would_refuse_are_caught_before_any_work():
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["train.optim=adam", "train.lr_scheduler_type=cosine_warm", "train.resume=runs/nowhere",
+                           "lora.target_modules=[q_proj,qkv_proj]"])
+    message = str(e.value)
+    assert "train.optim is 'adam'; use auto" in message
+    assert "train.lr_scheduler_type is 'cosine_warm'; use one of" in message and "'cosine'" in message
+    assert "train.resume is 'runs/nowhere'; use auto" in message
+    assert "lora.target_modules is ['q_proj', 'qkv_proj']; use all-linear or any of the Qwen3 projections" in message
+    cfg = load_config(None, ["train.optim=paged_adamw_8bit", "train.lr_scheduler_type=cosine",
+                             "lora.target_modules=all-linear"])
+    assert cfg.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def test_library_names_are_read_from_transformers_own_enums():
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    from kit.config_validate import library_names
+
+    assert library_names("training_args.py", "OptimizerNames") == {o.value for o in OptimizerNames}
+    assert library_names("trainer_utils.py", "SchedulerType") == {s.value for s in SchedulerType}
+
+
+def test_an_empty_section_takes_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\nlora:\n")
+    assert load_config(path, ["train.max_steps=5"]).train.max_steps == 5
+
+
+def test_a_yaml_syntax_error_names_line_and_column(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  max_steps: [1, 2\n  lr: 3\n")
+    with pytest.raises(ConfigError, match=r"c.yaml' line 3, column \d+: .*; fix the YAML there"):
+        load_config(path)
 
 
 def test_bad_value_type_is_one_sentence():

@@ -13,14 +13,14 @@ from tests.conftest import ROOT
 def test_torchrun_two_processes_trains_one_run(smoke_run, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     args = [str(torchrun), "--nproc_per_node", "2", "scripts/train.py", "--config", "configs/smoke.yaml",
-            "train.max_steps=6", f"train.output_dir={tmp_path}", "train.run_name=ddp", "train.save_steps=3",
+            "train.max_steps=6", f"train.output_dir={tmp_path}", "train.run_name=", "train.save_steps=3",
             "train.eval_steps=3"]
     result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert [p.name for p in tmp_path.iterdir()] == ["ddp"]
+    (run,) = tmp_path.iterdir()  # one folder: its timestamped name decided by rank 0 and shared
+    assert run.name.startswith("run-")
     assert result.stdout.count("done: 6 steps") == 1  # rank 0 reports
     assert result.stdout.count("plan:") == 1
-    run = tmp_path / "ddp"
     records = [json.loads(line) for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]  # logged once, not once per rank
     # Two processes: each step saw 2 x the rows of a single-process step.

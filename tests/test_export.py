@@ -8,7 +8,7 @@ import pytest
 
 from kit.config import load_config
 from kit.export import ExportError, export_run, with_thinking_default
-from kit.smoke import qwen3_chat_template
+from kit.qwen3 import chat_template
 from tests.conftest import ROOT, run_script
 
 PROMPT = [{"role": "user", "content": "Hi"}]
@@ -28,8 +28,39 @@ def exported(smoke_run, tmp_path_factory):
 def test_merged_logits_equal_base_plus_adapter(exported):
     result, _ = exported
     # bf16 keeps about 3 significant digits; a wrong merge (missing scaling, wrong base) is off by whole units.
+    assert result.max_logit_diff > 0
     assert result.max_logit_diff <= 0.05 * result.logit_scale, (result.max_logit_diff, result.logit_scale)
     print(f"max |merged - (base + adapter)| = {result.max_logit_diff:.4f}, largest logit {result.logit_scale:.2f}")
+
+
+def test_streamed_merge_equals_peft_merge_and_unload(exported, smoke_run, tiny_dir):
+    """The CPU merge, a tensor at a time, gives peft's merge of the whole model, to the one rounding to bf16."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    result, _ = exported
+    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32),
+                                          str(smoke_run / "adapter")).merge_and_unload().state_dict()
+    merged = AutoModelForCausalLM.from_pretrained(result.folders["merged_16bit"], dtype=torch.bfloat16).state_dict()
+    assert merged.keys() == reference.keys()
+    for name, weight in reference.items():
+        torch.testing.assert_close(merged[name].float(), weight, rtol=2**-8, atol=1e-7, msg=name)
+
+
+def test_a_merge_that_does_not_match_the_adapter_is_not_kept(smoke_run, tiny_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from kit.export import check_merge
+    from kit.merge import merge_lora
+    from kit.random_qwen3 import build_random_adapter
+
+    other = build_random_adapter(tiny_dir, tmp_path / "other", r=16)
+    (tmp_path / "merged").mkdir()
+    merge_lora(other, tiny_dir, tmp_path / "merged")
+    adapter = smoke_run / "adapter"
+    with pytest.raises(ExportError, match=r"merged weights differ from peft's merge of the same adapter \(\d+ of"):
+        check_merge(adapter, tiny_dir, tmp_path / "merged", AutoTokenizer.from_pretrained(adapter))
 
 
 def test_merged_export_is_a_complete_16bit_model_folder(exported):
@@ -67,7 +98,7 @@ def test_refuses_to_overwrite_an_export(exported, smoke_run):
 
 @pytest.mark.parametrize("default", [True, False])
 def test_thinking_default_template(tiny_tokenizer, default):
-    template = with_thinking_default(qwen3_chat_template(), default)
+    template = with_thinking_default(chat_template(), default)
 
     def render(**kwargs):
         return tiny_tokenizer.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True,
@@ -77,13 +108,13 @@ def test_thinking_default_template(tiny_tokenizer, default):
     assert render(enable_thinking=True).endswith("<|im_start|>assistant\n")
     assert render().endswith(EMPTY_THINK) is (not default)  # the request says nothing: the default applies
     if default:
-        assert template == qwen3_chat_template()
+        assert template == chat_template()
 
 
 def test_killed_export_leaves_no_loadable_folder(smoke_run, tmp_path):
     out = tmp_path / "export"
     args = [sys.executable, "scripts/export.py", "--run", str(smoke_run), f"export.out_dir={out}",
-            "export.formats=[merged_16bit]", "export.max_shard_size=1MB"]
+            "export.formats=[merged_16bit]"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not list(out.glob(".merged_16bit.tmp-*/*.safetensors")):

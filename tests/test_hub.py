@@ -5,11 +5,12 @@ import os
 import pytest
 
 from kit.hub import (
-    CATALOG,
     ChecksumMismatch,
     DiskFull,
+    HubError,
     NetworkUnreachable,
     RepoNotFound,
+    catalog_table,
     download_model,
     model_folder,
     resolve_repo,
@@ -113,7 +114,8 @@ def test_catalog_variants():
     assert resolve_repo("Qwen3-30B-A3B", "base_16bit") == "Qwen/Qwen3-30B-A3B"
     with pytest.raises(RepoNotFound, match="not trainable in dynamic 4-bit"):
         resolve_repo("Qwen3-30B-A3B")
-    assert set(CATALOG) == {f"Qwen3-{s}" for s in ["0.6B", "1.7B", "4B", "8B", "14B", "32B", "30B-A3B"]}
+    table = catalog_table()
+    assert all(f"Qwen/Qwen3-{s}" in table for s in ["0.6B", "1.7B", "4B", "8B", "14B", "32B", "30B-A3B"])
 
 
 def test_sixteen_bit_training_resolves_the_16bit_base(hub):
@@ -124,3 +126,15 @@ def test_sixteen_bit_training_resolves_the_16bit_base(hub):
     folder = resolve_model(ModelConfig(name="Qwen3-0.6B", load_in_4bit=False))
     assert folder == model_folder("Qwen/Qwen3-0.6B")
     assert resolve_model(ModelConfig(name="Qwen3-0.6B")) == model_folder(REPO)
+    # An export asks for the 16-bit base of whatever repo the run trained on.
+    assert resolve_model(ModelConfig(name=REPO), "base_16bit") == model_folder("Qwen/Qwen3-0.6B")
+
+
+def test_a_4bit_folder_is_not_a_base_to_merge_into(tmp_path):
+    from kit.config import ModelConfig
+    from kit.hub import resolve_model
+
+    (tmp_path / "config.json").write_text('{"quantization_config": {"load_in_4bit": true}}')
+    assert resolve_model(ModelConfig(name=str(tmp_path))) == tmp_path  # fine to train on
+    with pytest.raises(HubError, match="holds 4-bit weights; merging into dequantized 4-bit weights loses accuracy"):
+        resolve_model(ModelConfig(name=str(tmp_path)), "base_16bit")

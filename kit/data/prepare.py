@@ -226,7 +226,7 @@ def prepare_data(cfg: Config, tokenizer, *, cache_dir: str | Path | None = None,
     Raises:
         ValueError (BadRow) naming source, file, row and field for bad input when `data.on_bad_row` is error.
     """
-    from kit.hub import cache_root
+    from kit.paths import cache_root
 
     root = Path(cache_dir) if cache_dir else cache_root(cfg.model.cache_dir)
     epochs = epochs if cfg.data.redraw_chat_each_epoch else 1

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit.config import SourceConfig, local_matches
+from kit.config import SourceConfig
 from kit.data.formats import DataError
+from kit.paths import local_matches
 
 READ_BATCH = 1024  # rows per parquet record batch
 
@@ -36,6 +37,8 @@ class MalformedRow(ValueError):
         self.file, self.line, self.reason = file, line, reason
 
 
+# JSON and JSONL are read by hand, not with datasets' readers: a bad line must be named by its file and line number,
+# and skipped and counted where data.on_bad_row says so, which a reader that fails the whole file cannot do.
 def _read_jsonl(path: Path) -> Iterator[RawRow | MalformedRow]:
     with open(path, encoding="utf-8") as f:
         for number, text in enumerate(f, start=1):
@@ -98,8 +101,8 @@ def _split_files(files: list[str], split: str) -> list[str]:
     return sorted(named or (data_files if split in ("", "train") else []))
 
 
-def _modelscope(src: SourceConfig, cache_dir: Path, endpoint: str | None) -> tuple[Callable, Callable]:
-    """List a ModelScope data set's files, and fetch one into the cache (once: a complete file is not fetched)."""
+def _modelscope_shards(src: SourceConfig, cache_dir: Path, endpoint: str | None):
+    """(list the data set's files, fetch one of them) through the modelscope client."""
     from modelscope import dataset_snapshot_download
     from modelscope_hub.api import HubApi
 
@@ -120,8 +123,8 @@ def _modelscope(src: SourceConfig, cache_dir: Path, endpoint: str | None) -> tup
     return listing, fetch
 
 
-def _huggingface(src: SourceConfig, cache_dir: Path, endpoint: str | None) -> tuple[Callable, Callable]:
-    """List a Hugging Face data set's files, and fetch one into the cache."""
+def _huggingface_shards(src: SourceConfig, cache_dir: Path, endpoint: str | None):
+    """(list the data set's files, fetch one of them) through huggingface_hub, which caches each file itself."""
     from huggingface_hub import HfApi, hf_hub_download
 
     def listing() -> list[str]:
@@ -139,12 +142,12 @@ def hub_files(src: SourceConfig, cache_dir: Path) -> Iterator[Path]:
     from kit.hub import explain_error, hub_endpoint
 
     endpoint = hub_endpoint(src.hub)
-    listing, fetch = (_modelscope if src.hub == "modelscope" else _huggingface)(src, cache_dir, endpoint)
+    shards_of = _modelscope_shards if src.hub == "modelscope" else _huggingface_shards
+    listing, fetch = shards_of(src, cache_dir, endpoint)
     try:
         files = listing()
     except Exception as e:
         raise explain_error(e, src.path, src.hub, endpoint) from None
-
     if src.subset:  # a config's files live under a folder of its name
         files = [f for f in files if f"/{src.subset}/" in f"/{f}"]
     shards = _split_files(files, src.split)

@@ -6,7 +6,7 @@ def pytest_collection_modifyitems(config, items):
 
     if torch.cuda.is_available():
         return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU (run on the GPU machine: ../shared/gpu/README.md)")
+    reason = "needs a CUDA GPU: on the GPU machine run `python -m pytest -m gpu tests/gpu` (../shared/gpu/README.md)"
     for item in items:
         if "gpu" in item.keywords:
-            item.add_marker(skip)
+            item.add_marker(pytest.mark.skip(reason=reason))

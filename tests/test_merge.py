@@ -1,0 +1,62 @@
+"""Random Qwen3 models at real shapes and the streamed merge stay near one tensor's memory, whatever the size."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kit.merge import MergeError, merge_lora
+from tests.conftest import ROOT
+
+BUILD = """
+import json, resource, sys
+from kit.random_qwen3 import build_random_qwen3
+baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+build_random_qwen3("1.7B", sys.argv[1], max_shard_size="1GB")
+print(json.dumps({"peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9}))
+"""
+
+
+@pytest.fixture(scope="module")
+def qwen3_1_7b(tmp_path_factory):
+    """The 1.7B shape (3.4 GB in bf16, four shards), built in a fresh process that reports its peak RSS."""
+    folder = tmp_path_factory.mktemp("shapes") / "1.7B"
+    result = subprocess.run([sys.executable, "-c", BUILD, str(folder)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, json.loads(result.stdout.strip().splitlines()[-1])["peak_gb"]
+
+
+def test_building_a_real_shape_never_holds_the_model(qwen3_1_7b):
+    from transformers import AutoConfig
+
+    folder, peak_gb = qwen3_1_7b
+    bf16_gb = sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 1e9
+    assert 3.3 < bf16_gb < 3.6 and len(list(folder.glob("*.safetensors"))) == 4
+    assert peak_gb < 1.3 * bf16_gb, (peak_gb, bf16_gb)
+    config = AutoConfig.from_pretrained(folder)
+    assert (config.hidden_size, config.num_hidden_layers, str(config.dtype)) == (2048, 28, "torch.bfloat16")
+    print(f"1.7B shape: {bf16_gb:.2f} GB written, peak RSS {peak_gb:.2f} GB")
+
+
+def test_merge_peak_memory_stays_near_one_shard(qwen3_1_7b):
+    from kit.perf import run_isolated
+
+    folder, _ = qwen3_1_7b
+    result = run_isolated("merge", base=str(folder), lora_r=16)
+    assert "error" not in result, result
+    assert result["weights_merged"] == 28 * 7 and result["cuda_used"] is False
+    grown = result["peak_rss_merge_gb"] - result["rss_after_imports_gb"]
+    assert grown < result["largest_shard_gb"], result
+    print(json.dumps(result))
+
+
+def test_an_adapter_for_another_shape_is_refused(qwen3_1_7b, tiny_dir, tmp_path):
+    from kit.random_qwen3 import build_random_adapter
+
+    folder, _ = qwen3_1_7b
+    adapter = build_random_adapter(folder, tmp_path / "adapter", r=4)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(MergeError, match=r"does not fit .*: model\.layers\.0\.\S+ is \(256, \d+\) in the base"):
+        merge_lora(adapter, tiny_dir, tmp_path / "out")

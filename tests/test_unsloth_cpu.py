@@ -1,0 +1,48 @@
+"""The unsloth backend's training path, proven as far as a CPU can: API drift and the labels Unsloth's trainer sees.
+
+What a CPU cannot show (FastLanguageModel.from_pretrained reads CUDA device properties; its kernels are Triton) is in
+tests/gpu and `scripts/gpu_check.py`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kit.backends import unsloth_load_kwargs, unsloth_patch_kwargs, unsloth_peft_kwargs
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def probe(tiny_dir, tmp_path_factory):
+    scratch = tmp_path_factory.mktemp("unsloth")  # unsloth writes a compile cache into the working directory
+    env = {**os.environ, "UNSLOTH_ALLOW_CPU": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("UNSLOTH_DISABLE_STATISTICS", None)
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "unsloth_cpu_probe.py"), str(tiny_dir), str(scratch)],
+                            capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, result.stdout[-2000:] + result.stderr[-4000:]
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def test_unsloth_accepts_every_keyword_the_kit_passes(probe, smoke_cfg, tmp_path):
+    cfg = smoke_cfg()
+    assert set(unsloth_load_kwargs(cfg, tmp_path)) <= set(probe["signature"]["from_pretrained"])
+    assert set(unsloth_peft_kwargs(cfg)) <= set(probe["signature"]["get_peft_model"])
+    assert set(unsloth_patch_kwargs(cfg)) <= set(probe["signature"]["patch_peft_model"])
+
+
+def test_usage_statistics_are_off_unless_the_user_wants_them(probe):
+    assert probe["statistics"] == "1"
+
+
+@pytest.mark.parametrize("batching", ["padded", "packed"])
+def test_unsloth_trainer_keeps_the_kits_labels(probe, batching):
+    """Response-only loss survives Unsloth's dataset handling: every row the dataloader yields carries exactly the
+    labels the kit prepared (prompt tokens -100), with padding and with padding-free packing."""
+    seen = probe[batching]
+    assert "UnslothSFTTrainer" in seen["trainer"] and seen["unsloth_config"]
+    assert seen["rows"] == seen["expected_rows"] > 100
+    assert seen["labels_unchanged"] == seen["rows"]

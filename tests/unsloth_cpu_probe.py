@@ -1,0 +1,72 @@
+"""Run by tests/test_unsloth_cpu.py in a fresh process: the unsloth backend's training path, as far as a CPU goes.
+
+    UNSLOTH_ALLOW_CPU=1 python tests/unsloth_cpu_probe.py <tiny model folder>     # prints one JSON line
+
+Unsloth is imported first, as `kit.backends.activate_backend("unsloth")` does on a GPU, and its TRL trainers are
+generated (Unsloth skips that under UNSLOTH_ALLOW_CPU, so the probe asks for it). The model cannot come from
+`FastLanguageModel.from_pretrained` here (it reads CUDA device properties), so the tiny model gets a peft LoRA;
+everything after that is the kit's own `build_trainer`, which then builds Unsloth's SFTTrainer and SFTConfig.
+"""
+
+import inspect
+import json
+import os
+import sys
+from pathlib import Path
+
+from kit.backends import import_unsloth
+
+import_unsloth()
+from trl.trainer.sft_config import SFTConfig as PristineSFTConfig  # noqa: E402
+from unsloth.models.rl import patch_trl_rl_trainers  # noqa: E402
+
+patch_trl_rl_trainers()
+import trl  # noqa: E402
+from peft import LoraConfig, get_peft_model  # noqa: E402
+from transformers import AutoModelForCausalLM  # noqa: E402
+from unsloth import FastLanguageModel  # noqa: E402
+
+from kit.backends import load_tokenizer  # noqa: E402
+from kit.config import load_config  # noqa: E402
+from kit.data import prepare_data  # noqa: E402
+from kit.trainer import build_trainer  # noqa: E402
+
+
+def segments(batch) -> list[tuple[list[int], list[int]]]:
+    """The rows of a collated batch: padded rows cut at their mask, a padding-free row where positions restart."""
+    ids, labels = batch["input_ids"], batch["labels"]
+    if "attention_mask" not in batch:
+        positions = batch["position_ids"][0].tolist()
+        starts = [i for i, p in enumerate(positions) if p == 0] + [len(positions)]
+        return [(ids[0, s:e].tolist(), labels[0, s:e].tolist()) for s, e in zip(starts, starts[1:], strict=False)]
+    mask = batch["attention_mask"].bool()
+    return [(ids[i][mask[i]].tolist(), labels[i][mask[i]].tolist()) for i in range(len(ids))]
+
+
+def check_batches(packing: bool, model_dir: str, out: Path) -> dict:
+    cfg = load_config("configs/smoke.yaml", [f"model.name={model_dir}", f"train.packing={packing}"])
+    tokenizer = load_tokenizer(cfg)
+    prepared = prepare_data(cfg, tokenizer, progress=False)
+    expected = {tuple(row["input_ids"]): row["labels"] for row in prepared.train}
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
+                           LoraConfig(r=8, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    trainer = build_trainer(cfg, model, tokenizer, prepared.train.remove_columns("source"), None, out, progress=False)
+    rows = [row for batch in trainer.get_train_dataloader() for row in segments(batch)]
+    return {"trainer": [c.__name__ for c in type(trainer).__mro__],
+            "unsloth_config": type(trainer.args) is trl.SFTConfig is not PristineSFTConfig,
+            "rows": len(rows), "expected_rows": len(prepared.train),
+            "labels_unchanged": sum(expected.get(tuple(ids)) == labels for ids, labels in rows)}
+
+
+def main() -> None:
+    model_dir, out = sys.argv[1], Path(sys.argv[2])
+    signature = {name: list(inspect.signature(getattr(FastLanguageModel, name)).parameters)
+                 for name in ("from_pretrained", "get_peft_model", "patch_peft_model")}
+    result = {"signature": signature, "statistics": os.environ.get("UNSLOTH_DISABLE_STATISTICS"),
+              "padded": check_batches(False, model_dir, out / "padded"),
+              "packed": check_batches(True, model_dir, out / "packed")}
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
