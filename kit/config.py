@@ -44,6 +44,7 @@ class SourceConfig:
     hub: str = "local"  # local | modelscope | huggingface
     split: str = "train"  # split (hub) or ignored (local)
     subset: str = ""  # the hub dataset's config name, if it has several
+    revision: str = ""  # hub: a branch, tag or commit to pin; "" = the default branch as it is now
     role: str = "reasoning"  # reasoning | chat: which side of the mix its rows count on
     max_rows: int = 0  # 0 = all rows; else the first N rows that pass the filters
     problem_types: list[str] = field(default_factory=list)  # openmath: keep only these problem_type values
@@ -103,6 +104,7 @@ class TrainConfig:
     save_steps: int = 50  # checkpoint every N steps
     save_total_limit: int = 3  # keep the newest K checkpoints
     resume: str = "auto"  # auto (newest checkpoint in the run folder) | never (start this run over) | a checkpoint
+    allow_changes: bool = False  # resume even where model, LoRA or data settings differ from the run's config.yaml
     seed: int = 3407
 
 
@@ -182,6 +184,12 @@ def read_yaml(path: Path) -> dict:
     return tree
 
 
+def redact_argv(argv: list[str]) -> list[str]:
+    """A command line with the values of secret overrides (`tracking.api_key=...`, `model.token=...`) masked."""
+    return [f"{arg.partition('=')[0]}=<redacted>" if arg.partition("=")[0].strip() in SECRET_KEYS else arg
+            for arg in argv]
+
+
 def to_dict(cfg: Config, *, redact: bool = True) -> dict:
     """The config as plain data; with `redact`, secrets (tokens, API keys) are left out entirely."""
     tree = dataclasses.asdict(cfg)
@@ -200,13 +208,15 @@ def save_config(cfg: Config, path: str | Path) -> Path:
     return path
 
 
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """`{"train": {"max_steps": 5}}` -> `{"train.max_steps": 5}` (lists stay values)."""
+    out = {}
+    for key, value in tree.items():
+        out.update(flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
 def changed(cfg: Config) -> dict:
     """The keys whose values differ from the defaults (`{"train.max_steps": 100, ...}`), secrets left out."""
-    def flat(tree: dict, prefix: str = "") -> dict:
-        out = {}
-        for key, value in tree.items():
-            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-        return out
-
-    ours, defaults = flat(to_dict(cfg)), flat(to_dict(Config()))
+    ours, defaults = flatten(to_dict(cfg)), flatten(to_dict(Config()))
     return {key: value for key, value in ours.items() if defaults.get(key) != value}

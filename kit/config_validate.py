@@ -30,7 +30,8 @@ EXPORT_FORMATS = {"adapter", "merged_16bit", "merged_4bit_forced"}  # GGUF: llam
 
 def problems(cfg) -> list[str]:
     """Every problem with `cfg`'s values, each naming the key and the fix; empty when it can be used."""
-    return [*_choices(cfg), *_ranges(cfg), *_paths(cfg), *_names_libraries_accept(cfg), *_sources(cfg)]
+    return [*_choices(cfg), *_ranges(cfg), *_paths(cfg), *_names_libraries_accept(cfg), *_sources(cfg),
+            *_tracking(cfg)]
 
 
 def _choices(cfg) -> list[str]:
@@ -70,6 +71,22 @@ def _ranges(cfg) -> list[str]:
         if getattr(cfg.eval, key) < 0:
             out.append(f"eval.{key} is {getattr(cfg.eval, key)}; it cannot be negative.")
     return out
+
+
+def _tracking(cfg) -> list[str]:
+    """wandb online needs a key before hours of data preparation and loading, not after."""
+    import netrc
+    import os
+
+    if cfg.tracking.wandb != "online" or cfg.tracking.api_key or os.environ.get("WANDB_API_KEY"):
+        return []
+    try:
+        if netrc.netrc().authenticators("api.wandb.ai"):  # where `wandb login` keeps it
+            return []
+    except (OSError, netrc.NetrcParseError):
+        pass
+    return ["tracking.wandb is online but no W&B API key is set: export WANDB_API_KEY=<key> (or run `wandb login`), "
+            "or use tracking.wandb=offline and `wandb sync` the run later."]
 
 
 def _paths(cfg) -> list[str]:

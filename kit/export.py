@@ -36,7 +36,8 @@ class ExportError(KitError, RuntimeError):
 @dataclass
 class ExportResult:
     folders: dict[str, Path] = field(default_factory=dict)  # format -> folder
-    max_logit_diff: float | None = None  # merged vs base + adapter, in bf16
+    kept: list[str] = field(default_factory=list)  # formats complete from an earlier export, left as they were
+    max_logit_diff: float | None = None  # merged vs base + adapter, over the verify prompts
     logit_scale: float | None = None  # the largest |logit| seen, for context
     serve_command: str = ""
     client_snippet: str = ""
@@ -195,7 +196,11 @@ def _export_4bit_with_unsloth(adapter: Path, out: Path, overwrite: bool) -> Path
 
 
 def export_run(run_dir: str | Path, cfg: Config) -> ExportResult:
-    """Export a run's adapter in every format `cfg.export.formats` names, into `cfg.export.out_dir`."""
+    """Export a run's adapter in every format `cfg.export.formats` names, into `cfg.export.out_dir`.
+
+    A format whose folder exists is complete (each appears in one rename) and is kept, unless `export.overwrite`:
+    an export cut short is finished by running it again, making only what is missing.
+    """
     from kit.hub import resolve_model
 
     run_dir = Path(run_dir)
@@ -206,14 +211,19 @@ def export_run(run_dir: str | Path, cfg: Config) -> ExportResult:
     e = cfg.export
     base = resolve_model(cfg.model, "base_16bit")  # merged into, or named in the LoRA serve command
     result = ExportResult()
-    if "adapter" in e.formats:
+    for fmt in e.formats:
+        if (root / fmt).exists() and not e.overwrite:
+            result.kept.append(fmt)
+            result.folders[fmt] = root / fmt
+    todo = [fmt for fmt in e.formats if fmt not in result.kept]
+    if "adapter" in todo:
         result.folders["adapter"] = export_adapter(adapter, root / "adapter", thinking_default=e.thinking_default,
                                                    overwrite=e.overwrite)
-    if "merged_16bit" in e.formats:
+    if "merged_16bit" in todo:
         folder, result.max_logit_diff, result.logit_scale = export_merged(
             adapter, base, root / "merged_16bit", thinking_default=e.thinking_default, overwrite=e.overwrite)
         result.folders["merged_16bit"] = folder
-    if "merged_4bit_forced" in e.formats:
+    if "merged_4bit_forced" in todo:
         result.folders["merged_4bit_forced"] = _export_4bit_with_unsloth(adapter, root / "merged_4bit_forced",
                                                                          e.overwrite)
     merged = result.folders.get("merged_16bit")

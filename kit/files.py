@@ -1,4 +1,4 @@
-"""Folders that appear whole or not at all."""
+"""Files and folders that appear whole or not at all."""
 
 from __future__ import annotations
 
@@ -24,10 +24,12 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     """Yield a temporary folder beside `target`; when the block completes it replaces `target` in one rename.
 
     An interrupted or failed block leaves `target` as it was (absent or the previous version), so nothing ever loads
-    half a folder. Temporary folders left by killed processes are removed; those of live ones are left alone.
+    half a folder. What killed processes left beside it (their temporary folders, a previous version moved aside) is
+    removed; what live ones are using is left alone.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+    # The temporary folder of a killed build, or the previous version a killed replacement had moved aside.
+    for stale in [*target.parent.glob(f".{target.name}.tmp-*"), *target.parent.glob(f".{target.name}.old-*")]:
         pid = stale.name.rsplit("-", 1)[-1]
         if not pid.isdigit() or not _alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
@@ -44,3 +46,11 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a text file in one rename: a reader finds the old content or the new, never a truncated file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from kit.files import write_atomic
 from kit.paths import PROJECT_ROOT
 from kit.perf import run_isolated
 
@@ -46,9 +47,7 @@ def _saved(out: Path, part: str) -> dict | None:
 
 
 def _save(out: Path, part: str, result: dict) -> None:
-    path = out / f"{part.replace(':', '-')}.json"
-    path.with_suffix(".tmp").write_text(json.dumps(result, indent=1))
-    path.with_suffix(".tmp").replace(path)
+    write_atomic(out / f"{part.replace(':', '-')}.json", json.dumps(result, indent=1))
 
 
 def run_parts(out: Path, parts: list[str], *, models: Path, stop_after_s: float = float("inf"), **bench) -> list[str]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.errors import KitError
+from kit.files import write_atomic
 from kit.paths import cache_root
 from kit.qwen3 import FAMILY, VARIANTS, find
 
@@ -95,9 +96,25 @@ def resolve_repo(name: str, variant: str = "dynamic_4bit") -> str:
     return model.repo(variant)
 
 
-def model_folder(repo_id: str, source: str = "modelscope", cache_dir: str = "") -> Path:
-    """Where a repo's files live in the kit's cache."""
-    return cache_root(cache_dir) / "models" / source / repo_id.replace("/", "--")
+def model_folder(repo_id: str, source: str = "modelscope", cache_dir: str = "", revision: str = "") -> Path:
+    """Where a repo's files live in the kit's cache: one folder per revision asked for ("" = the default branch)."""
+    name = repo_id.replace("/", "--") + (f"@{revision}" if revision else "")
+    return cache_root(cache_dir) / "models" / source / name
+
+
+def content_id(files: list[dict]) -> str:
+    """What a listing holds (each file's path, size and sha256), as a short hash: changes when the repo does."""
+    entries = sorted((f["path"], f["size"], f.get("sha256") or "") for f in files)
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
+
+
+def _read_manifest(manifest: Path) -> list[dict] | None:
+    """The files a complete download recorded; None when there is no manifest or it cannot be read (a copy cut
+    short by a full disk, say): the download is then verified afresh."""
+    try:
+        return json.loads(manifest.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _manifest_path(folder: Path, patterns: list[str] | None) -> Path:
@@ -129,21 +146,52 @@ def hub_endpoint(source: str) -> str | None:
     return os.environ.get("MODELSCOPE_ENDPOINT" if source == "modelscope" else "HF_ENDPOINT") or None
 
 
-def explain_error(error: Exception, repo_id: str, source: str, endpoint: str | None) -> Exception:
-    """A hub client's exception as one sentence: not found (with suggestions), unreachable (with the fix), other."""
-    import requests
+def _classes(*dotted: str) -> tuple[type, ...]:
+    """Exception classes by `module.Name`, skipping those whose library is not installed here."""
+    from importlib import import_module
 
-    text = f"{type(error).__name__}: {error}"
+    found = []
+    for name in dotted:
+        module, _, attr = name.rpartition(".")
+        try:
+            found.append(getattr(import_module(module), attr))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+NOT_FOUND = ("huggingface_hub.errors.RepositoryNotFoundError", "huggingface_hub.errors.RevisionNotFoundError",
+             "huggingface_hub.errors.RemoteEntryNotFoundError", "modelscope_hub.errors.NotExistError")
+UNREACHABLE = ("requests.ConnectionError", "requests.Timeout", "httpx.TransportError", "urllib3.exceptions.HTTPError",
+               "modelscope_hub.errors.NetworkError", "socket.gaierror")
+
+
+def _causes(error: BaseException):
+    """The error and what it was raised from or during: clients wrap network errors in their own."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def explain_error(error: Exception, repo_id: str, source: str, endpoint: str | None) -> Exception:
+    """A hub client's exception as one sentence: not found (with suggestions), unreachable (with the fix), other.
+    Judged by the exception classes of the clients (and of requests/httpx beneath them), not their messages."""
     where = "ModelScope" if source == "modelscope" else "Hugging Face"
-    if "NotExist" in type(error).__name__ or "RepositoryNotFound" in type(error).__name__ or "[404]" in text:
+    chain = list(_causes(error))
+    status = next((getattr(getattr(e, "response", None), "status_code", None) for e in chain
+                   if getattr(e, "response", None) is not None), None)
+    if any(isinstance(e, _classes(*NOT_FOUND)) for e in chain) or status == 404:
         near = difflib.get_close_matches(repo_id.split("/")[-1].split("-unsloth")[0].split("-bnb")[0],
                                          [m.name for m in FAMILY.values()], n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(resolve_repo(n) for n in near)}?" if near else ""
         return RepoNotFound(f"'{repo_id}' was not found on {where}.{hint}")
-    if isinstance(error, (ConnectionError, requests.ConnectionError, TimeoutError)) or "Connection" in text:
+    if any(isinstance(e, (ConnectionError, TimeoutError, *_classes(*UNREACHABLE))) for e in chain):
         return NetworkUnreachable(f"cannot reach {where} ({endpoint or 'default endpoint'}) for '{repo_id}'. "
                                   + NETWORK_HINT[source])
-    return HubError(f"downloading '{repo_id}' from {where} failed: {text.splitlines()[0]}")
+    return HubError(f"downloading '{repo_id}' from {where} failed: {type(error).__name__}: "
+                    f"{str(error).splitlines()[0] if str(error) else ''}")
 
 
 def _sha256(path: Path) -> str:
@@ -196,15 +244,15 @@ def download_model(name: str, *, source: str = "modelscope", variant: str = "dyn
         RepoNotFound, NetworkUnreachable, DiskFull, ChecksumMismatch, IncompleteDownload (all HubError).
     """
     repo_id = resolve_repo(name, variant)
-    folder = model_folder(repo_id, source, cache_dir)
+    folder = model_folder(repo_id, source, cache_dir, revision)
     manifest = _manifest_path(folder, allow_patterns)
-    if manifest.is_file():
-        files = json.loads(manifest.read_text())["files"]
+    if (files := _read_manifest(manifest)) is not None:
         try:
             verify(folder, files, check_sha256=False)  # sizes only: hashing 60 GB on every start is too slow
             return Download(folder, repo_id, source, len(files), sum(f["size"] for f in files), cached=True)
         except HubError:
-            manifest.unlink()
+            pass
+    manifest.unlink(missing_ok=True)
     from huggingface_hub.utils import filter_repo_objects  # the same pattern rules the clients apply
 
     endpoint = hub_endpoint(source)
@@ -215,7 +263,8 @@ def download_model(name: str, *, source: str = "modelscope", variant: str = "dyn
     _snapshot(repo_id, source, folder, revision=revision, allow_patterns=allow_patterns, token=token,
               endpoint=endpoint)
     verify(folder, files)
-    manifest.write_text(json.dumps({"repo_id": repo_id, "source": source, "files": files}, indent=1))
+    write_atomic(manifest, json.dumps({"repo_id": repo_id, "source": source, "revision": revision,
+                                       "content": content_id(files), "files": files}, indent=1))
     return Download(folder, repo_id, source, len(files), sum(f["size"] for f in files), cached=False)
 
 

@@ -1,19 +1,27 @@
 """Run folders: where a run lives, what it holds, and finding one that has finished.
 
     <train.output_dir>/<train.run_name>/
-        config.yaml  data_report.json  logs/metrics.jsonl  checkpoints/checkpoint-<step>/  adapter/
+        config.yaml  data_report.json  logs/metrics.jsonl  logs/resumes.jsonl  checkpoints/checkpoint-<step>/  adapter/
 
+config.yaml is the config the run started with; a resume with other settings is recorded in logs/resumes.jsonl, and
+refused where it would continue a different run (model, LoRA shape, data). `adapter/` appears whole or not at all.
 `finished_run(cfg)` is how chat, export and evaluation (scripts and notebooks) find a trained adapter without
 training anything.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from kit.config import Config
+from kit.config import Config, flatten, to_dict
 from kit.errors import KitError
+from kit.files import atomic_folder, write_atomic
 
 
 def run_folder(cfg: Config, state=None) -> Path:
@@ -56,3 +64,70 @@ def finished_run(cfg: Config) -> Path:
         raise KitError(f"no finished run at {where}: train it first (`python scripts/train.py --config <file>`, or "
                        "notebook 04), with the same train.output_dir and train.run_name.")
     return candidates[-1]
+
+
+@contextmanager
+def run_lock(run: Path) -> Iterator[None]:
+    """One process per run folder: a second one with the same run is refused with the first one's PID.
+
+    The lock (fcntl on `<run>/.lock`) is released by the kernel when the holder exits, however it exits, so a
+    preempted run never leaves a stale lock behind.
+    """
+    import fcntl
+
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise KitError(f"{run} is being trained by process {holder}; wait for it to end, stop it, or set "
+                           "train.run_name for a separate run.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
+# What makes a run what it is: resuming with any of these changed would continue a different run.
+IDENTITY_PREFIXES = ("model.", "lora.", "data.")
+NOT_IDENTITY = {"model.cache_dir", "data.num_proc"}
+
+
+def config_changes(run: Path, cfg: Config) -> dict[str, tuple]:
+    """The keys whose values differ from the run's saved config.yaml: `{key: (saved, now)}` (keys both know)."""
+    import yaml
+
+    saved, now = flatten(yaml.safe_load((run / "config.yaml").read_text()) or {}), flatten(to_dict(cfg))
+    return {key: (saved[key], now[key]) for key in saved.keys() & now.keys() if saved[key] != now[key]}
+
+
+def identity_changes(changes: dict[str, tuple]) -> list[str]:
+    """The changed keys that make a resume meaningless (model, LoRA shape, data)."""
+    return sorted(k for k in changes if k.startswith(IDENTITY_PREFIXES) and k not in NOT_IDENTITY)
+
+
+def keep_metrics_until(run: Path, step: int) -> None:
+    """Drop the logged metrics of steps after `step`: a resume from there redoes them."""
+    path = run / "logs" / "metrics.jsonl"
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    write_atomic(path, "".join(line + "\n" for line in kept))
+
+
+CHECKPOINT_ONLY = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "rng_state*.pth", "scaler.pt")
+
+
+def adapter_from_checkpoint(checkpoint: Path, run: Path) -> Path:
+    """`<run>/adapter` written from a checkpoint saved at the final step (the adapter and tokenizer files, not the
+    optimizer's), in one rename: what a run killed during its final save needs, without training again."""
+    skip = {p for pattern in CHECKPOINT_ONLY for p in checkpoint.glob(pattern)}
+    with atomic_folder(run / "adapter") as tmp:
+        for path in checkpoint.iterdir():
+            if path.is_file() and path not in skip:
+                shutil.copy2(path, tmp / path.name)
+    return run / "adapter"

@@ -16,17 +16,30 @@ import math
 import os
 import shutil
 import signal
+import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kit.backends import activate_backend, load_for_training, load_tokenizer
-from kit.config import Config, changed, save_config, to_dict
+from kit.config import Config, changed, redact_argv, save_config, to_dict
 from kit.data import format_report, prepare_data
+from kit.errors import KitError
+from kit.files import atomic_folder
 from kit.memory import estimate
 from kit.qwen3 import find
-from kit.runs import checkpoint_step, has_adapter, newest_checkpoint, run_folder
+from kit.runs import (
+    adapter_from_checkpoint,
+    checkpoint_step,
+    config_changes,
+    has_adapter,
+    identity_changes,
+    keep_metrics_until,
+    newest_checkpoint,
+    run_folder,
+    run_lock,
+)
 from kit.trainer import build_trainer, metrics_log, optimizer_name, stop_request
 
 
@@ -42,6 +55,7 @@ class TrainResult:
     metrics: dict = field(default_factory=dict)
     wandb: str = ""  # the run's URL (online), or its local folder (offline: `wandb sync <folder>`)
     main_process: bool = True  # False on the other ranks of a distributed run
+    signal: int = 0  # the signal that stopped it (SIGTERM, SIGINT), when interrupted
 
 
 @dataclass
@@ -100,26 +114,21 @@ def format_plan(run: Run, model_folder: Path) -> str:
     ])
 
 
-def prepare_run(cfg: Config, backend: str, progress: bool = True) -> Run:
-    """The run folder (its config saved), the prepared data (rank 0 first; the others reuse its cache), the
-    report and plan printed, and the checkpoint to resume from."""
-    import torch
-    from accelerate import PartialState
-
-    # On CPU accelerate forms the (gloo) process group only when told it is a CPU run, as the Trainer will tell it.
-    state = PartialState(cpu=not torch.cuda.is_available())
-    folder = run_folder(cfg, state)
+def prepare_run(cfg: Config, backend: str, state, folder: Path, progress: bool = True) -> Run:
+    """Where the run resumes, its config recorded (or a resume that would continue a different run refused), the
+    prepared data (rank 0 first; the others reuse its cache) and the report and plan printed."""
+    resume = _resume_point(cfg, folder) if state.is_main_process else None
     if state.is_main_process:
         (folder / "logs").mkdir(parents=True, exist_ok=True)
-        save_config(cfg, folder / "config.yaml")
+        _record_config(cfg, folder, resume)
     epochs = max(1, math.ceil(cfg.train.num_epochs)) if cfg.data.redraw_chat_each_epoch else 1
     with state.main_process_first():
         tokenizer = load_tokenizer(cfg)
         prepared = prepare_data(cfg, tokenizer, epochs=epochs, progress=progress and state.is_main_process)
-    resume = None
-    if cfg.train.resume != "never":
-        found = newest_checkpoint(folder) if cfg.train.resume == "auto" else Path(cfg.train.resume)
-        resume = str(found) if found else None
+    if state.num_processes > 1:  # every rank resumes from the checkpoint rank 0 chose
+        from accelerate.utils import broadcast_object_list
+
+        resume = broadcast_object_list([resume], from_process=0)[0]
     run = Run(cfg, backend, folder, prepared, total_steps(cfg, len(prepared.train), epochs), epochs, resume, state)
     if run.main:
         (folder / "data_report.json").write_text(json.dumps(prepared.report, indent=2))
@@ -127,13 +136,55 @@ def prepare_run(cfg: Config, backend: str, progress: bool = True) -> Run:
         print(f"config: {folder / 'config.yaml'} (set: {settings or 'all defaults'})")
         print(format_report(prepared.report))
         print(format_plan(run, tokenizer.name_or_path), flush=True)
+        if resume:
+            print(f"resuming from {Path(resume).name} (step {checkpoint_step(resume)} of {run.steps})", flush=True)
     return run
 
 
+def _resume_point(cfg: Config, folder: Path) -> str | None:
+    """The checkpoint to continue from; with resume=never, the run's earlier checkpoints, adapter and logs go."""
+    if cfg.train.resume == "never":
+        for stale in ("checkpoints", "adapter", "logs"):
+            shutil.rmtree(folder / stale, ignore_errors=True)
+        return None
+    found = newest_checkpoint(folder) if cfg.train.resume == "auto" else Path(cfg.train.resume)
+    return str(found) if found else None
+
+
+def _record_config(cfg: Config, folder: Path, resume: str | None) -> None:
+    """config.yaml for a new run; for one that has trained, the saved config stays, what differs is checked and
+    recorded in logs/resumes.jsonl, and a change of model, LoRA shape or data is refused unless allowed."""
+    if not (folder / "config.yaml").is_file() or not (resume or has_adapter(folder)):
+        save_config(cfg, folder / "config.yaml")
+        return
+    changes = config_changes(folder, cfg)
+    blocking = identity_changes(changes)
+    if blocking and not cfg.train.allow_changes:
+        shown = "; ".join(f"{k}: {changes[k][0]!r} then, {changes[k][1]!r} now" for k in blocking[:4])
+        raise KitError(f"{folder} was trained with other settings ({shown}); set train.run_name for a new run, "
+                       "train.resume=never to train this one again, or train.allow_changes=true to continue it.")
+    if changes:
+        step = checkpoint_step(resume) if resume else None
+        print("changed since the run began: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()))
+        with open(folder / "logs" / "resumes.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, "changed": {k: list(v) for k, v in changes.items()}}) + "\n")
+
+
 @contextmanager
-def signals_stop(callback) -> Iterator[None]:
-    """SIGTERM and Ctrl-C ask `callback` to stop after the current step, for the duration of the block."""
-    previous = {s: signal.signal(s, callback.request) for s in (signal.SIGTERM, signal.SIGINT)}
+def signals_stop(stop, announce: bool = True) -> Iterator[None]:
+    """For the block, SIGTERM (a preempted rented GPU) and Ctrl-C ask `stop` to end training after the current step
+    with a checkpoint, said at once; a second Ctrl-C stops at once, without one."""
+
+    def handle(signum, frame):
+        if stop.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.request(signum)
+        if announce:
+            name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+            print(f"\n{name}: stopping after this step and saving a checkpoint (Ctrl-C again stops at once, "
+                  "without one).", flush=True)
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
@@ -150,6 +201,7 @@ def tracking(run: Run) -> Iterator[object]:
         return
     import wandb
 
+    sys.argv[:] = redact_argv(sys.argv)  # wandb records the command line with the run, and uploads it
     if cfg.tracking.api_key:
         os.environ["WANDB_API_KEY"] = cfg.tracking.api_key  # read by wandb; never printed or written by the kit
     handle = wandb.init(project=cfg.tracking.project, entity=cfg.tracking.entity or None, name=run.folder.name,
@@ -162,9 +214,8 @@ def tracking(run: Run) -> Iterator[object]:
         handle.finish()
 
 
-def fit(run: Run, callbacks: list | None = None, progress: bool = True):
-    """Load the model with its adapter, build the trainer and train; returns (trainer, output, stop request,
-    where wandb put the run)."""
+def build(run: Run, callbacks: list | None = None, progress: bool = True):
+    """The model with its adapter and the trainer around it; returns (trainer, its stop request)."""
     from transformers import set_seed
 
     set_seed(run.cfg.train.seed)
@@ -175,22 +226,48 @@ def fit(run: Run, callbacks: list | None = None, progress: bool = True):
                             prepared.eval.remove_columns("source") if prepared.eval is not None else None,
                             run.folder, epochs=run.epochs, progress=progress,
                             callbacks=[metrics_log(run.folder), stop, *(callbacks or [])])
-    with tracking(run) as handle, signals_stop(stop):
+    return trainer, stop
+
+
+def save_adapter(run: Run, trainer) -> None:
+    """`<run>/adapter` (weights and tokenizer) in one rename, by the main process: a run is complete exactly when
+    this folder exists."""
+    if run.main:
+        with atomic_folder(run.folder / "adapter") as tmp:
+            trainer.save_model(str(tmp))
+            trainer.processing_class.save_pretrained(str(tmp))
+
+
+def fit(run: Run, callbacks: list | None = None, progress: bool = True) -> TrainResult:
+    """Train from the resume point to the end, or until a signal asks to stop (then the newest checkpoint is the
+    state); the handlers stay until the adapter is in place, so a signal during the final save cannot cut it."""
+    trainer, stop = build(run, callbacks, progress)
+    if run.resume and run.main:
+        keep_metrics_until(run.folder, checkpoint_step(run.resume))  # the steps after it are trained again
+    with tracking(run) as handle, signals_stop(stop, announce=run.main):
         output = trainer.train(resume_from_checkpoint=run.resume)
+        if not stop.requested:
+            save_adapter(run, trainer)
         tracked = (handle.url or str(Path(handle.dir).parent)) if handle else ""
-    return trainer, output, stop, tracked
-
-
-def finish(run: Run, trainer, output, stopped: bool, tracked: str) -> TrainResult:
-    """The adapter written into the run folder (unless stopped: then the newest checkpoint is the state), and the
-    result."""
-    if not stopped:
-        trainer.save_model(str(run.folder / "adapter"))  # writes on the main process only
-        if run.main:
-            trainer.processing_class.save_pretrained(str(run.folder / "adapter"))
-    result = run.result(trainer.state.log_history, trainer.state.global_step, stopped, dict(output.metrics))
-    result.wandb = tracked
+    result = run.result(trainer.state.log_history, trainer.state.global_step, stop.requested, dict(output.metrics))
+    result.wandb, result.signal = tracked, stop.signal
     return result
+
+
+def _finished(run: Run) -> TrainResult | None:
+    """The result without training, where the run needs none: complete already, or killed during its final save
+    (its checkpoint at the last step becomes the adapter)."""
+    done = checkpoint_step(run.resume) if run.resume else 0
+    if not run.resume or done < run.steps:
+        return None
+    history = json.loads((Path(run.resume) / "trainer_state.json").read_text())["log_history"]
+    if run.main and has_adapter(run.folder):
+        print(f"{run.folder} is already complete ({done} steps); set train.run_name for a new run, or "
+              "train.resume=never to train this one again from the start.")
+    elif run.main:
+        adapter_from_checkpoint(Path(run.resume), run.folder)
+        print(f"finished from {Path(run.resume).name}: its adapter is now {run.folder / 'adapter'}; nothing to train.")
+    return run.result(history, done, interrupted=False)
 
 
 def train(cfg: Config, *, progress: bool = True, callbacks: list | None = None) -> TrainResult:
@@ -198,20 +275,18 @@ def train(cfg: Config, *, progress: bool = True, callbacks: list | None = None) 
 
     `callbacks` are extra `transformers.TrainerCallback`s (e.g. `kit.plots.live_loss_plot()` in a notebook).
     Under `torchrun` or `accelerate launch` the same call trains data-parallel: rank 0 downloads, prepares the
-    data and writes the run folder first; the other ranks wait and reuse its cache.
+    data and writes the run folder first; the other ranks wait and reuse its cache. A second process training the
+    same run folder is refused.
     """
     backend = activate_backend(cfg.train.backend)  # unsloth before transformers/trl/peft
-    run = prepare_run(cfg, backend, progress)
-    done = checkpoint_step(run.resume) if run.resume else 0
-    if run.resume and done >= run.steps and has_adapter(run.folder):
-        if run.main:
-            print(f"{run.folder} is already complete ({done} steps); set train.run_name for a new run, or "
-                  "train.resume=never to train this one again from the start.")
-        history = json.loads((Path(run.resume) / "trainer_state.json").read_text())["log_history"]
-        return run.result(history, done, interrupted=False)
-    if cfg.train.resume == "never" and run.main:  # start over: stale checkpoints would be picked up by resume=auto
-        for stale in ("checkpoints", "adapter"):
-            shutil.rmtree(run.folder / stale, ignore_errors=True)
-    run.state.wait_for_everyone()
-    trainer, output, stop, tracked = fit(run, callbacks, progress)
-    return finish(run, trainer, output, stop.requested, tracked)
+    import torch
+    from accelerate import PartialState
+
+    # On CPU accelerate forms the (gloo) process group only when told it is a CPU run, as the Trainer will tell it.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    folder = run_folder(cfg, state)
+    with run_lock(folder) if state.is_main_process else nullcontext():
+        run = prepare_run(cfg, backend, state, folder, progress)
+        finished = _finished(run)
+        run.state.wait_for_everyone()
+        return finished or fit(run, callbacks, progress)

@@ -99,9 +99,10 @@ def stop_request():
     class StopRequest(TrainerCallback):
         def __init__(self):
             self.requested = False
+            self.signal = 0  # the signal that asked, for the exit status (128 + signal)
 
-        def request(self, signum=None, frame=None):
-            self.requested = True
+        def request(self, signum: int = 15):
+            self.requested, self.signal = True, signum
 
         def on_step_end(self, args, state, control, **kwargs):
             if self.requested:

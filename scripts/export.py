@@ -28,7 +28,9 @@ def main() -> None:
 
     result = export_run(run, cfg)
     for fmt, folder in result.folders.items():
-        print(f"{fmt:>20}: {folder}")
+        kept = " (kept: complete from an earlier export; export.overwrite=true makes it again)" if fmt in result.kept \
+            else ""
+        print(f"{fmt:>20}: {folder}{kept}")
     if result.max_logit_diff is not None:
         print(f"merged weights checked against peft's merge; logits of the first layers differ from base + adapter "
               f"by at most {result.max_logit_diff:.4f} (largest logit {result.logit_scale:.2f})")

@@ -27,12 +27,13 @@ def main() -> None:
     from kit.train import train
 
     result = train(cfg)
+    status = 128 + result.signal if result.interrupted else 0  # 130 after Ctrl-C, 143 after SIGTERM
     if not result.main_process:  # under torchrun / accelerate launch, rank 0 reports
-        sys.exit(143 if result.interrupted else 0)
+        sys.exit(status)
     if result.interrupted:
         print(f"stopped at step {result.steps}; a checkpoint is in {result.run_dir / 'checkpoints'}. "
               "Run the same command again to resume.")
-        sys.exit(143)
+        sys.exit(status)
     first, last = result.losses[0][1], result.losses[-1][1]
     print(f"done: {result.steps} steps, loss {first:.3f} -> {last:.3f}; adapter in {result.adapter_dir}")
 

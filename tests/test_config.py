@@ -92,6 +92,16 @@ def test_a_yaml_syntax_error_names_line_and_column(tmp_path):
         load_config(path)
 
 
+def test_wandb_online_without_a_key_is_refused_before_any_work(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc from `wandb login`
+    monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
+    with pytest.raises(ConfigError, match="tracking.wandb is online but no W&B API key is set: export WANDB_API_KEY"):
+        load_config(None, ["tracking.wandb=online"])
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert load_config(None, ["tracking.wandb=online"]).tracking.wandb == "online"
+
+
 def test_bad_value_type_is_one_sentence():
     with pytest.raises(ConfigError, match="'lora.r' must be a number, got 'big'"):
         load_config(None, ["lora.r=big"])

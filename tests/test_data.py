@@ -7,7 +7,7 @@ import pytest
 
 from kit.config import SourceConfig
 from kit.data import BadRow, prepare_data, ratio_sweep, render
-from kit.data.formats import to_messages
+from kit.data.formats import DataError, to_messages
 from kit.data.mix import Sizes, choose_counts
 from kit.data.render import IGNORE, Labeller, encode_batch
 
@@ -303,6 +303,10 @@ def _bad_cfg(smoke_cfg, tmp_path, lines: list[str], *extra: str):
 
 
 GOOD = json.dumps({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]})
+def _reply(text: str) -> str:
+    return json.dumps({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": text}]})
+
+
 BAD_ROWS = {
     "malformed_json": ('{"conversations": [', r"chat.jsonl line 2: invalid JSON"),
     "missing_field": (json.dumps({"text": "hi"}), r"source 'chat' \(.*chat.jsonl\) row 2: field 'conversations'"),
@@ -310,6 +314,13 @@ BAD_ROWS = {
                       r"row 2: field 'value': empty"),
     "unknown_role": (json.dumps({"conversations": [{"from": "bot", "value": "Hi"}, {"from": "gpt", "value": "x"}]}),
                      r"row 2: field 'conversations\[0\].from': unknown role 'bot'"),
+    # Reasoning traces as the real data holds them when a generation was cut or glued together.
+    "unclosed_think": (_reply("<think>\nstep one"),
+                       r"row 2: field 'conversations\[1\].value': opens <think> but never"),
+    "several_think_blocks": (_reply("<think>a</think><think>b</think>c"), r"row 2: .*2 <think> and 2 </think>"),
+    "think_not_opened": (_reply("a</think> b"), r"row 2: .*closes </think> without opening <think>"),
+    "text_before_think": (_reply("Sure. <think>a</think> b"), r"row 2: .*has text before <think>"),
+    "no_answer_after_think": (_reply("<think>a</think>\n"), r"row 2: .*ends at </think> with no answer"),
 }
 
 
@@ -322,6 +333,42 @@ def test_bad_input_is_an_error_naming_file_row_and_field(tiny_tokenizer, smoke_c
         _prepare(cfg, tiny_tokenizer)
     after = sorted((kit_cache / "prepared").glob("*"))
     assert after == before, "a failed preparation left files behind"
+
+
+def test_byte_order_mark_is_valid_utf8(tiny_tokenizer, smoke_cfg, tmp_path):
+    path = tmp_path / "chat.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join([GOOD, GOOD]).encode())  # as Windows Notepad saves UTF-8
+    listed = tmp_path / "chat.json"
+    listed.write_bytes(b"\xef\xbb\xbf" + f"[{GOOD}, {GOOD}]".encode())
+    for source in (path, listed):
+        report = _prepare(smoke_cfg("data.chat_ratio=1", f"data.chat.path={source}", "data.eval_rows=0"),
+                          tiny_tokenizer).report
+        assert report["mix"]["train_rows"] == 2
+
+
+@pytest.mark.parametrize("mode", ["error", "skip"])
+def test_bytes_that_are_not_utf8_name_file_and_line(tiny_tokenizer, smoke_cfg, tmp_path, mode):
+    path = tmp_path / "chat.jsonl"
+    latin1 = GOOD.replace("Hello", "H\xe9llo").encode("latin-1")  # a file saved in another encoding
+    path.write_bytes(f"{GOOD}\n".encode() + latin1 + f"\n{GOOD}\n".encode())
+    cfg = smoke_cfg("data.chat_ratio=1", f"data.chat.path={path}", f"data.on_bad_row={mode}", "data.eval_rows=0")
+    if mode == "error":
+        with pytest.raises(DataError, match=r"chat.jsonl line 2: not UTF-8 text \(byte 0xe9 at column \d+\)"):
+            _prepare(cfg, tiny_tokenizer)
+    else:
+        report = _prepare(cfg, tiny_tokenizer).report
+        assert report["sources"]["chat"]["dropped"] == {"not_utf8": 1} and report["mix"]["train_rows"] == 2
+    listed = tmp_path / "chat.json"
+    listed.write_bytes(b"[" + GOOD.encode() + b", " + latin1 + b"]")
+    with pytest.raises(DataError, match=r"chat.json line 1: not UTF-8 text \(byte 0xe9\)"):
+        _prepare(smoke_cfg("data.chat_ratio=1", f"data.chat.path={listed}"), tiny_tokenizer)
+
+
+def test_an_empty_source_is_named(tiny_tokenizer, smoke_cfg, tmp_path):
+    empty = tmp_path / "chat.jsonl"
+    empty.write_text("")
+    with pytest.raises(DataError, match=r"data source '.*chat.jsonl' has no rows"):
+        _prepare(smoke_cfg(f"data.chat.path={empty}"), tiny_tokenizer)
 
 
 def test_missing_field_names_source_row_and_field(tiny_tokenizer, smoke_cfg, tmp_path):
@@ -384,6 +431,29 @@ def test_modelscope_datasets_stream_shard_by_shard(tiny_tokenizer, smoke_cfg, mo
     assert files == ["data%2Fcot-00000-of-00002.parquet", "data%2Ftrain-00000-of-00001.parquet"]
     assert prepared.report["sources"]["reasoning"]["rows_kept"] == 200
     assert prepared.report["sources"]["chat"]["rows_valid"] == len(chat)
+
+
+def test_a_republished_data_set_is_prepared_again_and_offline_reruns_use_the_last_listing(
+        tiny_tokenizer, smoke_cfg, monkeypatch, tmp_path, capsys):
+    from tests.fake_modelscope import FakeModelScope, FakeRepo
+
+    chat = (ROOT / "data/finetome_sample.jsonl").read_bytes()
+    fake = FakeModelScope(datasets={"AI-ModelScope/FineTome-100k": FakeRepo({"data/train.jsonl": chat})}).start()
+    monkeypatch.setenv("MODELSCOPE_ENDPOINT", fake.endpoint)
+    cfg = smoke_cfg("data.chat.hub=modelscope", "data.chat.path=AI-ModelScope/FineTome-100k")
+    try:
+        first = prepare_data(cfg, tiny_tokenizer, cache_dir=tmp_path, progress=False)
+        assert prepare_data(cfg, tiny_tokenizer, cache_dir=tmp_path, progress=False).cached
+        lines = chat.decode().splitlines()
+        fake.datasets["AI-ModelScope/FineTome-100k"].files["data/train.jsonl"] = "\n".join(lines[:-20]).encode()
+        republished = prepare_data(cfg, tiny_tokenizer, cache_dir=tmp_path, progress=False)
+    finally:
+        fake.stop()
+    assert not republished.cached and republished.path != first.path
+    assert republished.report["sources"]["chat"]["rows_read"] == len(lines) - 20
+    offline = prepare_data(cfg, tiny_tokenizer, cache_dir=tmp_path, progress=False)  # the hub is gone now
+    assert offline.cached and offline.path == republished.path
+    assert "cannot reach ModelScope" in capsys.readouterr().out
 
 
 def test_unreachable_dataset_hub_names_the_fix(tiny_tokenizer, smoke_cfg, monkeypatch, tmp_path):

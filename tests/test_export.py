@@ -90,10 +90,20 @@ def test_adapter_export_carries_the_template(exported):
     assert tokenizer.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True).endswith(EMPTY_THINK)
 
 
-def test_refuses_to_overwrite_an_export(exported, smoke_run):
+def test_a_rerun_keeps_complete_formats_and_makes_the_missing_ones(exported, smoke_run, tmp_path):
+    import shutil
+
     _, out = exported
-    with pytest.raises(ExportError, match="already exists; pass overwrite"):
-        export_run(smoke_run, _cfg(smoke_run, f"export.out_dir={out}", "export.formats=[adapter]"))
+    again = tmp_path / "export"
+    shutil.copytree(out / "adapter", again / "adapter")  # as if merged_16bit had been cut short (never renamed)
+    before = (again / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns
+    result = export_run(smoke_run, _cfg(smoke_run, f"export.out_dir={again}"))
+    assert result.kept == ["adapter"] and (again / "merged_16bit" / "config.json").is_file()
+    assert (again / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == before
+    with pytest.raises(ExportError, match="already exists; pass overwrite"):  # a direct call never replaces one
+        from kit.export import export_adapter
+
+        export_adapter(smoke_run / "adapter", again / "adapter")
 
 
 @pytest.mark.parametrize("default", [True, False])

@@ -12,6 +12,7 @@ def test_atomic_folder_appears_whole_and_keeps_live_builds(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (tmp_path / f".out.tmp-{dead.stdout.strip()}").mkdir()  # left by a process that was killed
     (tmp_path / f".out.tmp-{os.getppid()}").mkdir()  # a live process still building
+    (tmp_path / f".out.old-{dead.stdout.strip()}").mkdir()  # a previous version a killed replacement moved aside
     with pytest.raises(RuntimeError):
         with atomic_folder(target) as tmp:
             (tmp / "half").write_text("x")

@@ -48,6 +48,44 @@ def test_complete_download_loads_and_second_call_makes_no_request(hub):
     assert len(hub.requests) == seen, "a verified copy must be found without any request"
 
 
+def test_an_unreadable_manifest_is_treated_as_absent(hub):
+    first = download_model("Qwen3-0.6B")
+    (manifest,) = first.path.glob(".kit-complete-*.json")
+    manifest.write_text('{"files": [')  # cut short (a full disk, a kill mid-write)
+    again = download_model("Qwen3-0.6B")
+    assert not again.cached and again.path == first.path  # verified afresh, not a JSONDecodeError
+    assert download_model("Qwen3-0.6B").cached
+
+
+def test_a_revision_is_its_own_copy(hub):
+    first = download_model("Qwen3-0.6B")
+    seen = len(hub.requests)
+    pinned = download_model("Qwen3-0.6B", revision="v1.1")
+    assert not pinned.cached and pinned.path != first.path and len(hub.requests) > seen
+    assert any("Revision=v1.1" in r for r in hub.requests[seen:])
+    assert download_model("Qwen3-0.6B", revision="v1.1").cached and download_model("Qwen3-0.6B").cached
+
+
+def test_network_errors_are_recognised_by_their_class_not_their_text():
+    import httpx
+    import requests
+
+    from kit.hub import explain_error
+
+    for error in (httpx.ConnectError("[Errno 101] Network is unreachable"), requests.ConnectionError("x"),
+                  RuntimeError("wrapped")):
+        if isinstance(error, RuntimeError):
+            try:
+                try:
+                    raise httpx.ConnectTimeout("timed out")
+                except httpx.ConnectTimeout as inner:
+                    raise RuntimeError("client failed") from inner
+            except RuntimeError as wrapped:
+                error = wrapped
+        explained = explain_error(error, "Qwen/Qwen3-8B", "huggingface", None)
+        assert isinstance(explained, NetworkUnreachable) and "HF_ENDPOINT" in str(explained)
+
+
 def test_resume_after_the_server_cuts_a_transfer(hub):
     hub.cut_after[BIG] = 1_000_000
     result = download_model("Qwen3-0.6B")

@@ -86,29 +86,105 @@ def test_preempted_run_resumes_to_the_same_adapter(tmp_path):
     assert code == 0, output[-3000:]
     code, output = _train_cli(tmp_path / "preempted", wait_for_checkpoint=True)
     assert code == 143 and "Run the same command again to resume" in output, output[-3000:]
+    assert "SIGTERM: stopping after this step and saving a checkpoint" in output
     assert not (tmp_path / "preempted" / "r" / "adapter").exists()
     code, output = _train_cli(tmp_path / "preempted")
-    assert code == 0, output[-3000:]
+    assert code == 0 and "resuming from checkpoint-" in output, output[-3000:]
     straight = load_file(tmp_path / "straight" / "r" / "adapter" / "adapter_model.safetensors")
     resumed = load_file(tmp_path / "preempted" / "r" / "adapter" / "adapter_model.safetensors")
     assert straight.keys() == resumed.keys()
     for name, tensor in straight.items():
         assert (tensor - resumed[name]).abs().max() < 1e-5, name
+    assert _losses_by_step(tmp_path / "preempted" / "r") == list(range(1, 13))  # the redone steps logged once
 
 
-def test_wandb_offline_logs_config_and_report_without_the_key(tmp_path):
+def _losses_by_step(run) -> list[int]:
+    lines = (run / "logs" / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["step"] for line in lines if '"loss"' in line]
+
+
+def test_a_run_killed_in_its_final_save_finishes_from_its_last_checkpoint(tmp_path, monkeypatch):
+    """The final adapter appears in one rename: a kill while it is written leaves no adapter (so the run is not
+    'complete'), and the rerun writes it from the checkpoint of the last step, training nothing more."""
+    from transformers import PreTrainedTokenizerBase
+
     from kit.config import load_config
     from kit.train import train
 
-    cfg = load_config(ROOT / "configs/smoke.yaml", [
-        "train.max_steps=2", f"train.output_dir={tmp_path}", "train.run_name=w", "tracking.wandb=offline",
-        "tracking.api_key=sekret-key-123", "tracking.tags=[test]"])
-    result = train(cfg, progress=False)
-    runs = list((result.run_dir / "wandb").glob("offline-run-*"))
-    assert runs, "no offline wandb run was written"
-    for path in result.run_dir.rglob("*"):
+    cfg = load_config(ROOT / "configs/smoke.yaml", [f"train.output_dir={tmp_path}", "train.run_name=k",
+                                                    "train.max_steps=4", "train.save_steps=2", "train.eval_steps=100"])
+
+    save = PreTrainedTokenizerBase.save_pretrained
+
+    def killed_while_writing_the_adapter(self, folder, *args, **kwargs):
+        if ".adapter.tmp-" in str(folder):  # the adapter's weights are written; its tokenizer is next
+            raise KeyboardInterrupt
+        return save(self, folder, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(PreTrainedTokenizerBase, "save_pretrained", killed_while_writing_the_adapter)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, progress=False)
+    run = tmp_path / "k"
+    assert not (run / "adapter").exists() and (run / "checkpoints" / "checkpoint-4" / "trainer_state.json").is_file()
+    metrics = (run / "logs" / "metrics.jsonl").read_text()
+    result = train(load_config(ROOT / "configs/smoke.yaml", [f"train.output_dir={tmp_path}", "train.run_name=k",
+                                                             "train.max_steps=4", "train.save_steps=2",
+                                                             "train.eval_steps=100", "train.logging_steps=2"]),
+                   progress=False)
+    assert result.steps == 4 and not (run / "checkpoints" / "checkpoint-5").exists()
+    assert (run / "logs" / "metrics.jsonl").read_text() == metrics  # no step trained again
+    checkpoint = load_file(run / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors")
+    adapter = load_file(run / "adapter" / "adapter_model.safetensors")
+    assert all((checkpoint[k] == adapter[k]).all() for k in checkpoint)
+    assert (run / "adapter" / "tokenizer.json").is_file() and not (run / "adapter" / "optimizer.pt").exists()
+    (change,) = [json.loads(line) for line in (run / "logs" / "resumes.jsonl").read_text().splitlines()]
+    assert change == {"step": 4, "changed": {"train.logging_steps": [1, 2]}}
+
+
+def test_a_second_process_on_the_same_run_is_refused_and_ctrl_c_stops_with_a_checkpoint(tmp_path):
+    args = [sys.executable, "scripts/train.py", "--config", "configs/smoke.yaml", f"train.output_dir={tmp_path}",
+            "train.run_name=r", "train.max_steps=400", "train.save_steps=4", "train.eval_steps=1000"]
+    first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not list((tmp_path / "r" / "checkpoints").glob("checkpoint-*/trainer_state.json")):
+        assert first.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
+        time.sleep(0.05)
+    second = run_script(*args[1:], check=False)
+    assert second.returncode == 1 and f"is being trained by process {first.pid}" in second.stderr
+    first.send_signal(signal.SIGINT)
+    output, _ = first.communicate(timeout=300)
+    assert first.returncode == 130, output[-3000:]
+    assert "Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again stops at once" in output
+    assert not (tmp_path / "r" / "adapter").exists()
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path):
+    import os
+
+    from kit.train import signals_stop
+    from kit.trainer import stop_request
+
+    stop = stop_request()
+    with pytest.raises(KeyboardInterrupt), signals_stop(stop, announce=False):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested and stop.signal == signal.SIGINT  # the first: finish the step, keep a checkpoint
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_wandb_offline_logs_config_and_report_without_secrets(tmp_path):
+    """Secrets given on the command line reach neither the run folder nor wandb's run (which records argv)."""
+    run_script("scripts/train.py", "--config", "configs/smoke.yaml", "train.max_steps=2",
+               f"train.output_dir={tmp_path}", "train.run_name=w", "tracking.wandb=offline",
+               "tracking.api_key=sekret-key-123", "model.token=hf_sekret-456", "tracking.tags=[test]")
+    run = tmp_path / "w"
+    assert list((run / "wandb").glob("offline-run-*/*.wandb")), "no offline wandb run was written"
+    for path in run.rglob("*"):
         if path.is_file():
-            assert b"sekret-key-123" not in path.read_bytes(), f"the API key leaked into {path}"
+            data = path.read_bytes()
+            assert b"sekret-key-123" not in data and b"hf_sekret-456" not in data, f"a secret leaked into {path}"
 
 
 def test_config_and_plan_are_printed_before_training(tmp_path, tiny_dir):
@@ -125,7 +201,13 @@ def test_config_and_plan_are_printed_before_training(tmp_path, tiny_dir):
 
 def test_rerunning_a_finished_run_says_so_and_trains_nothing(smoke_run):
     before = (smoke_run / "adapter" / "adapter_model.safetensors").read_bytes()
+    config = (smoke_run / "config.yaml").read_text()
     result = run_script("scripts/train.py", "--config", "configs/smoke.yaml",
-                        f"train.output_dir={smoke_run.parent}")
+                        f"train.output_dir={smoke_run.parent}", "train.learning_rate=0.001")
     assert "is already complete (100 steps)" in result.stdout
     assert (smoke_run / "adapter" / "adapter_model.safetensors").read_bytes() == before
+    assert (smoke_run / "config.yaml").read_text() == config  # it still describes the adapter it made
+    other = run_script("scripts/train.py", "--config", "configs/smoke.yaml", f"train.output_dir={smoke_run.parent}",
+                       "data.chat_ratio=0.5", check=False)
+    assert other.returncode == 1 and "was trained with other settings (data.chat_ratio: 0.25 then, 0.5 now)" in \
+        other.stderr

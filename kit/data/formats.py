@@ -48,6 +48,26 @@ def _text(row: dict, key: str) -> str:
     return value
 
 
+def check_think(text: str, field: str) -> str:
+    """An assistant reply whose `<think>` block, if any, Qwen3's template renders as it was meant: opened and closed
+    exactly once, nothing before it (the template would drop it), an answer after it. Raises BadRow otherwise."""
+    opened, closed = text.count("<think>"), text.count("</think>")
+    if opened == closed == 0:
+        return text
+    if opened > 1 or closed > 1:
+        raise BadRow("several_think_blocks", field, f"{opened} <think> and {closed} </think>; a reply holds one block")
+    if closed == 0:
+        raise BadRow("unclosed_think", field, "opens <think> but never closes it (a truncated trace?); the model would "
+                                              "learn to leave its reasoning open")
+    if opened == 0 or text.index("</think>") < text.index("<think>"):
+        raise BadRow("think_not_opened", field, "closes </think> without opening <think> first")
+    if text[:text.index("<think>")].strip():
+        raise BadRow("text_before_think", field, "has text before <think>, which Qwen3's chat template drops")
+    if not text[text.index("</think>") + len("</think>"):].strip():
+        raise BadRow("no_answer_after_think", field, "ends at </think> with no answer after the reasoning")
+    return text
+
+
 def _check_turns(messages: list[dict], field: str) -> list[dict]:
     if not any(m["role"] == "assistant" for m in messages):
         raise BadRow("no_assistant_turn", field, "no assistant turn to train on")
@@ -66,7 +86,7 @@ def _pass_rate(row: dict) -> float | None:
 
 def openmath(row: dict, src: SourceConfig) -> list[dict]:
     """nvidia/OpenMathReasoning: user = problem, assistant = generated_solution (its <think> block kept)."""
-    problem, solution = _text(row, "problem"), _text(row, "generated_solution")
+    problem, solution = _text(row, "problem"), check_think(_text(row, "generated_solution"), "generated_solution")
     if src.problem_types and row.get("problem_type") not in src.problem_types:
         raise Filtered("problem_type")
     rate = _pass_rate(row)
@@ -89,7 +109,9 @@ def sharegpt(row: dict, src: SourceConfig) -> list[dict]:
         if role is None:
             raise BadRow("unknown_role", f"{key}[{i}].from",
                          f"unknown role {turn.get('from')!r} (expected human, gpt or system)")
-        messages.append({"role": role, "content": _text(turn, "value")})
+        content = _text(turn, "value")
+        messages.append({"role": role, "content": check_think(content, f"{key}[{i}].value") if role == "assistant"
+                         else content})
     return _check_turns(messages, key)
 
 
@@ -104,7 +126,9 @@ def messages(row: dict, src: SourceConfig) -> list[dict]:
             role = turn.get("role") if isinstance(turn, dict) else turn
             raise BadRow("unknown_role", f"messages[{i}].role",
                          f"unknown role {role!r} (expected user, assistant or system)")
-        message = {"role": turn["role"], "content": _text(turn, "content")}
+        content = _text(turn, "content")
+        message = {"role": turn["role"], "content": check_think(content, f"messages[{i}].content")
+                   if turn["role"] == "assistant" else content}
         if turn.get("reasoning_content"):
             message["reasoning_content"] = turn["reasoning_content"]
         out.append(message)
@@ -117,7 +141,8 @@ def alpaca(row: dict, src: SourceConfig) -> list[dict]:
     if isinstance(row.get("input"), str) and row["input"].strip():
         prompt = f"{prompt}\n\n{row['input']}"
     out = [{"role": "system", "content": row["system"]}] if isinstance(row.get("system"), str) and row["system"] else []
-    return out + [{"role": "user", "content": prompt}, {"role": "assistant", "content": _text(row, "output")}]
+    answer = check_think(_text(row, "output"), "output")
+    return out + [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
 
 
 CONVERTERS: dict[str, Callable[[dict, SourceConfig], list[dict]]] = {

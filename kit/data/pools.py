@@ -74,7 +74,7 @@ def conversations(name: str, src: SourceConfig, stats: SourceStats, on_bad_row: 
         except MalformedRow as e:
             if on_bad_row == "error":
                 raise DataError(f"source '{name}': {e}") from None
-            stats.dropped["malformed_json"] += 1
+            stats.dropped[e.key] += 1
             continue
         except BadRow as e:
             if on_bad_row == "error":

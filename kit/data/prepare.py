@@ -64,13 +64,13 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return h.hexdigest()
 
 
-def fingerprint(cfg: Config, tokenizer, epochs: int) -> str:
+def fingerprint(cfg: Config, tokenizer, epochs: int, cache_dir: Path) -> str:
     data = asdict(cfg.data)
     data.pop("num_proc")
     identity = {
         "version": FORMAT_VERSION, "data": data, "max_seq_length": cfg.model.max_seq_length, "epochs": epochs,
         "tokenizer": tokenizer_fingerprint(tokenizer),
-        "sources": [source_identity(src) for _, src in data_sources(cfg)],
+        "sources": [source_identity(src, cache_dir) for _, src in data_sources(cfg)],
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -230,7 +230,7 @@ def prepare_data(cfg: Config, tokenizer, *, cache_dir: str | Path | None = None,
 
     root = Path(cache_dir) if cache_dir else cache_root(cfg.model.cache_dir)
     epochs = epochs if cfg.data.redraw_chat_each_epoch else 1
-    fp = fingerprint(cfg, tokenizer, epochs)
+    fp = fingerprint(cfg, tokenizer, epochs, root / "datasets")
     final = root / "prepared" / fp
     if (final / "report.json").is_file():
         return _load(final, json.loads((final / "report.json").read_text()), cached=True)

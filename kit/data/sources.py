@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from kit.config import SourceConfig
 from kit.data.formats import DataError
+from kit.files import write_atomic
 from kit.paths import local_matches
 
 READ_BATCH = 1024  # rows per parquet record batch
@@ -30,18 +32,24 @@ class RawRow:
 
 
 class MalformedRow(ValueError):
-    """A line that is not a JSON object; carries the file and line."""
+    """A line that cannot be read as a JSON object; carries the file and line, and a short key for the report."""
 
-    def __init__(self, file: str, line: int, reason: str):
+    def __init__(self, file: str, line: int, reason: str, key: str = "malformed_json"):
         super().__init__(f"{file} line {line}: {reason}")
-        self.file, self.line, self.reason = file, line, reason
+        self.file, self.line, self.reason, self.key = file, line, reason, key
 
 
 # JSON and JSONL are read by hand, not with datasets' readers: a bad line must be named by its file and line number,
 # and skipped and counted where data.on_bad_row says so, which a reader that fails the whole file cannot do.
 def _read_jsonl(path: Path) -> Iterator[RawRow | MalformedRow]:
-    with open(path, encoding="utf-8") as f:
-        for number, text in enumerate(f, start=1):
+    with open(path, "rb") as f:  # bytes: a line that is not UTF-8 is one bad row, not the end of the file
+        for number, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a byte-order mark is valid UTF-8
+            except UnicodeDecodeError as e:
+                yield MalformedRow(str(path), number, f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+                                                      f"{e.start + 1}); save the file as UTF-8", key="not_utf8")
+                continue
             if not text.strip():
                 continue
             try:
@@ -56,8 +64,13 @@ def _read_jsonl(path: Path) -> Iterator[RawRow | MalformedRow]:
 
 
 def _read_json(path: Path) -> Iterator[RawRow | MalformedRow]:
+    raw = path.read_bytes()
     try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
+        rows = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise DataError(f"{path} line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save the file as UTF-8.") \
+            from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path} line {e.lineno}: invalid JSON ({e.msg})") from None
     if isinstance(rows, dict) and isinstance(rows.get("data"), list):
@@ -101,61 +114,84 @@ def _split_files(files: list[str], split: str) -> list[str]:
     return sorted(named or (data_files if split in ("", "train") else []))
 
 
-def _modelscope_shards(src: SourceConfig, cache_dir: Path, endpoint: str | None):
-    """(list the data set's files, fetch one of them) through the modelscope client."""
-    from modelscope import dataset_snapshot_download
+def _list_modelscope(src: SourceConfig, endpoint: str | None) -> list[dict]:
     from modelscope_hub.api import HubApi
 
-    sizes: dict[str, int] = {}
-    local = cache_dir / "modelscope" / src.path
-
-    def listing() -> list[str]:
-        files = [f for f in HubApi(endpoint=endpoint).list_repo_files(src.path, "dataset") if not f.is_dir]
-        sizes.update({f.path: f.size for f in files})
-        return list(sizes)
-
-    def fetch(name: str) -> Path:
-        if (local / name).is_file() and (local / name).stat().st_size == sizes[name]:
-            return local / name  # complete already: a second pass over the source stays offline
-        dataset_snapshot_download(src.path, local_dir=str(local), allow_patterns=[name], endpoint=endpoint)
-        return local / name
-
-    return listing, fetch
+    files = HubApi(endpoint=endpoint).list_repo_files(src.path, "dataset", revision=src.revision or None)
+    return [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files if not f.is_dir]
 
 
-def _huggingface_shards(src: SourceConfig, cache_dir: Path, endpoint: str | None):
-    """(list the data set's files, fetch one of them) through huggingface_hub, which caches each file itself."""
-    from huggingface_hub import HfApi, hf_hub_download
+def _list_huggingface(src: SourceConfig, endpoint: str | None) -> list[dict]:
+    from huggingface_hub import HfApi
 
-    def listing() -> list[str]:
-        return HfApi(endpoint=endpoint).list_repo_files(src.path, repo_type="dataset")
+    entries = HfApi(endpoint=endpoint).list_repo_tree(src.path, repo_type="dataset", recursive=True,
+                                                      revision=src.revision or None)
+    return [{"path": e.path, "size": e.size, "sha256": e.lfs.sha256 if e.lfs else e.blob_id}
+            for e in entries if hasattr(e, "size")]
 
-    def fetch(name: str) -> Path:
-        return Path(hf_hub_download(src.path, name, repo_type="dataset", cache_dir=str(cache_dir / "hf"),
-                                    endpoint=endpoint))
 
-    return listing, fetch
+def _local_copy(src: SourceConfig, cache_dir: Path) -> Path:
+    """Where a hub data set's files (and its listing) are kept: one folder per revision asked for."""
+    return cache_dir / src.hub / (src.path + (f"@{src.revision}" if src.revision else ""))
+
+
+def hub_listing(src: SourceConfig, cache_dir: Path) -> list[dict]:
+    """The files of a hub data set as the hub lists them now (`{"path", "size", "sha256"}`), saved beside its
+    shards; where the hub cannot be reached, the saved listing, with a note saying so."""
+    from kit.hub import NetworkUnreachable, explain_error, hub_endpoint
+
+    saved = _local_copy(src, cache_dir) / ".kit-listing.json"
+    endpoint = hub_endpoint(src.hub)
+    try:
+        files = (_list_modelscope if src.hub == "modelscope" else _list_huggingface)(src, endpoint)
+    except Exception as e:
+        error = explain_error(e, src.path, src.hub, endpoint)
+        if isinstance(error, NetworkUnreachable) and saved.is_file():
+            print(f"note: {error} Using the listing saved on {time.ctime(saved.stat().st_mtime)}.")
+            return json.loads(saved.read_text())
+        raise error from None
+    write_atomic(saved, json.dumps(files))
+    return files
+
+
+def split_shards(src: SourceConfig, files: list[dict]) -> list[dict]:
+    """The listed files of the source's split (and subset), in order; DataError when there are none."""
+    if src.subset:  # a config's files live under a folder of its name
+        files = [f for f in files if f"/{src.subset}/" in f"/{f['path']}"]
+    names = _split_files([f["path"] for f in files], src.split)
+    if not names:
+        shown = [f["path"] for f in files[:8]]
+        raise DataError(f"{src.hub} data set '{src.path}' has no data files for split '{src.split}' "
+                        f"(files: {', '.join(shown)}{'...' if len(files) > 8 else ''}).")
+    by_path = {f["path"]: f for f in files}
+    return [by_path[name] for name in names]
+
+
+def _fetch(src: SourceConfig, shard: dict, cache_dir: Path) -> Path:
+    """One shard into the cache, through the hub's own client (resumable); a complete copy is used as it is."""
+    from kit.hub import hub_endpoint
+
+    local = _local_copy(src, cache_dir) / shard["path"]
+    if local.is_file() and local.stat().st_size == shard["size"]:
+        return local  # complete already: a second pass over the source stays offline
+    endpoint = hub_endpoint(src.hub)
+    if src.hub == "modelscope":
+        from modelscope import dataset_snapshot_download
+
+        dataset_snapshot_download(src.path, local_dir=str(_local_copy(src, cache_dir)), allow_patterns=[shard["path"]],
+                                  endpoint=endpoint, revision=src.revision or None)
+    else:
+        from huggingface_hub import hf_hub_download
+
+        hf_hub_download(src.path, shard["path"], repo_type="dataset", local_dir=str(_local_copy(src, cache_dir)),
+                        endpoint=endpoint, revision=src.revision or None)
+    return local
 
 
 def hub_files(src: SourceConfig, cache_dir: Path) -> Iterator[Path]:
     """Download a hub data set's split one shard at a time (each shard once; reruns find it in the cache)."""
-    from kit.hub import explain_error, hub_endpoint
-
-    endpoint = hub_endpoint(src.hub)
-    shards_of = _modelscope_shards if src.hub == "modelscope" else _huggingface_shards
-    listing, fetch = shards_of(src, cache_dir, endpoint)
-    try:
-        files = listing()
-    except Exception as e:
-        raise explain_error(e, src.path, src.hub, endpoint) from None
-    if src.subset:  # a config's files live under a folder of its name
-        files = [f for f in files if f"/{src.subset}/" in f"/{f}"]
-    shards = _split_files(files, src.split)
-    if not shards:
-        raise DataError(f"{src.hub} data set '{src.path}' has no data files for split '{src.split}' "
-                         f"(files: {', '.join(files[:8])}{'...' if len(files) > 8 else ''}).")
-    for name in shards:
-        yield fetch(name)
+    for shard in split_shards(src, hub_listing(src, cache_dir)):
+        yield _fetch(src, shard, cache_dir)
 
 
 def local_files(src: SourceConfig) -> list[Path]:
@@ -169,16 +205,25 @@ def local_files(src: SourceConfig) -> list[Path]:
 
 
 def iter_source(src: SourceConfig, cache_dir: Path) -> Iterator[RawRow | MalformedRow]:
-    """All rows of a source, streamed; hub shards are downloaded lazily as the stream reaches them."""
-    if src.hub == "local":
-        yield from read_files(local_files(src))
-        return
-    for shard in hub_files(src, cache_dir):
-        yield from read_files([shard])
+    """All rows of a source, streamed; hub shards are downloaded lazily as the stream reaches them. A source with no
+    row at all is an error naming it (an empty file would otherwise just leave its side out of the mix)."""
+    files = read_files(local_files(src)) if src.hub == "local" else \
+        (row for shard in hub_files(src, cache_dir) for row in read_files([shard]))
+    empty = True
+    for row in files:
+        empty = False
+        yield row
+    if empty:
+        raise DataError(f"data source '{src.path}' has no rows (its files are empty); fill it or remove it "
+                        "from the config.")
 
 
-def source_identity(src: SourceConfig) -> dict:
-    """What makes a source's content what it is, for the prepared-data fingerprint."""
+def source_identity(src: SourceConfig, cache_dir: Path) -> dict:
+    """What makes a source's content what it is, for the prepared-data fingerprint: a hub data set's split as the hub
+    lists it now (each shard's size and hash), so a re-published data set is prepared again."""
     if src.hub != "local":
-        return {"hub": src.hub, "id": src.path, "split": src.split, "subset": src.subset}
+        from kit.hub import content_id
+
+        return {"hub": src.hub, "id": src.path, "split": src.split, "subset": src.subset, "revision": src.revision,
+                "content": content_id(split_shards(src, hub_listing(src, cache_dir)))}
     return {"files": [(str(p.resolve()), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in local_files(src)]}
