@@ -63,7 +63,7 @@ class DataConfig:
         path="AI-ModelScope/FineTome-100k", hub="modelscope", split="train", format="sharegpt", role="chat"))
     extra: list[SourceConfig] = field(default_factory=list)  # your own data, each counted as reasoning or chat
     chat_ratio: float = 0.25  # share of chat in the mix: more keeps chat skills, less teaches more math
-    ratio_by: str = "rows"  # rows (the reference recipe) | tokens (reasoning rows are ~10x longer than chat rows)
+    ratio_by: str = "rows"  # rows (the reference recipe) | tokens: trained tokens, the share of the training signal
     max_rows: int = 0  # 0 = no cap on the mix's rows; the ratio is kept under the cap
     max_tokens: int = 0  # 0 = no cap on the mix's tokens
     seed: int = 3407  # same seed, same mix
@@ -72,6 +72,7 @@ class DataConfig:
     train_turns: str = "final"  # final | all: which assistant turns of a multi-turn row are trained (docs/data.md)
     train_empty_think: bool = False  # train the empty <think></think> of chat rows? (docs/data.md says why not)
     on_bad_row: str = "error"  # error | skip (skipped rows are counted in the data report)
+    allow_shortfall: bool = False  # too little chat for chat_ratio: false stops, saying so; true trains the smaller mix
     redraw_chat_each_epoch: bool = False  # a fresh chat subset each epoch, so more chat data is seen
     num_proc: int = 0  # 0 = all cores, for tokenizing
 

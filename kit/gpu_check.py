@@ -116,7 +116,7 @@ def padding_waste(seq: int, batch: int = 2) -> dict:
     from kit.backends import load_tokenizer
     from kit.config import load_config
     from kit.data import prepare_data
-    from kit.data.prepare import padding_share
+    from kit.data.report import padding_share
 
     cfg = load_config(PROJECT_ROOT / "configs" / "smoke.yaml", [f"model.max_seq_length={seq}"])
     lengths = [len(ids) for ids in prepare_data(cfg, load_tokenizer(cfg), progress=False).train["input_ids"]]

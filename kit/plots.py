@@ -36,13 +36,15 @@ def token_lengths(prepared, bins: int = 40):
 
 
 def ratio_composition(sweep: list[dict]):
-    """Chat share by rows and by tokens across chat ratios (from `kit.data.ratio_sweep`)."""
+    """Chat share of rows, tokens and trained tokens across chat ratios (from `kit.data.ratio_sweep`)."""
     fig, ax = _figure()
     ratios = [s["chat_ratio"] for s in sweep]
     ax.plot(ratios, [s["chat_share_rows"] for s in sweep], "o-", label="chat share of rows")
     ax.plot(ratios, [s["chat_share_tokens"] for s in sweep], "s-", label="chat share of tokens")
+    ax.plot(ratios, [s["chat_share_trained_tokens"] for s in sweep], "^-", label="chat share of trained tokens")
     ax.plot([0, 1], [0, 1], ":", color="grey", label="asked")
-    ax.set(xlabel=f"data.chat_ratio (by {sweep[0]['by']})", ylabel="share of the mix", xlim=(0, 1), ylim=(0, 1),
+    by = "rows" if sweep[0]["by"] == "rows" else "trained tokens"
+    ax.set(xlabel=f"data.chat_ratio (by {by})", ylabel="share of the mix", xlim=(0, 1), ylim=(0, 1),
            title="What the ratio means in rows and in tokens")
     ax.legend()
     return fig

@@ -119,7 +119,8 @@ def format_plan(run: Run, model_folder: Path) -> str:
         f"  backend   {run.backend}, optimizer {optimizer_name(cfg, on_gpu)}",
         f"  VRAM      {vram if vram else 'none (CPU run)' if not on_gpu else 'n/a (not a known dense Qwen3)'}",
         f"  data      {mix['train_rows']} train rows ({mix['reasoning_rows']} reasoning, {mix['chat_rows']} chat), "
-        f"{mix['eval_rows']} eval; chat {mix['chat_share_rows']:.1%} of rows, {mix['chat_share_tokens']:.1%} of tokens",
+        f"{mix['eval_rows']} eval; chat {mix['chat_share_rows']:.1%} of rows, "
+        f"{mix['chat_share_trained_tokens']:.1%} of trained tokens",
         f"  steps     {run.steps} x batch {batch} ({cfg.train.per_device_train_batch_size} x "
         f"{cfg.train.gradient_accumulation_steps} accumulation) = {epoch_share(run)}, lr {cfg.train.learning_rate:g}",
         f"  output    {run.folder}",

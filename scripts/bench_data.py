@@ -7,8 +7,11 @@ Rows are written in the real schemas (OpenMathReasoning parquet, FineTome ShareG
 reasoning traces log-normal around 3,000 tokens (OpenMathReasoning `cot` traces are long), chat turns around 300.
 The reference is Unsloth's notebook: per-row `apply_chat_template` for each set, pandas `sample` for the chat
 share, `Dataset.from_pandas` + shuffle, then SFTTrainer's own tokenization (timed as its construction). The kit is
-`prepare_data` cold (empty cache) and rerun (cached by fingerprint). `--rss` measures the kit's peak RSS in a fresh
-process for each N: it should stay flat, since sources are streamed and encoded rows go straight to disk.
+`prepare_data` cold (empty cache) and rerun (cached by fingerprint). The limit is the least this job can cost with
+this tokenizer: the mix's rows rendered by `apply_chat_template` and tokenized in one batched call without offsets
+(`encode_batch_fast`), one after the other, from conversations already in memory. `--rss` measures the kit's
+peak RSS in a fresh process for each N: it should stay flat, since sources are streamed and encoded rows go
+straight to disk.
 """
 
 from __future__ import annotations
@@ -68,23 +71,51 @@ def kit_config(reasoning: Path, chat: Path, max_len: int):
     ])
 
 
-def run_kit(tokenizer, reasoning: Path, chat: Path, max_len: int, cache: Path) -> tuple[float, float, int]:
+class Clock:
+    """Wall seconds of a block, and CPU seconds (every thread of this process): on a busy machine the CPU time
+    still says how much work each way does, when the wall time mostly says how busy the machine was."""
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def run_kit(tokenizer, reasoning: Path, chat: Path, max_len: int, cache: Path) -> tuple[Clock, Clock, dict]:
     import datasets  # noqa: F401  (imported before the clock starts, as the reference's imports are)
 
     from kit.data import prepare_data
 
     cfg = kit_config(reasoning, chat, max_len)
-    start = time.perf_counter()
-    cold = prepare_data(cfg, tokenizer, cache_dir=cache, progress=False)
-    cold_s = time.perf_counter() - start
-    start = time.perf_counter()
-    again = prepare_data(cfg, tokenizer, cache_dir=cache, progress=False)
-    cached_s = time.perf_counter() - start
+    with Clock() as cold_clock:
+        cold = prepare_data(cfg, tokenizer, cache_dir=cache, progress=False)
+    with Clock() as cached_clock:
+        again = prepare_data(cfg, tokenizer, cache_dir=cache, progress=False)
     assert again.cached and len(again.train) == len(cold.train)
-    return cold_s, cached_s, len(cold.train)
+    return cold_clock, cached_clock, cold.report["mix"]
 
 
-def run_reference(tokenizer, model_dir: Path, reasoning: Path, chat: Path, max_len: int) -> tuple[float, int]:
+def run_limit(tokenizer, reasoning: Path, chat: Path, n_chat: int) -> Clock:
+    """The job's floor: render the mix's rows (all reasoning rows, `n_chat` chat rows) with the chat template and
+    tokenize them in one batched call without offsets. Reading and converting the rows is not timed."""
+    import pyarrow.parquet as pq
+
+    from kit.config import SourceConfig
+    from kit.data.formats import to_messages
+
+    conversations = [to_messages(row, SourceConfig(format="openmath", path="x"))
+                     for row in pq.read_table(reasoning).to_pylist()]
+    conversations += [to_messages(row, SourceConfig(format="sharegpt", path="x"))
+                      for row in pq.read_table(chat).slice(0, n_chat).to_pylist()]
+    with Clock() as clock:
+        texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
+        tokenizer.backend_tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+    return clock
+
+
+def run_reference(tokenizer, model_dir: Path, reasoning: Path, chat: Path, max_len: int) -> tuple[Clock, int]:
     """Unsloth's Qwen3 reasoning-conversational notebook, step by step."""
     import pandas as pd
     from datasets import Dataset, load_dataset
@@ -92,26 +123,25 @@ def run_reference(tokenizer, model_dir: Path, reasoning: Path, chat: Path, max_l
     from trl import SFTConfig, SFTTrainer
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    start = time.perf_counter()
-    reasoning_ds = load_dataset("parquet", data_files=str(reasoning), split="train")
-    chat_ds = load_dataset("parquet", data_files=str(chat), split="train")
-    reasoning_texts = tokenizer.apply_chat_template(
-        [[{"role": "user", "content": r["problem"]}, {"role": "assistant", "content": r["generated_solution"]}]
-         for r in reasoning_ds], tokenize=False)
-    roles = {"human": "user", "gpt": "assistant", "system": "system"}
-    chat_texts = tokenizer.apply_chat_template(
-        [[{"role": roles[t["from"]], "content": t["value"]} for t in row] for row in chat_ds["conversations"]],
-        tokenize=False)
-    chat_series = pd.Series(chat_texts).sample(int(len(reasoning_texts) * RATIO / (1 - RATIO)), random_state=2407)
-    data = pd.concat([pd.Series(reasoning_texts), pd.Series(chat_series)])
-    data.name = "text"
-    combined = Dataset.from_pandas(pd.DataFrame(data)).shuffle(seed=3407)
-    with tempfile.TemporaryDirectory() as out:
-        trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=combined,
-                             args=SFTConfig(output_dir=out, dataset_text_field="text", max_length=max_len,
-                                            report_to=[], use_cpu=True, dataset_num_proc=None))
-    seconds = time.perf_counter() - start
-    return seconds, len(trainer.train_dataset)
+    with Clock() as clock:
+        reasoning_ds = load_dataset("parquet", data_files=str(reasoning), split="train")
+        chat_ds = load_dataset("parquet", data_files=str(chat), split="train")
+        reasoning_texts = tokenizer.apply_chat_template(
+            [[{"role": "user", "content": r["problem"]}, {"role": "assistant", "content": r["generated_solution"]}]
+             for r in reasoning_ds], tokenize=False)
+        roles = {"human": "user", "gpt": "assistant", "system": "system"}
+        chat_texts = tokenizer.apply_chat_template(
+            [[{"role": roles[t["from"]], "content": t["value"]} for t in row] for row in chat_ds["conversations"]],
+            tokenize=False)
+        chat_series = pd.Series(chat_texts).sample(int(len(reasoning_texts) * RATIO / (1 - RATIO)), random_state=2407)
+        data = pd.concat([pd.Series(reasoning_texts), pd.Series(chat_series)])
+        data.name = "text"
+        combined = Dataset.from_pandas(pd.DataFrame(data)).shuffle(seed=3407)
+        with tempfile.TemporaryDirectory() as out:
+            trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=combined,
+                                 args=SFTConfig(output_dir=out, dataset_text_field="text", max_length=max_len,
+                                                report_to=[], use_cpu=True, dataset_num_proc=None))
+    return clock, len(trainer.train_dataset)
 
 
 def _rss_anon_mb() -> float:
@@ -150,6 +180,53 @@ def rss_child(reasoning: str, chat: str, tokenizer_dir: str, max_len: int) -> No
                       "anon_after_imports_mb": round(anon_base), "anon_peak_mb": round(max(anon_peak))}))
 
 
+def timings(args) -> dict:
+    """The kit cold and cached, the limit and the reference on the same rows; prints them side by side."""
+    from transformers import AutoTokenizer
+
+    from kit.random_qwen3 import build_tiny_model
+
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    with tempfile.TemporaryDirectory() as tmp:
+        reasoning, chat = write_rows(Path(tmp), args.rows, args.chat_rows or args.rows)
+        cold, cached, mix = run_kit(tokenizer, reasoning, chat, args.max_len, Path(tmp) / "cache")
+        limit = run_limit(tokenizer, reasoning, chat, mix["chat_rows"])
+        ref, ref_rows = run_reference(tokenizer, build_tiny_model(), reasoning, chat, args.max_len)
+    results = {"reasoning_rows": args.rows, "chat_rows": args.chat_rows or args.rows,
+               "rows_in_mix": {"kit": mix["train_rows"], "reference": ref_rows}, "cpus": os.cpu_count(),
+               "load_average": os.getloadavg()[0], "tokenizer": Path(args.tokenizer).name,
+               "cold_over_limit": round(cold.wall / limit.wall, 2), "speedup_cold": round(ref.wall / cold.wall, 1),
+               "speedup_cached": round(ref.wall / cached.wall, 1)}
+    for name, clock in (("limit", limit), ("reference", ref), ("kit_cold", cold), ("kit_cached", cached)):
+        results.update({f"{name}_s": round(clock.wall, 3), f"{name}_cpu_s": round(clock.cpu, 3)})
+    print(f"mix of {mix['train_rows']} rows ({args.rows} reasoning + {RATIO:.0%} chat drawn from "
+          f"{args.chat_rows or args.rows} chat rows), max length {args.max_len}, {os.cpu_count()} CPUs, "
+          f"load average {results['load_average']:.1f}")
+    print(f"  limit (apply_chat_template + encode_batch_fast, no offsets): {limit.wall:7.2f} s  "
+          f"(CPU {limit.cpu:.2f} s)")
+    print(f"  reference (pandas + apply_chat_template + SFTTrainer):        {ref.wall:7.2f} s  (CPU {ref.cpu:.2f} s)")
+    print(f"  kit, cold:    {cold.wall:7.2f} s  (CPU {cold.cpu:.2f} s; {ref.wall / cold.wall:.1f}x the reference, "
+          f"{cold.wall / limit.wall:.2f}x the limit)")
+    print(f"  kit, cached:  {cached.wall:7.3f} s  ({ref.wall / cached.wall:.0f}x the reference)")
+    return results
+
+
+def memory(args) -> list[dict]:
+    """The kit's RSS in a fresh process for each row count in `--rss`; prints each."""
+    rss = []
+    for rows in args.rss:  # the parent writes the files, so the child's peak is the kit's alone
+        with tempfile.TemporaryDirectory() as tmp:
+            files = write_rows(Path(tmp), rows, rows)
+            out = subprocess.run([sys.executable, __file__, "--rss-child", *map(str, files), "--tokenizer",
+                                  args.tokenizer, "--max-len", str(args.max_len)], capture_output=True, text=True,
+                                 check=True)
+        rss.append({"rows_per_source": rows, **json.loads(out.stdout.strip().splitlines()[-1])})
+        r = rss[-1]
+        print(f"  kit memory, {rows:>6} reasoning + {rows:>6} chat rows: RSS {r['rss_after_imports_mb']} MB after "
+              f"imports, {r['rss_peak_mb']} MB peak; anonymous {r['anon_after_imports_mb']} -> {r['anon_peak_mb']} MB")
+    return rss
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=4000, help="reasoning rows")
@@ -163,38 +240,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.rss_child:
         return rss_child(*args.rss_child, args.tokenizer, args.max_len)
-
-    from transformers import AutoTokenizer
-
-    from kit.random_qwen3 import build_tiny_model
-
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    with tempfile.TemporaryDirectory() as tmp:
-        reasoning, chat = write_rows(Path(tmp), args.rows, args.chat_rows or args.rows)
-        cold, cached, kit_rows = run_kit(tokenizer, reasoning, chat, args.max_len, Path(tmp) / "cache")
-        ref, ref_rows = run_reference(tokenizer, build_tiny_model(), reasoning, chat, args.max_len)
-    results = {"reasoning_rows": args.rows, "chat_rows": args.chat_rows or args.rows,
-               "rows_in_mix": {"kit": kit_rows, "reference": ref_rows}, "kit_cold_s": round(cold, 2),
-               "kit_cached_s": round(cached, 3), "reference_s": round(ref, 2),
-               "speedup_cold": round(ref / cold, 1), "speedup_cached": round(ref / cached, 1),
-               "cpus": os.cpu_count(), "tokenizer": Path(args.tokenizer).name}
-    print(f"mix of {kit_rows} rows ({args.rows} reasoning + {RATIO:.0%} chat drawn from {args.chat_rows or args.rows} "
-          f"chat rows), max length {args.max_len}, {os.cpu_count()} CPUs")
-    print(f"  reference (pandas + apply_chat_template + SFTTrainer tokenization): {ref:8.2f} s")
-    print(f"  kit, cold:    {cold:8.2f} s  ({ref / cold:.1f}x)")
-    print(f"  kit, cached:  {cached:8.3f} s  ({ref / cached:.0f}x)")
-    rss = []
-    for rows in args.rss:  # the parent writes the files, so the child's peak is the kit's alone
-        with tempfile.TemporaryDirectory() as tmp:
-            files = write_rows(Path(tmp), rows, rows)
-            out = subprocess.run([sys.executable, __file__, "--rss-child", *map(str, files), "--tokenizer",
-                                  args.tokenizer, "--max-len", str(args.max_len)], capture_output=True, text=True,
-                                 check=True)
-        rss.append({"rows_per_source": rows, **json.loads(out.stdout.strip().splitlines()[-1])})
-        r = rss[-1]
-        print(f"  kit memory, {rows:>6} reasoning + {rows:>6} chat rows: RSS {r['rss_after_imports_mb']} MB after "
-              f"imports, {r['rss_peak_mb']} MB peak; anonymous {r['anon_after_imports_mb']} -> {r['anon_peak_mb']} MB")
-    results["rss"] = rss
+    results = timings(args)
+    results["rss"] = memory(args)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -9,5 +9,5 @@ def test_data_bench_runs(qwen3_tokenizer, tmp_path):  # the fixture skips where 
     out = tmp_path / "bench.json"
     run_script("scripts/bench_data.py", "--rows", "60", "--max-len", "4096", "--rss", "30", "--json", str(out))
     report = json.loads(out.read_text())
-    assert report["kit_cold_s"] > report["kit_cached_s"] > 0 and report["reference_s"] > 0
+    assert report["kit_cold_s"] > report["kit_cached_s"] > 0 and report["reference_s"] > 0 and report["limit_s"] > 0
     assert report["rss"][0]["rss_peak_mb"] >= report["rss"][0]["rss_after_imports_mb"]

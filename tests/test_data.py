@@ -6,11 +6,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from kit.config import SourceConfig
-from kit.data import BadRow, prepare_data, render, trained_spans
+from kit.data import BadRow, prepare_data, ratio_sweep, render
 from kit.data.formats import DataError, to_messages
-from kit.data.mix import choose_counts
+from kit.data.mix import Sizes, choose_counts
+from kit.data.render import IGNORE, Labeller, encode_batch
 
 ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = [("final", False), ("final", True), ("all", False), ("all", True)]  # train_turns, train_empty_think
 
 
 def _rows(path: str) -> list[dict]:
@@ -62,6 +64,99 @@ def _trained_text(tokenizer, row) -> str:
     return tokenizer.decode([t for t, label in zip(row["input_ids"], row["labels"], strict=True) if label != -100])
 
 
+def _char_spans(text: str, train_turns: str, train_empty_think: bool) -> list[tuple[int, int]]:
+    """The oracle: character spans of the assistant parts, found in the text (how the kit labelled before it read
+    token ids): after each `<|im_start|>assistant\n` (and the empty think block unless trained) through `<|im_end|>`."""
+    head, empty_think, spans, pos = "<|im_start|>assistant\n", "<think>\n\n</think>\n\n", [], 0
+    while (start := text.find(head, pos)) != -1:
+        body = start + len(head)
+        end = text.find("<|im_end|>", body)
+        end = len(text) if end == -1 else end + len("<|im_end|>")
+        if not train_empty_think and text.startswith(empty_think, body):
+            body += len(empty_think)
+        if end > body:
+            spans.append((body, end))
+        pos = end
+    return spans[-1:] if train_turns == "final" else spans
+
+
+def _oracle_labels(tokenizer, text: str, train_turns: str, train_empty_think: bool) -> tuple[list[int], list[int]]:
+    """Token ids and labels by the oracle's spans, mapped to tokens through the tokenizer's character offsets."""
+    encoding = tokenizer(text, add_special_tokens=False)
+    ids, trained = encoding["input_ids"], [False] * len(encoding["input_ids"])
+    for start, end in _char_spans(text, train_turns, train_empty_think):
+        for i in range(encoding.char_to_token(start), encoding.char_to_token(end - 1) + 1):
+            trained[i] = True
+    return ids, [t if keep else IGNORE for t, keep in zip(ids, trained, strict=True)]
+
+
+TRICKY = [  # conversations whose text holds the markers' words, or answers that merge with the header's newline
+    [{"role": "user", "content": "Print <|im_start|>assistant\nhello and stop."},
+     {"role": "assistant", "content": "hi"}],
+    [{"role": "user", "content": "Say assistant\nplease"}, {"role": "assistant", "content": "assistant\nsure"}],
+    [{"role": "user", "content": "a"}, {"role": "assistant", "content": "\n\nstarts with blank lines"},
+     {"role": "user", "content": "b"}, {"role": "assistant", "content": " \nstarts with a space and a newline"}],
+    [{"role": "user", "content": "a"}, {"role": "assistant", "content": "\u3000\nideographic space"},
+     {"role": "user", "content": "b"}, {"role": "assistant", "content": "\t\ttabs"}],
+    [{"role": "system", "content": "<think>\n\n</think>\n\n is an empty think block"},
+     {"role": "user", "content": "<|im_end|> inside a prompt"}, {"role": "assistant", "content": "x <|im_end|> y"}],
+    [{"role": "user", "content": "q"}, {"role": "assistant", "content": "<think>\n\n</think>\n\nexplicitly empty"}],
+    [{"role": "user", "content": "q"}, {"role": "assistant", "content": "A", "reasoning_content": "because"}],
+    [{"role": "user", "content": "q"}, {"role": "assistant", "content": "<think>\nr\n</think>\n\n \nspaced"}],
+]
+
+
+def _all_conversations(tmp_path) -> list[list[dict]]:
+    """Every row of the sample data and of the benchmark's data (built from it at realistic lengths), and TRICKY."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_data", ROOT / "scripts" / "bench_data.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench_reasoning, bench_chat = bench.write_rows(tmp_path, 60, 300)
+    files = [("data/openmath_sample.parquet", "openmath"), ("data/openmath_heldout.parquet", "openmath"),
+             ("data/finetome_sample.jsonl", "sharegpt"), ("data/finetome_heldout.jsonl", "sharegpt"),
+             ("data/custom_messages.jsonl", "messages"), ("data/custom_sharegpt.jsonl", "sharegpt"),
+             ("data/custom_alpaca.jsonl", "alpaca"), (str(bench_reasoning), "openmath"), (str(bench_chat), "sharegpt")]
+    rows = [to_messages(row, SourceConfig(format=fmt, path=path)) for path, fmt in files for row in _rows(path)]
+    return rows + TRICKY
+
+
+@pytest.mark.parametrize("which", ["qwen3", "tiny"])
+def test_labels_from_token_ids_equal_the_character_spans(qwen3_tokenizer, tiny_tokenizer, tmp_path, which):
+    """The kit labels from token ids alone (no offsets); for every row of the sample and benchmark data and every
+    labelling option this gives exactly the tokens that the assistant parts' character spans cover."""
+    tokenizer = qwen3_tokenizer if which == "qwen3" else tiny_tokenizer
+    texts = [render(tokenizer, c) for c in _all_conversations(tmp_path)]
+    tokenizer(["pad", "these two rows"], padding=True)  # a padded call leaves padding on in the Rust tokenizer
+    for turns, empty_think in SETTINGS:
+        encoded = encode_batch(tokenizer, Labeller(tokenizer, turns, empty_think), texts, max_length=1 << 20,
+                               overlong="drop")
+        for text, got in zip(texts, encoded, strict=True):
+            ids, labels = _oracle_labels(tokenizer, text, turns, empty_think)
+            if isinstance(got, str):
+                assert got == "nothing_to_train" and set(labels) == {IGNORE}, text
+            else:
+                assert (got.input_ids.tolist(), got.labels.tolist()) == (ids, labels), (turns, empty_think, text)
+
+
+def test_tricky_rows_label_what_the_template_makes_an_answer(qwen3_tokenizer):
+    """Marker words typed into a message are the special tokens themselves (the template's text is what the model
+    sees), so a user message holding `<|im_start|>assistant\n` opens a turn there; a plain `assistant\n` does not."""
+    labeller = Labeller(qwen3_tokenizer, "all", False)
+
+    def trained(conversation: list[dict]) -> list[str]:
+        ids = np.array(qwen3_tokenizer(render(qwen3_tokenizer, conversation), add_special_tokens=False)["input_ids"])
+        return [qwen3_tokenizer.decode(ids[a:b + 1]) for a, b in labeller.spans(ids)]
+
+    assert trained(TRICKY[0]) == ["hello and stop.<|im_end|>", "hi<|im_end|>"]
+    assert trained(TRICKY[1]) == ["assistant\nsure<|im_end|>"]
+    # The header's newline and an answer's blank lines are one token: trained, as it holds answer text.
+    assert trained(TRICKY[2]) == ["\n\n\nstarts with blank lines<|im_end|>",
+                                  " \nstarts with a space and a newline<|im_end|>"]
+    assert trained(TRICKY[4]) == ["x <|im_end|>"]  # an `<|im_end|>` typed into an answer ends it there
+
+
 @pytest.mark.parametrize("turns,empty_think", [("final", False), ("all", False), ("all", True)])
 def test_labels_are_exactly_the_assistant_parts(qwen3_tokenizer, smoke_cfg, turns, empty_think):
     cfg = smoke_cfg(f"data.train_turns={turns}", f"data.train_empty_think={str(empty_think).lower()}",
@@ -74,7 +169,7 @@ def test_labels_are_exactly_the_assistant_parts(qwen3_tokenizer, smoke_cfg, turn
         text = qwen3_tokenizer.decode(ids)
         assert qwen3_tokenizer(text, add_special_tokens=False)["input_ids"] == ids
         # ... and the labels decode to exactly the assistant parts the options select.
-        expected = "".join(text[s:e] for s, e in trained_spans(text, turns, empty_think))
+        expected = "".join(text[s:e] for s, e in _char_spans(text, turns, empty_think))
         assert _trained_text(qwen3_tokenizer, row) == expected
         assert expected.endswith("<|im_end|>") and "<|im_start|>" not in expected
         if row["source"] == "reasoning":
@@ -87,36 +182,43 @@ def test_labels_are_exactly_the_assistant_parts(qwen3_tokenizer, smoke_cfg, turn
 
 def test_multi_turn_labels_select_final_or_all_turns(qwen3_tokenizer):
     conversation = _examples()["multi_turn"]
-    text = render(qwen3_tokenizer, conversation)
-    final = [text[s:e] for s, e in trained_spans(text, "final")]
-    every = [text[s:e] for s, e in trained_spans(text, "all")]
-    assert final == [conversation[-1]["content"] + "<|im_end|>"]
-    assert every == [m["content"] + "<|im_end|>" for m in conversation if m["role"] == "assistant"]
-    with_think = [text[s:e] for s, e in trained_spans(text, "final", train_empty_think=True)]
-    assert with_think == ["<think>\n\n</think>\n\n" + conversation[-1]["content"] + "<|im_end|>"]
+    ids = np.array(qwen3_tokenizer(render(qwen3_tokenizer, conversation), add_special_tokens=False)["input_ids"])
+
+    def trained(turns: str, empty_think: bool = False) -> list[str]:
+        spans = Labeller(qwen3_tokenizer, turns, empty_think).spans(ids)
+        return [qwen3_tokenizer.decode(ids[a:b + 1]) for a, b in spans]
+
+    assert trained("final") == [conversation[-1]["content"] + "<|im_end|>"]
+    assert trained("all") == [m["content"] + "<|im_end|>" for m in conversation if m["role"] == "assistant"]
+    assert trained("final", True) == ["<think>\n\n</think>\n\n" + conversation[-1]["content"] + "<|im_end|>"]
 
 
 @pytest.mark.parametrize("ratio", [0.1, 0.25, 0.5, 0.8])
 def test_ratio_by_rows_is_within_one_row(tiny_tokenizer, smoke_cfg, ratio):
-    report = _prepare(smoke_cfg(f"data.chat_ratio={ratio}", "data.eval_rows=0"), tiny_tokenizer).report["mix"]
+    # 0.5 and 0.8 ask for more chat than the sample has: the ratio is kept on a smaller mix, as allowed
+    report = _prepare(smoke_cfg(f"data.chat_ratio={ratio}", "data.eval_rows=0", "data.allow_shortfall=true"),
+                      tiny_tokenizer).report["mix"]
     total = report["train_rows"]
     assert abs(report["chat_rows"] - ratio * total) <= 1, report
 
 
-@pytest.mark.parametrize("ratio", [0.1, 0.25, 0.5])
-def test_ratio_by_tokens_is_within_one_row(tiny_tokenizer, smoke_cfg, ratio):
-    prepared = _prepare(smoke_cfg(f"data.chat_ratio={ratio}", "data.ratio_by=tokens", "data.eval_rows=0"),
-                        tiny_tokenizer)
-    report, sources = prepared.report["mix"], prepared.report["sources"]
-    chat_tokens, total = sources["chat"]["tokens_used"], report["train_tokens"]
-    longest_chat_row = sources["chat"]["length"]["max"]
-    assert abs(chat_tokens - ratio * total) <= longest_chat_row, report
-    # Reasoning rows are longer, so the same share by tokens needs more chat rows than by rows would.
-    assert report["chat_share_rows"] > ratio
+@pytest.mark.parametrize("ratio", [0.1, 0.3, 0.5])
+def test_ratio_by_tokens_counts_trained_tokens(tiny_tokenizer, smoke_cfg, ratio):
+    """By tokens, the ratio is the chat share of the trained tokens (the training signal), within one chat row."""
+    prepared = _prepare(smoke_cfg(f"data.chat_ratio={ratio}", "data.ratio_by=tokens", "data.eval_rows=0",
+                                  "data.allow_shortfall=true"), tiny_tokenizer)  # the sample's chat is short of 0.3+
+    mix, chat = prepared.report["mix"], prepared.report["sources"]["chat"]
+    assert abs(chat["trained_tokens_used"] - ratio * mix["train_trained_tokens"]) <= chat["length"]["max"], mix
+    # Chat prompts are a larger part of a chat row than of a reasoning row: by all tokens chat gets more.
+    assert mix["chat_share_tokens"] > mix["chat_share_trained_tokens"] and mix["chat_share_rows"] > ratio
+
+
+def _sizes(tokens: np.ndarray) -> Sizes:
+    return Sizes(tokens, tokens)
 
 
 def test_choose_counts_keeps_the_ratio_when_chat_runs_short_or_a_cap_binds():
-    reasoning, chat = np.full(1000, 10), np.full(50, 2)
+    reasoning, chat = _sizes(np.full(1000, 10)), _sizes(np.full(50, 2))
     k, m = choose_counts(reasoning, chat, 0.5, "rows")
     assert (k, m) == (50, 50)  # only 50 chat rows: reasoning is cut to keep 50 %
     k, m = choose_counts(reasoning, chat, 0.25, "rows", max_rows=40)
@@ -127,9 +229,18 @@ def test_choose_counts_keeps_the_ratio_when_chat_runs_short_or_a_cap_binds():
     assert choose_counts(reasoning, chat, 1.0, "tokens", max_tokens=21) == (0, 10)
 
 
+def test_choose_counts_balances_trained_tokens_and_caps_all_tokens():
+    reasoning = Sizes(np.full(100, 10), np.full(100, 8))  # 8 of 10 tokens trained
+    chat = Sizes(np.full(100, 10), np.full(100, 4))  # a chat row's prompt is a larger part of it
+    k, m = choose_counts(reasoning, chat, 0.5, "tokens")
+    assert (k, m) == (50, 100)  # 50 * 8 trained = 100 * 4 trained
+    k, m = choose_counts(reasoning, chat, 0.5, "tokens", max_tokens=300)
+    assert 10 * (k + m) <= 300 and abs(8 * k - 4 * m) <= 4
+
+
 def test_reference_recipe_arithmetic():
     # 19,252 reasoning rows at 25 % chat -> 6,417 chat rows (Unsloth's notebook).
-    assert choose_counts(np.ones(19252), np.ones(100000), 0.25, "rows") == (19252, 6417)
+    assert choose_counts(_sizes(np.ones(19252)), _sizes(np.ones(100000)), 0.25, "rows") == (19252, 6417)
 
 
 def test_same_seed_same_mix_other_seed_other_mix(tiny_tokenizer, smoke_cfg):
@@ -255,6 +366,17 @@ def test_bytes_that_are_not_utf8_name_file_and_line(tiny_tokenizer, smoke_cfg, t
         _prepare(smoke_cfg("data.chat_ratio=1", f"data.chat.path={listed}"), tiny_tokenizer)
 
 
+def test_chat_that_runs_short_of_the_ratio_is_said(tiny_tokenizer, smoke_cfg, capsys):
+    with pytest.raises(DataError, match=r"chat runs short: its 0 usable rows keep data.chat_ratio=0.25 by rows only "
+                                        r"with 2 of the \d+ reasoning rows; add chat data"):
+        _prepare(smoke_cfg("data.chat.max_chars=1"), tiny_tokenizer)  # every chat row filtered out
+    with pytest.raises(DataError, match=r"chat runs short: its \d+ usable rows keep data.chat_ratio=0.5"):
+        _prepare(smoke_cfg("data.chat_ratio=0.5"), tiny_tokenizer)  # fewer chat rows than reasoning rows
+    half = _prepare(smoke_cfg("data.chat_ratio=0.5", "data.allow_shortfall=true"), tiny_tokenizer)
+    assert half.report["mix"]["chat_share_rows"] == pytest.approx(0.5, abs=0.01)
+    assert "data.allow_shortfall=true, so the smaller mix is used" in capsys.readouterr().out
+
+
 def test_an_empty_source_is_named(tiny_tokenizer, smoke_cfg, tmp_path):
     empty = tmp_path / "chat.jsonl"
     empty.write_text("")
@@ -280,7 +402,7 @@ def test_skip_mode_counts_bad_rows_in_the_report(tiny_tokenizer, smoke_cfg, tmp_
 
 
 def test_padding_share():
-    from kit.data.prepare import padding_share
+    from kit.data.report import padding_share
 
     assert padding_share([1, 3], 2) == pytest.approx(1 / 3)  # one batch padded to 3: 2 of 6 tokens are padding
     assert padding_share([1, 3], 2, packed=True, seq=4) == 0.0  # one full pack
@@ -358,10 +480,22 @@ def test_unreachable_dataset_hub_names_the_fix(tiny_tokenizer, smoke_cfg, monkey
 
 
 def test_chat_is_tokenized_only_as_far_as_the_mix_needs(tiny_tokenizer, smoke_cfg):
-    report = _prepare(smoke_cfg("data.seed=21", "data.eval_rows=0"), tiny_tokenizer).report
-    chat = report["sources"]["chat"]
+    prepared = _prepare(smoke_cfg("data.seed=21", "data.eval_rows=0"), tiny_tokenizer)
+    mix, chat = prepared.report["mix"], prepared.report["sources"]["chat"]
     assert chat["rows_used"] < chat["rows_kept"] < chat["rows_valid"] == 300
-    assert abs(report["mix"]["chat_rows"] - 0.25 * report["mix"]["train_rows"]) <= 1
+    assert abs(mix["chat_rows"] - 0.25 * mix["train_rows"]) <= 1
+    # By tokens the subset is sized by estimated trained tokens, the count the ratio balances: it suffices.
+    by_tokens = _prepare(smoke_cfg("data.seed=21", "data.eval_rows=0", "data.ratio_by=tokens",
+                                   "data.chat_ratio=0.1"), tiny_tokenizer).report
+    chat = by_tokens["sources"]["chat"]
+    assert chat["rows_used"] < chat["rows_kept"] < chat["rows_valid"]
+    assert abs(by_tokens["mix"]["chat_share_trained_tokens"] - 0.1) < 0.01
+    # The sweep draws from the same pools: at the asked ratio it is the mix; beyond the tokenized chat rows it
+    # counts the others at their estimated lengths.
+    (same,) = ratio_sweep(prepared, [0.25], by="rows")
+    assert (same["reasoning_rows"], same["chat_rows"]) == (mix["reasoning_rows"], mix["chat_rows"])
+    (more,) = ratio_sweep(prepared, [0.8], by="tokens")
+    assert more["chat_rows"] > chat["rows_kept"] and abs(more["chat_share_trained_tokens"] - 0.8) < 0.02
 
 
 def test_too_small_a_chat_subset_falls_back_to_all_rows(tiny_tokenizer, smoke_cfg, monkeypatch):

@@ -1,7 +1,8 @@
 """Data: sources -> conversations -> Qwen3 chat template -> tokens and labels -> the reasoning/chat mix."""
 
 from kit.data.formats import BadRow
-from kit.data.prepare import Prepared, format_report, prepare_data, ratio_sweep
-from kit.data.render import render, show_row, trained_spans
+from kit.data.prepare import Prepared, prepare_data
+from kit.data.render import render, show_row
+from kit.data.report import format_report, ratio_sweep
 
-__all__ = ["BadRow", "Prepared", "format_report", "prepare_data", "ratio_sweep", "render", "show_row", "trained_spans"]
+__all__ = ["BadRow", "Prepared", "format_report", "prepare_data", "ratio_sweep", "render", "show_row"]

@@ -1,12 +1,14 @@
 """The data pipeline: sources -> conversations -> template text -> tokens and labels -> the mix -> Arrow files.
 
     prepared = prepare_data(cfg, tokenizer)       # kit.data.prepare_data
-    prepared.train[0]["input_ids"], prepared.report["mix"]["chat_share_tokens"]
+    prepared.train[0]["input_ids"], prepared.report["mix"]["chat_share_trained_tokens"]
 
-Each source is streamed in batches and its encoded rows go straight to an Arrow file on disk, so memory stays
-flat however large the source. The result is cached under a fingerprint of everything that shapes it (config,
-tokenizer, source files); a rerun memory-maps it at once. It is built in a temporary folder and renamed into
-place when complete, so a failure leaves nothing half-written.
+Each source is streamed in batches into a pool file of encoded rows (`pools`), so memory stays flat however large
+the source; chat is tokenized only as far as the mix can use it (the lazy selection here); `mix` draws each
+epoch's rows, which are gathered into train.arrow and eval.arrow; `report` describes the result. It is cached
+under a fingerprint of everything that shapes it (config, tokenizer, source files); a rerun memory-maps it at
+once. It is built in a temporary folder and renamed into place when complete, so a failure leaves nothing
+half-written.
 """
 
 from __future__ import annotations
@@ -15,38 +17,23 @@ import hashlib
 import json
 import os
 import time
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from kit.config import Config, SourceConfig
-from kit.data.formats import BadRow, DataError, Filtered, to_messages
-from kit.data.mix import choose_counts, split_eval
-from kit.data.render import encode_batch, render
-from kit.data.sources import MalformedRow, iter_source, source_identity
+from kit.data import pools
+from kit.data.formats import DataError
+from kit.data.mix import Draw, Sizes, draw
+from kit.data.pools import SCHEMA, Scan, SourceStats
+from kit.data.report import build_report, save_pools
+from kit.data.sources import source_identity
 from kit.files import atomic_folder
 
-FORMAT_VERSION = 3  # bump when the prepared files' layout or labelling changes
-ENCODE_BATCH = 512
-GATHER_BATCH = 4096
-SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())), ("source", pa.string())])
-
-
-@dataclass
-class SourceStats:
-    name: str
-    role: str
-    path: str
-    rows_read: int = 0
-    rows_valid: int = 0  # rows that passed conversion and filters (before length checks)
-    chars: list[int] = field(default_factory=list)  # content characters of each valid row (scan of lazy sources)
-    tokens: list[int] = field(default_factory=list)  # per kept row, in file order
-    trained: list[int] = field(default_factory=list)
-    dropped: Counter = field(default_factory=Counter)
+FORMAT_VERSION = 4  # bump when the prepared files' layout, labelling, mix or report changes
+GATHER_TOKENS = 1 << 19  # tokens gathered into one written batch: bounds the memory of writing the mix (~2 MB a copy)
 
 
 @dataclass
@@ -88,282 +75,146 @@ def fingerprint(cfg: Config, tokenizer, epochs: int, cache_dir: Path) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _conversations(name: str, src: SourceConfig, stats: SourceStats, on_bad_row: str, cache_dir: Path,
-                   select: set[int] | None = None) -> Iterator[list[dict]]:
-    """Valid conversations of a source, in file order; with `select`, only those with these valid-row ordinals."""
-    kept = 0
-    for raw in iter_source(src, cache_dir):
-        stats.rows_read += 1
-        try:
-            if isinstance(raw, MalformedRow):
-                raise raw
-            conversation = to_messages(raw.data, src)
-        except MalformedRow as e:
-            if on_bad_row == "error":
-                raise DataError(f"source '{name}': {e}") from None
-            stats.dropped[e.key] += 1
-            continue
-        except BadRow as e:
-            if on_bad_row == "error":
-                raise e.located(f"source '{name}' ({raw.file}) row {raw.line}") from None
-            stats.dropped[e.reason] += 1
-            continue
-        except Filtered as e:
-            stats.dropped[f"filtered_{e.reason}"] += 1
-            continue
-        kept += 1
-        if select is None or kept - 1 in select:
-            yield conversation
-        if src.max_rows and kept == src.max_rows:
-            return  # before reading on: the next row may be in a shard not yet downloaded
+@dataclass
+class _Rows:
+    """Every source's encoded rows laid end to end: a row's global id is its source's offset plus its place."""
+
+    stats: list[SourceStats]
+
+    def __post_init__(self):
+        self.offsets = np.concatenate([[0], np.cumsum([len(s.tokens) for s in self.stats])]).astype(np.int64)
+        self.sizes = Sizes.concat([Sizes(np.asarray(s.tokens), np.asarray(s.trained)) for s in self.stats])
+
+    def ids(self, role: str) -> np.ndarray:
+        return np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i, s in enumerate(self.stats)
+                               if s.role == role] or [np.zeros(0, np.int64)])
 
 
-def _list_array(arrays: list[np.ndarray]) -> pa.ListArray:
-    offsets = np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int32)
-    values = np.concatenate(arrays) if arrays else np.zeros(0, np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.int32()))
+# Lazy chat: when reasoning drives the mix, only the chat rows it can use are tokenized, chosen before tokenizing
+# from their sizes in characters. A subset that proves too small is caught after mixing: then all are tokenized.
+# This much more chat than the estimate asks for, for rows dropped as too long and for the estimate's error:
+CHAT_MARGIN = 1.15
+# and these rows more: on a small mix a 15 % margin is a handful of rows, too few to absorb the drops.
+CHAT_SPARE_ROWS = 64
+# A subset only if it leaves out more than 10 % of the rows: tokenizing those few costs less than the second pass
+# over every row that a subset too small would take.
+SELECT_BELOW = 0.9
 
 
-def _batches(items: Iterator, size: int) -> Iterator[list]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+@dataclass
+class _Selection:
+    rows: dict[int, set[int]]  # per chat source, the positions of the rows to tokenize
+    left_out: np.ndarray  # the others, as indices into the scans' rows laid end to end, in seeded order
 
 
-def _chars(conversation: list[dict]) -> int:
-    return sum(len(m["content"]) for m in conversation)
+def _per_char(stats: list[SourceStats]) -> tuple[float, float]:
+    """Tokens per content character, and trained tokens per character of the trained turns."""
+    return (sum(sum(s.tokens) for s in stats) / max(1, sum(s.chars for s in stats)),
+            sum(sum(s.trained) for s in stats) / max(1, sum(s.trained_chars for s in stats)))
 
 
-def _scan(name: str, src: SourceConfig, on_bad_row: str, cache_dir: Path) -> SourceStats:
-    """Convert and check every row of a source without tokenizing: counts, drops, and each row's characters."""
-    stats = SourceStats(name, src.role, src.path)
-    for conversation in _conversations(name, src, stats, on_bad_row, cache_dir):
-        stats.chars.append(_chars(conversation))
-    stats.rows_valid = len(stats.chars)
-    return stats
-
-
-def _encode_source(name: str, src: SourceConfig, cfg: Config, tokenizer, path: Path, cache_dir: Path,
-                   progress: bool, scanned: SourceStats | None = None, select: set[int] | None = None) -> SourceStats:
-    """Stream one source (or the `select`ed valid rows of a `scanned` one) into an Arrow file of encoded rows.
-    Rendering (Python) of one batch overlaps the tokenization (Rust, which releases the GIL) of the previous one."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm.auto import tqdm
-
-    d = cfg.data
-    stats = scanned or SourceStats(name, src.role, src.path)
-    stats.tokens, stats.trained = [], []
-    for reason in ("too_long", "nothing_to_train", "nothing_to_train_after_truncation"):
-        stats.dropped.pop(reason, None)
-    counting = SourceStats(name, src.role, src.path) if scanned else stats  # conversion drops: counted once
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer, \
-            ThreadPoolExecutor(1) as pool, tqdm(desc=f"tokenizing {name}", unit=" rows", disable=not progress,
-                                                delay=2) as bar:  # shown only once it has something to say
-
-        def write(encoded: list) -> None:
-            kept = [e for e in encoded if not isinstance(e, str)]
-            stats.dropped.update(e for e in encoded if isinstance(e, str))
-            stats.tokens += [len(e.input_ids) for e in kept]
-            stats.trained += [int((e.labels >= 0).sum()) for e in kept]
-            if kept:
-                writer.write_batch(pa.record_batch([_list_array([e.input_ids for e in kept]),
-                                                    _list_array([e.labels for e in kept]),
-                                                    pa.array([name] * len(kept))], schema=SCHEMA))
-            bar.update(len(encoded))
-
-        pending = None
-        for batch in _batches(_conversations(name, src, counting, d.on_bad_row, cache_dir, select), ENCODE_BATCH):
-            if not scanned:
-                stats.chars += [_chars(c) for c in batch]
-            texts = [render(tokenizer, c) for c in batch]
-            if pending is not None:
-                write(pending.result())
-            pending = pool.submit(encode_batch, tokenizer, texts, max_length=cfg.model.max_seq_length,
-                                  overlong=d.overlong, train_turns=d.train_turns,
-                                  train_empty_think=d.train_empty_think)
-        if pending is not None:
-            write(pending.result())
-    if not scanned:
-        stats.rows_valid = len(stats.chars)
-    return stats
-
-
-def _write(path: Path, tables: list[pa.Table], offsets: np.ndarray, order: np.ndarray) -> None:
-    """Write the rows with global ids `order` (pool tables laid end to end), in that order, a chunk at a time."""
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, SCHEMA) as writer:
-        for start in range(0, len(order), GATHER_BATCH):
-            chunk = order[start:start + GATHER_BATCH]
-            pools = np.searchsorted(offsets, chunk, side="right") - 1
-            parts, positions = [], []
-            for pool in np.unique(pools):
-                where = np.nonzero(pools == pool)[0]
-                parts.append(tables[pool].take(pa.array(chunk[where] - offsets[pool])))
-                positions.append(where)
-            merged = pa.concat_tables(parts)
-            writer.write_table(merged.take(pa.array(np.argsort(np.concatenate(positions)))))
-
-
-def _percentiles(values: np.ndarray) -> dict:
-    if len(values) == 0:
-        return {}
-    p = np.percentile(values, [50, 90, 99])
-    return {"p50": int(p[0]), "p90": int(p[1]), "p99": int(p[2]), "max": int(values.max())}
-
-
-def _choose(cfg: Config, stats: list[SourceStats], tokens: np.ndarray, offsets: np.ndarray, epochs: int,
-            pools_path: Path, chat_estimates: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, bool]:
-    """Global row ids of each epoch's mix, and of the eval rows held out of all of them. The token counts of the
-    shuffled pools are saved to `pools_path`, so other ratios can be explored without tokenizing again (chat rows
-    that were never tokenized count with `chat_estimates`). The flag says some epoch used every encoded chat row."""
-    d = cfg.data
-    ids = {role: np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i, s in enumerate(stats)
-                                 if s.role == role] or [np.zeros(0, np.int64)]) for role in ("reasoning", "chat")}
-
-    def shuffled(role: str, seed: int) -> np.ndarray:
-        return ids[role][np.random.default_rng(seed).permutation(len(ids[role]))]
-
-    reasoning, chat0 = shuffled("reasoning", d.seed), shuffled("chat", d.seed)
-    eval_r, eval_c = split_eval(len(reasoning), len(chat0), d.eval_rows, d.chat_ratio)
-    held_chat = chat0[len(chat0) - eval_c:]
-    eval_ids = np.concatenate([reasoning[len(reasoning) - eval_r:], held_chat])
-    reasoning = reasoning[:len(reasoning) - eval_r]
-
-    np.savez(pools_path, reasoning=tokens[reasoning],
-             chat=np.concatenate([tokens[chat0[~np.isin(chat0, held_chat)]], chat_estimates]))
-    mixes, exhausted = [], False
-    for epoch in range(epochs):
-        chat = chat0 if epoch == 0 else shuffled("chat", d.seed + epoch)
-        chat = chat[~np.isin(chat, held_chat)]
-        n_r, n_c = choose_counts(tokens[reasoning], tokens[chat], d.chat_ratio, d.ratio_by, d.max_rows, d.max_tokens)
-        exhausted |= 0 < d.chat_ratio < 1 and n_c == len(chat)
-        mix = np.concatenate([reasoning[:n_r], chat[:n_c]])
-        mixes.append(mix[np.random.default_rng(d.seed + epoch).permutation(len(mix))])
-    return mixes, eval_ids, exhausted
-
-
-CHAT_MARGIN = 1.15  # tokenize this much more chat than the ratio needs (drops, estimate error)
-
-
-def _chat_selection(cfg: Config, encoded: list[SourceStats], scans: dict[int, SourceStats],
-                    epochs: int) -> tuple[dict[int, set[int]] | None, np.ndarray]:
+def _chat_selection(cfg: Config, encoded: list[SourceStats], scans: dict[int, Scan],
+                    epochs: int) -> _Selection | None:
     """Which valid chat rows to tokenize: a seeded random subset large enough for the mix, or None for all.
-
-    The reasoning side is already encoded, so how much chat the ratio asks for is known: rows directly, tokens
-    estimated from characters at the reasoning rows' tokens-per-character. Also returns the estimated token counts
-    of the rows left out (for `ratio_sweep`). A shortfall is caught after mixing (then all rows are tokenized).
-    """
+    The reasoning side is encoded already, so the need is known: in rows, or in trained tokens estimated from the
+    chat rows' characters at the reasoning rows' trained tokens per character."""
     d = cfg.data
-    ids = [(i, k) for i, scan in scans.items() for k in range(scan.rows_valid)]
-    per_char = sum(sum(s.tokens) for s in encoded) / max(1, sum(sum(s.chars) for s in encoded))
-    estimates = np.array([scans[i].chars[k] for i, k in ids], dtype=np.float64) * per_char + 16  # + template
-    order = np.random.default_rng(d.seed).permutation(len(ids))
-    share = d.chat_ratio / (1 - d.chat_ratio)
+    owner = np.concatenate([np.full(len(scan.rows), i) for i, scan in scans.items()])
+    rows = np.concatenate([scan.rows for scan in scans.values()])
+    order = np.random.default_rng(d.seed).permutation(len(rows))
+    share = d.chat_ratio / (1 - d.chat_ratio) * epochs * CHAT_MARGIN
     if d.ratio_by == "rows":
-        need = int(sum(len(s.tokens) for s in encoded) * share * epochs * CHAT_MARGIN)
+        need = int(sum(len(s.tokens) for s in encoded) * share)
     else:
-        target = sum(sum(s.tokens) for s in encoded) * share * epochs * CHAT_MARGIN
-        need = int(np.searchsorted(np.cumsum(estimates[order]), target)) + 1
-    take = need + d.eval_rows + 64
-    if take >= 0.9 * len(ids):
-        return None, np.zeros(0, dtype=np.int64)
-    selection: dict[int, set[int]] = {i: set() for i in scans}
-    for g in order[:take]:
-        selection[ids[g][0]].add(ids[g][1])
-    return selection, np.round(estimates[order[take:]]).astype(np.int64)
+        trained = np.concatenate([scan.trained_chars for scan in scans.values()])[order] * _per_char(encoded)[1]
+        need = int(np.searchsorted(np.cumsum(trained), sum(sum(s.trained) for s in encoded) * share)) + 1
+    take = need + d.eval_rows + CHAT_SPARE_ROWS
+    if take >= SELECT_BELOW * len(rows):
+        return None
+    chosen = order[:take]
+    return _Selection({i: set(rows[chosen[owner[chosen] == i]].tolist()) for i in scans}, order[take:])
 
 
-def _report(cfg: Config, stats: list[SourceStats], tokens: np.ndarray, trained: np.ndarray, offsets: np.ndarray,
-            mixes: list[np.ndarray], eval_ids: np.ndarray, fp: str, seconds: float) -> dict:
-    train = np.concatenate(mixes)
-    sources, totals = {}, Counter()
-    for i, s in enumerate(stats):
-        rows = train[(train >= offsets[i]) & (train < offsets[i + 1])]
-        sources[s.name] = {
-            "role": s.role, "path": s.path, "rows_read": s.rows_read, "rows_valid": s.rows_valid,
-            "rows_kept": len(s.tokens),
-            "rows_used": int(len(rows)), "tokens_used": int(tokens[rows].sum()),
-            "trained_tokens_used": int(trained[rows].sum()),
-            "eval_rows": int(((eval_ids >= offsets[i]) & (eval_ids < offsets[i + 1])).sum()),
-            "dropped": dict(sorted(s.dropped.items())), "length": _percentiles(tokens[rows]),
-        }
-        totals[f"{s.role}_rows"] += int(len(rows))
-        totals[f"{s.role}_tokens"] += int(tokens[rows].sum())
-    rows = totals["reasoning_rows"] + totals["chat_rows"]
-    toks = totals["reasoning_tokens"] + totals["chat_tokens"]
-    return {
-        "fingerprint": fp,
-        "asked": {"chat_ratio": cfg.data.chat_ratio, "ratio_by": cfg.data.ratio_by, "seed": cfg.data.seed,
-                  "max_rows": cfg.data.max_rows, "max_tokens": cfg.data.max_tokens,
-                  "max_seq_length": cfg.model.max_seq_length, "overlong": cfg.data.overlong},
-        "sources": sources,
-        "mix": {"train_rows": rows, "train_tokens": toks, "eval_rows": int(len(eval_ids)), "epochs": len(mixes),
-                "chat_rows": totals["chat_rows"], "reasoning_rows": totals["reasoning_rows"],
-                "chat_share_rows": round(totals["chat_rows"] / rows, 6) if rows else 0.0,
-                "chat_share_tokens": round(totals["chat_tokens"] / toks, 6) if toks else 0.0},
-        "seconds": round(seconds, 2),
-    }
+def _estimates(scans: dict[int, Scan], left_out: np.ndarray, chat: list[SourceStats]) -> Sizes:
+    """Token counts of the chat rows never tokenized, from their characters at the tokenized ones' rates."""
+    tokens_per_char, trained_per_char = _per_char(chat)
+    chars = np.concatenate([scan.chars for scan in scans.values()])[left_out]
+    trained_chars = np.concatenate([scan.trained_chars for scan in scans.values()])[left_out]
+    return Sizes(np.round(chars * tokens_per_char).astype(np.int64),
+                 np.round(trained_chars * trained_per_char).astype(np.int64))
 
 
-def ratio_sweep(prepared: Prepared, ratios: list[float], by: str = "rows") -> list[dict]:
-    """What the mix would hold at other chat ratios, from the prepared pools' token counts (no re-tokenizing).
+def _encode_sources(cfg: Config, tokenizer, folder: Path, root: Path, epochs: int,
+                    progress: bool) -> tuple[_Rows, Draw, Sizes]:
+    """Encode every source into a pool file in `folder` and draw the mix; also the estimated sizes of the chat
+    rows left untokenized. Chat is encoded lazily when reasoning drives the mix (see CHAT_MARGIN)."""
+    sources = data_sources(cfg)
 
-    Returns one dict per ratio: reasoning/chat rows and tokens, and the chat share by rows and by tokens.
-    """
-    pools = np.load(prepared.path / "pools.npz")
-    out = []
-    for ratio in ratios:
-        n_r, n_c = choose_counts(pools["reasoning"], pools["chat"], ratio, by)
-        r_tok, c_tok = int(pools["reasoning"][:n_r].sum()), int(pools["chat"][:n_c].sum())
-        out.append({"chat_ratio": ratio, "by": by, "reasoning_rows": n_r, "chat_rows": n_c,
-                    "reasoning_tokens": r_tok, "chat_tokens": c_tok,
-                    "chat_share_rows": n_c / max(1, n_r + n_c), "chat_share_tokens": c_tok / max(1, r_tok + c_tok)})
-    return out
+    def encode(i: int, scanned: Scan | None = None, select: set[int] | None = None) -> SourceStats:
+        name, src = sources[i]
+        return pools.encode(name, src, cfg, tokenizer, folder / f"pool{i}.arrow", root / "datasets", progress,
+                            scanned, select)
 
-
-def padding_share(lengths: list[int], batch: int, *, packed: bool = False, seq: int = 0) -> float:
-    """Share of pad tokens when rows (in this order) are batched and padded to each batch's longest row; with
-    `packed`, rows are first packed best-fit-decreasing into sequences of at most `seq` tokens."""
-    import bisect
-
-    if packed:
-        free: list[int] = []  # the room left in each pack, sorted
-        for n in sorted(lengths, reverse=True):
-            i = bisect.bisect_left(free, n)  # the fullest pack this row still fits in
-            room = free.pop(i) if i < len(free) else seq
-            bisect.insort(free, room - n)
-        lengths = [seq - room for room in free]
-    padded = total = 0
-    for i in range(0, len(lengths), batch):
-        chunk = lengths[i:i + batch]
-        padded += max(chunk) * len(chunk)
-        total += sum(chunk)
-    return (padded - total) / padded if padded else 0.0
+    lazy = 0 < cfg.data.chat_ratio < 1 and any(src.role == "reasoning" for _, src in sources)
+    stats = [None if lazy and src.role == "chat" else encode(i) for i, (_, src) in enumerate(sources)]
+    scans = {i: pools.scan(*sources[i], cfg, root / "datasets") for i, s in enumerate(stats) if s is None}
+    selection = _chat_selection(cfg, [s for s in stats if s], scans, epochs) if scans else None
+    while True:
+        for i, scan in scans.items():
+            stats[i] = encode(i, scan, selection.rows[i] if selection else None)
+        rows = _Rows(stats)
+        drawn = draw(cfg.data, rows.ids("reasoning"), rows.ids("chat"), rows.sizes, epochs)
+        if not (drawn.exhausted and selection):
+            break
+        selection = None  # the subset was too small for the mix: tokenize every chat row and draw again
+    estimates = _estimates(scans, selection.left_out, [stats[i] for i in scans]) if selection else Sizes.concat([])
+    return rows, drawn, estimates
 
 
-def format_report(report: dict) -> str:
-    """The data report as a printed table."""
-    head = (f"{'source':<22}{'role':<10}{'read':>9}{'valid':>9}{'tokenized':>10}{'used':>9}{'tokens':>12}"
-            f"{'p50':>7}{'p90':>7}{'max':>7}")
-    lines = [head, "-" * len(head)]
-    for name, s in report["sources"].items():
-        length = s["length"] or {"p50": 0, "p90": 0, "max": 0}
-        lines.append(f"{name[:21]:<22}{s['role']:<10}{s['rows_read']:>9}{s['rows_valid']:>9}{s['rows_kept']:>10}"
-                     f"{s['rows_used']:>9}{s['tokens_used']:>12}{length['p50']:>7}{length['p90']:>7}{length['max']:>7}")
-        for reason, n in s["dropped"].items():
-            lines.append(f"{'':<24}dropped {reason}: {n}")
-    m, a = report["mix"], report["asked"]
-    lines.append("-" * len(head))
-    lines.append(f"mix: {m['train_rows']} train rows ({m['train_tokens']} tokens), {m['eval_rows']} eval rows, "
-                 f"{m['epochs']} epoch mix(es)")
-    lines.append(f"chat share: {m['chat_share_rows']:.2%} by rows, {m['chat_share_tokens']:.2%} by tokens "
-                 f"(asked {a['chat_ratio']:.2%} by {a['ratio_by']})")
-    return "\n".join(lines)
+def _write(path: Path, batches: list[pa.RecordBatch], tokens: np.ndarray, order: np.ndarray) -> None:
+    """Write the rows with global ids `order` (the pools' record `batches` laid end to end; `tokens`, each row's
+    length), in that order, a bounded number of tokens at a time. Each row is taken from its own record batch:
+    a take from a whole memory-mapped pool would first copy all of it."""
+    starts = np.cumsum([0] + [b.num_rows for b in batches])
+    ends = np.cumsum(tokens[order])
+    cuts = np.unique(np.searchsorted(ends, np.arange(GATHER_TOKENS, ends[-1] if len(ends) else 0, GATHER_TOKENS)))
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, SCHEMA) as writer:
+        for chunk in np.split(order, cuts):
+            batch_of = np.searchsorted(starts, chunk, side="right") - 1
+            parts, positions = [], []
+            for b in np.unique(batch_of):
+                where = np.nonzero(batch_of == b)[0]
+                parts.append(batches[b].take(pa.array(chunk[where] - starts[b])))
+                positions.append(where)
+            if parts:
+                gathered = pa.Table.from_batches(parts).combine_chunks()
+                writer.write_table(gathered.take(pa.array(np.argsort(np.concatenate(positions)))))
+
+
+def _check_ratio(cfg: Config, drawn: Draw) -> None:
+    """Chat that runs out bounds the whole mix: keeping data.chat_ratio leaves reasoning rows out (all of them, when
+    no chat row survived). That stops with the numbers, or with data.allow_shortfall goes on with a warning."""
+    if not drawn.left_out:
+        return
+    d, kept = cfg.data, len(drawn.reasoning) - drawn.left_out
+    found = (f"chat runs short: its {len(drawn.chat)} usable rows keep data.chat_ratio={d.chat_ratio} by {d.ratio_by} "
+             f"only with {kept} of the {len(drawn.reasoning)} reasoning rows")
+    if not d.allow_shortfall:
+        raise DataError(f"{found}; add chat data, lower data.chat_ratio, cap data.max_rows, or set "
+                        "data.allow_shortfall=true to train on the smaller mix.")
+    print(f"warning: {found}; data.allow_shortfall=true, so the smaller mix is used.")
+
+
+def _write_mix(folder: Path, rows: _Rows, drawn: Draw) -> None:
+    """train.arrow and eval.arrow from the pool files, which are then removed."""
+    paths = [folder / f"pool{i}.arrow" for i in range(len(rows.stats))]
+    readers = [pa.ipc.open_file(pa.memory_map(str(p))) for p in paths]
+    batches = [r.get_batch(i) for r in readers for i in range(r.num_record_batches)]
+    _write(folder / "train.arrow", batches, rows.sizes.tokens, np.concatenate(drawn.mixes))
+    _write(folder / "eval.arrow", batches, rows.sizes.tokens, drawn.eval_ids)
+    del readers, batches
+    for p in paths:
+        p.unlink()
 
 
 def _load(path: Path, report: dict, cached: bool) -> Prepared:
@@ -402,45 +253,14 @@ def prepare_data(cfg: Config, tokenizer, *, cache_dir: str | Path | None = None,
         os.environ["RAYON_NUM_THREADS"] = str(cfg.data.num_proc)
     started = time.perf_counter()
     with atomic_folder(final) as tmp:
-        sources = data_sources(cfg)
-        # Chat is tokenized lazily when reasoning drives the mix: only as many chat rows as the ratio can use.
-        lazy = 0 < cfg.data.chat_ratio < 1 and any(src.role == "reasoning" for _, src in sources)
-
-        def encode(i: int, scanned: SourceStats | None = None, select: set[int] | None = None) -> SourceStats:
-            name, src = sources[i]
-            return _encode_source(name, src, cfg, tokenizer, tmp / f"pool{i}.arrow", root / "datasets", progress,
-                                  scanned, select)
-
-        stats: list[SourceStats] = [encode(i) if not lazy or src.role == "reasoning" else None
-                                    for i, (_, src) in enumerate(sources)]
-        scans = {i: _scan(name, src, cfg.data.on_bad_row, root / "datasets")
-                 for i, (name, src) in enumerate(sources) if stats[i] is None}
-        selection, estimates = (_chat_selection(cfg, [s for s in stats if s], scans, epochs) if scans
-                                else (None, np.zeros(0, dtype=np.int64)))
-        for i, scan in scans.items():
-            stats[i] = encode(i, scan, selection[i] if selection else None)
-        while True:
-            tables = [pa.ipc.open_file(pa.memory_map(str(tmp / f"pool{i}.arrow"))).read_all()
-                      for i in range(len(stats))]
-            offsets = np.concatenate([[0], np.cumsum([len(s.tokens) for s in stats])]).astype(np.int64)
-            tokens = np.concatenate([np.asarray(s.tokens, np.int64) for s in stats])
-            trained = np.concatenate([np.asarray(s.trained, np.int64) for s in stats])
-            mixes, eval_ids, exhausted = _choose(cfg, stats, tokens, offsets, epochs, tmp / "pools.npz", estimates)
-            if not (exhausted and selection):
-                break
-            del tables  # the subset was too small for the mix: tokenize every chat row and choose again
-            selection, estimates = None, np.zeros(0, dtype=np.int64)
-            for i, scan in scans.items():
-                stats[i] = encode(i, scan)
-        if not sum(len(m) for m in mixes):
+        rows, drawn, estimates = _encode_sources(cfg, tokenizer, tmp, root, epochs, progress)
+        _check_ratio(cfg, drawn)
+        if not sum(len(m) for m in drawn.mixes):
             raise DataError("the mix is empty: no source row survived conversion and filtering "
-                             f"({', '.join(f'{s.name}: {dict(s.dropped)}' for s in stats)}).")
-        _write(tmp / "train.arrow", tables, offsets, np.concatenate(mixes))
-        _write(tmp / "eval.arrow", tables, offsets, eval_ids)
-        del tables
-        for i in range(len(stats)):
-            (tmp / f"pool{i}.arrow").unlink()
-        report = _report(cfg, stats, tokens, trained, offsets, mixes, eval_ids, fp, time.perf_counter() - started)
+                             f"({', '.join(f'{s.name}: {dict(s.dropped)}' for s in rows.stats)}).")
+        _write_mix(tmp, rows, drawn)
+        save_pools(tmp, rows.sizes.take(drawn.reasoning), Sizes.concat([rows.sizes.take(drawn.chat), estimates]))
+        report = build_report(cfg, rows.stats, rows.offsets, rows.sizes, drawn.mixes, drawn.eval_ids, fp,
+                              time.perf_counter() - started)
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
     return _load(final, report, cached=False)
-

@@ -4,6 +4,11 @@ The text is exactly `tokenizer.apply_chat_template(messages, tokenize=False)`; l
 assistant turns (from after `<|im_start|>assistant\\n` through `<|im_end|>`) and -100 everywhere else.
 Which turns are trained, and whether a chat row's empty `<think>\\n\\n</think>\\n\\n` is, are options
 (`data.train_turns`, `data.train_empty_think`); docs/data.md explains the defaults.
+
+The turns are found from the token ids alone, so the tokenizer never computes character offsets (the costly part
+of `tokenizer(texts)`): in every Qwen3 template `<|im_start|>` and `<|im_end|>` are single special tokens, and the
+text between them is matched token by token. Where the header's last newline merges with the answer's first
+characters into one token (an answer that starts with a newline), that token is trained, as it holds answer text.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RESPONSE_START = "<|im_start|>assistant\n"  # ChatML markers, shared by every Qwen3 template
+TURN_START = "<|im_start|>"  # ChatML markers, shared by every Qwen3 template: single special tokens
 TURN_END = "<|im_end|>"
+ASSISTANT_HEADER = "assistant\n"  # what follows TURN_START in an assistant turn
 EMPTY_THINK = "<think>\n\n</think>\n\n"  # what Qwen3's template gives a final answer without reasoning
 IGNORE = -100
 
@@ -29,42 +35,77 @@ def render(tokenizer, conversation: list[dict], **template_kwargs) -> str:
     return tokenizer.apply_chat_template(conversation, tokenize=False, **template_kwargs)
 
 
-def trained_spans(text: str, train_turns: str = "final", train_empty_think: bool = False) -> list[tuple[int, int]]:
-    """Character spans of the assistant parts to train: `[(start, end), ...]`, end exclusive, `<|im_end|>` included."""
-    spans = []
-    pos = 0
-    while (start := text.find(RESPONSE_START, pos)) != -1:
-        body = start + len(RESPONSE_START)
-        end = text.find(TURN_END, body)
-        end = len(text) if end == -1 else end + len(TURN_END)
-        if not train_empty_think and text.startswith(EMPTY_THINK, body):
-            body += len(EMPTY_THINK)
-        if end > body:
-            spans.append((body, end))
-        pos = end
-    return spans[-1:] if train_turns == "final" else spans
+class Labeller:
+    """Which tokens of a rendered conversation are trained, read from its token ids.
+
+    `spans(ids)` gives `[(first, last), ...]` token indices, both inclusive: the assistant parts that
+    `train_turns` (final | all) and `train_empty_think` select, each through its `<|im_end|>`.
+    """
+
+    def __init__(self, tokenizer, train_turns: str = "final", train_empty_think: bool = False):
+        self.turn_start, self.turn_end = tokenizer.convert_tokens_to_ids([TURN_START, TURN_END])
+        self.final_only, self.skip_empty_think = train_turns == "final", not train_empty_think
+        self._decode = tokenizer.backend_tokenizer.decode
+        self._texts: dict[int, str] = {}  # the few ids ever compared: header, think block, an answer's first
+
+    def _text(self, token: int) -> str:
+        if token not in self._texts:
+            self._texts[token] = self._decode([token], skip_special_tokens=False)
+        return self._texts[token]
+
+    def _match(self, ids: np.ndarray, i: int, offset: int, expected: str) -> tuple[int, int] | None:
+        """Where the text from token `i` (its first `offset` characters consumed) continues after `expected`:
+        `(token, offset)`, or None if the text does not start with `expected`."""
+        while expected:
+            if i == len(ids):
+                return None
+            text = self._text(int(ids[i]))[offset:]
+            if expected.startswith(text):  # the token lies inside `expected`
+                expected, i, offset = expected[len(text):], i + 1, 0
+            elif text.startswith(expected):  # the token runs on past it
+                return i, offset + len(expected)
+            else:
+                return None
+        return i, offset
+
+    def spans(self, ids: np.ndarray) -> list[tuple[int, int]]:
+        ends = np.flatnonzero(ids == self.turn_end)
+        spans, after = [], 0
+        for start in np.flatnonzero(ids == self.turn_start):
+            if start < after or (body := self._match(ids, start + 1, 0, ASSISTANT_HEADER)) is None:
+                continue
+            if self.skip_empty_think:
+                body = self._match(ids, *body, EMPTY_THINK) or body
+            k = np.searchsorted(ends, body[0])
+            end = int(ends[k]) if k < len(ends) else len(ids) - 1
+            if body[0] <= end:
+                spans.append((body[0], end))
+            after = end + 1
+        return spans[-1:] if self.final_only else spans
 
 
-def encode_batch(tokenizer, texts: list[str], *, max_length: int, overlong: str, train_turns: str,
-                 train_empty_think: bool) -> list[Encoded | str]:
-    """Tokenize texts in one batched call; each result is an `Encoded` or the reason it was dropped."""
-    batch = tokenizer(texts, add_special_tokens=False)
+def encode_batch(tokenizer, labeller: Labeller, texts: list[str], *, max_length: int,
+                 overlong: str) -> list[Encoded | str]:
+    """Tokenize texts in one batched call (no offsets); each result is an `Encoded` or the reason it was dropped."""
+    backend = tokenizer.backend_tokenizer
+    if backend.padding or backend.truncation:  # left by an earlier padded call; `tokenizer(texts)` resets them too
+        backend.no_padding()
+        backend.no_truncation()
     results: list[Encoded | str] = []
-    for i, text in enumerate(texts):
-        ids = np.asarray(batch["input_ids"][i], dtype=np.int32)
-        mask = np.zeros(len(ids), dtype=bool)
-        for start, end in trained_spans(text, train_turns, train_empty_think):
-            first, last = batch.char_to_token(i, start), batch.char_to_token(i, end - 1)
-            mask[first:last + 1] = True
+    for encoding in backend.encode_batch_fast(texts, add_special_tokens=False):
+        ids = np.array(encoding.ids, dtype=np.int32)
+        labels = np.full(len(ids), IGNORE, dtype=np.int32)
+        for first, last in labeller.spans(ids):
+            labels[first:last + 1] = ids[first:last + 1]
         if len(ids) > max_length:
             if overlong == "drop":
                 results.append("too_long")
                 continue
-            ids, mask = ids[:max_length], mask[:max_length]
-        if not mask.any():
+            ids, labels = ids[:max_length], labels[:max_length]
+        if not (labels != IGNORE).any():
             results.append("nothing_to_train" if len(ids) < max_length else "nothing_to_train_after_truncation")
             continue
-        results.append(Encoded(ids, np.where(mask, ids, IGNORE).astype(np.int32)))
+        results.append(Encoded(ids, labels))
     return results
 
 
