@@ -157,6 +157,7 @@ class GrpoConfig:
     temperature: float = 1.0  # a group needs different answers to compare; Qwen's 0.6 makes them alike
     min_p: float = 0.1  # drop tokens under 10% of the likeliest one's probability: T=1 stays coherent (Unsloth)
     learning_rate: float = 5.0e-6  # RL updates are noisy: ~40x below SFT's LoRA rate (Unsloth's Qwen3 GRPO recipe)
+    warmup_steps: int = 10  # steps of rising learning rate (GRPO's own: train.warmup_steps is SFT's); a tenth of 100
     beta: float = 0.0  # KL penalty; 0 skips the reference pass. >0 pulls towards the base model, not the SFT adapter
     correct_weight: float = 1.0  # reward for a last \boxed{} equal to expected_answer (math-verify, as eval scores it)
     format_weight: float = 0.2  # reward for one closed think block, then an answer (thinking off: no think tags)

@@ -97,7 +97,7 @@ def _grpo(g, max_seq_length: int) -> list[str]:
     for key in ("learning_rate", "temperature"):
         if getattr(g, key) <= 0:
             out.append(f"grpo.{key} is {getattr(g, key)}; it must be above 0.")
-    for key in ("beta", "correct_weight", "format_weight", "length_weight", "skip_rows"):
+    for key in ("beta", "correct_weight", "format_weight", "length_weight", "skip_rows", "warmup_steps"):
         if getattr(g, key) < 0:
             out.append(f"grpo.{key} is {getattr(g, key)}; it cannot be negative.")
     if not g.correct_weight + g.format_weight + g.length_weight:

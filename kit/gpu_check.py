@@ -176,10 +176,10 @@ def bench_shape(out: Path, part: str, folder: Path, shape: str, saved: dict, *, 
 
 def grpo_shape(models: Path, shape: str) -> dict:
     """A few GRPO steps at `shape` through unsloth (hf without a GPU): 8 completions of up to 256 tokens a step on a
-    GPU, 4 of 32 in the rehearsal."""
+    GPU, 4 of 32 for two steps in the rehearsal."""
     folder = shape_dir(models, shape)
     settings = dict(backend="unsloth", completion=256, generations=8) if on_gpu() else \
-        dict(backend="hf", completion=32, generations=4, steps=3)
+        dict(backend="hf", completion=32, generations=4, steps=2)
     return run_isolated("grpo", timeout=CHILD_TIMEOUT_S, model_dir=str(folder), shape=shape, **settings)
 
 
@@ -267,12 +267,12 @@ def training_table(results: list[dict]) -> str:
 
 def grpo_table(results: list[dict]) -> str:
     """Markdown: GRPO steps through the kit, one row per shape."""
-    header = ["shape", "backend", "generation", "completions x max tokens", "step s", "generated tokens/s",
-              "peak reserved GB", "kit.memory estimate GB", "rewards logged"]
+    header = ["shape", "backend", "generation", "completions x max tokens", "step s",
+              "completion tokens/s (whole step)", "peak reserved GB", "kit.memory estimate GB", "rewards logged"]
     rows = [[r.get("shape"), r.get("backend"), f"failed: {r['error']}"] + [""] * 6 if "error" in r else
             [r["shape"], r["backend"], r["generation"], f"{r['completions_per_step']} x {r['max_completion_length']}",
-             r["step_s"], r["generated_tokens_per_s"], _cell(r["peak_reserved_gb"]), _cell(r["estimate_gb"]),
-             ", ".join(k.split("/")[1] for k in r["rewards_logged"])] for r in results]
+             r["step_s"], r["completion_tokens_per_s"], _cell(r["peak_reserved_gb"]), _cell(r["estimate_gb"]),
+             ", ".join(r["rewards_logged"])] for r in results]
     return markdown_table(header, rows)
 
 

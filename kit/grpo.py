@@ -144,16 +144,18 @@ def generating(run: Run, model, tokenizer) -> Iterator[None]:
         model.train()
 
 
-def score(run: Run, model, tokenizer, label: str, progress: bool = True) -> dict:
-    """kit.evaluate's report (math, the thinking switch, instructions, on eval.*) for the model as it is now."""
+def score(run: Run, model, tokenizer, when: str, progress: bool = True) -> dict:
+    """kit.evaluate's report (math, the thinking switch, instructions, on eval.*) for the model as it is `when`
+    (before or after GRPO)."""
     from kit.evaluate import eval_set, evaluate, local_generator
 
     e = run.cfg.eval
     math, instructions = eval_set(run.cfg)
+    start = run.cfg.model.adapter or f"{run.cfg.model.name} + a new LoRA"
     with generating(run, model, tokenizer):
         generate = local_generator(model, tokenizer, max_new_tokens=e.max_new_tokens, seed=e.seed,
-                                   batch_size=e.batch_size, progress=label if progress else None)
-        return {"model": f"{run.cfg.model.adapter or run.cfg.model.name}, {label}",
+                                   batch_size=e.batch_size, progress=f"{when} GRPO" if progress else None)
+        return {"model": start if when == "before" else str(run.folder / "adapter"),
                 "noise": run.cfg.model.name == "tiny", **evaluate(generate, math, instructions)}
 
 
@@ -177,14 +179,14 @@ def fit(run: Run, callbacks: list | None = None, progress: bool = True) -> Train
     model, tokenizer = load_for_training(run.cfg, run.backend, vllm=generation(run.cfg, run.backend) == "vllm")
     checks, wanted = _saved_checks(run), run.cfg.grpo.eval_before_after and run.main
     if wanted and not run.resume and "before" not in checks:  # a resumed run was scored when it began
-        checks["before"] = score(run, model, tokenizer, "before GRPO", progress)
+        checks["before"] = score(run, model, tokenizer, "before", progress)
         write_atomic(_checks_path(run), json.dumps(checks, indent=2, ensure_ascii=False))
     stop = stop_request()
     trainer = build_grpo_trainer(run.cfg, model, tokenizer, run.prepared.train, run.folder, progress=progress,
                                  callbacks=[metrics_log(run.folder), stop, *(callbacks or [])])
     result = run_trainer(run, trainer, stop)
     if wanted and not result.interrupted:
-        checks["after"] = score(run, model, tokenizer, "after GRPO", progress)
+        checks["after"] = score(run, model, tokenizer, "after", progress)
         write_atomic(_checks_path(run), json.dumps(checks, indent=2, ensure_ascii=False))
     return result
 

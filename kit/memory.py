@@ -105,17 +105,17 @@ def plan_table(gpus: tuple[int, ...] = (24, 32, 48, 80), *, seq_len: int = 2048,
     return "\n".join(lines)
 
 
-def estimate_for(cfg, backend: str = "unsloth") -> Estimate | None:
-    """The estimate for a config's model and settings on a GPU; None for a model the formula does not cover (the tiny
-    default, a MoE, an unknown folder)."""
+def estimate_for(cfg, backend: str = "unsloth", *, seq_len: int = 0, batch: int = 0) -> Estimate | None:
+    """The estimate for a config's model and settings on a GPU (a pass of `batch` sequences of `seq_len` tokens,
+    by default train.*'s); None for a model the formula does not cover (the tiny default, a MoE, an unknown folder)."""
     from kit.trainer import optimizer_name
 
     model = find(cfg.model.name)
     if model is None or not model.trainable_4bit:
         return None
     return estimate(model.size, load_in_4bit=cfg.model.load_in_4bit, lora_r=cfg.lora.r,
-                    targets=cfg.lora.target_modules, seq_len=cfg.model.max_seq_length,
-                    batch=cfg.train.per_device_train_batch_size,
+                    targets=cfg.lora.target_modules, seq_len=seq_len or cfg.model.max_seq_length,
+                    batch=batch or cfg.train.per_device_train_batch_size,
                     gradient_checkpointing=cfg.train.gradient_checkpointing, backend=backend,
                     optim=optimizer_name(cfg, on_gpu=True))
 
@@ -129,17 +129,11 @@ def kv_cache_gb(size: str, tokens: int) -> float:
 def grpo_estimate_for(cfg, backend: str = "unsloth") -> Estimate | None:
     """GRPO's peak for a config on a GPU: a training pass of grpo.per_device_train_batch_size completions of prompt +
     completion tokens, plus the KV cache of the step's completions generated together; None as for estimate_for."""
-    from kit.trainer import optimizer_name
-
-    model, g = find(cfg.model.name), cfg.grpo
-    if model is None or not model.trainable_4bit:
-        return None
+    g = cfg.grpo
     length = g.max_prompt_length + g.max_completion_length
-    est = estimate(model.size, load_in_4bit=cfg.model.load_in_4bit, lora_r=cfg.lora.r, targets=cfg.lora.target_modules,
-                   seq_len=length, batch=g.per_device_train_batch_size,
-                   gradient_checkpointing=cfg.train.gradient_checkpointing, backend=backend,
-                   optim=optimizer_name(cfg, on_gpu=True))
-    est.generation_gb = kv_cache_gb(model.size, g.prompts_per_step * g.num_generations * length)
+    est = estimate_for(cfg, backend, seq_len=length, batch=g.per_device_train_batch_size)
+    if est is not None:
+        est.generation_gb = kv_cache_gb(est.size, g.prompts_per_step * g.num_generations * length)
     return est
 
 
@@ -150,6 +144,10 @@ def shipped_configs() -> list[tuple[str, object]]:
 
     return [(f"configs/{path.name}", build(Config, read_yaml(path), []))
             for path in sorted((PROJECT_ROOT / "configs").glob("*.yaml"))]
+
+
+def _fits(est: Estimate, gpu_gb: float | None, headroom: float) -> str:
+    return "" if not gpu_gb else "  fits" if est.total_gb <= gpu_gb * headroom else "  does not fit"
 
 
 def plan_report(model: str = "", *, gpu_gb: float | None = None, seq_len: int = 2048, batch: int = 2,
@@ -174,12 +172,10 @@ def plan_report(model: str = "", *, gpu_gb: float | None = None, seq_len: int = 
     lines.append("the shipped configs, each at its own length and batch (unsloth):")
     for name, cfg in shipped_configs():
         if est := estimate_for(cfg):
-            fits = "" if not gpu_gb else ("  fits" if est.total_gb <= gpu_gb * headroom else "  does not fit")
-            lines.append(f"  {name:<28} {cfg.model.name}, length {cfg.model.max_seq_length}, batch "
-                         f"{cfg.train.per_device_train_batch_size}: ~{est.total_gb:.1f} GB{fits}")
             g, grpo = cfg.grpo, grpo_estimate_for(cfg)
-            fits = "" if not gpu_gb else ("  fits" if grpo.total_gb <= gpu_gb * headroom else "  does not fit")
-            lines.append(f"  {'':<28} GRPO: {g.prompts_per_step * g.num_generations} completions of "
-                         f"{g.max_prompt_length} + {g.max_completion_length} tokens, pass of "
-                         f"{g.per_device_train_batch_size}: ~{grpo.total_gb:.1f} GB{fits}")
+            lines += [f"  {name:<28} {cfg.model.name}, length {cfg.model.max_seq_length}, batch "
+                      f"{cfg.train.per_device_train_batch_size}: ~{est.total_gb:.1f} GB{_fits(est, gpu_gb, headroom)}",
+                      f"  {'':<28} GRPO: {g.prompts_per_step * g.num_generations} completions of "
+                      f"{g.max_prompt_length} + {g.max_completion_length} tokens, pass of "
+                      f"{g.per_device_train_batch_size}: ~{grpo.total_gb:.1f} GB{_fits(grpo, gpu_gb, headroom)}"]
     return "\n".join(lines)

@@ -261,8 +261,9 @@ def grpo(model_dir: str, backend: str, shape: str = "", steps: int = 4, generati
     """`steps` GRPO steps through the kit's own GRPO run (kit.grpo: prompts, rewards, trainer, adapter) on the sample
     problems, one problem and `generations` completions of up to `completion` tokens a step, in this process.
 
-    Returns the median step time after `warmup`, the tokens generated per second, the generation engine, the peak
-    GPU memory beside kit.memory's GRPO estimate, and the rewards logged.
+    Returns the median step time after `warmup`, the completion tokens per second of a whole step (generation,
+    rewards and the update), the generation engine, the peak GPU memory beside kit.memory's GRPO estimate, and the
+    rewards logged.
     """
     import os
 
@@ -289,11 +290,12 @@ def grpo(model_dir: str, backend: str, shape: str = "", steps: int = 4, generati
     step_s = statistics.median(timer.times[warmup:] or timer.times)
     generated = statistics.mean(r["completions/mean_length"] for r in logged) * generations
     estimate = grpo_estimate_for(cfg, backend)
+    rewards = sorted(k.split("/")[1] for k in logged[-1] if k.startswith("rewards/") and k.endswith("/mean"))
     return {"shape": shape, "backend": backend, "generation": generation(cfg, backend), "steps": len(timer.times),
             "completions_per_step": generations, "max_completion_length": completion, "step_s": round(step_s, 2),
-            "generated_tokens_per_s": round(generated / step_s, 1), "first_step_s": round(timer.first_step_s, 1),
+            "completion_tokens_per_s": round(generated / step_s, 1), "first_step_s": round(timer.first_step_s, 1),
             **_memory(on_gpu), "estimate_gb": round(estimate.total_gb, 2) if estimate else None,
-            "rewards_logged": sorted(k for k in logged[-1] if k.startswith("rewards/"))}
+            "rewards_logged": rewards}
 
 
 def merge(base: str, lora_r: int = 32, out: str = "") -> dict:

@@ -22,8 +22,9 @@ from kit.errors import cli
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="folder for <part>.json, report.json and report.md")
-    parser.add_argument("--parts", nargs="+", help="default: env padding tests bench:8B bench:14B merge:14B bench:0.6B "
-                                                   "grpo:0.6B (no GPU: env padding tests bench:tiny merge:tiny grpo:tiny)")
+    parser.add_argument("--parts", nargs="+", help="default: env padding tests bench:8B bench:14B merge:14B "
+                                                   "bench:0.6B grpo:0.6B (no GPU: env padding tests bench:tiny "
+                                                   "merge:tiny grpo:tiny)")
     parser.add_argument("--models", default="", help="where random-weight models are built (default: <out>/models)")
     parser.add_argument("--stop-after", type=float, default=float("inf"), help="start no part after this many s")
     parser.add_argument("--seq", type=int, default=2048)
