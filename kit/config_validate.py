@@ -33,7 +33,7 @@ EXPORT_FORMATS = {"adapter", "merged_16bit", "merged_4bit_forced"}  # GGUF: llam
 def problems(cfg) -> list[str]:
     """Every problem with `cfg`'s values, each naming the key and the fix; empty when it can be used."""
     return [*_choices(cfg), *_ranges(cfg), *_paths(cfg), *_names_libraries_accept(cfg), *_sources(cfg),
-            *_tracking(cfg), *_grpo(cfg.grpo, cfg.model.max_seq_length)]
+            *_tracking(cfg), *_grpo(cfg.grpo)]
 
 
 def _choices(cfg) -> list[str]:
@@ -77,7 +77,9 @@ def _ranges(cfg) -> list[str]:
     return out
 
 
-def _grpo(g, max_seq_length: int) -> list[str]:
+def _grpo(g) -> list[str]:
+    """GRPO's own values; how they fit model.max_seq_length is checked when GRPO starts (kit.grpo.start), so that
+    an SFT config need not make room for GRPO's defaults."""
     out = []
     for key in ("max_steps", "prompts_per_step", "per_device_train_batch_size", "max_prompt_length",
                 "max_completion_length", "save_steps"):
@@ -90,10 +92,6 @@ def _grpo(g, max_seq_length: int) -> list[str]:
     if g.per_device_train_batch_size >= 1 and completions % g.per_device_train_batch_size:
         out.append(f"grpo.per_device_train_batch_size is {g.per_device_train_batch_size}; it must divide the "
                    f"{completions} completions of a step (prompts_per_step x num_generations).")
-    if g.max_prompt_length + g.max_completion_length > max_seq_length:
-        out.append(f"grpo.max_prompt_length + grpo.max_completion_length is {g.max_prompt_length} + "
-                   f"{g.max_completion_length}, more than model.max_seq_length {max_seq_length}; shorten one, or "
-                   "raise model.max_seq_length.")
     for key in ("learning_rate", "temperature"):
         if getattr(g, key) <= 0:
             out.append(f"grpo.{key} is {getattr(g, key)}; it must be above 0.")

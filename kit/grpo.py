@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kit.backends import activate_backend, load_for_training, load_tokenizer
-from kit.config import Config
+from kit.config import Config, ConfigError
 from kit.errors import KitError
 from kit.files import write_atomic
 from kit.runs import finished_run, record_config, resume_point, run_lock
@@ -44,6 +44,10 @@ def start(cfg: Config) -> Config:
     """`cfg` with grpo.run_name decided and, for grpo.start_from=sft, model.adapter set to the SFT run's adapter:
     what config.yaml records, so a resume continues the same run."""
     g = cfg.grpo
+    if g.max_prompt_length + g.max_completion_length > cfg.model.max_seq_length:
+        raise ConfigError(f"grpo.max_prompt_length + grpo.max_completion_length is {g.max_prompt_length} + "
+                          f"{g.max_completion_length}, more than model.max_seq_length {cfg.model.max_seq_length}; "
+                          "shorten one, or raise model.max_seq_length.")
     name = g.run_name or (f"{cfg.train.run_name}-grpo" if cfg.train.run_name else time.strftime("grpo-%Y%m%d-%H%M%S"))
     adapter = str(_sft_run(cfg) / "adapter") if g.start_from == "sft" else cfg.model.adapter
     return replace(cfg, model=replace(cfg.model, adapter=adapter), grpo=replace(g, run_name=name))

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from kit.config import load_config
+from kit.config import ConfigError, load_config
 from kit.errors import KitError
 from tests.conftest import ROOT, run_script
 
@@ -108,6 +108,19 @@ def test_grpo_starts_from_a_finished_sft_run_that_held_out_the_same_problems(smo
         start(smoke_cfg(f"train.output_dir={smoke_run.parent}", "data.reasoning.heldout=0.2"))
     cfg = start(smoke_cfg(f"train.output_dir={smoke_run.parent}", "train.run_name=smoke", "grpo.start_from=base"))
     assert cfg.model.adapter == "" and cfg.grpo.run_name == "smoke-grpo"
+    short = smoke_cfg("model.max_seq_length=128")  # SFT at a length GRPO's settings do not fit: a valid config
+    with pytest.raises(ConfigError, match=r"grpo.max_prompt_length \+ grpo.max_completion_length is 96 \+ 48, more "
+                                          r"than model.max_seq_length 128"):
+        start(short)  # GRPO says so when it starts
+
+
+def test_grpo_settings_are_validated_with_the_config(smoke_cfg):
+    with pytest.raises(ConfigError) as e:
+        smoke_cfg("grpo.num_generations=1", "grpo.per_device_train_batch_size=3", "grpo.correct_weight=0",
+                  "grpo.format_weight=0", "grpo.generation=sglang")
+    assert "grpo.num_generations is 1; GRPO compares a problem's completions with each other" in str(e.value)
+    assert "grpo.per_device_train_batch_size is 3; it must divide the 2 completions of a step" in str(e.value)
+    assert "there is nothing to reward" in str(e.value) and "grpo.generation" in str(e.value)
 
 
 def test_rewards_score_what_the_evaluation_scores(qwen3_tokenizer, smoke_cfg):
