@@ -4,7 +4,9 @@
 can call `kit.activate_backend("auto")` before anything imports transformers, as Unsloth requires.
 """
 
+import sys
 from importlib import import_module
+from types import ModuleType
 
 from kit.paths import PROJECT_ROOT
 
@@ -18,6 +20,7 @@ _EXPORTS = {
     "random_qwen3": ["build_tiny_model"],
     "backends": ["activate_backend", "environment", "load_tokenizer", "linear_modules"],
     "train": ["train", "TrainResult"],
+    "grpo": ["grpo", "GrpoResult"],
     "runs": ["finished_run"],
     "notebook": ["setup"],
     "infer": ["load_for_inference", "generate", "generate_batched", "chat", "side_by_side", "split_reasoning",
@@ -37,3 +40,18 @@ def __getattr__(name: str):
     if name not in _WHERE:
         raise AttributeError(f"module 'kit' has no attribute '{name}'")
     return getattr(import_module(f"kit.{_WHERE[name]}"), name)
+
+
+class _Kit(ModuleType):
+    """`kit.train` is the function even once kit/train.py, which shares its name, is imported (the import system then
+    sets the submodule as the package's attribute): a cell `kit.train(cfg)` runs again to resume. Likewise grpo and
+    evaluate."""
+
+    def __getattribute__(self, name: str):
+        value = super().__getattribute__(name)
+        if isinstance(value, ModuleType) and _WHERE.get(name) == name:
+            return getattr(value, name)
+        return value
+
+
+sys.modules[__name__].__class__ = _Kit

@@ -138,9 +138,12 @@ def check_adapter(cfg: Config) -> None:
                            "Set lora.* to the adapter's values to continue it.")
 
 
-def unsloth_load_kwargs(cfg: Config, folder: Path) -> dict:
-    return dict(model_name=str(folder), max_seq_length=cfg.model.max_seq_length, dtype=None,
-                load_in_4bit=cfg.model.load_in_4bit, full_finetuning=False, token=cfg.model.token or None)
+def unsloth_load_kwargs(cfg: Config, folder: Path, vllm: bool = False) -> dict:
+    kwargs = dict(model_name=str(folder), max_seq_length=cfg.model.max_seq_length, dtype=None,
+                  load_in_4bit=cfg.model.load_in_4bit, full_finetuning=False, token=cfg.model.token or None)
+    if vllm:  # Unsloth's fast_inference: a vLLM engine on the same weights generates GRPO's completions
+        kwargs.update(fast_inference=True, max_lora_rank=cfg.lora.r, gpu_memory_utilization=cfg.grpo.vllm_memory)
+    return kwargs
 
 
 def unsloth_peft_kwargs(cfg: Config) -> dict:
@@ -154,10 +157,10 @@ def unsloth_patch_kwargs(cfg: Config) -> dict:
     return dict(use_gradient_checkpointing=unsloth_peft_kwargs(cfg)["use_gradient_checkpointing"])
 
 
-def _load_unsloth(cfg: Config, folder: Path):
+def _load_unsloth(cfg: Config, folder: Path, vllm: bool = False):
     from unsloth import FastLanguageModel
 
-    model, tokenizer = FastLanguageModel.from_pretrained(**unsloth_load_kwargs(cfg, folder))
+    model, tokenizer = FastLanguageModel.from_pretrained(**unsloth_load_kwargs(cfg, folder, vllm))
     check_targets(model, cfg.lora.target_modules)
     if not cfg.model.adapter:
         return FastLanguageModel.get_peft_model(model, **unsloth_peft_kwargs(cfg)), tokenizer
@@ -234,10 +237,13 @@ def _load_hf(cfg: Config, folder: Path):
 LOADERS = {"unsloth": _load_unsloth, "hf": _load_hf}
 
 
-def load_for_training(cfg: Config, backend: str):
-    """The base model with a trainable LoRA adapter (new, or `model.adapter` continued), and its tokenizer."""
+def load_for_training(cfg: Config, backend: str, *, vllm: bool = False):
+    """The base model with a trainable LoRA adapter (new, or `model.adapter` continued), and its tokenizer; with
+    `vllm` (unsloth only), a vLLM engine sharing its weights too, for GRPO's generation."""
     from kit.hub import resolve_model
 
     if cfg.model.adapter:
         check_adapter(cfg)
-    return LOADERS[backend](cfg, resolve_model(cfg.model))
+    assert backend == "unsloth" or not vllm, "vLLM shares the weights through Unsloth's fast_inference"
+    folder = resolve_model(cfg.model)
+    return _load_unsloth(cfg, folder, vllm=True) if vllm else LOADERS[backend](cfg, folder)

@@ -2,6 +2,7 @@
 
     qwen3-kit train configs/smoke.yaml                      # = python scripts/train.py --config configs/smoke.yaml
     qwen3-kit train configs/qwen3-14b-math.yaml data.chat_ratio=0.3 train.max_steps=300
+    qwen3-kit grpo configs/qwen3-14b-math.yaml              # then reinforce math with GRPO, from the SFT adapter
     qwen3-kit prepare configs/qwen3-14b-math.yaml           # the data mix and its report, no training
     qwen3-kit download Qwen3-14B                            # from ModelScope onto the data disk, verified
     qwen3-kit download --plan --gpu-gb 24                   # which Qwen3 and batch fit a 24 GB GPU
@@ -59,7 +60,7 @@ def explain_flags(argv: list[str], unknown: set[str]) -> None:
             following = argv[i + 1] if i + 1 < len(argv) else "-"
             if not eq and not following.startswith("-") and "=" not in following and not following.endswith(".yaml"):
                 value, i = following, i + 1
-            key = home(flag[2:].replace("-", "_"), Config)
+            key = home(flag[2:].replace("-", "_"), Config, "grpo" if argv[0] == "grpo" else "train")
             given = f"{flag} {value}".strip()
             told.append(f"for {given} write {key}={value or '...'}" if key and " " not in key
                         else f"for {given} use {key}" if key else f"{flag} is not a setting of the kit")
@@ -110,15 +111,49 @@ def train(args) -> None:
     from kit.train import train as train_run
 
     result = train_run(cfg)
-    status = 128 + result.signal if result.interrupted else 0  # 130 after Ctrl-C, 143 after SIGTERM
-    if not result.main_process:  # under torchrun / accelerate launch, rank 0 reports
+    _exit_if_stopped(result)
+    first, last = result.losses[0][1], result.losses[-1][1]
+    print(f"done: {result.steps} steps, loss {first:.3f} -> {last:.3f}; adapter in {result.adapter_dir}")
+
+
+def _exit_if_stopped(result) -> None:
+    """After SIGTERM or Ctrl-C (a checkpoint saved) say how to resume and exit 128 + the signal (143, 130); on the
+    other ranks of a distributed run exit quietly, rank 0 reports."""
+    status = 128 + result.signal if result.interrupted else 0
+    if not result.main_process:
         sys.exit(status)
     if result.interrupted:
         print(f"stopped at step {result.steps}; a checkpoint is in {result.run_dir / 'checkpoints'}. "
               "Run the same command again to resume.")
         sys.exit(status)
-    first, last = result.losses[0][1], result.losses[-1][1]
-    print(f"done: {result.steps} steps, loss {first:.3f} -> {last:.3f}; adapter in {result.adapter_dir}")
+
+
+def grpo(args) -> None:
+    """After SFT, reinforce math with GRPO: rewards for a right boxed answer and a well-formed reply; resumable.
+
+    qwen3-kit grpo configs/smoke.yaml                                   # runs/smoke's adapter -> runs/smoke-grpo
+    qwen3-kit grpo configs/qwen3-14b-math.yaml grpo.max_steps=200 grpo.num_generations=8
+    qwen3-kit grpo configs/qwen3-14b-math.yaml grpo.start_from=base     # a new LoRA on the base model
+
+    The prompts report and the plan print first; the model is scored on eval.* before and after (thinking on and
+    off), since RL on thinking traces can erode the non-thinking mode. The run folder takes export and eval as an
+    SFT run does: qwen3-kit export --run runs/smoke-grpo; qwen3-kit eval --run runs/smoke-grpo.
+    """
+    from kit.backends import activate_backend
+
+    cfg = load(args, required=True)
+    activate_backend(cfg.train.backend, cfg.model.name)  # before anything imports transformers; a GPU checked
+
+    from kit.evaluate import compare
+    from kit.grpo import grpo as grpo_run
+
+    result = grpo_run(cfg)
+    _exit_if_stopped(result)
+    if {"before", "after"} <= result.checks.keys():
+        print(compare({"before": result.checks["before"], "after": result.checks["after"]}))
+    rewards = f", reward {result.rewards[0][1]:.3f} -> {result.rewards[-1][1]:.3f}" if result.rewards else ""
+    print(f"done: {result.steps} steps{rewards}; adapter in {result.adapter_dir}\n"
+          f"next: qwen3-kit export --run {result.run_dir}; qwen3-kit eval --run {result.run_dir}")
 
 
 def prepare(args) -> None:
@@ -347,6 +382,7 @@ def _setup_args(p: argparse.ArgumentParser) -> None:
 
 COMMANDS = {  # name -> (function, its arguments)
     "train": (train, _settings),
+    "grpo": (grpo, _settings),
     "prepare": (prepare, _prepare_args),
     "download": (download, _download_args),
     "chat": (chat, _chat_args),

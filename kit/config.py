@@ -145,6 +145,33 @@ class EvalConfig:
 
 
 @dataclass
+class GrpoConfig:
+    start_from: str = "sft"  # sft (the SFT run: train.output_dir/train.run_name) | base (a new LoRA, or model.adapter)
+    run_name: str = ""  # "" = <train.run_name>-grpo, beside the SFT run
+    max_steps: int = 100  # optimizer steps; Unsloth's Qwen3 recipe runs 100; rewards often move after 100-200
+    num_generations: int = 8  # completions per problem, compared with each other: steadier with more, costs linearly
+    prompts_per_step: int = 1  # problems per optimizer step; a step generates this x num_generations completions
+    per_device_train_batch_size: int = 2  # completions per forward/backward pass (divides a step's); more memory
+    max_prompt_length: int = 512  # problems longer than this in tokens (chat template included) are left out
+    max_completion_length: int = 1536  # tokens generated per completion: the cost; a trace cut off here earns nothing
+    temperature: float = 1.0  # a group needs different answers to compare; Qwen's 0.6 makes them alike
+    min_p: float = 0.1  # drop tokens under 10% of the likeliest one's probability: T=1 stays coherent (Unsloth)
+    learning_rate: float = 5.0e-6  # RL updates are noisy: ~40x below SFT's LoRA rate (Unsloth's Qwen3 GRPO recipe)
+    warmup_steps: int = 10  # steps of rising learning rate (GRPO's own: train.warmup_steps is SFT's); a tenth of 100
+    beta: float = 0.0  # KL penalty; 0 skips the reference pass. >0 pulls towards the base model, not the SFT adapter
+    correct_weight: float = 1.0  # reward for a last \boxed{} equal to expected_answer (math-verify, as eval scores it)
+    format_weight: float = 0.2  # reward for one closed think block, then an answer (thinking off: no think tags)
+    length_weight: float = 0.0  # > 0 subtracts this x share of max_completion_length used: shorter, or giving up early
+    thinking: bool = True  # generate with thinking on (the chat template's enable_thinking): the mode GRPO reinforces
+    problem_types: list[str] = field(default_factory=lambda: ["has_answer_extracted"])  # openmath: answers not guessed
+    skip_rows: int = 0  # source rows passed over first: data.reasoning.max_rows gives GRPO problems SFT did not read
+    save_steps: int = 10  # checkpoint every N steps: GRPO steps are slow, and a preempted run loses at most these
+    generation: str = "auto"  # auto (vLLM with unsloth where installed, else hf) | vllm | hf (transformers' generate)
+    vllm_memory: float = 0.5  # vLLM's share of GPU memory (the weights it shares, its KV cache); lower it on OOM
+    eval_before_after: bool = True  # score eval.* (held-out math, thinking switch, instructions) before and after
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -153,6 +180,7 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    grpo: GrpoConfig = field(default_factory=GrpoConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -72,12 +72,14 @@ def leaves(cls, prefix: str = "") -> dict[str, list[str]]:
     return out
 
 
-def home(name: str, root) -> str | None:
+def home(name: str, root, section: str = "") -> str | None:
     """Where a familiar name lives in the config tree `root`: an alias (`report_to`), or a key given without its
-    section (`max_steps` -> `train.max_steps`); None when the kit has nothing by that name."""
+    section (`max_steps` -> `train.max_steps`, or `grpo.max_steps` with `section` grpo, where both have it); None
+    when the kit has nothing by that name."""
     if name in ALIASES:
         return ALIASES[name]
-    keys = leaves(root).get(name)
+    keys = leaves(root).get(name) or []
+    keys = [k for k in keys if k.startswith(f"{section}.")] or keys
     return " or ".join(keys) if keys else None
 
 

@@ -21,6 +21,8 @@ CHOICES = {
     "data.on_bad_row": {"error", "skip"},
     "train.backend": {"auto", "unsloth", "hf"},
     "tracking.wandb": {"online", "offline", "disabled"},
+    "grpo.start_from": {"sft", "base"},
+    "grpo.generation": {"auto", "vllm", "hf"},
     "source.format": {"openmath", "sharegpt", "messages", "alpaca"},
     "source.hub": {"local", "modelscope", "huggingface"},
     "source.role": {"reasoning", "chat"},
@@ -31,7 +33,7 @@ EXPORT_FORMATS = {"adapter", "merged_16bit", "merged_4bit_forced"}  # GGUF: llam
 def problems(cfg) -> list[str]:
     """Every problem with `cfg`'s values, each naming the key and the fix; empty when it can be used."""
     return [*_choices(cfg), *_ranges(cfg), *_paths(cfg), *_names_libraries_accept(cfg), *_sources(cfg),
-            *_tracking(cfg)]
+            *_tracking(cfg), *_grpo(cfg.grpo)]
 
 
 def _choices(cfg) -> list[str]:
@@ -72,6 +74,34 @@ def _ranges(cfg) -> list[str]:
             out.append(f"eval.{key} is {getattr(cfg.eval, key)}; it cannot be negative.")
     if cfg.eval.batch_size < 1:
         out.append(f"eval.batch_size is {cfg.eval.batch_size}; it must be at least 1.")
+    return out
+
+
+def _grpo(g) -> list[str]:
+    """GRPO's own values; how they fit model.max_seq_length is checked when GRPO starts (kit.grpo.start), so that
+    an SFT config need not make room for GRPO's defaults."""
+    out = []
+    for key in ("max_steps", "prompts_per_step", "per_device_train_batch_size", "max_prompt_length",
+                "max_completion_length", "save_steps"):
+        if getattr(g, key) < 1:
+            out.append(f"grpo.{key} is {getattr(g, key)}; it must be at least 1.")
+    if g.num_generations < 2:
+        out.append(f"grpo.num_generations is {g.num_generations}; GRPO compares a problem's completions with each "
+                   "other, so it needs at least 2.")
+    completions = g.prompts_per_step * g.num_generations
+    if g.per_device_train_batch_size >= 1 and completions % g.per_device_train_batch_size:
+        out.append(f"grpo.per_device_train_batch_size is {g.per_device_train_batch_size}; it must divide the "
+                   f"{completions} completions of a step (prompts_per_step x num_generations).")
+    for key in ("learning_rate", "temperature"):
+        if getattr(g, key) <= 0:
+            out.append(f"grpo.{key} is {getattr(g, key)}; it must be above 0.")
+    for key in ("beta", "correct_weight", "format_weight", "length_weight", "skip_rows", "warmup_steps"):
+        if getattr(g, key) < 0:
+            out.append(f"grpo.{key} is {getattr(g, key)}; it cannot be negative.")
+    if not g.correct_weight + g.format_weight + g.length_weight:
+        out.append("grpo.correct_weight, format_weight and length_weight are all 0: there is nothing to reward.")
+    if not 0 <= g.min_p < 1 or not 0 < g.vllm_memory < 1:
+        out.append(f"grpo.min_p ({g.min_p}) must be in [0, 1) and grpo.vllm_memory ({g.vllm_memory}) in (0, 1).")
     return out
 
 

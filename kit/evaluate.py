@@ -170,7 +170,9 @@ def _check_heldout(run_dir: Path, cfg) -> dict:
     report_path = run_dir / "data_report.json"
     report = json.loads(report_path.read_text()) if report_path.is_file() else {"sources": {}}
     held = report["sources"].get("reasoning", {}).get("dropped", {}).get("filtered_held_out", 0)
-    if not held:
+    # A GRPO run reads only the problems it needs, maybe none held out, and says what it left out (kit.data.prompts).
+    declared = report.get("heldout_share") == cfg.data.reasoning.heldout > 0
+    if not held and not declared:
         raise EvalError(f"{report_path} counts no held-out problem (the run predates held-out slices, or its "
                         "source is too small), so any problem may have been trained on; set eval.math to "
                         "math500, gsm8k, aime24, aime25 or a file.")
@@ -219,23 +221,30 @@ def _free_gpu() -> None:
         torch.cuda.empty_cache()
 
 
+def eval_set(cfg) -> tuple[list[dict], list]:
+    """The math problems and instructions `cfg.eval` names, said where fewer exist than asked for."""
+    from kit.benchmarks import math_rows
+    from kit.instructions import load_instructions
+
+    e = cfg.eval
+    math = math_rows(cfg, e.n_math) if e.n_math else []
+    _say_if_short(f"eval.math {e.math}", len(math), e.n_math)
+    instructions = load_instructions(e.instructions, e.n_instructions) if e.instructions else []
+    _say_if_short(f"eval.instructions {e.instructions}", len(instructions), e.n_instructions)
+    return math, instructions
+
+
 def evaluate_run(run_dir: str | Path, cfg, *, progress: bool = True) -> dict[str, dict]:
     """Evaluate the base model and the run's tuned adapter as `cfg.eval` says; write `<run>/eval.json`.
 
     Raises `EvalError` (one sentence) when the run has nothing tuned to evaluate, or when its held-out problems
     cannot be trusted to be held out.
     """
-    from kit.benchmarks import math_rows
-    from kit.instructions import load_instructions
-
     run_dir = Path(run_dir)
     e = cfg.eval
     adapter = tuned_adapter(run_dir, e.adapter)
     math_info = _check_heldout(run_dir, cfg) if e.math == "heldout" and e.n_math else {"source": e.math}
-    math = math_rows(cfg, e.n_math) if e.n_math else []
-    _say_if_short(f"eval.math {e.math}", len(math), e.n_math)
-    instructions = load_instructions(e.instructions, e.n_instructions) if e.instructions else []
-    _say_if_short(f"eval.instructions {e.instructions}", len(instructions), e.n_instructions)
+    math, instructions = eval_set(cfg)
     if bool(e.endpoint) != bool(e.base_endpoint):
         print("note: one model is generated locally and the other by a server: engine and precision differ.")
     reports = {}

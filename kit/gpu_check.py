@@ -5,8 +5,9 @@
 
 Parts: `env` (the device, driver, versions, a measured bf16 matmul peak), `padding` (the pad tokens of batches of
 the real mix: what packing saves), `tests` (tests/gpu), `bench:<shape>`
-(unsloth against hf: speed, memory, MFU, with the longest sequence under a memory cap at the large shapes) and
-`merge:<shape>` (the CPU merge's peak RSS). A part's result is saved in `<out>/<part>.json` when it ends (a bench
+(unsloth against hf: speed, memory, MFU, with the longest sequence under a memory cap at the large shapes),
+`grpo:<shape>` (a few steps of the kit's GRPO: step time, generation speed, peak memory) and `merge:<shape>` (the
+CPU merge's peak RSS). A part's result is saved in `<out>/<part>.json` when it ends (a bench
 after each backend), so a run cut short continues where it stopped: the device tool allows 10 minutes a call.
 Without a GPU the same code runs at the tiny shape with the hf backend: the rehearsal the test suite makes.
 """
@@ -25,8 +26,9 @@ from kit.files import write_atomic
 from kit.paths import PROJECT_ROOT
 from kit.perf import run_isolated
 
-GPU_PARTS = ["env", "padding", "tests", "bench:8B", "bench:14B", "merge:14B", "bench:0.6B"]  # most telling first
-CPU_PARTS = ["env", "padding", "tests", "bench:tiny", "merge:tiny"]  # the rehearsal: same code, tiny shape, hf only
+# Most telling first; the rehearsal (no GPU) runs the same code at the tiny shape, with hf only.
+GPU_PARTS = ["env", "padding", "tests", "bench:8B", "bench:14B", "merge:14B", "bench:0.6B", "grpo:0.6B"]
+CPU_PARTS = ["env", "padding", "tests", "bench:tiny", "merge:tiny", "grpo:tiny"]
 SEARCH_SHAPES = ("8B", "14B", "tiny")  # where the longest sequence under the cap is searched (tiny: no cap, the path)
 CHILD_TIMEOUT_S = 900
 
@@ -76,8 +78,11 @@ def run_parts(out: Path, parts: list[str], *, models: Path, stop_after_s: float 
             bench_shape(out, part, shape_dir(models, shape), shape, saved or {}, **bench)
         elif kind == "merge":
             _save(out, part, {"done": True, **merge_shape(models, shape)})
+        elif kind == "grpo":
+            _save(out, part, {"done": True, **grpo_shape(models, shape)})
         else:
-            raise ValueError(f"unknown part '{part}'; parts are env, tests, bench:<shape>, merge:<shape>")
+            raise ValueError(f"unknown part '{part}'; parts are env, padding, tests, bench:<shape>, grpo:<shape>, "
+                             "merge:<shape>")
     return left
 
 
@@ -169,6 +174,15 @@ def bench_shape(out: Path, part: str, folder: Path, shape: str, saved: dict, *, 
     _save(out, part, {"done": True, "results": results, "skipped": skipped})
 
 
+def grpo_shape(models: Path, shape: str) -> dict:
+    """A few GRPO steps at `shape` through unsloth (hf without a GPU): 8 completions of up to 256 tokens a step on a
+    GPU, 4 of 32 for two steps in the rehearsal."""
+    folder = shape_dir(models, shape)
+    settings = dict(backend="unsloth", completion=256, generations=8) if on_gpu() else \
+        dict(backend="hf", completion=32, generations=4, steps=2)
+    return run_isolated("grpo", timeout=CHILD_TIMEOUT_S, model_dir=str(folder), shape=shape, **settings)
+
+
 def merge_shape(models: Path, shape: str) -> dict:
     """The streamed merge at `shape`, its output on the disk with room for it (else /dev/shm, RAM-backed)."""
     folder = shape_dir(models, shape)
@@ -205,6 +219,9 @@ def write_report(out: Path, command: str = "") -> str:
     benches = [r for name, p in parts.items() if name.startswith("bench-") for r in p.get("results", {}).values()]
     if benches:
         lines += [training_table(benches), ""]
+    grpos = [p for name, p in parts.items() if name.startswith("grpo-")]
+    if grpos:
+        lines += [grpo_table(grpos), ""]
     merges = [p for name, p in parts.items() if name.startswith("merge-")]
     if merges:
         lines += [merge_table(merges), ""]
@@ -246,6 +263,17 @@ def training_table(results: list[dict]) -> str:
             speed = u["tokens_per_s"] / h["tokens_per_s"]
             lines.append(f"\n{shape}: unsloth against hf: tokens/s {speed:.2f}x{memory}")
     return "\n".join(lines)
+
+
+def grpo_table(results: list[dict]) -> str:
+    """Markdown: GRPO steps through the kit, one row per shape."""
+    header = ["shape", "backend", "generation", "completions x max tokens", "step s",
+              "completion tokens/s (whole step)", "peak reserved GB", "kit.memory estimate GB", "rewards logged"]
+    rows = [[r.get("shape"), r.get("backend"), f"failed: {r['error']}"] + [""] * 6 if "error" in r else
+            [r["shape"], r["backend"], r["generation"], f"{r['completions_per_step']} x {r['max_completion_length']}",
+             r["step_s"], r["completion_tokens_per_s"], _cell(r["peak_reserved_gb"]), _cell(r["estimate_gb"]),
+             ", ".join(r["rewards_logged"])] for r in results]
+    return markdown_table(header, rows)
 
 
 def merge_table(results: list[dict]) -> str:

@@ -2,12 +2,15 @@
 
     estimate("14B", seq_len=2048, batch=2).total_gb        # about 14 GB with unsloth
     recommend(24)                                         # -> the largest Qwen3 and batch for a 24 GB card
+    grpo_estimate_for(cfg)                                # GRPO: a training pass plus what generation holds
 
 The formula (docs/memory.md compares it with published figures): weights (4-bit linears at 0.516 bytes per
 parameter with their quantization constants, a share kept 16-bit by Unsloth's dynamic quantization, 16-bit
 embeddings and head) + LoRA (fp32 weights and grads, optimizer state) + activations (with checkpointing: the
 saved layer inputs, offloaded to CPU by Unsloth, plus one layer's recompute) + logits (full fp32 for `hf`,
-chunked by Unsloth's fused loss) + a fixed CUDA context/allocator overhead.
+chunked by Unsloth's fused loss) + a fixed CUDA context/allocator overhead. GRPO adds generation: the KV cache
+of every completion of a step at once (prompts x generations sequences of prompt + completion tokens, 16-bit keys
+and values of every layer's KV heads), what transformers' generate holds; vLLM takes its own share of the GPU instead.
 """
 
 from __future__ import annotations
@@ -32,19 +35,22 @@ class Estimate:
     activations_gb: float
     logits_gb: float
     overhead_gb: float
+    generation_gb: float = 0.0  # GRPO: the KV cache of a step's completions
 
     @property
     def total_gb(self) -> float:
-        return self.weights_gb + self.lora_gb + self.activations_gb + self.logits_gb + self.overhead_gb
+        return (self.weights_gb + self.lora_gb + self.activations_gb + self.logits_gb + self.overhead_gb
+                + self.generation_gb)
 
     def as_dict(self) -> dict:
         return {**{k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(self).items()},
                 "total_gb": round(self.total_gb, 2)}
 
     def __str__(self) -> str:
+        generation = f", generation {self.generation_gb:.1f}" if self.generation_gb else ""
         return (f"Qwen3-{self.size}: ~{self.total_gb:.1f} GB peak (weights {self.weights_gb:.1f}, LoRA+optimizer "
                 f"{self.lora_gb:.1f}, activations {self.activations_gb:.1f}, logits {self.logits_gb:.1f}, "
-                f"overhead {self.overhead_gb:.1f})")
+                f"overhead {self.overhead_gb:.1f}{generation})")
 
 
 def estimate(size: str, *, load_in_4bit: bool = True, lora_r: int = 32, targets: list[str] | None = None,
@@ -99,19 +105,36 @@ def plan_table(gpus: tuple[int, ...] = (24, 32, 48, 80), *, seq_len: int = 2048,
     return "\n".join(lines)
 
 
-def estimate_for(cfg, backend: str = "unsloth") -> Estimate | None:
-    """The estimate for a config's model and settings on a GPU; None for a model the formula does not cover (the tiny
-    default, a MoE, an unknown folder)."""
+def estimate_for(cfg, backend: str = "unsloth", *, seq_len: int = 0, batch: int = 0) -> Estimate | None:
+    """The estimate for a config's model and settings on a GPU (a pass of `batch` sequences of `seq_len` tokens,
+    by default train.*'s); None for a model the formula does not cover (the tiny default, a MoE, an unknown folder)."""
     from kit.trainer import optimizer_name
 
     model = find(cfg.model.name)
     if model is None or not model.trainable_4bit:
         return None
     return estimate(model.size, load_in_4bit=cfg.model.load_in_4bit, lora_r=cfg.lora.r,
-                    targets=cfg.lora.target_modules, seq_len=cfg.model.max_seq_length,
-                    batch=cfg.train.per_device_train_batch_size,
+                    targets=cfg.lora.target_modules, seq_len=seq_len or cfg.model.max_seq_length,
+                    batch=batch or cfg.train.per_device_train_batch_size,
                     gradient_checkpointing=cfg.train.gradient_checkpointing, backend=backend,
                     optim=optimizer_name(cfg, on_gpu=True))
+
+
+def kv_cache_gb(size: str, tokens: int) -> float:
+    """The 16-bit keys and values of `tokens` tokens in every layer of Qwen3-`size`."""
+    model = FAMILY[size]
+    return tokens * 2 * model.layers * model.kv_heads * HEAD_DIM * 2 / GB
+
+
+def grpo_estimate_for(cfg, backend: str = "unsloth") -> Estimate | None:
+    """GRPO's peak for a config on a GPU: a training pass of grpo.per_device_train_batch_size completions of prompt +
+    completion tokens, plus the KV cache of the step's completions generated together; None as for estimate_for."""
+    g = cfg.grpo
+    length = g.max_prompt_length + g.max_completion_length
+    est = estimate_for(cfg, backend, seq_len=length, batch=g.per_device_train_batch_size)
+    if est is not None:
+        est.generation_gb = kv_cache_gb(est.size, g.prompts_per_step * g.num_generations * length)
+    return est
 
 
 def shipped_configs() -> list[tuple[str, object]]:
@@ -121,6 +144,10 @@ def shipped_configs() -> list[tuple[str, object]]:
 
     return [(f"configs/{path.name}", build(Config, read_yaml(path), []))
             for path in sorted((PROJECT_ROOT / "configs").glob("*.yaml"))]
+
+
+def _fits(est: Estimate, gpu_gb: float | None, headroom: float) -> str:
+    return "" if not gpu_gb else "  fits" if est.total_gb <= gpu_gb * headroom else "  does not fit"
 
 
 def plan_report(model: str = "", *, gpu_gb: float | None = None, seq_len: int = 2048, batch: int = 2,
@@ -145,7 +172,10 @@ def plan_report(model: str = "", *, gpu_gb: float | None = None, seq_len: int = 
     lines.append("the shipped configs, each at its own length and batch (unsloth):")
     for name, cfg in shipped_configs():
         if est := estimate_for(cfg):
-            fits = "" if not gpu_gb else ("  fits" if est.total_gb <= gpu_gb * headroom else "  does not fit")
-            lines.append(f"  {name:<28} {cfg.model.name}, length {cfg.model.max_seq_length}, batch "
-                         f"{cfg.train.per_device_train_batch_size}: ~{est.total_gb:.1f} GB{fits}")
+            g, grpo = cfg.grpo, grpo_estimate_for(cfg)
+            lines += [f"  {name:<28} {cfg.model.name}, length {cfg.model.max_seq_length}, batch "
+                      f"{cfg.train.per_device_train_batch_size}: ~{est.total_gb:.1f} GB{_fits(est, gpu_gb, headroom)}",
+                      f"  {'':<28} GRPO: {g.prompts_per_step * g.num_generations} completions of "
+                      f"{g.max_prompt_length} + {g.max_completion_length} tokens, pass of "
+                      f"{g.per_device_train_batch_size}: ~{grpo.total_gb:.1f} GB{_fits(grpo, gpu_gb, headroom)}"]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Speed, memory and utilisation of LoRA training and of the 16-bit merge, measured the same way everywhere.
+"""Speed, memory and utilisation of LoRA training, of GRPO steps and of the 16-bit merge, measured the same way.
 
     python -m kit.perf training '{"model_dir": "...", "backend": "unsloth", "seq": 2048}'   # one JSON line back
     result = run_isolated("training", model_dir=folder, backend="hf", seq=2048)              # the same, in a child
@@ -243,6 +243,61 @@ def longest_sequence(model, cap_gib: float, max_seq: int, step: int = 1024) -> i
             torch.cuda.set_per_process_memory_fraction(1.0)
 
 
+def _grpo_config(model_dir: str, backend: str, out: str, steps: int, generations: int, completion: int):
+    """The smoke config's GRPO on a model folder: one problem a step, its completions in one pass, no checkpoints."""
+    from kit.config import load_config
+
+    return load_config("configs/smoke.yaml", [
+        f"model.name={model_dir}", "model.source=local", f"model.max_seq_length={96 + completion}",
+        "model.load_in_4bit=true", f"train.backend={backend}", f"train.output_dir={out}", "train.run_name=grpo",
+        "train.gradient_checkpointing=true", "lora.r=32", "lora.alpha=32", "grpo.start_from=base",
+        f"grpo.max_steps={steps}", f"grpo.num_generations={generations}", "grpo.prompts_per_step=1",
+        f"grpo.per_device_train_batch_size={generations}", f"grpo.max_completion_length={completion}",
+        "grpo.save_steps=100000", "grpo.eval_before_after=false", "tracking.wandb=disabled"])
+
+
+def grpo(model_dir: str, backend: str, shape: str = "", steps: int = 4, generations: int = 8, completion: int = 256,
+         warmup: int = 1) -> dict:
+    """`steps` GRPO steps through the kit's own GRPO run (kit.grpo: prompts, rewards, trainer, adapter) on the sample
+    problems, one problem and `generations` completions of up to `completion` tokens a step, in this process.
+
+    Returns the median step time after `warmup`, the completion tokens per second of a whole step (generation,
+    rewards and the update), the generation engine, the peak GPU memory beside kit.memory's GRPO estimate, and the
+    rewards logged.
+    """
+    import os
+
+    from kit.backends import activate_backend
+
+    backend = activate_backend(backend)  # unsloth first, before transformers
+    import torch
+
+    from kit.grpo import generation
+    from kit.grpo import grpo as run_grpo
+    from kit.memory import grpo_estimate_for
+    from kit.paths import PROJECT_ROOT
+
+    os.chdir(PROJECT_ROOT)  # the smoke config's sample data
+    started, on_gpu = time.perf_counter(), torch.cuda.is_available()
+    with tempfile.TemporaryDirectory() as out:
+        cfg = _grpo_config(model_dir, backend, out, steps, generations, completion)
+        timer = _step_timer(on_gpu, started)
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats()
+        result = run_grpo(cfg, progress=False, callbacks=[timer])
+        records = [json.loads(line) for line in (result.run_dir / "logs/metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in records if "reward" in r]
+    step_s = statistics.median(timer.times[warmup:] or timer.times)
+    generated = statistics.mean(r["completions/mean_length"] for r in logged) * generations
+    estimate = grpo_estimate_for(cfg, backend)
+    rewards = sorted(k.split("/")[1] for k in logged[-1] if k.startswith("rewards/") and k.endswith("/mean"))
+    return {"shape": shape, "backend": backend, "generation": generation(cfg, backend), "steps": len(timer.times),
+            "completions_per_step": generations, "max_completion_length": completion, "step_s": round(step_s, 2),
+            "completion_tokens_per_s": round(generated / step_s, 1), "first_step_s": round(timer.first_step_s, 1),
+            **_memory(on_gpu), "estimate_gb": round(estimate.total_gb, 2) if estimate else None,
+            "rewards_logged": rewards}
+
+
 def merge(base: str, lora_r: int = 32, out: str = "") -> dict:
     """Merge a random LoRA adapter into `base` as `scripts/export.py` does, in this process; report the peak RSS
     of the merge alone and with its check, the largest shard, and whether CUDA was ever touched."""
@@ -282,7 +337,7 @@ def merge(base: str, lora_r: int = 32, out: str = "") -> dict:
     return result
 
 
-MEASUREMENTS = {"training": training, "merge": merge}
+MEASUREMENTS = {"training": training, "grpo": grpo, "merge": merge}
 
 
 def run_isolated(measurement: str, timeout: float | None = None, **kwargs) -> dict:

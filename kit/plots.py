@@ -50,10 +50,15 @@ def ratio_composition(sweep: list[dict]):
     return fig
 
 
+def _metrics(run_dir: str | Path) -> list[dict]:
+    lines = (Path(run_dir) / "logs" / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
 def losses(run_dir: str | Path):
     """Training and eval loss of a run, from its logs/metrics.jsonl."""
     fig, ax = _figure()
-    records = [json.loads(line) for line in (Path(run_dir) / "logs" / "metrics.jsonl").read_text().splitlines()]
+    records = _metrics(run_dir)
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
     evals = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
     if train:
@@ -62,6 +67,23 @@ def losses(run_dir: str | Path):
         ax.plot(*zip(*evals, strict=True), "o-", label="eval loss")
     ax.set(xlabel="step", ylabel="loss", title=Path(run_dir).name)
     ax.legend()
+    return fig
+
+
+def rewards(run_dir: str | Path):
+    """A GRPO run's rewards by step (the weighted sum and each reward's mean, from logs/metrics.jsonl), with the mean
+    completion length on the right axis: a length penalty, or traces cut off at the limit, show there."""
+    fig, ax = _figure()
+    records = [r for r in _metrics(run_dir) if "reward" in r]
+    steps = [r["step"] for r in records]
+    ax.plot(steps, [r["reward"] for r in records], lw=2.5, label="reward (weighted sum)")
+    for key in sorted({k for r in records for k in r if k.startswith("rewards/") and k.endswith("/mean")}):
+        ax.plot(steps, [r[key] for r in records], label=f"{key.split('/')[1]} (mean, before its weight)")
+    tokens = ax.twinx()
+    tokens.plot(steps, [r["completions/mean_length"] for r in records], ":", color="grey")
+    tokens.set_ylabel("completion tokens, mean (dotted)")
+    ax.set(xlabel="step", ylabel="reward", title=f"{Path(run_dir).name}: rewards")
+    ax.legend(loc="upper left")
     return fig
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from kit.config import Config, flatten, to_dict
+from kit.config import Config, flatten, save_config, to_dict
 from kit.errors import KitError
 from kit.files import atomic_folder, write_atomic
 
@@ -82,8 +82,8 @@ def run_lock(run: Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise KitError(f"{run} is being trained by process {holder}; wait for it to end, stop it, or set "
-                           "train.run_name for a separate run.") from None
+            raise KitError(f"{run} is being trained by process {holder}; wait for it to end, stop it, or name a "
+                           "separate run (train.run_name, or grpo.run_name for GRPO).") from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -117,6 +117,36 @@ def keep_metrics_until(run: Path, step: int) -> None:
     kept = [line for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= step]
     write_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def resume_point(cfg: Config, folder: Path) -> str | None:
+    """The checkpoint to continue from; with resume=never, the run's earlier checkpoints, adapter and logs go."""
+    if cfg.train.resume == "never":
+        for stale in ("checkpoints", "adapter", "logs"):
+            shutil.rmtree(folder / stale, ignore_errors=True)
+        return None
+    found = newest_checkpoint(folder) if cfg.train.resume == "auto" else Path(cfg.train.resume)
+    return str(found) if found else None
+
+
+def record_config(cfg: Config, folder: Path, resume: str | None) -> None:
+    """config.yaml for a new run; for one that has trained, the saved config stays, what differs is checked and
+    recorded in logs/resumes.jsonl, and a change of model, LoRA shape or data is refused unless allowed."""
+    if not (folder / "config.yaml").is_file() or not (resume or has_adapter(folder)):
+        save_config(cfg, folder / "config.yaml")
+        return
+    changes = config_changes(folder, cfg)
+    blocking = identity_changes(changes)
+    if blocking and not cfg.train.allow_changes:
+        shown = "; ".join(f"{k}: {changes[k][0]!r} then, {changes[k][1]!r} now" for k in blocking[:4])
+        raise KitError(f"{folder} was trained with other settings ({shown}); name a new run (train.run_name, or "
+                       "grpo.run_name for GRPO), set train.resume=never to train this one again, or "
+                       "train.allow_changes=true to continue it.")
+    if changes:
+        step = checkpoint_step(resume) if resume else None
+        print("changed since the run began: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()))
+        with open(folder / "logs" / "resumes.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, "changed": {k: list(v) for k, v in changes.items()}}) + "\n")
 
 
 CHECKPOINT_ONLY = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "rng_state*.pth", "scaler.pt")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 from collections.abc import Iterator
@@ -23,18 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kit.backends import activate_backend, load_for_training, load_tokenizer
-from kit.config import Config, changed, redact_argv, save_config, to_dict
+from kit.config import Config, changed, redact_argv, to_dict
 from kit.data import format_report, prepare_data
-from kit.errors import KitError
 from kit.files import atomic_folder
 from kit.runs import (
     adapter_from_checkpoint,
     checkpoint_step,
-    config_changes,
     has_adapter,
-    identity_changes,
     keep_metrics_until,
-    newest_checkpoint,
+    record_config,
+    resume_point,
     run_folder,
     run_lock,
 )
@@ -100,10 +97,17 @@ def epoch_share(run: Run) -> str:
     return f"{seen:,} {unit}, {share} ({epoch:,.0f} {unit})"
 
 
+def model_lines(cfg: Config, backend: str, model_folder: Path, on_gpu: bool) -> list[str]:
+    """The plan's first lines, the same for every trainer: the model, its precision, the LoRA."""
+    from kit.backends import precision
+
+    return [f"  model     {cfg.model.name} ({model_folder}), {precision(cfg, backend, on_gpu)}",
+            f"  LoRA      r={cfg.lora.r} alpha={cfg.lora.alpha} on {', '.join(cfg.lora.target_modules)}"]
+
+
 def format_plan(run: Run, model_folder: Path) -> str:
     import torch
 
-    from kit.backends import precision
     from kit.memory import estimate_for
 
     cfg, mix, on_gpu = run.cfg, run.prepared.report["mix"], torch.cuda.is_available()
@@ -111,8 +115,7 @@ def format_plan(run: Run, model_folder: Path) -> str:
     batch = cfg.train.per_device_train_batch_size * cfg.train.gradient_accumulation_steps
     return "\n".join([
         "plan:",
-        f"  model     {cfg.model.name} ({model_folder}), {precision(cfg, run.backend, on_gpu)}",
-        f"  LoRA      r={cfg.lora.r} alpha={cfg.lora.alpha} on {', '.join(cfg.lora.target_modules)}",
+        *model_lines(cfg, run.backend, model_folder, on_gpu),
         f"  backend   {run.backend}, optimizer {optimizer_name(cfg, on_gpu)}",
         f"  VRAM      {vram if vram else 'none (CPU run)' if not on_gpu else 'n/a (not a known dense Qwen3)'}",
         f"  data      {mix['train_rows']} train rows ({mix['reasoning_rows']} reasoning, {mix['chat_rows']} chat), "
@@ -127,10 +130,10 @@ def format_plan(run: Run, model_folder: Path) -> str:
 def prepare_run(cfg: Config, backend: str, state, folder: Path, progress: bool = True) -> Run:
     """Where the run resumes, its config recorded (or a resume that would continue a different run refused), the
     prepared data (rank 0 first; the others reuse its cache) and the report and plan printed."""
-    resume = _resume_point(cfg, folder) if state.is_main_process else None
+    resume = resume_point(cfg, folder) if state.is_main_process else None
     if state.is_main_process:
         (folder / "logs").mkdir(parents=True, exist_ok=True)
-        _record_config(cfg, folder, resume)
+        record_config(cfg, folder, resume)
     epochs = max(1, math.ceil(cfg.train.num_epochs)) if cfg.data.redraw_chat_each_epoch else 1
     with state.main_process_first():
         tokenizer = load_tokenizer(cfg)
@@ -141,43 +144,20 @@ def prepare_run(cfg: Config, backend: str, state, folder: Path, progress: bool =
         resume = broadcast_object_list([resume], from_process=0)[0]
     run = Run(cfg, backend, folder, prepared, total_steps(cfg, len(prepared.train), epochs), epochs, resume, state)
     if run.main:
-        (folder / "data_report.json").write_text(json.dumps(prepared.report, indent=2))
-        settings = ", ".join(f"{k}={v}" for k, v in changed(cfg).items())
-        print(f"config: {folder / 'config.yaml'} (set: {settings or 'all defaults'})")
-        print(format_report(prepared.report))
-        print(format_plan(run, tokenizer.name_or_path), flush=True)
-        if resume:
-            print(f"resuming from {Path(resume).name} (step {checkpoint_step(resume)} of {run.steps})", flush=True)
+        announce(run, format_report(prepared.report), format_plan(run, tokenizer.name_or_path))
     return run
 
 
-def _resume_point(cfg: Config, folder: Path) -> str | None:
-    """The checkpoint to continue from; with resume=never, the run's earlier checkpoints, adapter and logs go."""
-    if cfg.train.resume == "never":
-        for stale in ("checkpoints", "adapter", "logs"):
-            shutil.rmtree(folder / stale, ignore_errors=True)
-        return None
-    found = newest_checkpoint(folder) if cfg.train.resume == "auto" else Path(cfg.train.resume)
-    return str(found) if found else None
-
-
-def _record_config(cfg: Config, folder: Path, resume: str | None) -> None:
-    """config.yaml for a new run; for one that has trained, the saved config stays, what differs is checked and
-    recorded in logs/resumes.jsonl, and a change of model, LoRA shape or data is refused unless allowed."""
-    if not (folder / "config.yaml").is_file() or not (resume or has_adapter(folder)):
-        save_config(cfg, folder / "config.yaml")
-        return
-    changes = config_changes(folder, cfg)
-    blocking = identity_changes(changes)
-    if blocking and not cfg.train.allow_changes:
-        shown = "; ".join(f"{k}: {changes[k][0]!r} then, {changes[k][1]!r} now" for k in blocking[:4])
-        raise KitError(f"{folder} was trained with other settings ({shown}); set train.run_name for a new run, "
-                       "train.resume=never to train this one again, or train.allow_changes=true to continue it.")
-    if changes:
-        step = checkpoint_step(resume) if resume else None
-        print("changed since the run began: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()))
-        with open(folder / "logs" / "resumes.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, "changed": {k: list(v) for k, v in changes.items()}}) + "\n")
+def announce(run: Run, report: str, plan: str) -> None:
+    """data_report.json written; the settings that differ from the defaults, the data `report`, the `plan` and the
+    resume point printed, before the model loads."""
+    (run.folder / "data_report.json").write_text(json.dumps(run.prepared.report, indent=2))
+    settings = ", ".join(f"{k}={v}" for k, v in changed(run.cfg).items())
+    print(f"config: {run.folder / 'config.yaml'} (set: {settings or 'all defaults'})")
+    print(report)
+    print(plan, flush=True)
+    if run.resume:
+        print(f"resuming from {Path(run.resume).name} (step {checkpoint_step(run.resume)} of {run.steps})", flush=True)
 
 
 @contextmanager
@@ -249,9 +229,14 @@ def save_adapter(run: Run, trainer) -> None:
 
 
 def fit(run: Run, callbacks: list | None = None, progress: bool = True) -> TrainResult:
-    """Train from the resume point to the end, or until a signal asks to stop (then the newest checkpoint is the
-    state); the handlers stay until the adapter is in place, so a signal during the final save cannot cut it."""
+    """Build the model and trainer, then `run_trainer`."""
     trainer, stop = build(run, callbacks, progress)
+    return run_trainer(run, trainer, stop)
+
+
+def run_trainer(run: Run, trainer, stop) -> TrainResult:
+    """Train from the resume point to the end, or until a signal asks `stop` to end it (then the newest checkpoint is
+    the state); the handlers stay until the adapter is in place, so a signal during the final save cannot cut it."""
     if run.resume and run.main:
         keep_metrics_until(run.folder, checkpoint_step(run.resume))  # the steps after it are trained again
     with tracking(run) as handle, signals_stop(stop, announce=run.main):
@@ -264,7 +249,7 @@ def fit(run: Run, callbacks: list | None = None, progress: bool = True) -> Train
     return result
 
 
-def _finished(run: Run) -> TrainResult | None:
+def already_trained(run: Run) -> TrainResult | None:
     """The result without training, where the run needs none: complete already, or killed during its final save
     (its checkpoint at the last step becomes the adapter)."""
     done = checkpoint_step(run.resume) if run.resume else 0
@@ -272,8 +257,8 @@ def _finished(run: Run) -> TrainResult | None:
         return None
     history = json.loads((Path(run.resume) / "trainer_state.json").read_text())["log_history"]
     if run.main and has_adapter(run.folder):
-        print(f"{run.folder} is already complete ({done} steps); set train.run_name for a new run, or "
-              "train.resume=never to train this one again from the start.")
+        print(f"{run.folder} is already complete ({done} steps); name a new run (train.run_name, or grpo.run_name "
+              "for GRPO), or set train.resume=never to train this one again from the start.")
     elif run.main:
         adapter_from_checkpoint(Path(run.resume), run.folder)
         print(f"finished from {Path(run.resume).name}: its adapter is now {run.folder / 'adapter'}; nothing to train.")
@@ -297,6 +282,6 @@ def train(cfg: Config, *, progress: bool = True, callbacks: list | None = None) 
     folder = run_folder(cfg, state)
     with run_lock(folder) if state.is_main_process else nullcontext():
         run = prepare_run(cfg, backend, state, folder, progress)
-        finished = _finished(run)
+        finished = already_trained(run)
         run.state.wait_for_everyone()
         return finished or fit(run, callbacks, progress)

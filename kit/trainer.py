@@ -21,6 +21,14 @@ def optimizer_name(cfg: Config, on_gpu: bool) -> str:
     return "adamw_8bit" if on_gpu else "adamw_torch"
 
 
+def whole_run_train_loss(state, logs: dict) -> None:
+    """transformers divides a session's summed loss by every step of the run, too low after a resume: the final
+    `train_loss` becomes the mean over the whole run instead."""
+    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    if "train_loss" in logs and losses:
+        logs["train_loss"] = sum(losses) / len(losses)
+
+
 def _trainer_class():
     from transformers import Trainer
     from trl import SFTTrainer
@@ -35,42 +43,50 @@ def _trainer_class():
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
         def log(self, logs, start_time=None):
-            if "train_loss" in logs:  # transformers divides this session's summed loss by every step of the run,
-                losses = [h["loss"] for h in self.state.log_history if "loss" in h]  # too low after a resume
-                if losses:
-                    logs["train_loss"] = sum(losses) / len(losses)  # the mean over the whole run instead
+            whole_run_train_loss(self.state, logs)
             super().log(logs, start_time)
 
     return KitSFTTrainer
 
 
-def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True):
-    """The `SFTConfig` of a run from the kit's config: the one mapping from our keys to TRL's."""
+def run_arguments(cfg: Config, out: Path, save_steps: int) -> dict:
+    """The TrainingArguments every trainer of the kit shares: checkpoints, precision, optimizer and schedule, logging,
+    tracking. `train.*` sets them; each trainer adds its own steps, batch and learning rate."""
     import torch
-    from trl import SFTConfig
 
     on_gpu = torch.cuda.is_available()
     bf16 = on_gpu and torch.cuda.is_bf16_supported()
     t = cfg.train
-    return SFTConfig(
+    return dict(
         output_dir=str(out / "checkpoints"),
+        lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_steps,
+        weight_decay=t.weight_decay, optim=optimizer_name(cfg, on_gpu), bf16=bf16, fp16=on_gpu and not bf16,
+        logging_steps=t.logging_steps,
+        save_strategy="steps", save_steps=save_steps, save_total_limit=t.save_total_limit,
+        seed=t.seed, data_seed=t.seed,
+        gradient_checkpointing=False,  # enabled by the backend itself (Unsloth's offloaded variant, or peft's)
+        report_to=["wandb"] if cfg.tracking.wandb != "disabled" else [],
+        run_name=out.name, disable_tqdm=True, dataloader_num_workers=0, use_cpu=not on_gpu,  # kit.trainer.progress
+    )
+
+
+def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True):
+    """The `SFTConfig` of a run from the kit's config: the one mapping from our keys to TRL's."""
+    from trl import SFTConfig
+
+    t = cfg.train
+    return SFTConfig(
+        **run_arguments(cfg, out, t.save_steps),
         max_steps=t.max_steps or -1,
         num_train_epochs=t.num_epochs / epochs,  # with redrawn chat, one pass covers all epoch mixes
         per_device_train_batch_size=t.per_device_train_batch_size,
         per_device_eval_batch_size=t.per_device_train_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
-        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_steps,
-        weight_decay=t.weight_decay, optim=optimizer_name(cfg, on_gpu), bf16=bf16, fp16=on_gpu and not bf16,
-        logging_steps=t.logging_steps,
-        save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
+        learning_rate=t.learning_rate,
         eval_strategy="steps" if has_eval else "no", eval_steps=(t.eval_steps or t.save_steps) if has_eval else None,
-        seed=t.seed, data_seed=t.seed,
         max_length=cfg.model.max_seq_length,
         packing=t.packing, padding_free=t.packing,
         dataset_kwargs={"skip_prepare_dataset": not t.packing},  # the kit already tokenized and labelled
-        gradient_checkpointing=False,  # enabled by the backend itself (Unsloth's offloaded variant, or peft's)
-        report_to=["wandb"] if cfg.tracking.wandb != "disabled" else [],
-        run_name=out.name, disable_tqdm=True, dataloader_num_workers=0, use_cpu=not on_gpu,  # kit.trainer.progress
         ddp_find_unused_parameters=False,  # LoRA leaves most parameters frozen on purpose
     )
 
@@ -90,8 +106,8 @@ def build_trainer(cfg: Config, model, tokenizer, train_dataset, eval_dataset, ou
 
 
 def progress_display(bar: bool = True):
-    """The training display, in place of transformers' dict dumps: a bar with the latest loss and learning rate as
-    its postfix (none without `bar`), and one line per evaluation."""
+    """The training display, in place of transformers' dict dumps: a bar with the latest loss (and GRPO's reward) and
+    learning rate as its postfix (none without `bar`), and one line per evaluation."""
     from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
@@ -123,7 +139,8 @@ def progress_display(bar: bool = True):
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
             if self.bar is not None and "loss" in logs:
-                self.bar.set_postfix_str(f"loss {logs['loss']:.4f}, lr {logs.get('learning_rate', 0):.2e}")
+                reward = f", reward {logs['reward']:.3f}" if "reward" in logs else ""  # GRPO's
+                self.bar.set_postfix_str(f"loss {logs['loss']:.4f}{reward}, lr {logs.get('learning_rate', 0):.2e}")
             if state.is_world_process_zero and "eval_loss" in logs:
                 self.on_evaluate(args, state, control)  # the evaluation is over; its bar goes before the line
                 tqdm.write(f"step {state.global_step}/{state.max_steps}: eval loss {logs['eval_loss']:.4f}")

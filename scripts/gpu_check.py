@@ -1,6 +1,7 @@
 """Everything that needs a GPU, in one command that writes JSON and Markdown into a folder: tests/gpu, unsloth
 against hf at the 0.6B, 8B and 14B shapes (tokens/s, peak memory, MFU, first step, the longest sequence under a
-24 GiB cap at 8B and 14B), and the CPU merge at the 14B shape, each beside kit.memory's estimate.
+24 GiB cap at 8B and 14B), the CPU merge at the 14B shape, and a few GRPO steps at 0.6B (the kit's GRPO through
+unsloth: step time, generation speed, peak memory), each beside kit.memory's estimate.
 
     python scripts/gpu_check.py --out gpu-results                     # on the GPU machine; about 25 min on one H100
     python scripts/gpu_check.py --out gpu-results --stop-after 120    # calls of at most 10 min: repeat until done
@@ -21,8 +22,9 @@ from kit.errors import cli
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="folder for <part>.json, report.json and report.md")
-    parser.add_argument("--parts", nargs="+", help="default: env padding tests bench:8B bench:14B merge:14B bench:0.6B "
-                                                   "(no GPU: env padding tests bench:tiny merge:tiny)")
+    parser.add_argument("--parts", nargs="+", help="default: env padding tests bench:8B bench:14B merge:14B "
+                                                   "bench:0.6B grpo:0.6B (no GPU: env padding tests bench:tiny "
+                                                   "merge:tiny grpo:tiny)")
     parser.add_argument("--models", default="", help="where random-weight models are built (default: <out>/models)")
     parser.add_argument("--stop-after", type=float, default=float("inf"), help="start no part after this many s")
     parser.add_argument("--seq", type=int, default=2048)

@@ -102,3 +102,10 @@ def smoke_run(kit_cache, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs")
     run_script("scripts/train.py", "--config", "configs/smoke.yaml", f"train.output_dir={out}")
     return out / "smoke"
+
+
+@pytest.fixture(scope="session")
+def grpo_run(smoke_run) -> Path:
+    """The README's GRPO command, run once per session: the smoke run's adapter reinforced for a few steps (CPU)."""
+    run_script("scripts/grpo.py", "--config", "configs/smoke.yaml", f"train.output_dir={smoke_run.parent}")
+    return smoke_run.parent / "smoke-grpo"

@@ -34,7 +34,7 @@ def test_the_console_script_is_the_cli():
     assert callable(getattr(importlib.import_module(module), function))
     result = _cli("--help")
     assert result.returncode == 0
-    for command in ("train", "prepare", "download", "chat", "export", "eval", "config", "setup"):
+    for command in ("train", "grpo", "prepare", "download", "chat", "export", "eval", "config", "setup"):
         assert f"    {command}" in result.stdout, command
 
 
@@ -79,6 +79,8 @@ def test_options_in_the_style_of_other_tools_are_answered_in_one_line():
                                       "--report_to=wandb", check=False))
     assert "for --max_steps 10 write train.max_steps=10" in line
     assert "for --report_to wandb use tracking.wandb (online | offline | disabled)" in line
+    line = _one_error_line(_cli("grpo", "configs/smoke.yaml", "--max_steps", "10"))  # GRPO has its own
+    assert "for --max_steps 10 write grpo.max_steps=10" in line
     line = _one_error_line(_cli("train", "configs/smoke.yaml", "configs/qwen3-8b-4090.yaml"))
     assert "one config file at a time" in line
     line = _one_error_line(_cli("train", "train.max_steps=3"))
@@ -114,7 +116,7 @@ def test_driver_too_old_for_torchs_cuda_is_named_with_the_fix():
 
 def test_plan_states_its_assumptions_and_agrees_with_the_shipped_configs():
     from kit.hub import RepoNotFound, resolve_repo
-    from kit.memory import estimate_for, plan_report, shipped_configs
+    from kit.memory import estimate_for, grpo_estimate_for, plan_report, shipped_configs
 
     plan = plan_report("Qwen3-14B", gpu_gb=24)
     assert plan.startswith("assumed: sequence length 2048 (--seq-len), batch 2 (--batch)")
@@ -122,6 +124,10 @@ def test_plan_states_its_assumptions_and_agrees_with_the_shipped_configs():
         if est := estimate_for(cfg):
             assert f"{name:<28} {cfg.model.name}, length {cfg.model.max_seq_length}, batch " \
                    f"{cfg.train.per_device_train_batch_size}: ~{est.total_gb:.1f} GB  fits" in plan
+            g = cfg.grpo  # and its GRPO stage: a pass of prompt + completion tokens beside generation's KV cache
+            assert f"GRPO: {g.prompts_per_step * g.num_generations} completions of {g.max_prompt_length} + " \
+                   f"{g.max_completion_length} tokens, pass of {g.per_device_train_batch_size}: " \
+                   f"~{grpo_estimate_for(cfg).total_gb:.1f} GB  fits" in plan
     moe = plan_report("Qwen3-30B-A3B")
     assert "Qwen3-30B-A3B cannot be trained here in 4-bit" in moe and "swift sft --model Qwen/Qwen3-30B-A3B" in moe
     with pytest.raises(RepoNotFound, match="swift sft --model Qwen/Qwen3-30B-A3B"):

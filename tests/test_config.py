@@ -145,6 +145,15 @@ def test_importing_kit_keeps_transformers_out():
     assert out.stdout.split() == ["False", "False"]
 
 
+def test_kit_names_functions_after_their_modules_are_imported():
+    """A notebook cell `kit.train(cfg)` (or `kit.grpo(cfg)`) runs again to resume, after kit.train was imported."""
+    import kit
+    import kit.grpo  # noqa: F401  (imports kit.train and kit.evaluate too)
+
+    assert callable(kit.train) and kit.train is kit.train and kit.train.__module__ == "kit.train"
+    assert callable(kit.grpo) and callable(kit.evaluate)
+
+
 def test_scripts_report_user_errors_in_one_line(tmp_path):
     import os
     import subprocess

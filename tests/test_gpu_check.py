@@ -27,8 +27,12 @@ def test_rehearsal_runs_every_part_at_the_tiny_shape(rehearsal):
     assert report["bench-tiny"]["skipped"] == {"unsloth": "needs a CUDA GPU"}
     merge = report["merge-tiny"]
     assert merge["shards"] > 1 and merge["weights_merged"] == 4 * 7 and merge["cuda_used"] is False
+    grpo = report["grpo-tiny"]  # the kit's own GRPO run: prompts, rewards, trainer, adapter
+    assert grpo["backend"] == grpo["generation"] == "hf" and grpo["steps"] == 2 and grpo["step_s"] > 0
+    assert grpo["completion_tokens_per_s"] > 0 and grpo["rewards_logged"] == ["correct", "format"]
     markdown = (out / "report.md").read_text()
     assert "| tiny | hf |" in markdown and "| qwen3-tiny |" in markdown and "python scripts/gpu_check.py" in markdown
+    assert "| tiny | hf | hf | 4 x 32 |" in markdown
     assert "all parts done" in stdout
 
 
