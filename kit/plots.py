@@ -5,7 +5,6 @@ Each function takes the kit's own results and returns a matplotlib Figure (shown
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
@@ -50,18 +49,33 @@ def ratio_composition(sweep: list[dict]):
     return fig
 
 
-def losses(run_dir: str | Path):
-    """Training and eval loss of a run, from its logs/metrics.jsonl."""
-    fig, ax = _figure()
-    records = [json.loads(line) for line in (Path(run_dir) / "logs" / "metrics.jsonl").read_text().splitlines()]
+def _draw_losses(ax, records: list[dict], title: str) -> None:
+    """The training loss, each source's eval loss, and (dotted, across) each source's eval loss at step 0: the
+    model before training, the reference a climbing chat loss is read against."""
+    from kit.metrics import eval_curves
+
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
-    evals = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
     if train:
-        ax.plot(*zip(*train, strict=True), label="train loss")
-    if evals:
-        ax.plot(*zip(*evals, strict=True), "o-", label="eval loss")
-    ax.set(xlabel="step", ylabel="loss", title=Path(run_dir).name)
-    ax.legend()
+        ax.plot(*zip(*train, strict=True), color="grey", linewidth=1, label="train loss")
+    # Runs from before per-source evaluation logged one eval loss: drawn alone.
+    curves = eval_curves(records) or {"": [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]}
+    for source, curve in curves.items():
+        if not curve:
+            continue
+        (line,) = ax.plot(*zip(*curve, strict=True), "o-", markersize=3, label=f"eval loss {source}".strip())
+        if curve[0][0] == 0:
+            ax.axhline(curve[0][1], color=line.get_color(), linestyle=":", linewidth=1,
+                       label=f"{source or 'eval'} at step 0")
+    ax.set(xlabel="step", ylabel="loss", title=title)
+    ax.legend(fontsize=7)
+
+
+def losses(run_dir: str | Path):
+    """Training loss and each source's eval loss of a run, from its logs/metrics.jsonl."""
+    from kit.metrics import read_metrics
+
+    fig, ax = _figure()
+    _draw_losses(ax, read_metrics(run_dir), Path(run_dir).name)
     return fig
 
 
@@ -93,24 +107,57 @@ def evaluation(reports: dict[str, dict]):
     return fig
 
 
+def ratio_front(points: list[dict]):
+    """A chat-ratio sweep (`kit.sweep`): math gain against instruction-following change, each ratio labelled, the
+    front joined, a broken thinking switch marked with a red cross; the base model is the origin."""
+    from kit.evaluate import NOISE
+    from kit.sweep import GAIN, RETENTION
+
+    fig, ax = _figure(width=6.5, height=4.5)
+    shown = [p for p in points if p[GAIN] is not None and p[RETENTION] is not None]
+    front = sorted((p for p in shown if p["on_front"]), key=lambda p: p[GAIN])
+    if front:
+        ax.plot([p[GAIN] for p in front], [p[RETENTION] for p in front], "-", color="tab:green", alpha=0.5,
+                label="front: no other ratio does better on both")
+    for kept, style in ((True, dict(marker="o", color="tab:blue", label="switch kept")),
+                        (False, dict(marker="x", color="tab:red", s=80, label="switch broken"))):
+        group = [p for p in shown if p["switch_kept"] == kept]
+        if group:
+            ax.scatter([p[GAIN] for p in group], [p[RETENTION] for p in group], **style)
+    for p in shown:
+        ax.annotate(f"{p['chat_ratio']:g}", (p[GAIN], p[RETENTION]), textcoords="offset points", xytext=(5, 5))
+    ax.axhline(0, color="grey", linewidth=0.8, linestyle=":")
+    ax.axvline(0, color="grey", linewidth=0.8, linestyle=":")
+    ax.plot([0], [0], "k+", markersize=12, label="base model")
+    title = "Chat-ratio sweep (labels: data.chat_ratio)"
+    if any(p["noise"] for p in points):
+        title = f"{title}\n{NOISE}"
+        ax.set_facecolor("#f4f4f4")
+    ax.set(xlabel="math gain over the base (thinking on)", ylabel="instruction following change (on/off mean)",
+           title=title)
+    ax.legend(fontsize=7)
+    return fig
+
+
 def live_loss_plot():
-    """A TrainerCallback redrawing the loss in a notebook cell as training runs: `train(cfg, callbacks=[...])`."""
+    """A TrainerCallback redrawing the losses in a notebook cell as training runs (`train(cfg, callbacks=[...])`):
+    the training loss, and each source's eval loss against its value at step 0."""
     from transformers import TrainerCallback
+
+    from kit.metrics import source_losses
 
     class LiveLossPlot(TrainerCallback):
         def __init__(self):
-            self.steps, self.values, self.handle = [], [], None
+            self.records, self.handle = [], None
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "loss" not in logs:
+            if not logs or ("loss" not in logs and not source_losses(logs)):
                 return
             from IPython.display import display
 
-            self.steps.append(state.global_step)
-            self.values.append(logs["loss"])
+            self.records.append({"step": state.global_step, **logs})
             fig, ax = _figure(height=3)
-            ax.plot(self.steps, self.values)
-            ax.set(xlabel="step", ylabel="train loss", title=f"step {state.global_step} / {state.max_steps}")
+            _draw_losses(ax, self.records, f"step {state.global_step} / {state.max_steps}")
             if self.handle is None:
                 self.handle = display(fig, display_id=True)
             else:

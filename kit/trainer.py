@@ -34,6 +34,17 @@ def _trainer_class():
                 return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+            """Per source (a dict of eval sets), then `eval_loss`: their mean over the rows, logged after them."""
+            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            sets = self.eval_dataset if eval_dataset is None else eval_dataset
+            if isinstance(sets, dict) and f"{metric_key_prefix}_loss" not in metrics:
+                rows = {name: len(rows) for name, rows in sets.items()}
+                loss = sum(metrics[f"{metric_key_prefix}_{name}_loss"] * n for name, n in rows.items())
+                metrics[f"{metric_key_prefix}_loss"] = loss / sum(rows.values())
+                self.log({f"{metric_key_prefix}_loss": metrics[f"{metric_key_prefix}_loss"]})
+            return metrics
+
         def log(self, logs, start_time=None):
             if "train_loss" in logs:  # transformers divides this session's summed loss by every step of the run,
                 losses = [h["loss"] for h in self.state.log_history if "loss" in h]  # too low after a resume
@@ -44,8 +55,9 @@ def _trainer_class():
     return KitSFTTrainer
 
 
-def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True):
-    """The `SFTConfig` of a run from the kit's config: the one mapping from our keys to TRL's."""
+def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True, eval_on_start: bool = False):
+    """The `SFTConfig` of a run from the kit's config: the one mapping from our keys to TRL's. `eval_on_start`
+    evaluates before the first step: the reference the eval curves start from (not again on a resume)."""
     import torch
     from trl import SFTConfig
 
@@ -64,6 +76,7 @@ def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True
         logging_steps=t.logging_steps,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
         eval_strategy="steps" if has_eval else "no", eval_steps=(t.eval_steps or t.save_steps) if has_eval else None,
+        eval_on_start=has_eval and eval_on_start,
         seed=t.seed, data_seed=t.seed,
         max_length=cfg.model.max_seq_length,
         packing=t.packing, padding_free=t.packing,
@@ -76,17 +89,27 @@ def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True
 
 
 def build_trainer(cfg: Config, model, tokenizer, train_dataset, eval_dataset, out: Path, *, epochs: int = 1,
-                  progress: bool = True, callbacks: list | None = None):
-    """The SFTTrainer the kit trains with, on datasets already tokenized and labelled (input_ids, labels)."""
+                  progress: bool = True, callbacks: list | None = None, eval_on_start: bool = False):
+    """The SFTTrainer the kit trains with, on datasets already tokenized and labelled (input_ids, labels).
+    `eval_dataset` may be a dict of named sets (`by_source`): each is evaluated and logged on its own."""
     from transformers import PrinterCallback
 
     has_eval = eval_dataset is not None and len(eval_dataset) > 0
-    args = sft_config(cfg, out, epochs=epochs, has_eval=has_eval)
+    args = sft_config(cfg, out, epochs=epochs, has_eval=has_eval, eval_on_start=eval_on_start)
     trainer = _trainer_class()(model=model, args=args, processing_class=tokenizer, train_dataset=train_dataset,
                                eval_dataset=eval_dataset if has_eval else None,
                                callbacks=[progress_display(progress), time_left(), *(callbacks or [])])
     trainer.remove_callback(PrinterCallback)  # its dict dumps, in place of the display above
     return trainer
+
+
+def by_source(dataset) -> dict:
+    """The eval rows split by their `source` column, without it, keyed as their metrics are (`eval_<key>_loss`)."""
+    from kit.metrics import source_key
+
+    names = dataset["source"]
+    return {source_key(name): dataset.select([i for i, n in enumerate(names) if n == name], keep_in_memory=True)
+            .remove_columns("source") for name in dict.fromkeys(names)}
 
 
 def progress_display(bar: bool = True):
@@ -95,9 +118,12 @@ def progress_display(bar: bool = True):
     from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
+    from kit.metrics import source_losses
+
     class Progress(TrainerCallback):
         def __init__(self):
             self.bar = self.eval_bar = None
+            self.sources = {}  # this evaluation's loss per source, printed with its mean
 
         def on_train_begin(self, args, state, control, **kwargs):
             if bar and state.is_world_process_zero:
@@ -124,9 +150,13 @@ def progress_display(bar: bool = True):
             logs = logs or {}
             if self.bar is not None and "loss" in logs:
                 self.bar.set_postfix_str(f"loss {logs['loss']:.4f}, lr {logs.get('learning_rate', 0):.2e}")
+            self.sources.update(source_losses(logs))
             if state.is_world_process_zero and "eval_loss" in logs:
                 self.on_evaluate(args, state, control)  # the evaluation is over; its bar goes before the line
-                tqdm.write(f"step {state.global_step}/{state.max_steps}: eval loss {logs['eval_loss']:.4f}")
+                each = ", ".join(f"{name} {loss:.4f}" for name, loss in self.sources.items())
+                tqdm.write(f"step {state.global_step}/{state.max_steps}: eval loss {logs['eval_loss']:.4f}"
+                           + (f" ({each})" if len(self.sources) > 1 else ""))
+                self.sources = {}
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.bar is not None:
@@ -156,13 +186,13 @@ def time_left(after: int = 3):
             if timed == after and remaining > 0:
                 per_step = (time.monotonic() - self.start[1]) / timed
                 finish = time.strftime("%H:%M", time.localtime(time.time() + per_step * remaining))
-                tqdm.write(f"time: {per_step:.2f} s/step, so about {_duration(per_step * remaining)} for the remaining "
+                tqdm.write(f"time: {per_step:.2f} s/step, so about {duration(per_step * remaining)} for the remaining "
                            f"{remaining} steps, done around {finish} (evaluations and checkpoints add to it)")
 
     return TimeLeft()
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
