@@ -15,9 +15,9 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+from kit.benchmark_sets import BENCHMARKS
 from kit.errors import KitError
 
 
@@ -25,25 +25,12 @@ class EvalDataError(KitError, ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class Benchmark:
-    repo: str  # the ModelScope data set
-    split: str
-    subset: str = ""
-
-
-BENCHMARKS = {  # ids and splits as EvalScope 1.14's adapters read them
-    "math500": Benchmark("AI-ModelScope/MATH-500", "test"),  # 500 problems; `problem`, `answer`
-    "gsm8k": Benchmark("AI-ModelScope/gsm8k", "test", "main"),  # 1,319; `question`, `answer` ending "#### 42"
-    "aime24": Benchmark("evalscope/aime24", "test"),  # 30; `problem`, `answer` or a boxed `solution`
-    "aime25": Benchmark("evalscope/aime25", "test"),  # 30
-}
 NUMBER_WITH_COMMAS = re.compile(r"-?\d{1,3}(,\d{3})+(\.\d+)?")
 
 
 def problem_and_answer(row: dict) -> tuple[str, str]:
     """(problem, final answer) of a row in any of the accepted schemas; "" where a part is missing."""
-    from kit.evaluate import last_boxed
+    from kit.answers import last_boxed
 
     problem = next((row[k] for k in ("problem", "question", "Problem", "Question") if isinstance(row.get(k), str)), "")
     answer = next((str(row[k]) for k in ("expected_answer", "answer", "Answer", "solution")

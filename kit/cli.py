@@ -50,6 +50,7 @@ def split_settings(items: list[str], config: str | None = None, *,
 def explain_flags(argv: list[str], unknown: set[str]) -> None:
     """`--max_steps 10`, as TRL, LLaMA-Factory and ms-swift take settings, answered in one line with the key=value
     to write instead (kit.config_parse.home knows their names); `unknown` holds the options argparse did not know."""
+    from kit.config import Config
     from kit.config_parse import home
 
     told, i = [], 0
@@ -59,7 +60,7 @@ def explain_flags(argv: list[str], unknown: set[str]) -> None:
             following = argv[i + 1] if i + 1 < len(argv) else "-"
             if not eq and not following.startswith("-") and "=" not in following and not following.endswith(".yaml"):
                 value, i = following, i + 1
-            key = home(flag[2:].replace("-", "_"))
+            key = home(flag[2:].replace("-", "_"), Config)
             given = f"{flag} {value}".strip()
             told.append(f"for {given} write {key}={value or '...'}" if key and " " not in key
                         else f"for {given} use {key}" if key else f"{flag} is not a setting of the kit")

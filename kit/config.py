@@ -72,6 +72,7 @@ class DataConfig:
     train_turns: str = "final"  # final | all: which assistant turns of a multi-turn row are trained (docs/data.md)
     train_empty_think: bool = False  # train the empty <think></think> of chat rows? (docs/data.md says why not)
     on_bad_row: str = "error"  # error | skip (skipped rows are counted in the data report)
+    allow_shortfall: bool = False  # too little chat for chat_ratio: false stops, saying so; true trains the smaller mix
     redraw_chat_each_epoch: bool = False  # a fresh chat subset each epoch, so more chat data is seen
     num_proc: int = 0  # 0 = all cores, for tokenizing
     cache_pools: bool = False  # keep sources tokenized for any ratio (the sweep sets it): all chat, more disk

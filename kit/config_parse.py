@@ -72,19 +72,17 @@ def leaves(cls, prefix: str = "") -> dict[str, list[str]]:
     return out
 
 
-def home(name: str) -> str | None:
-    """Where a familiar name lives in the kit: an alias (`report_to`), or a key given without its section
-    (`max_steps` -> `train.max_steps`); None when the kit has nothing by that name."""
-    from kit.config import Config
-
+def home(name: str, root) -> str | None:
+    """Where a familiar name lives in the config tree `root`: an alias (`report_to`), or a key given without its
+    section (`max_steps` -> `train.max_steps`); None when the kit has nothing by that name."""
     if name in ALIASES:
         return ALIASES[name]
-    keys = leaves(Config).get(name)
+    keys = leaves(root).get(name)
     return " or ".join(keys) if keys else None
 
 
-def unknown(key: str, valid: list[str], where: str) -> str:
-    if found := home(key):
+def unknown(key: str, valid: list[str], where: str, root) -> str:
+    if found := home(key, root):
         return f"unknown key '{where}{key}': here it is {found}."
     near = difflib.get_close_matches(key, valid, n=1)
     hint = f" Did you mean '{where}{near[0]}'?" if near else f" Valid keys: {', '.join(valid)}."
@@ -116,7 +114,7 @@ def _set_dotted(tree: dict, dotted: str, value: Any, cls) -> str | None:
     for i, part in enumerate(parts):
         known = fields(kind)
         if part not in known:
-            return unknown(part, list(known), ".".join(parts[:i]) + ("." if i else ""))
+            return unknown(part, list(known), ".".join(parts[:i]) + ("." if i else ""), cls)
         if i == len(parts) - 1:
             node[part] = value
             return None
@@ -129,31 +127,33 @@ def _set_dotted(tree: dict, dotted: str, value: Any, cls) -> str | None:
     return None
 
 
-def build(cls, values: dict | None, problems: list[str], where: str = "", base: Any = None):
-    """`cls` filled from `values`, keeping `base`'s (or the defaults') values for keys not given or not valid."""
+def build(cls, values: dict | None, problems: list[str], where: str = "", base: Any = None, root: Any = None):
+    """`cls` filled from `values`, keeping `base`'s (or the defaults') values for keys not given or not valid;
+    `root` is the whole tree's class (for naming where a misplaced key lives), `cls` itself at the top."""
+    root = root or cls
     known = fields(cls)
     start = base if base is not None else cls()
     given = {}
     for key, value in (values or {}).items():
         if key not in known:
-            problems.append(unknown(key, list(known), where))
+            problems.append(unknown(key, list(known), where, root))
             continue
         try:
-            given[key] = _coerce(value, known[key], where + key, getattr(start, key), problems)
+            given[key] = _coerce(value, known[key], where + key, getattr(start, key), problems, root)
         except _BadValue as e:
             problems.append(str(e))
     return dataclasses.replace(start, **given)
 
 
-def _coerce(value: Any, kind: Any, where: str, base: Any, problems: list[str]) -> Any:
+def _coerce(value: Any, kind: Any, where: str, base: Any, problems: list[str], root: Any) -> Any:
     if dataclasses.is_dataclass(kind):
         if value is not None and not isinstance(value, dict):
             raise _BadValue(f"'{where}' must be a mapping, got {value!r}.")
-        return build(kind, value, problems, where + ".", base)
+        return build(kind, value, problems, where + ".", base, root)
     if typing.get_origin(kind) is list:
         (item,) = typing.get_args(kind)
         values = value if isinstance(value, list) else [value]
-        return [_coerce(v, item, f"{where}[{i}]", None, problems) for i, v in enumerate(values)]
+        return [_coerce(v, item, f"{where}[{i}]", None, problems, root) for i, v in enumerate(values)]
     if kind is bool:
         if isinstance(value, bool):
             return value

@@ -105,7 +105,7 @@ def _paths(cfg) -> list[str]:
 
 
 def _eval_paths(e) -> list[str]:
-    from kit.benchmarks import BENCHMARKS
+    from kit.benchmark_sets import BENCHMARKS
 
     out = []
     if e.math not in ("heldout", *BENCHMARKS) and not Path(e.math).expanduser().is_file():

@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from kit.answers import math_correct
 from kit.errors import KitError
 from kit.infer import Reply
 
@@ -37,34 +38,6 @@ METRICS = {  # metric -> the count it is a share of
 
 class EvalError(KitError, RuntimeError):
     pass
-
-
-def last_boxed(text: str) -> str | None:
-    """The content of the last `\\boxed{...}` (nested braces allowed), or None."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, i = 0, start + len("\\boxed{")
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            if depth == 0:
-                return text[i:j]
-            depth -= 1
-    return None
-
-
-def math_correct(answer: str, expected: str) -> bool:
-    """Is the final boxed answer equal to `expected` (symbolically: 1/2, 0.5 and \\frac{1}{2} agree)?"""
-    from math_verify import parse, verify
-
-    boxed = last_boxed(answer)
-    if boxed is None or not expected.strip():
-        return False
-    gold = parse(f"${expected}$")
-    predicted = parse(f"${boxed}$")
-    return bool(gold) and bool(predicted) and verify(gold, predicted)
 
 
 def switch_ok(on: Reply, off: Reply) -> tuple[bool, bool]:

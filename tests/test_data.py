@@ -195,7 +195,9 @@ def test_multi_turn_labels_select_final_or_all_turns(qwen3_tokenizer):
 
 @pytest.mark.parametrize("ratio", [0.1, 0.25, 0.5, 0.8])
 def test_ratio_by_rows_is_within_one_row(tiny_tokenizer, smoke_cfg, ratio):
-    report = _prepare(smoke_cfg(f"data.chat_ratio={ratio}", "data.eval_rows=0"), tiny_tokenizer).report["mix"]
+    # 0.5 and 0.8 ask for more chat than the sample has: the ratio is kept on a smaller mix, as allowed
+    report = _prepare(smoke_cfg(f"data.chat_ratio={ratio}", "data.eval_rows=0", "data.allow_shortfall=true"),
+                      tiny_tokenizer).report["mix"]
     total = report["train_rows"]
     assert abs(report["chat_rows"] - ratio * total) <= 1, report
 
@@ -203,8 +205,8 @@ def test_ratio_by_rows_is_within_one_row(tiny_tokenizer, smoke_cfg, ratio):
 @pytest.mark.parametrize("ratio", [0.1, 0.3, 0.5])
 def test_ratio_by_tokens_counts_trained_tokens(tiny_tokenizer, smoke_cfg, ratio):
     """By tokens, the ratio is the chat share of the trained tokens (the training signal), within one chat row."""
-    prepared = _prepare(smoke_cfg(f"data.chat_ratio={ratio}", "data.ratio_by=tokens", "data.eval_rows=0"),
-                        tiny_tokenizer)
+    prepared = _prepare(smoke_cfg(f"data.chat_ratio={ratio}", "data.ratio_by=tokens", "data.eval_rows=0",
+                                  "data.allow_shortfall=true"), tiny_tokenizer)  # the sample's chat is short of 0.3+
     mix, chat = prepared.report["mix"], prepared.report["sources"]["chat"]
     assert abs(chat["trained_tokens_used"] - ratio * mix["train_trained_tokens"]) <= chat["length"]["max"], mix
     # Chat prompts are a larger part of a chat row than of a reasoning row: by all tokens chat gets more.
@@ -362,6 +364,17 @@ def test_bytes_that_are_not_utf8_name_file_and_line(tiny_tokenizer, smoke_cfg, t
     listed.write_bytes(b"[" + GOOD.encode() + b", " + latin1 + b"]")
     with pytest.raises(DataError, match=r"chat.json line 1: not UTF-8 text \(byte 0xe9\)"):
         _prepare(smoke_cfg("data.chat_ratio=1", f"data.chat.path={listed}"), tiny_tokenizer)
+
+
+def test_chat_that_runs_short_of_the_ratio_is_said(tiny_tokenizer, smoke_cfg, capsys):
+    with pytest.raises(DataError, match=r"chat runs short: its 0 usable rows keep data.chat_ratio=0.25 by rows only "
+                                        r"with 2 of the \d+ reasoning rows; add chat data"):
+        _prepare(smoke_cfg("data.chat.max_chars=1"), tiny_tokenizer)  # every chat row filtered out
+    with pytest.raises(DataError, match=r"chat runs short: its \d+ usable rows keep data.chat_ratio=0.5"):
+        _prepare(smoke_cfg("data.chat_ratio=0.5"), tiny_tokenizer)  # fewer chat rows than reasoning rows
+    half = _prepare(smoke_cfg("data.chat_ratio=0.5", "data.allow_shortfall=true"), tiny_tokenizer)
+    assert half.report["mix"]["chat_share_rows"] == pytest.approx(0.5, abs=0.01)
+    assert "data.allow_shortfall=true, so the smaller mix is used" in capsys.readouterr().out
 
 
 def test_an_empty_source_is_named(tiny_tokenizer, smoke_cfg, tmp_path):

@@ -3,7 +3,8 @@ import shutil
 
 import pytest
 
-from kit.evaluate import EvalError, compare, evaluate, last_boxed, math_correct, show_replies, tuned_adapter
+from kit.answers import last_boxed, math_correct
+from kit.evaluate import EvalError, compare, evaluate, show_replies, tuned_adapter
 from kit.infer import split_reasoning
 from kit.instructions import Instruction
 from tests.conftest import run_script

@@ -218,7 +218,7 @@ def test_config_and_plan_are_printed_before_training(tmp_path, tiny_dir):
     for line in (f"model     tiny ({tiny_dir}), fp32 weights (no GPU: 4-bit needs one)",  # the precision really used
                  "LoRA      r=8 alpha=32 on q_proj, k_proj", "backend   hf, optimizer adamw_torch",
                  "VRAM      none (CPU run)", "data      ", "output",
-                 "steps     1 x batch 8 (8 x 1 accumulation) = 8 rows, 1.6% of an epoch (509 rows)"):
+                 "steps     1 x batch 8 (8 x 1 accumulation) = 8 rows, 1.7% of an epoch (460 rows)"):
         assert line in plan
     assert "chat share:" in result.stdout  # the data report
     # Quiet: no torch/torchao deprecations, no bitsandbytes advice, no dict dumps of the logs.

@@ -92,6 +92,14 @@ def split_eval(n_reason: int, n_chat: int, eval_rows: int, ratio: float) -> tupl
     return min(reason, max(n_reason - 1, 0)), min(chat, max(n_chat - 1, 0))
 
 
+def _capped(d: DataConfig, reasoning: Sizes, chat: Sizes, n_r: int, n_c: int) -> bool:
+    """Would one more reasoning row break data.max_rows or data.max_tokens? Then a cap, not chat, bounds the mix."""
+    if n_r >= len(reasoning.tokens):
+        return True
+    tokens = int(reasoning.tokens[:n_r + 1].sum() + chat.tokens[:n_c].sum())
+    return bool((d.max_rows and n_r + 1 + n_c > d.max_rows) or (d.max_tokens and tokens > d.max_tokens))
+
+
 @dataclass
 class Draw:
     mixes: list[np.ndarray]  # the row ids of each epoch's mix, in training order
@@ -99,6 +107,7 @@ class Draw:
     reasoning: np.ndarray  # the shuffled pools less the eval rows (chat: epoch 0's): what other ratios draw from
     chat: np.ndarray
     exhausted: bool  # some epoch took every chat row there was
+    left_out: int = 0  # reasoning rows an epoch left out because chat ran out (not a cap): the ratio's shortfall
 
 
 def draw(d: DataConfig, reasoning_ids: np.ndarray, chat_ids: np.ndarray, sizes: Sizes, epochs: int) -> Draw:
@@ -118,7 +127,10 @@ def draw(d: DataConfig, reasoning_ids: np.ndarray, chat_ids: np.ndarray, sizes: 
         chat = chat[~np.isin(chat, held)]
         n_r, n_c = choose_counts(sizes.take(out.reasoning), sizes.take(chat), d.chat_ratio, d.ratio_by,
                                  d.max_rows, d.max_tokens)
-        out.exhausted |= 0 < d.chat_ratio < 1 and n_c == len(chat)
+        short = 0 < d.chat_ratio < 1 and n_c == len(chat)
+        out.exhausted |= short
+        if short and not _capped(d, sizes.take(out.reasoning), sizes.take(chat), n_r, n_c):
+            out.left_out = max(out.left_out, len(out.reasoning) - n_r)
         mix = np.concatenate([out.reasoning[:n_r], chat[:n_c]])
         out.mixes.append(mix[np.random.default_rng(d.seed + epoch).permutation(len(mix))])
     return out

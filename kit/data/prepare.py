@@ -207,6 +207,20 @@ def _write(path: Path, batches: list[pa.RecordBatch], tokens: np.ndarray, order:
                 writer.write_table(gathered.take(pa.array(np.argsort(np.concatenate(positions)))))
 
 
+def _check_ratio(cfg: Config, drawn: Draw) -> None:
+    """Chat that runs out bounds the whole mix: keeping data.chat_ratio leaves reasoning rows out (all of them, when
+    no chat row survived). That stops with the numbers, or with data.allow_shortfall goes on with a warning."""
+    if not drawn.left_out:
+        return
+    d, kept = cfg.data, len(drawn.reasoning) - drawn.left_out
+    found = (f"chat runs short: its {len(drawn.chat)} usable rows keep data.chat_ratio={d.chat_ratio} by {d.ratio_by} "
+             f"only with {kept} of the {len(drawn.reasoning)} reasoning rows")
+    if not d.allow_shortfall:
+        raise DataError(f"{found}; add chat data, lower data.chat_ratio, cap data.max_rows, or set "
+                        "data.allow_shortfall=true to train on the smaller mix.")
+    print(f"warning: {found}; data.allow_shortfall=true, so the smaller mix is used.")
+
+
 def _write_mix(folder: Path, rows: _Rows, drawn: Draw) -> None:
     """train.arrow and eval.arrow from the pool files, which are then removed."""
     paths = [folder / f"pool{i}.arrow" for i in range(len(rows.stats))]
@@ -256,6 +270,7 @@ def prepare_data(cfg: Config, tokenizer, *, cache_dir: str | Path | None = None,
     started = time.perf_counter()
     with atomic_folder(final) as tmp:
         rows, drawn, estimates = _encode_sources(cfg, tokenizer, tmp, root, epochs, progress)
+        _check_ratio(cfg, drawn)
         if not sum(len(m) for m in drawn.mixes):
             raise DataError("the mix is empty: no source row survived conversion and filtering "
                              f"({', '.join(f'{s.name}: {dict(s.dropped)}' for s in rows.stats)}).")
