@@ -19,6 +19,8 @@ _EXPORTS = {
     "backends": ["activate_backend", "environment", "load_tokenizer", "linear_modules"],
     "train": ["train", "TrainResult"],
     "runs": ["finished_run"],
+    "sweep": ["run_sweep", "plan_sweep", "format_table"],
+    "metrics": ["read_metrics", "eval_curves"],
     "notebook": ["setup"],
     "infer": ["load_for_inference", "generate", "generate_batched", "chat", "side_by_side", "split_reasoning",
               "PRESETS"],

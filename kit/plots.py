@@ -8,11 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def _figure(width: float = 7, height: float = 3.5):
-    """A figure already closed in pyplot: Jupyter shows the returned figure once, and nothing is left open."""
+def _figure(width: float = 7, height: float = 3.5, **grid):
+    """A figure already closed in pyplot: Jupyter shows the returned figure once, and nothing is left open. `grid`:
+    plt.subplots' own (ncols=2, ...)."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
+    fig, ax = plt.subplots(figsize=(width, height), layout="constrained", **grid)
     plt.close(fig)
     return fig, ax
 
@@ -76,6 +77,16 @@ def losses(run_dir: str | Path):
 
     fig, ax = _figure()
     _draw_losses(ax, read_metrics(run_dir), Path(run_dir).name)
+    return fig
+
+
+def sweep_losses(points: list[dict]):
+    """Each point of a chat-ratio sweep (`kit.sweep`): its losses as `losses` draws them, side by side."""
+    from kit.metrics import read_metrics
+
+    fig, axes = _figure(4.5 * len(points), 3.5, ncols=len(points), sharey=True, squeeze=False)
+    for ax, p in zip(axes[0], points, strict=True):
+        _draw_losses(ax, read_metrics(p["run"]), f"chat_ratio {p['chat_ratio']:g}")
     return fig
 
 

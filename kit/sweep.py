@@ -6,10 +6,11 @@
 Each point is a run folder `<train.output_dir>/<name>-sweep/<name>-chat<ratio>` (name: `train.run_name`, else
 "ratio"), trained by `kit.train.train` (a preempted point resumes from its checkpoint) and scored by
 `kit.evaluate.evaluate_run` against the base model, which is generated once for every point. The sources are
-tokenized once for all points (`data.cache_pools`): a point's data is a draw from the cached pools. A point is done
-when its row (`<run>/sweep_point.json`) was written under the same `eval.*` settings: a rerun skips it (with other
-eval settings it is evaluated again, not trained). `sweep.json`, `sweep.md` and `front.png` sit beside the points,
-rewritten after each one.
+tokenized once for all points (`data.cache_pools`): a point's data is a draw from the cached pools, and every
+point's mix is drawn before the first trains, so a ratio the data cannot keep stops the sweep at once. A point is
+done when its row (`<run>/sweep_point.json`) was written under the same settings (the whole config but tracking): a
+rerun skips it; otherwise its run is trained (resumed, or found complete, as `train` does) and evaluated again.
+`sweep.json`, `sweep.md` and `front.png` sit beside the points, rewritten after each one.
 
 The front: math gain (tuned minus base, thinking on) against instruction-following change (tuned minus base, the
 mean of thinking on and off), higher better on both. A ratio is on it when no other ratio is at least as good on
@@ -32,6 +33,7 @@ from kit.errors import KitError
 GAIN, RETENTION = "math_gain", "instructions_change"  # the front's axes, higher better on each
 SWITCH_SLACK = 0.1  # a switch share this far below the base's, in either mode, marks the switch as broken
 SWEPT = "data.chat_ratio"
+POINT_FILE = "sweep_point.json"  # in a point's run folder: its row, and the settings it was made under
 
 
 class SweepError(KitError):
@@ -139,50 +141,69 @@ def mark_front(points: list[dict]) -> None:
         p["on_front"] = id(p) in on
 
 
-def _settings(cfg: Config) -> dict:
-    """What a saved evaluation depends on: the model and the eval settings."""
+def _identity(cfg: Config, *sections: str) -> dict:
+    """The config sections a saved result depends on (all but tracking when none are named)."""
     tree = to_dict(cfg)
-    return {"model": tree["model"], "eval": tree["eval"]}
+    return {k: v for k, v in tree.items() if k in sections or (not sections and k != "tracking")}
 
 
-def _saved(path: Path, cfg: Config) -> dict | None:
-    """A saved row or base report, if it was made under `cfg`'s model and eval settings."""
+BASE_SECTIONS = ("model", "eval", "data")  # what the base model's evaluation depends on (data: its held-out math)
+
+
+def _saved(path: Path, identity: dict) -> dict | None:
+    """A saved row or base report, if it was made under the same settings (`identity`); else None: redo it."""
     if not path.is_file():
         return None
     saved = json.loads(path.read_text(encoding="utf-8"))
-    return saved["value"] if saved["settings"] == _settings(cfg) else None
+    return saved["value"] if saved["settings"] == identity else None
 
 
-def _save(path: Path, cfg: Config, value: dict) -> None:
+def _save(path: Path, identity: dict, value: dict) -> None:
     from kit.files import write_atomic
 
-    write_atomic(path, json.dumps({"settings": _settings(cfg), "value": value}, indent=2, ensure_ascii=False))
+    write_atomic(path, json.dumps({"settings": identity, "value": value}, indent=2, ensure_ascii=False))
+
+
+def prepare_points(points: list[Config], *, progress: bool = True) -> list[dict]:
+    """Each point's data report, its mix prepared as its training will find it (the sources tokenized once, for
+    the first; a draw from the cached pools for the rest). A ratio the data cannot keep (chat runs short) stops the
+    sweep here, before anything trains, every such ratio named."""
+    from kit.backends import load_tokenizer
+    from kit.data import prepare_data
+    from kit.data.prepare import Shortfall
+    from kit.train import mix_epochs
+
+    tokenizer, reports, short = load_tokenizer(points[0]), [], []
+    for point in points:
+        try:
+            reports.append(prepare_data(point, tokenizer, epochs=mix_epochs(point), progress=progress).report)
+        except Shortfall as e:
+            short.append(f"  {SWEPT}={point.data.chat_ratio:g}: {e}")
+    if short:
+        raise SweepError(f"{len(short)} of the {len(points)} ratios cannot be trained as asked, so nothing was "
+                         "trained:\n" + "\n".join(short))
+    return reports
 
 
 def plan_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> str:
-    """What the sweep will cost, before it starts: each ratio's mix (counted from the pools, `kit.data.ratio_sweep`)
-    and steps, the runs x steps in all, the evaluation, and the VRAM of one run. Tokenizes the sources (once for
-    every point, into the pool cache), which the first point needs anyway."""
+    """What the sweep will cost, before it starts: each ratio's mix and steps, the runs x steps in all, the
+    evaluation, and the VRAM of one run. Prepares every point's data (`prepare_points`), which training reuses."""
     import torch
 
-    from kit.backends import load_tokenizer
-    from kit.data import prepare_data, ratio_sweep
     from kit.memory import estimate_for
     from kit.train import mix_epochs, total_steps
 
     points = [point_config(cfg, r) for r in ratios]  # every ratio's config checked before anything is tokenized
-    first = points[0]
-    d, t, e = first.data, first.train, first.eval
-    prepared = prepare_data(first, load_tokenizer(first), epochs=mix_epochs(first), progress=progress)
-    mixes = ratio_sweep(prepared, ratios, d.ratio_by, d.max_rows, d.max_tokens)  # one epoch's mix each
-    steps = [total_steps(p, m["reasoning_rows"] + m["chat_rows"], 1) for p, m in zip(points, mixes, strict=True)]
-    lines = [f"sweep: {len(ratios)} runs at {SWEPT} {', '.join(f'{r:g}' for r in ratios)} (by {d.ratio_by}), "
+    mixes = [report["mix"] for report in prepare_points(points, progress=progress)]
+    steps = [total_steps(p, m["train_rows"], mix_epochs(p)) for p, m in zip(points, mixes, strict=True)]
+    t, e = cfg.train, cfg.eval
+    lines = [f"sweep: {len(ratios)} runs at {SWEPT} {', '.join(f'{r:g}' for r in ratios)} (by {cfg.data.ratio_by}), "
              f"into {sweep_folder(cfg)[0]}",
              f"  {'chat_ratio':>10}{'reasoning rows':>16}{'chat rows':>11}{'chat of rows':>14}"
              f"{'chat of trained tokens':>24}{'steps':>8}"]
     lines += [f"  {r:>10g}{m['reasoning_rows']:>16,}{m['chat_rows']:>11,}{m['chat_share_rows']:>14.1%}"
               f"{m['chat_share_trained_tokens']:>24.1%}{s:>8,}" for r, m, s in zip(ratios, mixes, steps, strict=True)]
-    vram = estimate_for(first) if torch.cuda.is_available() else None
+    vram = estimate_for(cfg) if torch.cuda.is_available() else None
     lines += [f"cost: {len(ratios)} runs x {'/'.join(str(s) for s in sorted(set(steps)))} steps = {sum(steps):,} "
               f"optimizer steps of {t.per_device_train_batch_size * t.gradient_accumulation_steps} rows; then the "
               f"base model once and each run generate {e.n_math} math problems and {e.n_instructions or 'all'} "
@@ -203,29 +224,23 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _point_file(point: Config) -> Path:
-    return Path(point.train.output_dir) / point.train.run_name / "sweep_point.json"
-
-
 def _run_point(point: Config, base: dict | None, progress: bool) -> tuple[dict | None, dict | None, int]:
-    """Train (or resume, or find trained) and evaluate one point: (its row, or None when its training was stopped;
-    the base model's report; the signal that stopped it)."""
+    """Train (resume, or find trained, as `kit.train.train` does) and evaluate one point: (its row, or None when its
+    training was stopped; the base model's report; the signal that stopped it)."""
     from kit.evaluate import evaluate_run
     from kit.metrics import read_metrics
-    from kit.runs import has_adapter
     from kit.train import train
 
-    run = _point_file(point).parent
-    if not has_adapter(run):
-        result = train(point, progress=progress)
-        if result.interrupted:
-            return None, base, result.signal
-        _free_memory()
+    result = train(point, progress=progress)
+    if result.interrupted:
+        return None, base, result.signal
+    _free_memory()
+    run = result.run_dir
     reports = evaluate_run(run, point, progress=progress, base=base)
     _free_memory()
     row = point_row(point.data.chat_ratio, run, reports, read_metrics(run),
                     json.loads((run / "data_report.json").read_text(encoding="utf-8")))
-    _save(_point_file(point), point, row)
+    _save(run / POINT_FILE, _identity(point), row)
     return row, {k: v for k, v in reports["base"].items() if k != "math_source"}, 0
 
 
@@ -234,18 +249,20 @@ def run_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> Swe
     left after each point, and write the table and the plot; returns the `Sweep`. Rerun to continue a stopped one."""
     sweep = Sweep(sweep_folder(cfg)[0], sorted(ratios))
     print(plan_sweep(cfg, sweep.ratios, progress=progress), flush=True)
-    base_file = sweep.folder / "base_eval.json"
-    base, started, ran = _saved(base_file, cfg), time.monotonic(), 0
+    base_file, base_identity = sweep.folder / "base_eval.json", _identity(cfg, *BASE_SECTIONS)
+    base, started, ran = _saved(base_file, base_identity), time.monotonic(), 0
     for k, ratio in enumerate(sweep.ratios):
         point = point_config(cfg, ratio)
-        row = _saved(_point_file(point), point)
-        if row is None:  # not done, or evaluated under other eval settings
+        row = _saved(Path(point.train.output_dir) / point.train.run_name / POINT_FILE, _identity(point))
+        if row is None:  # not done, or done under other settings
             row, base, sweep.signal = _run_point(point, base, progress)
             if row is None:
                 sweep.interrupted = True
                 break
-            _save(base_file, cfg, base)
+            _save(base_file, base_identity, base)
             ran += 1
+        else:
+            print(f"sweep: {SWEPT}={ratio:g} was trained and evaluated before, with these settings: kept")
         sweep.points.append(row)
         sweep.base = {key: value for key, value in (base or {}).items() if key != "details"}
         mark_front(sweep.points)

@@ -372,6 +372,8 @@ def test_chat_that_runs_short_of_the_ratio_is_said(tiny_tokenizer, smoke_cfg, ca
         _prepare(smoke_cfg("data.chat.max_chars=1"), tiny_tokenizer)  # every chat row filtered out
     with pytest.raises(DataError, match=r"chat runs short: its \d+ usable rows keep data.chat_ratio=0.5"):
         _prepare(smoke_cfg("data.chat_ratio=0.5"), tiny_tokenizer)  # fewer chat rows than reasoning rows
+    with pytest.raises(DataError, match=r"chat runs short: its \d+ usable rows keep data.chat_ratio=0.8"):
+        _prepare(smoke_cfg("data.chat_ratio=0.8"), tiny_tokenizer)  # 4 chat rows a reasoning row: some chat is left
     half = _prepare(smoke_cfg("data.chat_ratio=0.5", "data.allow_shortfall=true"), tiny_tokenizer)
     assert half.report["mix"]["chat_share_rows"] == pytest.approx(0.5, abs=0.01)
     assert "data.allow_shortfall=true, so the smaller mix is used" in capsys.readouterr().out
@@ -520,7 +522,8 @@ def test_cached_pools_let_another_ratio_tokenize_nothing(tiny_tokenizer, smoke_c
                                                                                                            **kw))
 
     def prepare(ratio: float, cache):
-        cfg = smoke_cfg("data.cache_pools=true", f"data.chat_ratio={ratio}")
+        cfg = smoke_cfg("data.cache_pools=true", f"data.chat_ratio={ratio}", "data.allow_shortfall=true")  # 0.5 is
+        # more chat than the sample has: its smaller mix
         return prepare_data(cfg, tiny_tokenizer, cache_dir=cache, progress=False)
 
     first = prepare(0.1, tmp_path / "sweep")

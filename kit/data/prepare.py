@@ -207,6 +207,10 @@ def _write(path: Path, batches: list[pa.RecordBatch], tokens: np.ndarray, order:
                 writer.write_table(gathered.take(pa.array(np.argsort(np.concatenate(positions)))))
 
 
+class Shortfall(DataError):
+    """Chat too short for data.chat_ratio, unless data.allow_shortfall: a matter of the ratio, not of the data."""
+
+
 def _check_ratio(cfg: Config, drawn: Draw) -> None:
     """Chat that runs out bounds the whole mix: keeping data.chat_ratio leaves reasoning rows out (all of them, when
     no chat row survived). That stops with the numbers, or with data.allow_shortfall goes on with a warning."""
@@ -216,7 +220,7 @@ def _check_ratio(cfg: Config, drawn: Draw) -> None:
     found = (f"chat runs short: its {len(drawn.chat)} usable rows keep data.chat_ratio={d.chat_ratio} by {d.ratio_by} "
              f"only with {kept} of the {len(drawn.reasoning)} reasoning rows")
     if not d.allow_shortfall:
-        raise DataError(f"{found}; add chat data, lower data.chat_ratio, cap data.max_rows, or set "
+        raise Shortfall(f"{found}; add chat data, lower data.chat_ratio, cap data.max_rows, or set "
                         "data.allow_shortfall=true to train on the smaller mix.")
     print(f"warning: {found}; data.allow_shortfall=true, so the smaller mix is used.")
 

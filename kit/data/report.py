@@ -97,13 +97,12 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def ratio_sweep(prepared, ratios: list[float], by: str = "rows", max_rows: int = 0, max_tokens: int = 0) -> list[dict]:
+def ratio_sweep(prepared, ratios: list[float], by: str = "rows") -> list[dict]:
     """What the mix would hold at other chat ratios, from the prepared pools' token counts (no re-tokenizing).
 
     Args:
         prepared: a `Prepared` from `prepare_data`.
-        ratios: chat ratios to try; `by`: rows | tokens (trained tokens), as `data.ratio_by`; `max_rows`,
-            `max_tokens`: the caps, as `data.max_rows` and `data.max_tokens` (0 = none).
+        ratios: chat ratios to try; `by`: rows | tokens (trained tokens), as `data.ratio_by`.
     Returns:
         One dict per ratio: reasoning/chat rows, tokens and trained tokens, and the chat share by each.
         Chat rows that were never tokenized count with their length estimated from their characters.
@@ -113,7 +112,7 @@ def ratio_sweep(prepared, ratios: list[float], by: str = "rows", max_rows: int =
     chat = Sizes(pools["chat_tokens"], pools["chat_trained"])
     out = []
     for ratio in ratios:
-        n_r, n_c = choose_counts(reasoning, chat, ratio, by, max_rows, max_tokens)
+        n_r, n_c = choose_counts(reasoning, chat, ratio, by)
         r, c = _counts(reasoning, np.arange(n_r)), _counts(chat, np.arange(n_c))
         out.append({"chat_ratio": ratio, "by": by, **{f"reasoning_{k}": n for k, n in r.items()},
                     **{f"chat_{k}": n for k, n in c.items()}, **_shares(c, r)})
