@@ -40,6 +40,23 @@ def test_smoke_run_learns_and_writes_a_complete_run_folder(smoke_run):
     assert curves["reasoning"][-1][1] < curves["reasoning"][0][1] - 1.0  # trained on: the held-out rows' loss falls
 
 
+def test_the_loss_plots_draw_each_source_against_its_step_0(smoke_run):
+    """Notebook 04's live plot, replayed over the smoke run's logs as the trainer sent them, draws what
+    `kit.plots.losses` draws from metrics.jsonl: the training loss, and each source's eval loss with its step-0 line."""
+    from transformers import TrainerState
+
+    from kit.plots import live_loss_plot, losses
+
+    lines = losses(smoke_run).axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["train loss", "eval loss reasoning", "reasoning at step 0",
+                                                    "eval loss chat", "chat at step 0"]
+    live, state, records = live_loss_plot(), TrainerState(max_steps=100), read_metrics(smoke_run)
+    for record in records:
+        state.global_step = record["step"]
+        live.on_log(None, state, None, logs={k: v for k, v in record.items() if k != "step"})
+    assert eval_curves(live.records) == eval_curves(records) and live.handle is not None
+
+
 def test_backend_choice():
     assert pick_backend("auto") == "hf"  # no CUDA GPU on this machine
     assert pick_backend("hf") == "hf"
