@@ -125,7 +125,7 @@ def train(args) -> None:
 def sweep(args) -> None:
     """Train a short run per chat ratio, evaluate each, and name the ratios on the front; rerun to continue.
 
-    qwen3-kit sweep configs/smoke.yaml data.chat_ratio=0.1,0.5 train.max_steps=20          # the tiny model, CPU
+    qwen3-kit sweep configs/smoke.yaml data.chat_ratio=0.1,0.25 train.max_steps=20         # the tiny model, CPU
     qwen3-kit sweep configs/qwen3-14b-math.yaml data.chat_ratio=0.1,0.25,0.5 train.max_steps=200 eval.n_math=200
     qwen3-kit sweep configs/qwen3-14b-math.yaml data.chat_ratio=0.1,0.25,0.5 --plan        # the cost, then stop
 
