@@ -94,7 +94,7 @@ def evaluation(reports: dict[str, dict]):
     """Base vs tuned bars for every evaluation share, each labelled with its value; n under each metric."""
     import numpy as np
 
-    from kit.evaluate import METRICS, NOISE
+    from kit.evaluate import METRICS
 
     first = next(iter(reports.values()))
     metrics = [m for m in METRICS if first[m] is not None]
@@ -109,43 +109,50 @@ def evaluation(reports: dict[str, dict]):
         what, _, mode = m.partition("_thinking_")
         labels.append(f"{what.replace('_', ' ')}\nthinking {mode}\nn={first[METRICS[m]]}")
     ax.set_xticks(x + width * (len(reports) - 1) / 2, labels, fontsize=7)
-    title = "Before and after training (share of prompts passing)"
-    if any(r.get("noise") for r in reports.values()):
-        title = f"{title}\n{NOISE}"
-        ax.set_facecolor("#f4f4f4")
+    title = _titled(ax, "Before and after training (share of prompts passing)",
+                    any(r.get("noise") for r in reports.values()))
     ax.set(ylim=(0, 1.12), ylabel="share", title=title)
     ax.legend(loc="upper right")
     return fig
 
 
+def _titled(ax, title: str, noise: bool) -> str:
+    """`title`, with the tiny model's warning under it (and a grey background) where its figures are shown."""
+    import textwrap
+
+    from kit.evaluate import NOISE
+
+    if not noise:
+        return title
+    ax.set_facecolor("#f4f4f4")
+    return f"{title}\n{textwrap.fill(NOISE, 60)}"
+
+
 def ratio_front(points: list[dict]):
     """A chat-ratio sweep (`kit.sweep`): math gain against instruction-following change, each ratio labelled, the
-    front joined, a broken thinking switch marked with a red cross; the base model is the origin."""
-    from kit.evaluate import NOISE
+    ratios on the front ringed, joined and named, a broken thinking switch a red cross; the base model the origin."""
     from kit.sweep import GAIN, RETENTION
 
     fig, ax = _figure(width=6.5, height=4.5)
     shown = [p for p in points if p[GAIN] is not None and p[RETENTION] is not None]
     front = sorted((p for p in shown if p["on_front"]), key=lambda p: p[GAIN])
     if front:
-        ax.plot([p[GAIN] for p in front], [p[RETENTION] for p in front], "-", color="tab:green", alpha=0.5,
-                label="front: no other ratio does better on both")
+        named = ", ".join(f"{p['chat_ratio']:g}" for p in front)
+        ax.plot([p[GAIN] for p in front], [p[RETENTION] for p in front], "-", color="tab:green", alpha=0.5)
+        ax.scatter([p[GAIN] for p in front], [p[RETENTION] for p in front], s=220, facecolors="none",
+                   edgecolors="tab:green", label=f"front ({named}): no other ratio does better on both")
     for kept, style in ((True, dict(marker="o", color="tab:blue", label="switch kept")),
                         (False, dict(marker="x", color="tab:red", s=80, label="switch broken"))):
         group = [p for p in shown if p["switch_kept"] == kept]
         if group:
             ax.scatter([p[GAIN] for p in group], [p[RETENTION] for p in group], **style)
     for p in shown:
-        ax.annotate(f"{p['chat_ratio']:g}", (p[GAIN], p[RETENTION]), textcoords="offset points", xytext=(5, 5))
+        ax.annotate(f"{p['chat_ratio']:g}", (p[GAIN], p[RETENTION]), textcoords="offset points", xytext=(8, 8))
     ax.axhline(0, color="grey", linewidth=0.8, linestyle=":")
     ax.axvline(0, color="grey", linewidth=0.8, linestyle=":")
     ax.plot([0], [0], "k+", markersize=12, label="base model")
-    title = "Chat-ratio sweep (labels: data.chat_ratio)"
-    if any(p["noise"] for p in points):
-        title = f"{title}\n{NOISE}"
-        ax.set_facecolor("#f4f4f4")
     ax.set(xlabel="math gain over the base (thinking on)", ylabel="instruction following change (on/off mean)",
-           title=title)
+           title=_titled(ax, "Chat-ratio sweep (labels: data.chat_ratio)", any(p["noise"] for p in points)))
     ax.legend(fontsize=7)
     return fig
 
