@@ -22,6 +22,8 @@ _EXPORTS = {
     "train": ["train", "TrainResult"],
     "grpo": ["grpo", "GrpoResult"],
     "runs": ["finished_run"],
+    "sweep": ["run_sweep", "plan_sweep", "format_table"],
+    "metrics": ["read_metrics", "eval_curves"],
     "notebook": ["setup"],
     "infer": ["load_for_inference", "generate", "generate_batched", "chat", "side_by_side", "split_reasoning",
               "PRESETS"],

@@ -4,6 +4,7 @@
     qwen3-kit train configs/qwen3-14b-math.yaml data.chat_ratio=0.3 train.max_steps=300
     qwen3-kit grpo configs/qwen3-14b-math.yaml              # then reinforce math with GRPO, from the SFT adapter
     qwen3-kit prepare configs/qwen3-14b-math.yaml           # the data mix and its report, no training
+    qwen3-kit sweep configs/qwen3-14b-math.yaml data.chat_ratio=0.1,0.25,0.5   # a run per ratio, the front named
     qwen3-kit download Qwen3-14B                            # from ModelScope onto the data disk, verified
     qwen3-kit download --plan --gpu-gb 24                   # which Qwen3 and batch fit a 24 GB GPU
     qwen3-kit chat --run runs/smoke                         # a conversation: /think, /no_think, /quit
@@ -154,6 +155,37 @@ def grpo(args) -> None:
     rewards = f", reward {result.rewards[0][1]:.3f} -> {result.rewards[-1][1]:.3f}" if result.rewards else ""
     print(f"done: {result.steps} steps{rewards}; adapter in {result.adapter_dir}\n"
           f"next: qwen3-kit export --run {result.run_dir}; qwen3-kit eval --run {result.run_dir}")
+
+
+def sweep(args) -> None:
+    """Train a short run per chat ratio, evaluate each, and name the ratios on the front; rerun to continue.
+
+    qwen3-kit sweep configs/smoke.yaml data.chat_ratio=0.1,0.25 train.max_steps=20         # the tiny model, CPU
+    qwen3-kit sweep configs/qwen3-14b-math.yaml data.chat_ratio=0.1,0.25,0.5 train.max_steps=200 eval.n_math=200
+    qwen3-kit sweep configs/qwen3-14b-math.yaml data.chat_ratio=0.1,0.25,0.5 --plan        # the cost, then stop
+
+    Each ratio is a run folder in <train.output_dir>/<train.run_name>-sweep/, with sweep.md, sweep.json and
+    front.png beside them. The sources are tokenized once for every ratio. How to read the front: docs/data.md.
+    """
+    from kit.backends import activate_backend
+    from kit.sweep import split_ratios
+
+    ratios, args.settings = split_ratios(args.settings)
+    cfg = load(args, required=True)
+    activate_backend(cfg.train.backend, cfg.model.name)  # before anything imports transformers; a GPU checked
+
+    from kit.sweep import format_table, plan_sweep, run_sweep
+
+    if args.plan:
+        print(plan_sweep(cfg, ratios))
+        return
+    result = run_sweep(cfg, ratios)
+    if result.interrupted:
+        print(f"stopped during chat_ratio {result.ratios[len(result.points)]:g}; run the same command again to "
+              "continue the sweep from there.")
+        sys.exit(128 + result.signal)
+    print(format_table(result))
+    print(f"table and plot: {result.folder / 'sweep.md'}, {result.folder / 'front.png'}")
 
 
 def prepare(args) -> None:
@@ -343,6 +375,11 @@ def _prepare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", help="also write the data report (JSON) here")
 
 
+def _sweep_args(p: argparse.ArgumentParser) -> None:
+    _settings(p)
+    p.add_argument("--plan", action="store_true", help="print what the sweep costs (runs x steps, each mix), then stop")
+
+
 def _download_args(p: argparse.ArgumentParser) -> None:
     from kit.qwen3 import FAMILY, VARIANTS
 
@@ -384,6 +421,7 @@ COMMANDS = {  # name -> (function, its arguments)
     "train": (train, _settings),
     "grpo": (grpo, _settings),
     "prepare": (prepare, _prepare_args),
+    "sweep": (sweep, _sweep_args),
     "download": (download, _download_args),
     "chat": (chat, _chat_args),
     "export": (export, _run),

@@ -75,6 +75,7 @@ class DataConfig:
     allow_shortfall: bool = False  # too little chat for chat_ratio: false stops, saying so; true trains the smaller mix
     redraw_chat_each_epoch: bool = False  # a fresh chat subset each epoch, so more chat data is seen
     num_proc: int = 0  # 0 = all cores, for tokenizing
+    cache_pools: bool = False  # keep sources tokenized for any ratio (the sweep sets it): all chat, more disk
 
 
 @dataclass
@@ -118,6 +119,7 @@ class TrackingConfig:
     entity: str = ""  # "" = your default wandb user or team
     tags: list[str] = field(default_factory=list)  # wandb tags, to filter runs by
     api_key: str = ""  # prefer the WANDB_API_KEY variable; never printed or written
+    group: str = ""  # wandb group: runs that belong together, e.g. the points of a sweep (it sets its name); "" = none
 
 
 @dataclass

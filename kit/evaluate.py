@@ -234,8 +234,9 @@ def eval_set(cfg) -> tuple[list[dict], list]:
     return math, instructions
 
 
-def evaluate_run(run_dir: str | Path, cfg, *, progress: bool = True) -> dict[str, dict]:
-    """Evaluate the base model and the run's tuned adapter as `cfg.eval` says; write `<run>/eval.json`.
+def evaluate_run(run_dir: str | Path, cfg, *, progress: bool = True, base: dict | None = None) -> dict[str, dict]:
+    """Evaluate the base model and the run's tuned adapter as `cfg.eval` says; write `<run>/eval.json`. `base`, the
+    base model's report from another run with the same model and `cfg.eval` (a sweep's), is used, not generated again.
 
     Raises `EvalError` (one sentence) when the run has nothing tuned to evaluate, or when its held-out problems
     cannot be trusted to be held out.
@@ -249,7 +250,9 @@ def evaluate_run(run_dir: str | Path, cfg, *, progress: bool = True) -> dict[str
         print("note: one model is generated locally and the other by a server: engine and precision differ.")
     reports = {}
     for which in ("base", "tuned"):
-        reports[which] = _evaluate_model(which, cfg, adapter, math, instructions, progress) | {"math_source": math_info}
+        reused = base if which == "base" else None
+        report = reused or _evaluate_model(which, cfg, adapter, math, instructions, progress)
+        reports[which] = report | {"math_source": math_info}
         _free_gpu()  # the model loaded for it went with _evaluate_model's frame: give its memory back before the next
     tmp = run_dir / f".eval.json.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(reports, indent=2, ensure_ascii=False), encoding="utf-8")

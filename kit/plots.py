@@ -5,15 +5,15 @@ Each function takes the kit's own results and returns a matplotlib Figure (shown
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
-def _figure(width: float = 7, height: float = 3.5):
-    """A figure already closed in pyplot: Jupyter shows the returned figure once, and nothing is left open."""
+def _figure(width: float = 7, height: float = 3.5, **grid):
+    """A figure already closed in pyplot: Jupyter shows the returned figure once, and nothing is left open. `grid`:
+    plt.subplots' own (ncols=2, ...)."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
+    fig, ax = plt.subplots(figsize=(width, height), layout="constrained", **grid)
     plt.close(fig)
     return fig, ax
 
@@ -50,31 +50,53 @@ def ratio_composition(sweep: list[dict]):
     return fig
 
 
-def _metrics(run_dir: str | Path) -> list[dict]:
-    lines = (Path(run_dir) / "logs" / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+def _draw_losses(ax, records: list[dict], title: str) -> None:
+    """The training loss, each source's eval loss, and (dotted, across) each source's eval loss at step 0: the
+    model before training, the reference a climbing chat loss is read against."""
+    from kit.metrics import eval_curves
+
+    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    if train:
+        ax.plot(*zip(*train, strict=True), color="grey", linewidth=1, label="train loss")
+    # Runs from before per-source evaluation logged one eval loss: drawn alone.
+    curves = eval_curves(records) or {"": [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]}
+    for source, curve in curves.items():
+        if not curve:
+            continue
+        (line,) = ax.plot(*zip(*curve, strict=True), "o-", markersize=3, label=f"eval loss {source}".strip())
+        if curve[0][0] == 0:
+            ax.axhline(curve[0][1], color=line.get_color(), linestyle=":", linewidth=1,
+                       label=f"{source or 'eval'} at step 0")
+    ax.set(xlabel="step", ylabel="loss", title=title)
+    ax.legend(fontsize=7)
 
 
 def losses(run_dir: str | Path):
-    """Training and eval loss of a run, from its logs/metrics.jsonl."""
+    """Training loss and each source's eval loss of a run, from its logs/metrics.jsonl."""
+    from kit.metrics import read_metrics
+
     fig, ax = _figure()
-    records = _metrics(run_dir)
-    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
-    evals = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
-    if train:
-        ax.plot(*zip(*train, strict=True), label="train loss")
-    if evals:
-        ax.plot(*zip(*evals, strict=True), "o-", label="eval loss")
-    ax.set(xlabel="step", ylabel="loss", title=Path(run_dir).name)
-    ax.legend()
+    _draw_losses(ax, read_metrics(run_dir), Path(run_dir).name)
+    return fig
+
+
+def sweep_losses(points: list[dict]):
+    """Each point of a chat-ratio sweep (`kit.sweep`): its losses as `losses` draws them, side by side."""
+    from kit.metrics import read_metrics
+
+    fig, axes = _figure(4.5 * len(points), 3.5, ncols=len(points), sharey=True, squeeze=False)
+    for ax, p in zip(axes[0], points, strict=True):
+        _draw_losses(ax, read_metrics(p["run"]), f"chat_ratio {p['chat_ratio']:g}")
     return fig
 
 
 def rewards(run_dir: str | Path):
     """A GRPO run's rewards by step (the weighted sum and each reward's mean, from logs/metrics.jsonl), with the mean
     completion length on the right axis: a length penalty, or traces cut off at the limit, show there."""
+    from kit.metrics import read_metrics
+
     fig, ax = _figure()
-    records = [r for r in _metrics(run_dir) if "reward" in r]
+    records = [r for r in read_metrics(run_dir) if "reward" in r]
     steps = [r["step"] for r in records]
     ax.plot(steps, [r["reward"] for r in records], lw=2.5, label="reward (weighted sum)")
     for key in sorted({k for r in records for k in r if k.startswith("rewards/") and k.endswith("/mean")}):
@@ -91,7 +113,7 @@ def evaluation(reports: dict[str, dict]):
     """Base vs tuned bars for every evaluation share, each labelled with its value; n under each metric."""
     import numpy as np
 
-    from kit.evaluate import METRICS, NOISE
+    from kit.evaluate import METRICS
 
     first = next(iter(reports.values()))
     metrics = [m for m in METRICS if first[m] is not None]
@@ -106,33 +128,73 @@ def evaluation(reports: dict[str, dict]):
         what, _, mode = m.partition("_thinking_")
         labels.append(f"{what.replace('_', ' ')}\nthinking {mode}\nn={first[METRICS[m]]}")
     ax.set_xticks(x + width * (len(reports) - 1) / 2, labels, fontsize=7)
-    title = "Before and after training (share of prompts passing)"
-    if any(r.get("noise") for r in reports.values()):
-        title = f"{title}\n{NOISE}"
-        ax.set_facecolor("#f4f4f4")
+    title = _titled(ax, "Before and after training (share of prompts passing)",
+                    any(r.get("noise") for r in reports.values()))
     ax.set(ylim=(0, 1.12), ylabel="share", title=title)
     ax.legend(loc="upper right")
     return fig
 
 
+def _titled(ax, title: str, noise: bool) -> str:
+    """`title`, with the tiny model's warning under it (and a grey background) where its figures are shown."""
+    import textwrap
+
+    from kit.evaluate import NOISE
+
+    if not noise:
+        return title
+    ax.set_facecolor("#f4f4f4")
+    return f"{title}\n{textwrap.fill(NOISE, 60)}"
+
+
+def ratio_front(points: list[dict]):
+    """A chat-ratio sweep (`kit.sweep`): math gain against instruction-following change, each ratio labelled, the
+    ratios on the front ringed, joined and named, a broken thinking switch a red cross; the base model the origin."""
+    from kit.sweep import GAIN, RETENTION
+
+    fig, ax = _figure(width=6.5, height=4.5)
+    shown = [p for p in points if p[GAIN] is not None and p[RETENTION] is not None]
+    front = sorted((p for p in shown if p["on_front"]), key=lambda p: p[GAIN])
+    if front:
+        named = ", ".join(f"{p['chat_ratio']:g}" for p in front)
+        ax.plot([p[GAIN] for p in front], [p[RETENTION] for p in front], "-", color="tab:green", alpha=0.5)
+        ax.scatter([p[GAIN] for p in front], [p[RETENTION] for p in front], s=220, facecolors="none",
+                   edgecolors="tab:green", label=f"front ({named}): no other ratio does better on both")
+    for kept, style in ((True, dict(marker="o", color="tab:blue", label="switch kept")),
+                        (False, dict(marker="x", color="tab:red", s=80, label="switch broken"))):
+        group = [p for p in shown if p["switch_kept"] == kept]
+        if group:
+            ax.scatter([p[GAIN] for p in group], [p[RETENTION] for p in group], **style)
+    for p in shown:
+        ax.annotate(f"{p['chat_ratio']:g}", (p[GAIN], p[RETENTION]), textcoords="offset points", xytext=(8, 8))
+    ax.axhline(0, color="grey", linewidth=0.8, linestyle=":")
+    ax.axvline(0, color="grey", linewidth=0.8, linestyle=":")
+    ax.plot([0], [0], "k+", markersize=12, label="base model")
+    ax.set(xlabel="math gain over the base (thinking on)", ylabel="instruction following change (on/off mean)",
+           title=_titled(ax, "Chat-ratio sweep (labels: data.chat_ratio)", any(p["noise"] for p in points)))
+    ax.legend(fontsize=7)
+    return fig
+
+
 def live_loss_plot():
-    """A TrainerCallback redrawing the loss in a notebook cell as training runs: `train(cfg, callbacks=[...])`."""
+    """A TrainerCallback redrawing the losses in a notebook cell as training runs (`train(cfg, callbacks=[...])`):
+    the training loss, and each source's eval loss against its value at step 0."""
     from transformers import TrainerCallback
+
+    from kit.metrics import source_losses
 
     class LiveLossPlot(TrainerCallback):
         def __init__(self):
-            self.steps, self.values, self.handle = [], [], None
+            self.records, self.handle = [], None
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "loss" not in logs:
+            if not logs or ("loss" not in logs and not source_losses(logs)):
                 return
             from IPython.display import display
 
-            self.steps.append(state.global_step)
-            self.values.append(logs["loss"])
+            self.records.append({"step": state.global_step, **logs})
             fig, ax = _figure(height=3)
-            ax.plot(self.steps, self.values)
-            ax.set(xlabel="step", ylabel="train loss", title=f"step {state.global_step} / {state.max_steps}")
+            _draw_losses(ax, self.records, f"step {state.global_step} / {state.max_steps}")
             if self.handle is None:
                 self.handle = display(fig, display_id=True)
             else:

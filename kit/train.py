@@ -35,7 +35,7 @@ from kit.runs import (
     run_folder,
     run_lock,
 )
-from kit.trainer import build_trainer, metrics_log, optimizer_name, stop_request
+from kit.trainer import build_trainer, by_source, metrics_log, optimizer_name, stop_request
 
 
 @dataclass
@@ -83,6 +83,11 @@ def total_steps(cfg: Config, rows: int, epochs: int) -> int:
         return cfg.train.max_steps
     batch = cfg.train.per_device_train_batch_size * cfg.train.gradient_accumulation_steps
     return max(1, math.ceil(math.ceil(rows / epochs / batch) * cfg.train.num_epochs))
+
+
+def mix_epochs(cfg: Config) -> int:
+    """The mixes a run prepares: one, or one per epoch with data.redraw_chat_each_epoch."""
+    return max(1, math.ceil(cfg.train.num_epochs)) if cfg.data.redraw_chat_each_epoch else 1
 
 
 def epoch_share(run: Run) -> str:
@@ -134,7 +139,7 @@ def prepare_run(cfg: Config, backend: str, state, folder: Path, progress: bool =
     if state.is_main_process:
         (folder / "logs").mkdir(parents=True, exist_ok=True)
         record_config(cfg, folder, resume)
-    epochs = max(1, math.ceil(cfg.train.num_epochs)) if cfg.data.redraw_chat_each_epoch else 1
+    epochs = mix_epochs(cfg)
     with state.main_process_first():
         tokenizer = load_tokenizer(cfg)
         prepared = prepare_data(cfg, tokenizer, epochs=epochs, progress=progress and state.is_main_process)
@@ -195,8 +200,9 @@ def tracking(run: Run) -> Iterator[object]:
     if cfg.tracking.api_key:
         os.environ["WANDB_API_KEY"] = cfg.tracking.api_key  # read by wandb; never printed or written by the kit
     handle = wandb.init(project=cfg.tracking.project, entity=cfg.tracking.entity or None, name=run.folder.name,
-                        tags=cfg.tracking.tags or None, config=to_dict(cfg), dir=str(run.folder),
-                        mode=cfg.tracking.wandb, id=run.folder.name.replace("/", "-"), resume="allow")
+                        tags=cfg.tracking.tags or None, group=cfg.tracking.group or None, config=to_dict(cfg),
+                        dir=str(run.folder), mode=cfg.tracking.wandb, id=run.folder.name.replace("/", "-"),
+                        resume="allow")
     handle.summary["data_report"] = run.prepared.report
     try:
         yield handle
@@ -213,8 +219,8 @@ def build(run: Run, callbacks: list | None = None, progress: bool = True):
     stop = stop_request()
     prepared = run.prepared
     trainer = build_trainer(run.cfg, model, tokenizer, prepared.train.remove_columns("source"),
-                            prepared.eval.remove_columns("source") if prepared.eval is not None else None,
-                            run.folder, epochs=run.epochs, progress=progress,
+                            by_source(prepared.eval) if prepared.eval is not None else None,
+                            run.folder, epochs=run.epochs, progress=progress, eval_on_start=not run.resume,
                             callbacks=[metrics_log(run.folder), stop, *(callbacks or [])])
     return trainer, stop
 

@@ -42,6 +42,17 @@ def _trainer_class():
                 return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+            """Per source (a dict of eval sets), then `eval_loss`: their mean over the rows, logged after them."""
+            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            sets = self.eval_dataset if eval_dataset is None else eval_dataset
+            if isinstance(sets, dict) and f"{metric_key_prefix}_loss" not in metrics:
+                rows = {name: len(rows) for name, rows in sets.items()}
+                loss = sum(metrics[f"{metric_key_prefix}_{name}_loss"] * n for name, n in rows.items())
+                metrics[f"{metric_key_prefix}_loss"] = loss / sum(rows.values())
+                self.log({f"{metric_key_prefix}_loss": metrics[f"{metric_key_prefix}_loss"]})
+            return metrics
+
         def log(self, logs, start_time=None):
             whole_run_train_loss(self.state, logs)
             super().log(logs, start_time)
@@ -70,8 +81,9 @@ def run_arguments(cfg: Config, out: Path, save_steps: int) -> dict:
     )
 
 
-def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True):
-    """The `SFTConfig` of a run from the kit's config: the one mapping from our keys to TRL's."""
+def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True, eval_on_start: bool = False):
+    """The `SFTConfig` of a run from the kit's config: the one mapping from our keys to TRL's. `eval_on_start`
+    evaluates before the first step: the reference the eval curves start from (not again on a resume)."""
     from trl import SFTConfig
 
     t = cfg.train
@@ -84,6 +96,7 @@ def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         learning_rate=t.learning_rate,
         eval_strategy="steps" if has_eval else "no", eval_steps=(t.eval_steps or t.save_steps) if has_eval else None,
+        eval_on_start=has_eval and eval_on_start,
         max_length=cfg.model.max_seq_length,
         packing=t.packing, padding_free=t.packing,
         dataset_kwargs={"skip_prepare_dataset": not t.packing},  # the kit already tokenized and labelled
@@ -92,17 +105,27 @@ def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True
 
 
 def build_trainer(cfg: Config, model, tokenizer, train_dataset, eval_dataset, out: Path, *, epochs: int = 1,
-                  progress: bool = True, callbacks: list | None = None):
-    """The SFTTrainer the kit trains with, on datasets already tokenized and labelled (input_ids, labels)."""
+                  progress: bool = True, callbacks: list | None = None, eval_on_start: bool = False):
+    """The SFTTrainer the kit trains with, on datasets already tokenized and labelled (input_ids, labels).
+    `eval_dataset` may be a dict of named sets (`by_source`): each is evaluated and logged on its own."""
     from transformers import PrinterCallback
 
     has_eval = eval_dataset is not None and len(eval_dataset) > 0
-    args = sft_config(cfg, out, epochs=epochs, has_eval=has_eval)
+    args = sft_config(cfg, out, epochs=epochs, has_eval=has_eval, eval_on_start=eval_on_start)
     trainer = _trainer_class()(model=model, args=args, processing_class=tokenizer, train_dataset=train_dataset,
                                eval_dataset=eval_dataset if has_eval else None,
                                callbacks=[progress_display(progress), time_left(), *(callbacks or [])])
     trainer.remove_callback(PrinterCallback)  # its dict dumps, in place of the display above
     return trainer
+
+
+def by_source(dataset) -> dict:
+    """The eval rows split by their `source` column, without it, keyed as their metrics are (`eval_<key>_loss`)."""
+    from kit.metrics import source_key
+
+    names = dataset["source"]
+    return {source_key(name): dataset.select([i for i, n in enumerate(names) if n == name], keep_in_memory=True)
+            .remove_columns("source") for name in dict.fromkeys(names)}
 
 
 def progress_display(bar: bool = True):
@@ -111,9 +134,12 @@ def progress_display(bar: bool = True):
     from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
+    from kit.metrics import source_losses
+
     class Progress(TrainerCallback):
         def __init__(self):
             self.bar = self.eval_bar = None
+            self.sources = {}  # this evaluation's loss per source, printed with its mean
 
         def on_train_begin(self, args, state, control, **kwargs):
             if bar and state.is_world_process_zero:
@@ -141,15 +167,24 @@ def progress_display(bar: bool = True):
             if self.bar is not None and "loss" in logs:
                 reward = f", reward {logs['reward']:.3f}" if "reward" in logs else ""  # GRPO's
                 self.bar.set_postfix_str(f"loss {logs['loss']:.4f}{reward}, lr {logs.get('learning_rate', 0):.2e}")
+            self.sources.update(source_losses(logs))
             if state.is_world_process_zero and "eval_loss" in logs:
                 self.on_evaluate(args, state, control)  # the evaluation is over; its bar goes before the line
-                tqdm.write(f"step {state.global_step}/{state.max_steps}: eval loss {logs['eval_loss']:.4f}")
+                tqdm.write(_eval_line(state, logs["eval_loss"], self.sources))
+                self.sources = {}
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.bar is not None:
                 self.bar.close()
 
     return Progress()
+
+
+def _eval_line(state, mean: float, sources: dict[str, float]) -> str:
+    """`step 25/100: eval loss 5.9469 (reasoning 5.8638, chat 6.1920)`: the mean, then each source's."""
+    each = ", ".join(f"{name} {loss:.4f}" for name, loss in sources.items())
+    line = f"step {state.global_step}/{state.max_steps}: eval loss {mean:.4f}"
+    return f"{line} ({each})" if len(sources) > 1 else line
 
 
 def time_left(after: int = 3):
@@ -173,13 +208,13 @@ def time_left(after: int = 3):
             if timed == after and remaining > 0:
                 per_step = (time.monotonic() - self.start[1]) / timed
                 finish = time.strftime("%H:%M", time.localtime(time.time() + per_step * remaining))
-                tqdm.write(f"time: {per_step:.2f} s/step, so about {_duration(per_step * remaining)} for the remaining "
+                tqdm.write(f"time: {per_step:.2f} s/step, so about {duration(per_step * remaining)} for the remaining "
                            f"{remaining} steps, done around {finish} (evaluations and checkpoints add to it)")
 
     return TimeLeft()
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"

@@ -109,3 +109,34 @@ def grpo_run(smoke_run) -> Path:
     """The README's GRPO command, run once per session: the smoke run's adapter reinforced for a few steps (CPU)."""
     run_script("scripts/grpo.py", "--config", "configs/smoke.yaml", f"train.output_dir={smoke_run.parent}")
     return smoke_run.parent / "smoke-grpo"
+
+
+SWEEP = ["data.chat_ratio=0.1,0.25", "train.max_steps=20", "train.save_steps=10", "train.eval_steps=10",
+         "eval.n_math=2", "eval.n_instructions=2"]  # = notebook 08's default parameters: it finds this sweep complete
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(kit_cache, tmp_path_factory) -> dict:
+    """Notebook 08's sweep of the tiny model, run once per session as a preempted machine runs it: stopped by SIGTERM
+    once its second point has a checkpoint, then the same command again. Returns its train.output_dir, the exit
+    status and output of each command, and the pool cache's folders after it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path_factory.mktemp("sweep")
+    args = [sys.executable, "scripts/sweep.py", "--config", "configs/smoke.yaml", *SWEEP, f"train.output_dir={out}"]
+    with open(out / "first.log", "w") as log:  # a file, not a pipe a long output could fill
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+        second, deadline = out / "smoke-sweep" / "smoke-chat0.25" / "checkpoints", time.time() + 600
+        while not list(second.glob("checkpoint-*/trainer_state.json")):
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"the sweep ended before its second point's first checkpoint:\n"
+                            f"{(out / 'first.log').read_text()[-3000:]}")
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=600)
+    again = run_script(*args[1:], check=False)
+    return {"out": out, "first": (proc.returncode, (out / "first.log").read_text()),
+            "again": (again.returncode, again.stdout + again.stderr), "pools": sorted((kit_cache / "pools").iterdir())}

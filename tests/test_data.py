@@ -372,6 +372,8 @@ def test_chat_that_runs_short_of_the_ratio_is_said(tiny_tokenizer, smoke_cfg, ca
         _prepare(smoke_cfg("data.chat.max_chars=1"), tiny_tokenizer)  # every chat row filtered out
     with pytest.raises(DataError, match=r"chat runs short: its \d+ usable rows keep data.chat_ratio=0.5"):
         _prepare(smoke_cfg("data.chat_ratio=0.5"), tiny_tokenizer)  # fewer chat rows than reasoning rows
+    with pytest.raises(DataError, match=r"chat runs short: its \d+ usable rows keep data.chat_ratio=0.8"):
+        _prepare(smoke_cfg("data.chat_ratio=0.8"), tiny_tokenizer)  # 4 chat rows a reasoning row: some chat is left
     half = _prepare(smoke_cfg("data.chat_ratio=0.5", "data.allow_shortfall=true"), tiny_tokenizer)
     assert half.report["mix"]["chat_share_rows"] == pytest.approx(0.5, abs=0.01)
     assert "data.allow_shortfall=true, so the smaller mix is used" in capsys.readouterr().out
@@ -507,3 +509,33 @@ def test_too_small_a_chat_subset_falls_back_to_all_rows(tiny_tokenizer, smoke_cf
     assert abs(report["mix"]["chat_rows"] - 0.25 * report["mix"]["train_rows"]) <= 1
     reasoning = report["sources"]["reasoning"]
     assert reasoning["rows_used"] == reasoning["rows_valid"] - reasoning["eval_rows"]
+
+
+def test_cached_pools_let_another_ratio_tokenize_nothing(tiny_tokenizer, smoke_cfg, monkeypatch, tmp_path):
+    """With data.cache_pools (what the sweep sets) the sources are tokenized once: a mix at another ratio reads the
+    cached pools, and is the very mix that tokenizing them for it would have made."""
+    import kit.data.pools as pools
+
+    tokenized: list[int] = []
+    encode = pools.encode_batch
+    monkeypatch.setattr(pools, "encode_batch", lambda *args, **kw: tokenized.append(len(args[2])) or encode(*args,
+                                                                                                           **kw))
+
+    def prepare(ratio: float, cache):
+        cfg = smoke_cfg("data.cache_pools=true", f"data.chat_ratio={ratio}", "data.allow_shortfall=true")  # 0.5 is
+        # more chat than the sample has: its smaller mix
+        return prepare_data(cfg, tiny_tokenizer, cache_dir=cache, progress=False)
+
+    first = prepare(0.1, tmp_path / "sweep")
+    sources = first.report["sources"]
+    assert sum(tokenized) == sources["reasoning"]["rows_valid"] + 300  # every chat row, not only those 10 % needs
+    assert sources["chat"]["rows_kept"] == sources["chat"]["rows_valid"] == 300 > sources["chat"]["rows_used"]
+    tokenized.clear()
+    second = prepare(0.5, tmp_path / "sweep")
+    assert not second.cached and tokenized == []  # a new mix, drawn from the pools without tokenizing anything
+    assert abs(second.report["mix"]["chat_share_rows"] - 0.5) < 0.01
+    fresh = prepare(0.5, tmp_path / "fresh")  # the same ratio with nothing cached: tokenized for it alone
+    assert sum(tokenized) > 0 and fresh.report["fingerprint"] == second.report["fingerprint"]
+    assert fresh.train["input_ids"] == second.train["input_ids"] and fresh.eval["labels"] == second.eval["labels"]
+    assert {k: v for k, v in fresh.report.items() if k != "seconds"} == \
+        {k: v for k, v in second.report.items() if k != "seconds"}

@@ -1,7 +1,5 @@
 """Every notebook runs top to bottom with its default parameters (the tiny model on CPU), and is stored stripped."""
 
-from pathlib import Path
-
 import nbformat
 import pytest
 
@@ -11,7 +9,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def test_notebooks_are_stored_without_outputs():
-    assert len(NOTEBOOKS) == 8
+    assert len(NOTEBOOKS) == 9
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
@@ -21,10 +19,14 @@ def test_notebooks_are_stored_without_outputs():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_with_default_parameters(path, smoke_run: Path, request):
-    """Each notebook top to bottom on the suite's smoke run: notebook 04 finds it complete (the suite trained it
-    with the same config), 05-07 chat with, export and evaluate it, 09 finds the suite's GRPO run of it complete;
-    none trains again."""
-    if path.name == "09_grpo.ipynb":
-        request.getfixturevalue("grpo_run")
-    run_notebook(path.name, [f"train.output_dir={smoke_run.parent}"])
+def test_notebook_runs_with_default_parameters(path, request):
+    """Each notebook top to bottom on the suite's runs: notebook 04 finds the smoke run complete (the suite trained it
+    with the same config), 05-07 chat with, export and evaluate it, 08 finds the suite's sweep complete and 09 the
+    suite's GRPO run of the smoke run; none trains again."""
+    if path.name.startswith("08"):
+        out = request.getfixturevalue("smoke_sweep")["out"]
+    else:
+        out = request.getfixturevalue("smoke_run").parent
+        if path.name.startswith("09"):
+            request.getfixturevalue("grpo_run")
+    run_notebook(path.name, [f"train.output_dir={out}"])

@@ -8,6 +8,7 @@ import pytest
 from safetensors.torch import load_file
 
 from kit.backends import BackendError, check_adapter, linear_modules, pick_backend
+from kit.metrics import eval_curves, read_metrics
 from kit.qwen3 import PROJECTIONS
 from tests.conftest import ROOT, run_script
 
@@ -27,8 +28,33 @@ def test_smoke_run_learns_and_writes_a_complete_run_folder(smoke_run):
     assert (smoke_run / "adapter" / "tokenizer.json").is_file()
     checkpoints = sorted(p.name for p in (smoke_run / "checkpoints").glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-100", "checkpoint-75"]  # every 25 steps, the newest 2 kept
-    eval_lines = [line for line in (smoke_run / "logs/metrics.jsonl").read_text().splitlines() if "eval_loss" in line]
-    assert len(eval_lines) == 4
+    records = read_metrics(smoke_run)
+    # Each source evaluated on its own, first before training (the reference), then every 25 steps; eval_loss is
+    # their mean over the eval rows (18 reasoning and 6 chat: the mix's proportion of data.eval_rows=24).
+    curves = eval_curves(records)
+    assert list(curves) == ["reasoning", "chat"]
+    assert [step for step, _ in curves["chat"]] == [step for step, _ in curves["reasoning"]] == [0, 25, 50, 75, 100]
+    means = [r["eval_loss"] for r in records if "eval_loss" in r]
+    assert means == pytest.approx([(18 * r + 6 * c) / 24 for (_, r), (_, c) in zip(curves["reasoning"],
+                                                                                   curves["chat"], strict=True)])
+    assert curves["reasoning"][-1][1] < curves["reasoning"][0][1] - 1.0  # trained on: the held-out rows' loss falls
+
+
+def test_the_loss_plots_draw_each_source_against_its_step_0(smoke_run):
+    """Notebook 04's live plot, replayed over the smoke run's logs as the trainer sent them, draws what
+    `kit.plots.losses` draws from metrics.jsonl: the training loss, and each source's eval loss with its step-0 line."""
+    from transformers import TrainerState
+
+    from kit.plots import live_loss_plot, losses
+
+    lines = losses(smoke_run).axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["train loss", "eval loss reasoning", "reasoning at step 0",
+                                                    "eval loss chat", "chat at step 0"]
+    live, state, records = live_loss_plot(), TrainerState(max_steps=100), read_metrics(smoke_run)
+    for record in records:
+        state.global_step = record["step"]
+        live.on_log(None, state, None, logs={k: v for k, v in record.items() if k != "step"})
+    assert eval_curves(live.records) == eval_curves(records)
 
 
 def test_backend_choice():
@@ -106,6 +132,8 @@ def test_preempted_run_resumes_to_the_same_adapter(tmp_path):
     for name, tensor in straight.items():
         assert (tensor - resumed[name]).abs().max() < 1e-5, name
     assert _losses_by_step(tmp_path / "preempted" / "r") == list(range(1, 13))  # the redone steps logged once
+    # The reference evaluation before the first step, not again at the resume; then the one at the end.
+    assert [r["step"] for r in read_metrics(tmp_path / "preempted" / "r") if "eval_loss" in r] == [0, 12]
 
 
 def _losses_by_step(run) -> list[int]:

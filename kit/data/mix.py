@@ -92,6 +92,14 @@ def split_eval(n_reason: int, n_chat: int, eval_rows: int, ratio: float) -> tupl
     return min(reason, max(n_reason - 1, 0)), min(chat, max(n_chat - 1, 0))
 
 
+def chat_short(reasoning: Sizes, chat: Sizes, n_r: int, ratio: float, by: str) -> bool:
+    """Would one more reasoning row than `n_r` need more chat than the pool has? Then chat bounds the mix. (Not
+    "every chat row was taken": by rows above 0.5 a reasoning row needs several chat rows, so some can be left.)"""
+    if not 0 < ratio < 1 or n_r >= len(reasoning.tokens):
+        return False
+    return _chat_rows_needed(n_r + 1, ratio, by, _cum(reasoning.trained), _cum(chat.trained)) > len(chat.tokens)
+
+
 def _capped(d: DataConfig, reasoning: Sizes, chat: Sizes, n_r: int, n_c: int) -> bool:
     """Would one more reasoning row break data.max_rows or data.max_tokens? Then a cap, not chat, bounds the mix."""
     if n_r >= len(reasoning.tokens):
@@ -106,7 +114,7 @@ class Draw:
     eval_ids: np.ndarray  # held out of every epoch
     reasoning: np.ndarray  # the shuffled pools less the eval rows (chat: epoch 0's): what other ratios draw from
     chat: np.ndarray
-    exhausted: bool  # some epoch took every chat row there was
+    exhausted: bool  # in some epoch chat ran out before reasoning did (`chat_short`)
     left_out: int = 0  # reasoning rows an epoch left out because chat ran out (not a cap): the ratio's shortfall
 
 
@@ -127,7 +135,7 @@ def draw(d: DataConfig, reasoning_ids: np.ndarray, chat_ids: np.ndarray, sizes: 
         chat = chat[~np.isin(chat, held)]
         n_r, n_c = choose_counts(sizes.take(out.reasoning), sizes.take(chat), d.chat_ratio, d.ratio_by,
                                  d.max_rows, d.max_tokens)
-        short = 0 < d.chat_ratio < 1 and n_c == len(chat)
+        short = chat_short(sizes.take(out.reasoning), sizes.take(chat), n_r, d.chat_ratio, d.ratio_by)
         out.exhausted |= short
         if short and not _capped(d, sizes.take(out.reasoning), sizes.take(chat), n_r, n_c):
             out.left_out = max(out.left_out, len(out.reasoning) - n_r)

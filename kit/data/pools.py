@@ -3,15 +3,18 @@
 Rows are converted, rendered and tokenized a batch at a time and written straight to disk, so memory does not grow
 with the source: what stays in memory is a few numbers per row (their token counts), for choosing the mix. A source
 can also be scanned first without tokenizing (conversion, checks, sizes in characters) and then only chosen rows
-encoded: that is how the kit tokenizes no more chat than the mix can use.
+encoded: that is how the kit tokenizes no more chat than the mix can use. With `data.cache_pools` a whole source's
+pool is kept in the pool cache (`cached`), so a mix at another ratio reads it instead of tokenizing again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from array import array
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ from kit.config import Config, SourceConfig
 from kit.data.formats import BadRow, DataError, Filtered, to_messages
 from kit.data.render import IGNORE, Labeller, encode_batch, render
 from kit.data.sources import MalformedRow, iter_source
+from kit.files import atomic_folder
 
 ENCODE_CHARS = 1 << 20  # characters rendered and tokenized at a time (~250k tokens): rows enough for the
 # tokenizer's threads, few enough that rendering overlaps most of the tokenizing and a batch takes little memory
@@ -168,3 +172,23 @@ def encode(name: str, src: SourceConfig, cfg: Config, tokenizer, path: Path, cac
         stats.rows_read, stats.rows_valid = scanned.stats.rows_read, scanned.stats.rows_valid
         stats.dropped.update(scanned.stats.dropped)
     return stats
+
+
+POOL_FILE, STATS_FILE, SIZES_FILE = "pool.arrow", "stats.json", "sizes.npz"  # a cached pool's folder
+
+
+def cached(identity: dict, write: Callable[[Path], SourceStats], path: Path, cache: Path) -> SourceStats:
+    """The pool that `identity` (everything that shapes it) names, from `cache/<hash>/`, written there by
+    `write(file)` the first time (whole or not at all); `path` becomes a link to it. Returns its stats."""
+    folder = cache / hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    if not (folder / STATS_FILE).is_file():
+        with atomic_folder(folder) as tmp:
+            stats = write(tmp / POOL_FILE)
+            np.savez(tmp / SIZES_FILE, tokens=np.asarray(stats.tokens), trained=np.asarray(stats.trained))
+            (tmp / STATS_FILE).write_text(json.dumps({f.name: getattr(stats, f.name) for f in fields(stats)
+                                                      if f.name not in ("tokens", "trained")}))
+    path.symlink_to(folder / POOL_FILE)
+    saved, sizes = json.loads((folder / STATS_FILE).read_text()), np.load(folder / SIZES_FILE)
+    return SourceStats(**saved | {"dropped": Counter(saved["dropped"]),
+                                  "tokens": array("q", sizes["tokens"].astype(np.int64).tobytes()),
+                                  "trained": array("q", sizes["trained"].astype(np.int64).tobytes())})

@@ -144,18 +144,34 @@ def _estimates(scans: dict[int, Scan], left_out: np.ndarray, chat: list[SourceSt
                  np.round(trained_chars * trained_per_char).astype(np.int64))
 
 
+def _pool_identity(cfg: Config, tokenizer) -> dict:
+    """What shapes every source's pool besides the source itself (`data.cache_pools`): not the ratio, nor the mix."""
+    d = cfg.data
+    return {"version": FORMAT_VERSION, "tokenizer": tokenizer_fingerprint(tokenizer),
+            "max_seq_length": cfg.model.max_seq_length, "overlong": d.overlong, "train_turns": d.train_turns,
+            "train_empty_think": d.train_empty_think, "on_bad_row": d.on_bad_row}
+
+
 def _encode_sources(cfg: Config, tokenizer, folder: Path, root: Path, epochs: int,
                     progress: bool) -> tuple[_Rows, Draw, Sizes]:
-    """Encode every source into a pool file in `folder` and draw the mix; also the estimated sizes of the chat
-    rows left untokenized. Chat is encoded lazily when reasoning drives the mix (see CHAT_MARGIN)."""
+    """Encode every source into a pool file in `folder` (with `data.cache_pools`, a link into the pool cache) and draw
+    the mix; also the estimated sizes of the chat rows left untokenized. Chat is encoded lazily when reasoning drives
+    the mix (see CHAT_MARGIN), unless the pools are cached: then whole, for any ratio to draw from."""
     sources = data_sources(cfg)
+    shared = _pool_identity(cfg, tokenizer) if cfg.data.cache_pools else None
 
     def encode(i: int, scanned: Scan | None = None, select: set[int] | None = None) -> SourceStats:
         name, src = sources[i]
-        return pools.encode(name, src, cfg, tokenizer, folder / f"pool{i}.arrow", root / "datasets", progress,
-                            scanned, select)
 
-    lazy = 0 < cfg.data.chat_ratio < 1 and any(src.role == "reasoning" for _, src in sources)
+        def write(path: Path) -> SourceStats:
+            return pools.encode(name, src, cfg, tokenizer, path, root / "datasets", progress, scanned, select)
+
+        if shared is None:
+            return write(folder / f"pool{i}.arrow")
+        identity = {**shared, "name": name, "source": asdict(src), "content": source_identity(src, root / "datasets")}
+        return pools.cached(identity, write, folder / f"pool{i}.arrow", root / "pools")
+
+    lazy = not shared and 0 < cfg.data.chat_ratio < 1 and any(src.role == "reasoning" for _, src in sources)
     stats = [None if lazy and src.role == "chat" else encode(i) for i, (_, src) in enumerate(sources)]
     scans = {i: pools.scan(*sources[i], cfg, root / "datasets") for i, s in enumerate(stats) if s is None}
     selection = _chat_selection(cfg, [s for s in stats if s], scans, epochs) if scans else None
@@ -191,6 +207,10 @@ def _write(path: Path, batches: list[pa.RecordBatch], tokens: np.ndarray, order:
                 writer.write_table(gathered.take(pa.array(np.argsort(np.concatenate(positions)))))
 
 
+class Shortfall(DataError):
+    """Chat too short for data.chat_ratio, unless data.allow_shortfall: a matter of the ratio, not of the data."""
+
+
 def _check_ratio(cfg: Config, drawn: Draw) -> None:
     """Chat that runs out bounds the whole mix: keeping data.chat_ratio leaves reasoning rows out (all of them, when
     no chat row survived). That stops with the numbers, or with data.allow_shortfall goes on with a warning."""
@@ -200,7 +220,7 @@ def _check_ratio(cfg: Config, drawn: Draw) -> None:
     found = (f"chat runs short: its {len(drawn.chat)} usable rows keep data.chat_ratio={d.chat_ratio} by {d.ratio_by} "
              f"only with {kept} of the {len(drawn.reasoning)} reasoning rows")
     if not d.allow_shortfall:
-        raise DataError(f"{found}; add chat data, lower data.chat_ratio, cap data.max_rows, or set "
+        raise Shortfall(f"{found}; add chat data, lower data.chat_ratio, cap data.max_rows, or set "
                         "data.allow_shortfall=true to train on the smaller mix.")
     print(f"warning: {found}; data.allow_shortfall=true, so the smaller mix is used.")
 

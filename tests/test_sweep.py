@@ -1,0 +1,74 @@
+"""The chat-ratio sweep: its command line, its front, its plan before anything trains, and a real 2-point sweep of
+the tiny model that is preempted and continued (the `smoke_sweep` fixture, which notebook 08 also reads)."""
+
+import json
+import re
+
+import pytest
+
+from kit.metrics import eval_curves, read_metrics
+from kit.sweep import SweepError, pareto_front, plan_sweep, split_ratios
+
+
+def test_the_ratios_are_read_from_one_setting():
+    assert split_ratios(["configs/smoke.yaml", "data.chat_ratio=0.5,0.1", "train.max_steps=20"]) == \
+        ([0.1, 0.5], ["configs/smoke.yaml", "train.max_steps=20"])
+    with pytest.raises(SweepError, match=r"name the ratios to compare once, e.g. data.chat_ratio=0.1,0.25,0.5"):
+        split_ratios(["train.max_steps=20"])
+    with pytest.raises(SweepError, match=r"data.chat_ratio=0.1,a: the ratios are numbers separated by commas"):
+        split_ratios(["data.chat_ratio=0.1,a"])
+    with pytest.raises(SweepError, match=r"a sweep compares two ratios or more"):
+        split_ratios(["data.chat_ratio=0.1,0.1"])
+
+
+def test_the_front_keeps_what_nothing_beats_on_both():
+    assert pareto_front([(0.1, -0.2), (0.05, 0.0), (0.0, -0.1), (0.1, -0.2)]) == [0, 1, 3]
+    assert pareto_front([(0.0, 0.0), (0.1, 0.1)]) == [1]
+    assert pareto_front([]) == []
+
+
+def test_ratios_the_data_cannot_keep_stop_the_sweep_before_anything_trains(tiny_dir, smoke_cfg, tmp_path, capsys):
+    cfg = smoke_cfg(f"train.output_dir={tmp_path}")
+    with pytest.raises(SweepError) as error:
+        plan_sweep(cfg, [0.1, 0.5, 0.8], progress=False)
+    lines = str(error.value).splitlines()
+    assert lines[0] == "2 of the 3 ratios cannot be trained as asked, so nothing was trained:"
+    assert lines[1].startswith("  data.chat_ratio=0.5: chat runs short: its ")
+    assert lines[2].startswith("  data.chat_ratio=0.8: chat runs short: ") and "data.allow_shortfall=true" in lines[2]
+    assert not (tmp_path / "smoke-sweep").exists()
+    plan = plan_sweep(smoke_cfg(f"train.output_dir={tmp_path}", "data.allow_shortfall=true"), [0.1, 0.5],
+                      progress=False)
+    assert "cost: 2 runs x 100 steps = 200 optimizer steps of 8 rows" in plan
+    assert "data.allow_shortfall=true, so the smaller mix is used" in capsys.readouterr().out
+
+
+def test_a_preempted_sweep_continues_with_the_points_left(smoke_sweep):
+    code, output = smoke_sweep["first"]
+    assert code == 143 and "stopped during chat_ratio 0.25; run the same command again" in output, output[-3000:]
+    plan = output.index("cost: 2 runs x 20 steps = 40 optimizer steps")
+    assert plan < output.index("SIGTERM: stopping after this step")  # the estimate before anything trained
+    assert "sweep: chat_ratio 0.1 done (1 of 2" in output
+    code, output = smoke_sweep["again"]
+    assert code == 0, output[-3000:]
+    assert "data.chat_ratio=0.1 was trained and evaluated before, with these settings: kept" in output
+    assert re.search(r"resuming from checkpoint-1\d \(step 1\d of 20\)", output)  # the second point, where it stopped
+    assert len(smoke_sweep["pools"]) == 2  # the reasoning and the chat source, tokenized once for both ratios
+
+
+def test_a_sweep_writes_its_table_plot_and_a_run_per_point(smoke_sweep):
+    folder = smoke_sweep["out"] / "smoke-sweep"
+    sweep = json.loads((folder / "sweep.json").read_text())
+    assert [p["chat_ratio"] for p in sweep["points"]] == [0.1, 0.25] and sweep["front"]
+    assert sweep["front"] == [p["chat_ratio"] for p in sweep["points"] if p["on_front"]]
+    table = (folder / "sweep.md").read_text()
+    assert table.count("| 0.1 |") == 1 and "eval loss reasoning: step 0 -> end" in table and "NOISE" in table
+    assert "On the front (no other ratio" in table and (folder / "front.png").stat().st_size > 10_000
+    for p in sweep["points"]:
+        run = folder / f"smoke-chat{p['chat_ratio']:g}"
+        assert p["run"] == str(run) and (run / "adapter" / "adapter_config.json").is_file()
+        assert "group: smoke-sweep" in (run / "config.yaml").read_text()  # one wandb group for the sweep
+        assert abs(json.loads((run / "data_report.json").read_text())["mix"]["chat_share_rows"] - p["chat_ratio"]) \
+            < 0.01
+        curves = eval_curves(read_metrics(run))  # each source's eval loss, from the base (step 0) to the end
+        assert list(curves) == ["reasoning", "chat"] and [s for s, _ in curves["chat"]] == [0, 10, 20]
+        assert p["eval_loss"]["chat"] == {"step_0": curves["chat"][0][1], "end": curves["chat"][-1][1]}
