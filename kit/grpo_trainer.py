@@ -74,6 +74,6 @@ def build_grpo_trainer(cfg: Config, model, tokenizer, prompts, out: Path, *, pro
     rewards, weights = reward_functions(cfg.grpo, tokenizer)
     trainer = _trainer_class()(model=model, args=grpo_config(cfg, out, weights), processing_class=tokenizer,
                                reward_funcs=rewards, train_dataset=prompts,
-                               callbacks=[progress_display(progress), time_left(), *(callbacks or [])])
+                               callbacks=[*progress_display(progress), time_left(), *(callbacks or [])])
     trainer.remove_callback(PrinterCallback)  # its dict dumps, in place of the display
     return trainer

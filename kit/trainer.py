@@ -114,7 +114,7 @@ def build_trainer(cfg: Config, model, tokenizer, train_dataset, eval_dataset, ou
     args = sft_config(cfg, out, epochs=epochs, has_eval=has_eval, eval_on_start=eval_on_start)
     trainer = _trainer_class()(model=model, args=args, processing_class=tokenizer, train_dataset=train_dataset,
                                eval_dataset=eval_dataset if has_eval else None,
-                               callbacks=[progress_display(progress), time_left(), *(callbacks or [])])
+                               callbacks=[*progress_display(progress), time_left(), *(callbacks or [])])
     trainer.remove_callback(PrinterCallback)  # its dict dumps, in place of the display above
     return trainer
 
@@ -128,18 +128,19 @@ def by_source(dataset) -> dict:
             .remove_columns("source") for name in dict.fromkeys(names)}
 
 
-def progress_display(bar: bool = True):
+def progress_display(bar: bool = True) -> list:
     """The training display, in place of transformers' dict dumps: a bar with the latest loss (and GRPO's reward) and
     learning rate as its postfix (none without `bar`), and one line per evaluation."""
+    return [_training_bar(bar), _evaluation_lines(bar)]
+
+
+def _training_bar(bar: bool):
     from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
-    from kit.metrics import source_losses
-
-    class Progress(TrainerCallback):
+    class TrainingBar(TrainerCallback):
         def __init__(self):
-            self.bar = self.eval_bar = None
-            self.sources = {}  # this evaluation's loss per source, printed with its mean
+            self.bar = None
 
         def on_train_begin(self, args, state, control, **kwargs):
             if bar and state.is_world_process_zero:
@@ -150,34 +151,49 @@ def progress_display(bar: bool = True):
             if self.bar is not None:
                 self.bar.update(state.global_step - self.bar.n)
 
-        def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
-            if self.bar is not None and eval_dataloader is not None:
-                if self.eval_bar is None:
-                    self.eval_bar = tqdm(total=len(eval_dataloader), desc="evaluating", unit="batch", leave=False,
-                                         dynamic_ncols=True)
-                self.eval_bar.update(1)
-
-        def on_evaluate(self, args, state, control, **kwargs):
-            if self.eval_bar is not None:
-                self.eval_bar.close()
-                self.eval_bar = None
-
         def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = logs or {}
-            if self.bar is not None and "loss" in logs:
+            if self.bar is not None and "loss" in (logs or {}):
                 reward = f", reward {logs['reward']:.3f}" if "reward" in logs else ""  # GRPO's
                 self.bar.set_postfix_str(f"loss {logs['loss']:.4f}{reward}, lr {logs.get('learning_rate', 0):.2e}")
-            self.sources.update(source_losses(logs))
-            if state.is_world_process_zero and "eval_loss" in logs:
-                self.on_evaluate(args, state, control)  # the evaluation is over; its bar goes before the line
-                tqdm.write(_eval_line(state, logs["eval_loss"], self.sources))
-                self.sources = {}
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.bar is not None:
                 self.bar.close()
 
-    return Progress()
+    return TrainingBar()
+
+
+def _evaluation_lines(bar: bool):
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    from kit.metrics import source_losses
+
+    class EvaluationLines(TrainerCallback):
+        def __init__(self):
+            self.bar = None
+            self.sources = {}  # this evaluation's loss per source, printed with its mean
+
+        def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+            if bar and state.is_world_process_zero and eval_dataloader is not None:
+                if self.bar is None:
+                    self.bar = tqdm(total=len(eval_dataloader), desc="evaluating", unit="batch", leave=False,
+                                    dynamic_ncols=True)
+                self.bar.update(1)
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self.sources.update(source_losses(logs or {}))
+            if state.is_world_process_zero and "eval_loss" in (logs or {}):
+                self.on_evaluate(args, state, control)  # the evaluation is over; its bar goes before the line
+                tqdm.write(_eval_line(state, logs["eval_loss"], self.sources))
+                self.sources = {}
+
+    return EvaluationLines()
 
 
 def _eval_line(state, mean: float, sources: dict[str, float]) -> str:
