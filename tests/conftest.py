@@ -68,12 +68,14 @@ def smoke_cfg():
     return make
 
 
-def run_script(*args: str, check: bool = True, timeout: int = 600):
-    """Run one of the kit's scripts as a user would, with this session's cache."""
+def run_script(*args: str, check: bool = True, timeout: int = 600, env: dict | None = None):
+    """Run one of the kit's scripts as a user would, with this session's cache (and `env` over the environment)."""
+    import os
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                            env=os.environ | env if env else None)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n"
                              f"{result.stderr[-3000:]}")
