@@ -48,6 +48,11 @@ def start(cfg: Config) -> Config:
         raise ConfigError(f"grpo.max_prompt_length + grpo.max_completion_length is {g.max_prompt_length} + "
                           f"{g.max_completion_length}, more than model.max_seq_length {cfg.model.max_seq_length}; "
                           "shorten one, or raise model.max_seq_length.")
+    e = cfg.eval
+    if g.eval_before_after and e.n_math and e.math == "heldout" and not cfg.data.reasoning.heldout:
+        raise ConfigError("grpo.eval_before_after scores the held-out math problems (eval.math=heldout), but "
+                          "data.reasoning.heldout is 0: hold some out, set eval.math to math500, gsm8k, aime24, "
+                          "aime25 or a file, or set grpo.eval_before_after=false.")
     name = g.run_name or (f"{cfg.train.run_name}-grpo" if cfg.train.run_name else time.strftime("grpo-%Y%m%d-%H%M%S"))
     adapter = str(_sft_run(cfg) / "adapter") if g.start_from == "sft" else cfg.model.adapter
     return replace(cfg, model=replace(cfg.model, adapter=adapter), grpo=replace(g, run_name=name))
@@ -183,16 +188,29 @@ def fit(run: Run, callbacks: list | None = None, progress: bool = True) -> Train
     model, tokenizer = load_for_training(run.cfg, run.backend, vllm=generation(run.cfg, run.backend) == "vllm")
     checks, wanted = _saved_checks(run), run.cfg.grpo.eval_before_after and run.main
     if wanted and not run.resume and "before" not in checks:  # a resumed run was scored when it began
-        checks["before"] = score(run, model, tokenizer, "before", progress)
-        write_atomic(_checks_path(run), json.dumps(checks, indent=2, ensure_ascii=False))
+        _record_check(run, checks, "before", model, tokenizer, progress)
     stop = stop_request()
     trainer = build_grpo_trainer(run.cfg, model, tokenizer, run.prepared.train, run.folder, progress=progress,
                                  callbacks=[metrics_log(run.folder), stop, *(callbacks or [])])
     result = run_trainer(run, trainer, stop)
     if wanted and not result.interrupted:
-        checks["after"] = score(run, model, tokenizer, "after", progress)
-        write_atomic(_checks_path(run), json.dumps(checks, indent=2, ensure_ascii=False))
+        _record_check(run, checks, "after", model, tokenizer, progress)
     return result
+
+
+def _record_check(run: Run, checks: dict, when: str, model, tokenizer, progress: bool) -> None:
+    checks[when] = score(run, model, tokenizer, when, progress)
+    write_atomic(_checks_path(run), json.dumps(checks, indent=2, ensure_ascii=False))
+
+
+def score_missing_after(run: Run, progress: bool = True) -> None:
+    """A finished run stopped while it was being scored after GRPO (its adapter already written): scored now."""
+    checks = _saved_checks(run)
+    if not (run.cfg.grpo.eval_before_after and run.main) or "after" in checks:
+        return
+    tuned = replace(run.cfg, model=replace(run.cfg.model, adapter=str(run.folder / "adapter")))
+    model, tokenizer = load_for_training(tuned, run.backend)
+    _record_check(run, checks, "after", model, tokenizer, progress)
 
 
 def _with_rewards(result: TrainResult, run: Run) -> GrpoResult:
@@ -220,4 +238,7 @@ def grpo(cfg: Config, *, progress: bool = True, callbacks: list | None = None) -
     folder = Path(cfg.train.output_dir) / cfg.grpo.run_name
     with run_lock(folder):
         run = prepare(cfg, backend, state, folder, progress)
-        return _with_rewards(already_trained(run) or fit(run, callbacks, progress), run)
+        done = already_trained(run)
+        if done:
+            score_missing_after(run, progress)
+        return _with_rewards(done or fit(run, callbacks, progress), run)

@@ -243,8 +243,8 @@ def fit(run: Run, callbacks: list | None = None, progress: bool = True) -> Train
 def run_trainer(run: Run, trainer, stop) -> TrainResult:
     """Train from the resume point to the end, or until a signal asks `stop` to end it (then the newest checkpoint is
     the state); the handlers stay until the adapter is in place, so a signal during the final save cannot cut it."""
-    if run.resume and run.main:
-        keep_metrics_until(run.folder, checkpoint_step(run.resume))  # the steps after it are trained again
+    if run.main:  # the steps after the checkpoint (all of them without one) are trained again: their records go
+        keep_metrics_until(run.folder, checkpoint_step(run.resume) if run.resume else -1)
     with tracking(run) as handle, signals_stop(stop, announce=run.main):
         output = trainer.train(resume_from_checkpoint=run.resume)
         if not stop.requested:

@@ -3,6 +3,7 @@ taken by eval and export, resume after preemption, and the rewards scoring what 
 
 import json
 import os
+import shutil
 import signal
 
 import pytest
@@ -99,6 +100,22 @@ def test_a_preempted_grpo_run_resumes_to_the_same_adapter(grpo_run, smoke_run, t
             assert r["completions/mean_length"] == straight[r["step"]]["completions/mean_length"]
 
 
+def test_a_run_stopped_while_scored_after_grpo_is_scored_when_rerun(grpo_run, smoke_run, tmp_path):
+    from kit.grpo import grpo
+
+    run = tmp_path / "smoke-grpo"
+    shutil.copytree(grpo_run, run)
+    checks = json.loads((run / "logs" / "before_after.json").read_text())
+    del checks["after"]  # what a kill during the scoring after the last step leaves: the adapter, no "after"
+    (run / "logs" / "before_after.json").write_text(json.dumps(checks))
+    cfg = load_config(ROOT / "configs/smoke.yaml", [f"train.output_dir={tmp_path}", "grpo.start_from=base",
+                                                    f"model.adapter={smoke_run / 'adapter'}"])
+    result = grpo(cfg, progress=False)
+    assert result.steps == 4 and not result.interrupted  # nothing trained again
+    after = json.loads((grpo_run / "logs" / "before_after.json").read_text())["after"]
+    assert result.checks["after"] == after | {"model": str(run / "adapter")}  # the scores the run itself got
+
+
 def test_grpo_starts_from_a_finished_sft_run_that_held_out_the_same_problems(smoke_run, smoke_cfg, tmp_path):
     from kit.grpo import start
 
@@ -112,6 +129,8 @@ def test_grpo_starts_from_a_finished_sft_run_that_held_out_the_same_problems(smo
     with pytest.raises(ConfigError, match=r"grpo.max_prompt_length \+ grpo.max_completion_length is 96 \+ 48, more "
                                           r"than model.max_seq_length 128"):
         start(short)  # GRPO says so when it starts
+    with pytest.raises(ConfigError, match=r"data.reasoning.heldout is 0: .* or set grpo.eval_before_after=false"):
+        start(smoke_cfg("data.reasoning.heldout=0", "grpo.start_from=base"))  # before any model is loaded
 
 
 def test_grpo_settings_are_validated_with_the_config(smoke_cfg):

@@ -197,6 +197,16 @@ def test_a_second_process_on_the_same_run_is_refused_and_ctrl_c_stops_with_a_che
     assert not (tmp_path / "r" / "adapter").exists()
 
 
+def test_a_run_killed_before_its_first_checkpoint_starts_over_without_its_records(tmp_path):
+    logs = tmp_path / "smoke" / "logs"
+    logs.mkdir(parents=True)  # what a kill -9 at step 3 leaves: records, no checkpoint
+    (logs / "metrics.jsonl").write_text('{"step": 0, "eval_loss": 9.9}\n{"step": 3, "loss": 9.9}\n')
+    run_script("scripts/train.py", "configs/smoke.yaml", "train.max_steps=2", f"train.output_dir={tmp_path}")
+    records = [json.loads(line) for line in (logs / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2]
+    assert all(r.get("eval_loss") != 9.9 for r in records)
+
+
 def test_a_second_ctrl_c_stops_at_once(tmp_path):
     import os
 
