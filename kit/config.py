@@ -200,10 +200,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if cfg.lora.target_modules == ["all-linear"]:  # peft's name for every linear layer but the head
         cfg.lora.target_modules = list(PROJECTIONS)
     problems += invalid(cfg)
+    given = " and ".join(([str(path)] if path is not None else []) + (["the command line"] if overrides else []))
     if len(problems) == 1:
-        raise ConfigError(f"{path or 'config'}: {problems[0]}")
+        raise ConfigError(f"{given or 'config'}: {problems[0]}")
     if problems:
-        raise ConfigError(f"{path or 'config'}: {len(problems)} problems:\n- " + "\n- ".join(problems))
+        raise ConfigError(f"{given or 'config'}: {len(problems)} problems:\n- " + "\n- ".join(problems))
     return cfg
 
 
