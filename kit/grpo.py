@@ -29,7 +29,7 @@ from kit.backends import activate_backend, load_for_training, load_tokenizer
 from kit.config import Config, ConfigError
 from kit.errors import KitError
 from kit.files import write_atomic
-from kit.runs import finished_run, record_config, resume_point, run_lock
+from kit.runs import GRPO_IDENTITY, finished_run, record_config, resume_point, run_lock
 from kit.train import Run, TrainResult, already_trained, announce, model_lines, run_trainer
 from kit.trainer import metrics_log, optimizer_name, stop_request
 
@@ -124,7 +124,7 @@ def prepare(cfg: Config, backend: str, state, folder: Path, progress: bool = Tru
 
     resume = resume_point(cfg, folder)
     (folder / "logs").mkdir(parents=True, exist_ok=True)
-    record_config(cfg, folder, resume)
+    record_config(cfg, folder, resume, GRPO_IDENTITY)
     tokenizer = load_tokenizer(cfg)
     prompts = grpo_prompts(cfg, tokenizer)
     prompts.report["start"] = cfg.model.adapter or "base"

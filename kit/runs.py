@@ -93,6 +93,7 @@ def run_lock(run: Path) -> Iterator[None]:
 
 # What makes a run what it is: resuming with any of these changed would continue a different run.
 IDENTITY_PREFIXES = ("model.", "lora.", "data.")
+GRPO_IDENTITY = ("model.", "lora.", "data.reasoning.")  # GRPO's prompts come from data.reasoning alone
 NOT_IDENTITY = {"model.cache_dir", "data.num_proc"}
 
 
@@ -104,9 +105,9 @@ def config_changes(run: Path, cfg: Config) -> dict[str, tuple]:
     return {key: (saved[key], now[key]) for key in saved.keys() & now.keys() if saved[key] != now[key]}
 
 
-def identity_changes(changes: dict[str, tuple]) -> list[str]:
+def identity_changes(changes: dict[str, tuple], identity: tuple[str, ...] = IDENTITY_PREFIXES) -> list[str]:
     """The changed keys that make a resume meaningless (model, LoRA shape, data)."""
-    return sorted(k for k in changes if k.startswith(IDENTITY_PREFIXES) and k not in NOT_IDENTITY)
+    return sorted(k for k in changes if k.startswith(identity) and k not in NOT_IDENTITY)
 
 
 def keep_metrics_until(run: Path, step: int) -> None:
@@ -129,14 +130,16 @@ def resume_point(cfg: Config, folder: Path) -> str | None:
     return str(found) if found else None
 
 
-def record_config(cfg: Config, folder: Path, resume: str | None) -> None:
+def record_config(cfg: Config, folder: Path, resume: str | None,
+                  identity: tuple[str, ...] = IDENTITY_PREFIXES) -> None:
     """config.yaml for a new run; for one that has trained, the saved config stays, what differs is checked and
-    recorded in logs/resumes.jsonl, and a change of model, LoRA shape or data is refused unless allowed."""
+    recorded in logs/resumes.jsonl, and a change of model, LoRA shape or data (the keys under `identity`) is refused
+    unless allowed."""
     if not (folder / "config.yaml").is_file() or not (resume or has_adapter(folder)):
         save_config(cfg, folder / "config.yaml")
         return
     changes = config_changes(folder, cfg)
-    blocking = identity_changes(changes)
+    blocking = identity_changes(changes, identity)
     if blocking and not cfg.train.allow_changes:
         shown = "; ".join(f"{k}: {changes[k][0]!r} then, {changes[k][1]!r} now" for k in blocking[:4])
         raise KitError(f"{folder} was trained with other settings ({shown}); name a new run (train.run_name, or "

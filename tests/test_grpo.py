@@ -108,9 +108,11 @@ def test_a_run_stopped_while_scored_after_grpo_is_scored_when_rerun(grpo_run, sm
     checks = json.loads((run / "logs" / "before_after.json").read_text())
     del checks["after"]  # what a kill during the scoring after the last step leaves: the adapter, no "after"
     (run / "logs" / "before_after.json").write_text(json.dumps(checks))
-    cfg = load_config(ROOT / "configs/smoke.yaml", [f"train.output_dir={tmp_path}", "grpo.start_from=base",
-                                                    f"model.adapter={smoke_run / 'adapter'}"])
-    result = grpo(cfg, progress=False)
+    same = [f"train.output_dir={tmp_path}", "grpo.start_from=base", f"model.adapter={smoke_run / 'adapter'}"]
+    with pytest.raises(KitError, match=r"trained with other settings \(data.reasoning.max_rows"):
+        grpo(load_config(ROOT / "configs/smoke.yaml", [*same, "data.reasoning.max_rows=50"]), progress=False)
+    # A chat setting, which GRPO never reads, is no other run.
+    result = grpo(load_config(ROOT / "configs/smoke.yaml", [*same, "data.chat_ratio=0.2"]), progress=False)
     assert result.steps == 4 and not result.interrupted  # nothing trained again
     after = json.loads((grpo_run / "logs" / "before_after.json").read_text())["after"]
     assert result.checks["after"] == after | {"model": str(run / "adapter")}  # the scores the run itself got
