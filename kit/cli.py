@@ -82,17 +82,14 @@ def load(args, *, required: bool):
 
 
 def run_config(run: Path, overrides: list[str]):
-    """A finished run's own config (with `overrides`); a folder that is not a finished run, in one sentence."""
+    """A run's own config (with `overrides`); a folder that is not a run, in one sentence. Whether it has the
+    adapter a command needs is that command's to say (eval can take a checkpoint: eval.adapter=newest)."""
     from kit.config import load_config
     from kit.paths import shown
-    from kit.runs import has_adapter
 
     if not (run / "config.yaml").is_file():
         raise UsageError(f"{shown(run)} is not a run folder (it has no config.yaml); runs live under "
                          "train.output_dir, e.g. runs/smoke.")
-    if not has_adapter(run):
-        raise UsageError(f"{shown(run)} has no adapter yet: its training has not finished; rerun the train command "
-                         "to resume it.")
     return load_config(run / "config.yaml", overrides)
 
 
@@ -263,11 +260,17 @@ def chat(args) -> None:
 
 def _chat_target(args) -> tuple[Path, str | None, str, str, int]:
     """(folder, prompt or None, backend, the model's name for the GPU check, max new tokens) from chat's arguments."""
+    from kit.paths import shown
+    from kit.runs import has_adapter
+
     items = list(args.items)
     if args.run:
         if len(items) > 1:
             raise UsageError("with --run give at most one prompt (quote it).")
         cfg = run_config(Path(args.run), [])
+        if not has_adapter(Path(args.run)):
+            raise UsageError(f"{shown(Path(args.run))} has no adapter yet: its training has not finished; rerun the "
+                             "train command to resume it.")
         return (Path(args.run) / "adapter", items[0] if items else None, args.backend or cfg.train.backend,
                 cfg.model.name, args.max_new_tokens or cfg.eval.max_new_tokens)
     if not items or len(items) > 2:

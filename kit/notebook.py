@@ -22,5 +22,5 @@ def setup(config: str, overrides: list[str] | None = None) -> Config:
     install()
     os.chdir(PROJECT_ROOT)
     cfg = load_config(config, overrides or [])
-    activate_backend(cfg.train.backend)
+    activate_backend(cfg.train.backend, cfg.model.name)  # as the CLI: no GPU, no download of a real model
     return cfg

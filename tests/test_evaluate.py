@@ -103,6 +103,9 @@ def test_a_run_without_adapter_is_refused_in_one_sentence(smoke_run, tmp_path):
     assert tuned_adapter(run, "newest").name == "checkpoint-100"
     result = run_script("scripts/eval.py", "--run", str(run), check=False)
     assert result.returncode == 1 and result.stderr.startswith("error:") and "Traceback" not in result.stderr
+    assert "eval.adapter=newest" in result.stderr  # eval's own sentence, with the way out it offers
+    run_script("scripts/eval.py", "--run", str(run), "eval.adapter=newest", "eval.n_math=1", "eval.n_instructions=0")
+    assert "checkpoints/checkpoint-100 on " in json.loads((run / "eval.json").read_text())["tuned"]["model"]
 
 
 def test_held_out_problems_are_refused_for_a_run_that_trained_on_them(smoke_run, tmp_path):
