@@ -80,3 +80,14 @@ def no_gpu_reason() -> str:
     return (driver_problem(driver, torch.version.cuda, torch.__version__)
             or f"torch {torch.__version__} (CUDA {torch.version.cuda}) cannot use the GPU under driver {driver}; "
                "`nvidia-smi` shows its state")
+
+
+def release_memory() -> None:
+    """Give back what an unreferenced model held (Python's cycles, then the CUDA cache) before the next loads."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -17,12 +17,13 @@ whatever produced the text. Every prompt is generated twice, thinking on and off
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from kit.answers import math_correct
+from kit.cuda import release_memory
 from kit.errors import KitError
+from kit.files import write_atomic
 from kit.infer import Reply
 
 Generator = Callable[[list[list[dict]], bool], list[Reply]]
@@ -211,16 +212,6 @@ def _evaluate_model(which: str, cfg, adapter: Path, math: list[dict], instructio
     return {"model": where, "noise": cfg.model.name == "tiny", **evaluate(generate, math, instructions)}
 
 
-def _free_gpu() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def eval_set(cfg) -> tuple[list[dict], list]:
     """The math problems and instructions `cfg.eval` names, said where fewer exist than asked for."""
     from kit.benchmarks import math_rows
@@ -253,8 +244,6 @@ def evaluate_run(run_dir: str | Path, cfg, *, progress: bool = True, base: dict 
         reused = base if which == "base" else None
         report = reused or _evaluate_model(which, cfg, adapter, math, instructions, progress)
         reports[which] = report | {"math_source": math_info}
-        _free_gpu()  # the model loaded for it went with _evaluate_model's frame: give its memory back before the next
-    tmp = run_dir / f".eval.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(reports, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, run_dir / "eval.json")  # a crash mid-write leaves the previous eval.json whole
+        release_memory()  # the model loaded for it went with _evaluate_model's frame: its memory back before the next
+    write_atomic(run_dir / "eval.json", json.dumps(reports, indent=2, ensure_ascii=False))  # a crash keeps the last
     return reports

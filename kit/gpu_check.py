@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from kit.files import write_atomic
+from kit.markdown import cell, markdown_table
 from kit.paths import PROJECT_ROOT
 from kit.perf import run_isolated
 
@@ -231,15 +232,6 @@ def write_report(out: Path, command: str = "") -> str:
     return markdown
 
 
-def _cell(value, fmt: str = "") -> str:
-    return "-" if value is None else format(value, fmt)
-
-
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows])
-
-
 def training_table(results: list[dict]) -> str:
     """Markdown: one row per (shape, backend), then unsloth against hf for each shape that has both."""
     header = ["shape", "backend", "tokens/s", "peak reserved GB", "peak allocated GB", "kit.memory estimate GB", "MFU",
@@ -250,10 +242,10 @@ def training_table(results: list[dict]) -> str:
             rows.append([r.get("shape"), r.get("backend"), f"failed: {r['error']}"] + [""] * 8)
             continue
         pairs.setdefault(r["shape"], {})[r["backend"]] = r
-        longest = f"{r['longest_seq']:,} ({_cell(r['cap_gib'])} GiB)" if "longest_seq" in r else "-"
-        rows.append([r["shape"], r["backend"], f"{r['tokens_per_s']:,.0f}", _cell(r["peak_reserved_gb"]),
-                     _cell(r["peak_allocated_gb"]), _cell(r["estimate_gb"]), _cell(r["mfu"], ".1%"),
-                     _cell(r["hfu"], ".1%"), f"{r['mfu_of_matmul']:.1%}", r["first_step_s"], longest])
+        longest = f"{r['longest_seq']:,} ({cell(r['cap_gib'])} GiB)" if "longest_seq" in r else "-"
+        rows.append([r["shape"], r["backend"], f"{r['tokens_per_s']:,.0f}", cell(r["peak_reserved_gb"]),
+                     cell(r["peak_allocated_gb"]), cell(r["estimate_gb"]), cell(r["mfu"], ".1%"),
+                     cell(r["hfu"], ".1%"), f"{r['mfu_of_matmul']:.1%}", r["first_step_s"], longest])
     lines = [markdown_table(header, rows)]
     for shape, pair in pairs.items():
         if {"unsloth", "hf"} <= pair.keys():
@@ -271,7 +263,7 @@ def grpo_table(results: list[dict]) -> str:
               "completion tokens/s (whole step)", "peak reserved GB", "kit.memory estimate GB", "rewards logged"]
     rows = [[r.get("shape"), r.get("backend"), f"failed: {r['error']}"] + [""] * 6 if "error" in r else
             [r["shape"], r["backend"], r["generation"], f"{r['completions_per_step']} x {r['max_completion_length']}",
-             r["step_s"], r["completion_tokens_per_s"], _cell(r["peak_reserved_gb"]), _cell(r["estimate_gb"]),
+             r["step_s"], r["completion_tokens_per_s"], cell(r["peak_reserved_gb"]), cell(r["estimate_gb"]),
              ", ".join(r["rewards_logged"])] for r in results]
     return markdown_table(header, rows)
 

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kit.backends import activate_backend, load_for_training, load_tokenizer
-from kit.config import Config, ConfigError
+from kit.config import Config, ConfigError, load_config
 from kit.errors import KitError
 from kit.files import write_atomic
+from kit.metrics import read_metrics
 from kit.runs import GRPO_IDENTITY, finished_run, record_config, resume_point, run_lock
-from kit.train import Run, TrainResult, already_trained, announce, model_lines, run_trainer
+from kit.train import Run, TrainResult, already_trained, announce, model_lines, run_trainer, vram_line
 from kit.trainer import metrics_log, optimizer_name, stop_request
 
 
@@ -60,8 +61,6 @@ def start(cfg: Config) -> Config:
 
 def _sft_run(cfg: Config) -> Path:
     """The finished SFT run of this config, which must have held out the same problems as this run will."""
-    import yaml
-
     if not cfg.train.run_name:
         raise KitError("grpo.start_from=sft continues the SFT run named by train.run_name, which is empty: set it, or "
                        "grpo.start_from=base.")
@@ -69,7 +68,7 @@ def _sft_run(cfg: Config) -> Path:
         run = finished_run(cfg)
     except KitError as e:
         raise KitError(f"{e} GRPO continues it (grpo.start_from=sft; base starts from the base model).") from None
-    saved = yaml.safe_load((run / "config.yaml").read_text())["data"]["reasoning"].get("heldout", 0.0)
+    saved = load_config(run / "config.yaml").data.reasoning.heldout
     if saved != cfg.data.reasoning.heldout:
         raise KitError(f"{run} held out {saved} of data.reasoning's problems and this config holds out "
                        f"{cfg.data.reasoning.heldout}: set data.reasoning.heldout={saved}, so that eval's held-out "
@@ -107,7 +106,7 @@ def format_plan(run: Run, model_folder: Path) -> str:
         f"  start     {cfg.model.adapter + ' (continued)' if cfg.model.adapter else 'a new LoRA on the base model'}",
         f"  backend   {run.backend}, optimizer {optimizer_name(cfg, on_gpu)}, generation "
         f"{'vLLM (Unsloth fast_inference)' if engine == 'vllm' else 'transformers generate'}",
-        f"  VRAM      {vram if vram else 'none (CPU run)' if not on_gpu else 'n/a (not a known dense Qwen3)'}{vllm}",
+        vram_line(vram, on_gpu) + vllm,
         f"  steps     {run.steps} x {g.prompts_per_step} problems x {g.num_generations} completions of up to "
         f"{g.max_completion_length} tokens = {completions * g.max_completion_length:,} tokens generated a step at "
         f"most; passes of {g.per_device_train_batch_size}, lr {g.learning_rate:g}, beta {g.beta:g}",
@@ -117,7 +116,7 @@ def format_plan(run: Run, model_folder: Path) -> str:
     ])
 
 
-def prepare(cfg: Config, backend: str, state, folder: Path, progress: bool = True) -> Run:
+def prepare(cfg: Config, backend: str, state, folder: Path) -> Run:
     """Where the run resumes, its config recorded (a resume that would continue a different run refused), the
     prompts and their report written, and the plan printed."""
     from kit.data.prompts import format_prompts, grpo_prompts
@@ -153,13 +152,13 @@ def generating(run: Run, model, tokenizer) -> Iterator[None]:
         model.train()
 
 
-def score(run: Run, model, tokenizer, when: str, progress: bool = True) -> dict:
-    """kit.evaluate's report (math, the thinking switch, instructions, on eval.*) for the model as it is `when`
-    (before or after GRPO)."""
-    from kit.evaluate import eval_set, evaluate, local_generator
+def score(run: Run, model, tokenizer, when: str, questions: tuple, progress: bool = True) -> dict:
+    """kit.evaluate's report (math, the thinking switch, instructions: `questions`, kit.evaluate.eval_set's) for the
+    model as it is `when` (before or after GRPO)."""
+    from kit.evaluate import evaluate, local_generator
 
     e = run.cfg.eval
-    math, instructions = eval_set(run.cfg)
+    math, instructions = questions
     start = run.cfg.model.adapter or f"{run.cfg.model.name} + a new LoRA"
     with generating(run, model, tokenizer):
         generate = local_generator(model, tokenizer, max_new_tokens=e.max_new_tokens, seed=e.seed,
@@ -182,24 +181,26 @@ def fit(run: Run, callbacks: list | None = None, progress: bool = True) -> Train
     resume point (kit.train.run_trainer: signals, tracking, the adapter) and score it after the last."""
     from transformers import set_seed
 
+    from kit.evaluate import eval_set
     from kit.grpo_trainer import build_grpo_trainer
 
     set_seed(run.cfg.train.seed)
     model, tokenizer = load_for_training(run.cfg, run.backend, vllm=generation(run.cfg, run.backend) == "vllm")
     checks, wanted = _saved_checks(run), run.cfg.grpo.eval_before_after and run.main
+    questions = eval_set(run.cfg) if wanted else ()
     if wanted and not run.resume and "before" not in checks:  # a resumed run was scored when it began
-        _record_check(run, checks, "before", model, tokenizer, progress)
+        _record_check(run, checks, "before", model, tokenizer, questions, progress)
     stop = stop_request()
     trainer = build_grpo_trainer(run.cfg, model, tokenizer, run.prepared.train, run.folder, progress=progress,
                                  callbacks=[metrics_log(run.folder), stop, *(callbacks or [])])
     result = run_trainer(run, trainer, stop)
     if wanted and not result.interrupted:
-        _record_check(run, checks, "after", model, tokenizer, progress)
+        _record_check(run, checks, "after", model, tokenizer, questions, progress)
     return result
 
 
-def _record_check(run: Run, checks: dict, when: str, model, tokenizer, progress: bool) -> None:
-    checks[when] = score(run, model, tokenizer, when, progress)
+def _record_check(run: Run, checks: dict, when: str, model, tokenizer, questions: tuple, progress: bool) -> None:
+    checks[when] = score(run, model, tokenizer, when, questions, progress)
     write_atomic(_checks_path(run), json.dumps(checks, indent=2, ensure_ascii=False))
 
 
@@ -208,16 +209,16 @@ def score_missing_after(run: Run, progress: bool = True) -> None:
     checks = _saved_checks(run)
     if not (run.cfg.grpo.eval_before_after and run.main) or "after" in checks:
         return
+    from kit.evaluate import eval_set
+
     tuned = replace(run.cfg, model=replace(run.cfg.model, adapter=str(run.folder / "adapter")))
     model, tokenizer = load_for_training(tuned, run.backend)
-    _record_check(run, checks, "after", model, tokenizer, progress)
+    _record_check(run, checks, "after", model, tokenizer, eval_set(run.cfg), progress)
 
 
 def _with_rewards(result: TrainResult, run: Run) -> GrpoResult:
-    lines = (run.folder / "logs" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    records = [json.loads(line) for line in lines if line.strip()]
-    return GrpoResult(**vars(result), rewards=[(r["step"], r["reward"]) for r in records if "reward" in r],
-                      checks=_saved_checks(run))
+    rewards = [(r["step"], r["reward"]) for r in read_metrics(run.folder) if "reward" in r]
+    return GrpoResult(**vars(result), rewards=rewards, checks=_saved_checks(run))
 
 
 def grpo(cfg: Config, *, progress: bool = True, callbacks: list | None = None) -> GrpoResult:
@@ -237,7 +238,7 @@ def grpo(cfg: Config, *, progress: bool = True, callbacks: list | None = None) -
     cfg = start(cfg)
     folder = Path(cfg.train.output_dir) / cfg.grpo.run_name
     with run_lock(folder):
-        run = prepare(cfg, backend, state, folder, progress)
+        run = prepare(cfg, backend, state, folder)
         done = already_trained(run)
         if done:
             score_missing_after(run, progress)

@@ -23,7 +23,7 @@ def grpo_config(cfg: Config, out: Path, reward_weights: list[float]):
     g = cfg.grpo
     completions = g.prompts_per_step * g.num_generations
     return GRPOConfig(
-        **{**run_arguments(cfg, out, g.save_steps), "warmup_steps": g.warmup_steps},
+        **run_arguments(cfg, out, g.save_steps, g.warmup_steps),
         max_steps=g.max_steps, learning_rate=g.learning_rate,
         per_device_train_batch_size=g.per_device_train_batch_size,
         gradient_accumulation_steps=completions // g.per_device_train_batch_size,  # one generation round per step

@@ -275,6 +275,7 @@ def grpo(model_dir: str, backend: str, shape: str = "", steps: int = 4, generati
     from kit.grpo import generation
     from kit.grpo import grpo as run_grpo
     from kit.memory import grpo_estimate_for
+    from kit.metrics import read_metrics
     from kit.paths import PROJECT_ROOT
 
     os.chdir(PROJECT_ROOT)  # the smoke config's sample data
@@ -285,8 +286,7 @@ def grpo(model_dir: str, backend: str, shape: str = "", steps: int = 4, generati
         if on_gpu:
             torch.cuda.reset_peak_memory_stats()
         result = run_grpo(cfg, progress=False, callbacks=[timer])
-        records = [json.loads(line) for line in (result.run_dir / "logs/metrics.jsonl").read_text().splitlines()]
-    logged = [r for r in records if "reward" in r]
+        logged = [r for r in read_metrics(result.run_dir) if "reward" in r]
     step_s = statistics.median(timer.times[warmup:] or timer.times)
     generated = statistics.mean(r["completions/mean_length"] for r in logged) * generations
     estimate = grpo_estimate_for(cfg, backend)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from kit.config import Config, ConfigError, to_dict
 from kit.errors import KitError
+from kit.markdown import cell, markdown_table
 
 GAIN, RETENTION = "math_gain", "instructions_change"  # the front's axes, higher better on each
 SWITCH_SLACK = 0.1  # a switch share this far below the base's, in either mode, marks the switch as broken
@@ -213,20 +214,10 @@ def plan_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> st
     return "\n".join(lines)
 
 
-def _free_memory() -> None:
-    """What a finished point's model held, given back before the next one loads."""
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def _run_point(point: Config, base: dict | None, progress: bool) -> tuple[dict | None, dict | None, int]:
     """Train (resume, or find trained, as `kit.train.train` does) and evaluate one point: (its row, or None when its
     training was stopped; the base model's report; the signal that stopped it)."""
+    from kit.cuda import release_memory
     from kit.evaluate import evaluate_run
     from kit.metrics import read_metrics
     from kit.train import train
@@ -234,10 +225,9 @@ def _run_point(point: Config, base: dict | None, progress: bool) -> tuple[dict |
     result = train(point, progress=progress)
     if result.interrupted:
         return None, base, result.signal
-    _free_memory()
+    release_memory()  # the trained model, before evaluation loads its own (which it gives back itself)
     run = result.run_dir
     reports = evaluate_run(run, point, progress=progress, base=base)
-    _free_memory()
     row = point_row(point.data.chat_ratio, run, reports, read_metrics(run),
                     json.loads((run / "data_report.json").read_text(encoding="utf-8")))
     _save(run / POINT_FILE, _identity(point), row)
@@ -292,32 +282,26 @@ def format_table(sweep: Sweep) -> str:
     if any(p["noise"] for p in sweep.points):
         lines += [f"**{NOISE}**", ""]
     if b := sweep.base:
-        lines += [f"Base model: math (thinking on) {_plain(b['math_thinking_on'])} of {b['n_math']} problems; "
-                  f"instructions kept {_plain(_mean(b['instructions_thinking_on'], b['instructions_thinking_off']))} "
+        kept = _mean(b["instructions_thinking_on"], b["instructions_thinking_off"])
+        lines += [f"Base model: math (thinking on) {cell(b['math_thinking_on'], '.3f')} of {b['n_math']} problems; "
+                  f"instructions kept {cell(kept, '.3f')} "
                   f"(mean of thinking on and off) of {b['n_instructions']} prompts; switch on / off "
-                  f"{_plain(b['switch_thinking_on'])} / {_plain(b['switch_thinking_off'])}.", ""]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                  f"{cell(b['switch_thinking_on'], '.3f')} / {cell(b['switch_thinking_off'], '.3f')}.", ""]
+    rows = []
     for p in sweep.points:
         losses = [p["eval_loss"].get(s) for s in sources]
-        lines.append("| " + " | ".join([
+        rows.append([
             f"{p['chat_ratio']:g}", f"{p['chat_share_rows']:.1%}", f"{p['chat_share_trained_tokens']:.1%}",
-            str(p["steps"]), _signed(p[GAIN]), _signed(p[RETENTION]),
-            f"{_plain(p['switch_thinking_on'])} / {_plain(p['switch_thinking_off'])}"
+            p["steps"], cell(p[GAIN], "+.3f"), cell(p[RETENTION], "+.3f"),
+            f"{cell(p['switch_thinking_on'], '.3f')} / {cell(p['switch_thinking_off'], '.3f')}"
             + ("" if p["switch_kept"] else " (broken)"),
             *[f"{v['step_0']:.3f} -> {v['end']:.3f}" if v and v["step_0"] is not None else "-" for v in losses],
-            "yes" if p["on_front"] else ""]) + " |")
+            "yes" if p["on_front"] else ""])
+    lines.append(markdown_table(head, rows))
     front = ", ".join(f"{r:g}" for r in sweep.front) or "none yet"
     lines += ["", f"On the front (no other ratio is as good on math gain and on instructions change and better on "
                   f"one): {front}."]
     return "\n".join(lines)
-
-
-def _signed(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.3f}"
-
-
-def _plain(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
 
 
 def write_sweep(sweep: Sweep) -> None:

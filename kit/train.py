@@ -110,6 +110,11 @@ def model_lines(cfg: Config, backend: str, model_folder: Path, on_gpu: bool) -> 
             f"  LoRA      r={cfg.lora.r} alpha={cfg.lora.alpha} on {', '.join(cfg.lora.target_modules)}"]
 
 
+def vram_line(estimate, on_gpu: bool) -> str:
+    """The plan's VRAM line, the same for every trainer: kit.memory's estimate, where there is one."""
+    return f"  VRAM      {estimate or ('n/a (not a known dense Qwen3)' if on_gpu else 'none (CPU run)')}"
+
+
 def format_plan(run: Run, model_folder: Path) -> str:
     import torch
 
@@ -122,7 +127,7 @@ def format_plan(run: Run, model_folder: Path) -> str:
         "plan:",
         *model_lines(cfg, run.backend, model_folder, on_gpu),
         f"  backend   {run.backend}, optimizer {optimizer_name(cfg, on_gpu)}",
-        f"  VRAM      {vram if vram else 'none (CPU run)' if not on_gpu else 'n/a (not a known dense Qwen3)'}",
+        vram_line(vram, on_gpu),
         f"  data      {mix['train_rows']} train rows ({mix['reasoning_rows']} reasoning, {mix['chat_rows']} chat), "
         f"{mix['eval_rows']} eval; chat {mix['chat_share_rows']:.1%} of rows, "
         f"{mix['chat_share_trained_tokens']:.1%} of trained tokens",

@@ -60,7 +60,7 @@ def _trainer_class():
     return KitSFTTrainer
 
 
-def run_arguments(cfg: Config, out: Path, save_steps: int) -> dict:
+def run_arguments(cfg: Config, out: Path, save_steps: int, warmup_steps: int) -> dict:
     """The TrainingArguments every trainer of the kit shares: checkpoints, precision, optimizer and schedule, logging,
     tracking. `train.*` sets them; each trainer adds its own steps, batch and learning rate."""
     import torch
@@ -70,7 +70,7 @@ def run_arguments(cfg: Config, out: Path, save_steps: int) -> dict:
     t = cfg.train
     return dict(
         output_dir=str(out / "checkpoints"),
-        lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_steps,
+        lr_scheduler_type=t.lr_scheduler_type, warmup_steps=warmup_steps,
         weight_decay=t.weight_decay, optim=optimizer_name(cfg, on_gpu), bf16=bf16, fp16=on_gpu and not bf16,
         logging_steps=t.logging_steps,
         save_strategy="steps", save_steps=save_steps, save_total_limit=t.save_total_limit,
@@ -88,7 +88,7 @@ def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True
 
     t = cfg.train
     return SFTConfig(
-        **run_arguments(cfg, out, t.save_steps),
+        **run_arguments(cfg, out, t.save_steps, t.warmup_steps),
         max_steps=t.max_steps or -1,
         num_train_epochs=t.num_epochs / epochs,  # with redrawn chat, one pass covers all epoch mixes
         per_device_train_batch_size=t.per_device_train_batch_size,

@@ -62,6 +62,25 @@ def content_chars(conversation: list[dict], train_turns: str) -> tuple[int, int]
     return sum(sizes), answers[-1] if train_turns == "final" else sum(answers)
 
 
+def checked(name: str, raw, on_bad_row: str, convert: Callable):
+    """(`convert(raw)`, "") for a good row, or (None, the key its drop is counted under); raises DataError naming the
+    source, file and row where `on_bad_row` is error (a filtered row is always counted, never an error)."""
+    try:
+        if isinstance(raw, MalformedRow):
+            raise raw
+        return convert(raw), ""
+    except MalformedRow as e:
+        if on_bad_row == "error":
+            raise DataError(f"source '{name}': {e}") from None
+        return None, e.key
+    except BadRow as e:
+        if on_bad_row == "error":
+            raise e.located(f"source '{name}' ({raw.file}) row {raw.line}") from None
+        return None, e.reason
+    except Filtered as e:
+        return None, f"filtered_{e.reason}"
+
+
 def conversations(name: str, src: SourceConfig, stats: SourceStats, on_bad_row: str, cache_dir: Path,
                   select: set[int] | None = None) -> Iterator[list[dict]]:
     """Valid conversations of a source, in file order, counting reads and drops into `stats`; with `select`, only
@@ -71,22 +90,9 @@ def conversations(name: str, src: SourceConfig, stats: SourceStats, on_bad_row: 
         stats.rows_read += 1
         if select is not None and stats.rows_read - 1 not in select:
             continue
-        try:
-            if isinstance(raw, MalformedRow):
-                raise raw
-            conversation = to_messages(raw.data, src)
-        except MalformedRow as e:
-            if on_bad_row == "error":
-                raise DataError(f"source '{name}': {e}") from None
-            stats.dropped[e.key] += 1
-            continue
-        except BadRow as e:
-            if on_bad_row == "error":
-                raise e.located(f"source '{name}' ({raw.file}) row {raw.line}") from None
-            stats.dropped[e.reason] += 1
-            continue
-        except Filtered as e:
-            stats.dropped[f"filtered_{e.reason}"] += 1
+        conversation, dropped = checked(name, raw, on_bad_row, lambda r: to_messages(r.data, src))
+        if dropped:
+            stats.dropped[dropped] += 1
             continue
         kept += 1
         yield conversation

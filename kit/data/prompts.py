@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.config import Config
-from kit.data.formats import BadRow, DataError, Filtered, to_messages
+from kit.data.formats import DataError, Filtered, to_messages
 from kit.data.heldout import problem_text
-from kit.data.sources import MalformedRow, iter_source
+from kit.data.pools import checked
+from kit.data.sources import iter_source
 
 
 @dataclass
@@ -35,8 +36,6 @@ def _candidate(raw, cfg: Config) -> tuple[list[dict], str]:
     """(the turns before the reply, the expected answer) of a source row; raises MalformedRow, BadRow or Filtered."""
     from kit.benchmarks import problem_and_answer
 
-    if isinstance(raw, MalformedRow):
-        raise raw
     conversation = to_messages(raw.data, cfg.data.reasoning)  # SFT's filters, held-out problems included
     types = cfg.grpo.problem_types
     if types and "problem_type" in raw.data and raw.data["problem_type"] not in types:
@@ -53,18 +52,8 @@ def _rows(cfg: Config, cache_dir: Path):
     for number, raw in enumerate(iter_source(cfg.data.reasoning, cache_dir), start=1):
         if number <= cfg.grpo.skip_rows:
             continue
-        try:
-            yield number, *_candidate(raw, cfg), ""
-        except MalformedRow as e:
-            if cfg.data.on_bad_row == "error":
-                raise DataError(f"source 'reasoning': {e}") from None
-            yield number, None, "", e.key
-        except BadRow as e:
-            if cfg.data.on_bad_row == "error":
-                raise e.located(f"source 'reasoning' ({raw.file}) row {raw.line}") from None
-            yield number, None, "", e.reason
-        except Filtered as e:
-            yield number, None, "", f"filtered_{e.reason}"  # filtered_held_out: what kit.evaluate checks for
+        candidate, dropped = checked("reasoning", raw, cfg.data.on_bad_row, lambda r: _candidate(r, cfg))
+        yield number, *(candidate or (None, "")), dropped  # dropped filtered_held_out: what kit.evaluate checks for
 
 
 def grpo_prompts(cfg: Config, tokenizer, cache_dir: str | Path | None = None) -> Prompts:
