@@ -148,25 +148,28 @@ def _titled(ax, title: str, noise: bool) -> str:
 
 
 def ratio_front(points: list[dict]):
-    """A chat-ratio sweep (`kit.sweep`): math gain against instruction-following change, each ratio labelled, the
-    ratios on the front ringed, joined and named, a broken thinking switch a red cross; the base model the origin."""
-    from kit.sweep import GAIN, RETENTION
+    """A chat-ratio sweep (`kit.sweep`'s rows): math gain against instruction-following change, each ratio labelled,
+    the ratios on the front ringed, joined and named, a broken thinking switch a red cross; the base at the origin."""
+
+    def xy(rows):
+        return [p["math_gain"] for p in rows], [p["instructions_change"] for p in rows]
 
     fig, ax = _figure(width=6.5, height=4.5)
-    shown = [p for p in points if p[GAIN] is not None and p[RETENTION] is not None]
-    front = sorted((p for p in shown if p["on_front"]), key=lambda p: p[GAIN])
+    shown = [p for p in points if p["math_gain"] is not None and p["instructions_change"] is not None]
+    front = sorted((p for p in shown if p["on_front"]), key=lambda p: p["math_gain"])
     if front:
         named = ", ".join(f"{p['chat_ratio']:g}" for p in front)
-        ax.plot([p[GAIN] for p in front], [p[RETENTION] for p in front], "-", color="tab:green", alpha=0.5)
-        ax.scatter([p[GAIN] for p in front], [p[RETENTION] for p in front], s=220, facecolors="none",
-                   edgecolors="tab:green", label=f"front ({named}): no other ratio does better on both")
+        ax.plot(*xy(front), "-", color="tab:green", alpha=0.5)
+        ax.scatter(*xy(front), s=220, facecolors="none", edgecolors="tab:green",
+                   label=f"front ({named}): no other ratio does better on both")
     for kept, style in ((True, dict(marker="o", color="tab:blue", label="switch kept")),
                         (False, dict(marker="x", color="tab:red", s=80, label="switch broken"))):
         group = [p for p in shown if p["switch_kept"] == kept]
         if group:
-            ax.scatter([p[GAIN] for p in group], [p[RETENTION] for p in group], **style)
+            ax.scatter(*xy(group), **style)
     for p in shown:
-        ax.annotate(f"{p['chat_ratio']:g}", (p[GAIN], p[RETENTION]), textcoords="offset points", xytext=(8, 8))
+        ax.annotate(f"{p['chat_ratio']:g}", (p["math_gain"], p["instructions_change"]), textcoords="offset points",
+                    xytext=(8, 8))
     ax.axhline(0, color="grey", linewidth=0.8, linestyle=":")
     ax.axvline(0, color="grey", linewidth=0.8, linestyle=":")
     ax.plot([0], [0], "k+", markersize=12, label="base model")
