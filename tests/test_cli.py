@@ -39,7 +39,7 @@ def test_the_console_script_is_the_cli():
 
 
 def test_config_lists_every_key_with_its_default_value_and_comment():
-    from kit.config_help import rows
+    from kit.config.help import rows
 
     result = _cli("config", "configs/smoke.yaml", "train.max_steps=7")
     assert result.returncode == 0, result.stderr
@@ -99,7 +99,7 @@ def test_a_real_model_without_a_gpu_stops_before_any_download(tmp_path):
 
 
 def test_driver_too_old_for_torchs_cuda_is_named_with_the_fix():
-    from kit.cuda import driver_problem, proc_driver_version
+    from kit.machine import driver_problem, proc_driver_version
 
     old = driver_problem("535.104.05", "13.0", "2.14.1+cu130")
     assert "the NVIDIA driver 535.104.05 is too old for torch 2.14.1+cu130" in old
@@ -115,8 +115,8 @@ def test_driver_too_old_for_torchs_cuda_is_named_with_the_fix():
 
 
 def test_plan_states_its_assumptions_and_agrees_with_the_shipped_configs():
-    from kit.hub import RepoNotFound, resolve_repo
-    from kit.memory import estimate_for, grpo_estimate_for, plan_report, shipped_configs
+    from kit.models.hub import RepoNotFound, resolve_repo
+    from kit.models.memory import estimate_for, grpo_estimate_for, plan_report, shipped_configs
 
     plan = plan_report("Qwen3-14B", gpu_gb=24)
     assert plan.startswith("assumed: sequence length 2048 (--seq-len), batch 2 (--batch)")

@@ -86,7 +86,7 @@ def test_library_names_are_read_from_transformers_own_enums():
     from transformers.trainer_utils import SchedulerType
     from transformers.training_args import OptimizerNames
 
-    from kit.config_validate import library_names
+    from kit.config.checks import library_names
 
     assert library_names("training_args.py", "OptimizerNames") == {o.value for o in OptimizerNames}
     assert library_names("trainer_utils.py", "SchedulerType") == {s.value for s in SchedulerType}
@@ -146,11 +146,12 @@ def test_importing_kit_keeps_transformers_out():
 
 
 def test_kit_names_functions_after_their_modules_are_imported():
-    """A notebook cell `kit.train(cfg)` (or `kit.grpo(cfg)`) runs again to resume, after kit.train was imported."""
+    """A notebook cell `kit.train(cfg)` (or `kit.grpo(cfg)`) runs again to resume, after the modules behind them were
+    imported: no module of the package shares a public function's name."""
     import kit
-    import kit.grpo  # noqa: F401  (imports kit.train and kit.evaluate too)
+    import kit.training.reinforce  # noqa: F401  (imports kit.training.sft and kit.evaluation.scores too)
 
-    assert callable(kit.train) and kit.train is kit.train and kit.train.__module__ == "kit.train"
+    assert callable(kit.train) and kit.train.__module__ == "kit.training.sft"
     assert callable(kit.grpo) and callable(kit.evaluate)
 
 

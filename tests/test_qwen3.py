@@ -1,6 +1,6 @@
 import pytest
 
-from kit.qwen3 import FAMILY, TRAINABLE, find
+from kit.models.profiles import FAMILY, TRAINABLE, find
 
 
 @pytest.mark.parametrize("size", TRAINABLE)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kit.config import DataConfig
+from kit.config.schema import DataConfig
 
 
 @dataclass

@@ -34,7 +34,7 @@ class Prompts:
 
 def _candidate(raw, cfg: Config) -> tuple[list[dict], str]:
     """(the turns before the reply, the expected answer) of a source row; raises MalformedRow, BadRow or Filtered."""
-    from kit.benchmarks import problem_and_answer
+    from kit.evaluation.benchmarks import problem_and_answer
 
     conversation = to_messages(raw.data, cfg.data.reasoning)  # SFT's filters, held-out problems included
     types = cfg.grpo.problem_types
@@ -53,7 +53,7 @@ def _rows(cfg: Config, cache_dir: Path):
         if number <= cfg.grpo.skip_rows:
             continue
         candidate, dropped = checked("reasoning", raw, cfg.data.on_bad_row, lambda r: _candidate(r, cfg))
-        yield number, *(candidate or (None, "")), dropped  # dropped filtered_held_out: what kit.evaluate checks for
+        yield number, *(candidate or (None, "")), dropped  # dropped filtered_held_out: what kit.evaluation.scores checks for
 
 
 def grpo_prompts(cfg: Config, tokenizer, cache_dir: str | Path | None = None) -> Prompts:

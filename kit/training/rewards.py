@@ -4,8 +4,8 @@
     correct(text, "7"), well_formed(text, thinking=True)            # one decoded completion
 
 A completion is decoded from its token ids as the kit's generation decodes it (special tokens dropped, `<think>`
-kept) and split as kit.infer.split_reasoning splits it, so a reward scores exactly what `qwen3-kit eval` scores:
-- `correct`: the last `\\boxed{}` of the answer (after `</think>`) equals `expected_answer` (kit.answers.math_correct,
+kept) and split as kit.inference.generate.split_reasoning splits it, so a reward scores exactly what `qwen3-kit eval` scores:
+- `correct`: the last `\\boxed{}` of the answer (after `</think>`) equals `expected_answer` (kit.evaluation.answers.math_correct,
   math-verify: 1/2 == 0.5); a trace cut off before `</think>` has no answer, so it is never correct;
 - `well_formed`: thinking on, exactly one closed, non-empty think block with nothing before it, then an answer
   (kit.data.formats.check_think, the shape SFT trains); thinking off, an answer with no think tag in it;
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kit.answers import math_correct
 from kit.data.formats import BadRow, check_think
-from kit.evaluate import THINK_TAGS
-from kit.infer import split_reasoning
+from kit.evaluation.answers import math_correct
+from kit.evaluation.scores import THINK_TAGS
+from kit.inference.generate import split_reasoning
 
 
 def correct(text: str, expected: str) -> bool:

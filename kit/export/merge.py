@@ -72,7 +72,7 @@ def merge_lora(adapter: Path, base: Path, out: Path) -> int:
     import torch
     from transformers import AutoConfig
 
-    from kit.shards import INDEX_NAME, read_header, read_tensor, shard_files, write_file, write_index
+    from kit.export.shards import INDEX_NAME, read_header, read_tensor, shard_files, write_file, write_index
 
     pairs = load_lora(adapter)
     applied, weight_map, total = set(), {}, 0

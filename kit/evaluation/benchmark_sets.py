@@ -1,4 +1,4 @@
-"""The published math benchmarks the kit scores, and where they are: a table kit.benchmarks reads and config
+"""The published math benchmarks the kit scores, and where they are: a table kit.evaluation.benchmarks reads and config
 validation checks `eval.math` against."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     trainer = build_trainer(cfg, model, tokenizer, prepared.train, prepared.eval, run_folder)
 
-Built after `kit.backends.activate_backend`, so on a GPU `trl.SFTTrainer` and `trl.SFTConfig` are Unsloth's patched
+Built after `kit.training.backends.activate_backend`, so on a GPU `trl.SFTTrainer` and `trl.SFTConfig` are Unsloth's patched
 classes; tests/test_unsloth_cpu.py proves they keep the kit's labels.
 """
 
@@ -77,7 +77,7 @@ def run_arguments(cfg: Config, out: Path, save_steps: int, warmup_steps: int) ->
         seed=t.seed, data_seed=t.seed,
         gradient_checkpointing=False,  # enabled by the backend itself (Unsloth's offloaded variant, or peft's)
         report_to=["wandb"] if cfg.tracking.wandb != "disabled" else [],
-        run_name=out.name, disable_tqdm=True, dataloader_num_workers=0, use_cpu=not on_gpu,  # kit.trainer.progress
+        run_name=out.name, disable_tqdm=True, dataloader_num_workers=0, use_cpu=not on_gpu,  # kit.training.trainer.progress
     )
 
 
@@ -121,7 +121,7 @@ def build_trainer(cfg: Config, model, tokenizer, train_dataset, eval_dataset, ou
 
 def by_source(dataset) -> dict:
     """The eval rows split by their `source` column, without it, keyed as their metrics are (`eval_<key>_loss`)."""
-    from kit.metrics import source_key
+    from kit.training.metrics import source_key
 
     names = dataset["source"]
     return {source_key(name): dataset.select([i for i, n in enumerate(names) if n == name], keep_in_memory=True)
@@ -167,7 +167,7 @@ def _evaluation_lines(bar: bool):
     from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
-    from kit.metrics import source_losses
+    from kit.training.metrics import source_losses
 
     class EvaluationLines(TrainerCallback):
         def __init__(self):

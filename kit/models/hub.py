@@ -22,9 +22,9 @@ from pathlib import Path
 
 from kit.errors import KitError
 from kit.files import write_atomic
+from kit.models.profiles import FAMILY, VARIANTS, find
 from kit.paths import cache_root
 from kit.quiet import retries_held_back
-from kit.qwen3 import FAMILY, VARIANTS, find
 
 NETWORK_HINT = {
     "modelscope": "On AutoDL run `source /etc/network_turbo` first; check MODELSCOPE_ENDPOINT if you set it.",
@@ -305,7 +305,7 @@ def resolve_model(model, variant: str = "") -> Path:
     a folder holding 4-bit weights is refused.
     """
     if model.name == "tiny":
-        from kit.random_qwen3 import build_tiny_model
+        from kit.models.tiny import build_tiny_model
 
         return build_tiny_model()
     variant = variant or ("dynamic_4bit" if model.load_in_4bit else "base_16bit")

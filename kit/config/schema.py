@@ -4,7 +4,7 @@
 
 Each field's comment says what it does and what it costs. Every problem, from an unknown key to a value no library
 accepts, is reported at once (`ConfigError`) before any work starts, naming the key and the fix
-(kit.config_parse, kit.config_validate). `save_config` writes the resolved tree into a run folder without secrets.
+(kit.config.parse, kit.config.checks). `save_config` writes the resolved tree into a run folder without secrets.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from kit.errors import KitError
-from kit.qwen3 import PROJECTIONS
+from kit.models.profiles import PROJECTIONS
 
 SECRET_KEYS = {"tracking.api_key", "model.token"}
 
@@ -189,10 +189,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Build the config from a YAML file (optional) plus `key=value` overrides, then validate it.
 
     Raises `ConfigError` listing every problem: unknown keys (with the nearest valid one), values of the wrong
-    type, and values that cannot work (kit.config_validate).
+    type, and values that cannot work (kit.config.checks).
     """
-    from kit.config_parse import build, set_overrides
-    from kit.config_validate import problems as invalid
+    from kit.config.checks import problems as invalid
+    from kit.config.parse import build, set_overrides
 
     tree = read_yaml(Path(path)) if path is not None else {}
     problems = set_overrides(tree, overrides or [], Config)

@@ -1,6 +1,6 @@
 """Every value of a config checked before any work starts: choices, ranges, paths, and the names libraries accept.
 
-    problems(cfg)   # ["train.optim is 'adam'; use one of [...]", ...]; kit.config.load_config raises them at once
+    problems(cfg)   # ["train.optim is 'adam'; use one of [...]", ...]; kit.config.schema.load_config raises them at once
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import importlib.util
 from functools import cache
 from pathlib import Path
 
+from kit.models.profiles import PROJECTIONS
 from kit.paths import local_matches, shown
-from kit.qwen3 import PROJECTIONS
 
 CHOICES = {
     "model.source": {"modelscope", "huggingface", "local"},
@@ -78,7 +78,7 @@ def _ranges(cfg) -> list[str]:
 
 
 def _grpo(g) -> list[str]:
-    """GRPO's own values; how they fit model.max_seq_length is checked when GRPO starts (kit.grpo.start), so that
+    """GRPO's own values; how they fit model.max_seq_length is checked when GRPO starts (kit.training.reinforce.start), so that
     an SFT config need not make room for GRPO's defaults."""
     out = []
     for key in ("max_steps", "prompts_per_step", "per_device_train_batch_size", "max_prompt_length",
@@ -135,7 +135,7 @@ def _paths(cfg) -> list[str]:
 
 
 def _eval_paths(e) -> list[str]:
-    from kit.benchmark_sets import BENCHMARKS
+    from kit.evaluation.benchmark_sets import BENCHMARKS
 
     out = []
     if e.math not in ("heldout", *BENCHMARKS) and not Path(e.math).expanduser().is_file():
@@ -169,7 +169,7 @@ def _names_libraries_accept(cfg) -> list[str]:
 @cache
 def library_names(file: str, enum: str) -> frozenset[str]:
     """The string values of an enum in transformers' `file`, read from its source: importing transformers while the
-    config is checked would come before unsloth's import (kit.backends.activate_backend), which must come first."""
+    config is checked would come before unsloth's import (kit.training.backends.activate_backend), which must come first."""
     spec = importlib.util.find_spec("transformers")  # finds the package without importing it
     tree = ast.parse(Path(spec.submodule_search_locations[0], file).read_text(encoding="utf-8"))
     body = next(node.body for node in tree.body if isinstance(node, ast.ClassDef) and node.name == enum)

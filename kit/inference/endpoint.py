@@ -6,8 +6,8 @@ with the engine they serve it with.
     replies[0].answer
 
 Each request sets `chat_template_kwargs.enable_thinking` explicitly and Qwen's sampling preset for the mode (as
-`kit.infer` does locally), so the scores do not depend on the server's defaults. A reply is rebuilt into the text
-the model generated and split by `kit.infer.split_reasoning`, the same function the local path uses: with vLLM's
+`kit.inference.generate` does locally), so the scores do not depend on the server's defaults. A reply is rebuilt into the text
+the model generated and split by `kit.inference.generate.split_reasoning`, the same function the local path uses: with vLLM's
 `--reasoning-parser qwen3` the think block arrives in `message.reasoning` (`reasoning_content` on older servers),
 without a parser inside `content`.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from kit.errors import KitError
-from kit.infer import PRESETS, Reply, split_reasoning
+from kit.inference.generate import PRESETS, Reply, split_reasoning
 
 TIMEOUT = (10, 3600)  # seconds to connect, and to wait for one long reply
 

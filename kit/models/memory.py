@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from kit.models.profiles import FAMILY, HEAD_DIM, TRAINABLE, VOCAB, find
 from kit.paths import PROJECT_ROOT
-from kit.qwen3 import FAMILY, HEAD_DIM, TRAINABLE, VOCAB, find
 
 GB = 1e9
 NF4_BYTES = 0.516  # 4 bits + double-quantized absmax per 64-weight block
@@ -108,7 +108,7 @@ def plan_table(gpus: tuple[int, ...] = (24, 32, 48, 80), *, seq_len: int = 2048,
 def estimate_for(cfg, backend: str = "unsloth", *, seq_len: int = 0, batch: int = 0) -> Estimate | None:
     """The estimate for a config's model and settings on a GPU (a pass of `batch` sequences of `seq_len` tokens,
     by default train.*'s); None for a model the formula does not cover (the tiny default, a MoE, an unknown folder)."""
-    from kit.trainer import optimizer_name
+    from kit.training.trainer import optimizer_name
 
     model = find(cfg.model.name)
     if model is None or not model.trainable_4bit:
@@ -139,8 +139,9 @@ def grpo_estimate_for(cfg, backend: str = "unsloth") -> Estimate | None:
 
 def shipped_configs() -> list[tuple[str, object]]:
     """The configs in configs/ as typed trees (values as written, paths not checked), with their file names."""
-    from kit.config import Config, read_yaml
-    from kit.config_parse import build
+    from kit.config import Config
+    from kit.config.parse import build
+    from kit.config.schema import read_yaml
 
     return [(f"configs/{path.name}", build(Config, read_yaml(path), []))
             for path in sorted((PROJECT_ROOT / "configs").glob("*.yaml"))]

@@ -1,11 +1,11 @@
 """Export a trained adapter for serving: the adapter alone, or merged into the 16-bit base for vLLM.
 
-    result = export_run("runs/qwen3-14b-math", cfg)    # kit.export.export_run
+    result = export_run("runs/qwen3-14b-math", cfg)    # kit.export.export.export_run
     print(result.serve_command)
 
-The merge goes into the 16-bit base weights (`Qwen/Qwen3-<size>` from ModelScope through `kit.hub`), never into
+The merge goes into the 16-bit base weights (`Qwen/Qwen3-<size>` from ModelScope through `kit.models.hub`), never into
 dequantized 4-bit weights and never through a Hugging Face download; it runs on the CPU a tensor at a time
-(`kit.merge`), so it needs no GPU and never the whole model in memory. Each export is written into a temporary
+(`kit.export.merge`), so it needs no GPU and never the whole model in memory. Each export is written into a temporary
 folder and renamed into place when complete, so an interrupted export never leaves a folder vLLM would load half
 of. After writing, the merged model's logits are compared with base + adapter.
 """
@@ -120,7 +120,7 @@ def check_merge(adapter: Path, base: Path, merged: Path, tokenizer) -> tuple[flo
     import torch
     from peft import PeftModel
 
-    from kit.merge import load_lora
+    from kit.export.merge import load_lora
 
     logging.getLogger("peft").setLevel(logging.ERROR)  # the cut base lacks the later layers' LoRA modules
     reference = PeftModel.from_pretrained(_first_layers(base, torch.float32), str(adapter)).eval()
@@ -141,15 +141,15 @@ def check_merge(adapter: Path, base: Path, merged: Path, tokenizer) -> tuple[flo
 
 def export_merged(adapter: Path, base: Path, out: Path, *, thinking_default: bool = True,
                   overwrite: bool = False) -> tuple[Path, float, float]:
-    """Merge the adapter into the 16-bit base on the CPU (kit.merge), with the tokenizer and generation config
+    """Merge the adapter into the 16-bit base on the CPU (kit.export.merge), with the tokenizer and generation config
     vLLM reads, then check the merged model's logits against base + adapter.
 
     Returns (folder, max logit difference, largest logit), as `check_merge`.
     """
     from transformers import AutoTokenizer, GenerationConfig
 
-    from kit.infer import PRESETS
-    from kit.merge import merge_lora
+    from kit.export.merge import merge_lora
+    from kit.inference.generate import PRESETS
 
     tokenizer = AutoTokenizer.from_pretrained(adapter)
     with _export_folder(out, overwrite) as tmp:
@@ -208,7 +208,7 @@ def serve_instructions(merged: Path | None, adapter: Path | None, base: Path | N
 
 def _export_4bit_with_unsloth(adapter: Path, out: Path, overwrite: bool) -> Path:
     """Merged into the dynamic 4-bit weights through Unsloth (a GPU): smaller, but vLLM loads them less reliably."""
-    from kit.backends import activate_backend
+    from kit.training.backends import activate_backend
 
     activate_backend("unsloth")  # raises with one sentence where there is no GPU
     from unsloth import FastLanguageModel
@@ -225,7 +225,7 @@ def export_run(run_dir: str | Path, cfg: Config) -> ExportResult:
     A format whose folder exists is complete (each appears in one rename) and is kept, unless `export.overwrite`:
     an export cut short is finished by running it again, making only what is missing.
     """
-    from kit.hub import resolve_model
+    from kit.models.hub import resolve_model
 
     run_dir = Path(run_dir)
     adapter = run_dir / "adapter"

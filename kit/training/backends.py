@@ -16,8 +16,8 @@ import warnings
 from pathlib import Path
 
 from kit.config import Config
-from kit.cuda import no_gpu_reason
 from kit.errors import KitError
+from kit.machine import no_gpu_reason
 
 PATCHED_BY_UNSLOTH = ("transformers", "trl", "peft")
 
@@ -35,7 +35,7 @@ def cuda_available() -> bool:
 def pick_backend(name: str, model: str = "") -> str:
     """'auto' -> 'unsloth' with a CUDA GPU, else 'hf'. Without a usable GPU, unsloth is an error, and so is auto for a
     real `model` (anything but the tiny default): its weights would be downloaded for a CPU run that cannot finish.
-    The error says why the GPU is missing (kit.cuda)."""
+    The error says why the GPU is missing (kit.machine)."""
     if cuda_available():
         return "unsloth" if name == "auto" else name
     if name == "unsloth":
@@ -93,7 +93,7 @@ def load_tokenizer(cfg: Config):
     """The model's own tokenizer (its chat template defines the training format)."""
     from transformers import AutoTokenizer
 
-    from kit.hub import resolve_model
+    from kit.models.hub import resolve_model
 
     folder = resolve_model(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -240,7 +240,7 @@ LOADERS = {"unsloth": _load_unsloth, "hf": _load_hf}
 def load_for_training(cfg: Config, backend: str, *, vllm: bool = False):
     """The base model with a trainable LoRA adapter (new, or `model.adapter` continued), and its tokenizer; with
     `vllm` (unsloth only), a vLLM engine sharing its weights too, for GRPO's generation."""
-    from kit.hub import resolve_model
+    from kit.models.hub import resolve_model
 
     if cfg.model.adapter:
         check_adapter(cfg)

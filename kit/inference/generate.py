@@ -75,7 +75,7 @@ def load_for_inference(path: str | Path, *, base: str | Path | None = None, back
     """
     import torch
 
-    from kit.backends import activate_backend
+    from kit.training.backends import activate_backend
 
     path, is_adapter = _checked(Path(path))
     base_path = Path(base) if base else (Path(_adapter_base(path)) if is_adapter else path)

@@ -2,8 +2,8 @@
 
     trainer = build_grpo_trainer(cfg, model, tokenizer, prompts.train, run_folder)
 
-Built after `kit.backends.activate_backend`, so on a GPU `trl.GRPOTrainer` and `trl.GRPOConfig` are Unsloth's classes:
-a model loaded with a vLLM engine (kit.backends.load_for_training(vllm=True)) then generates through it, otherwise
+Built after `kit.training.backends.activate_backend`, so on a GPU `trl.GRPOTrainer` and `trl.GRPOConfig` are Unsloth's classes:
+a model loaded with a vLLM engine (kit.training.backends.load_for_training(vllm=True)) then generates through it, otherwise
 through transformers' generate. Prompts go through the tokenizer's own chat template with `enable_thinking` set by
 grpo.thinking (GRPOConfig.chat_template_kwargs), as at inference.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kit.config import Config
-from kit.trainer import progress_display, run_arguments, time_left, whole_run_train_loss
+from kit.training.trainer import progress_display, run_arguments, time_left, whole_run_train_loss
 
 
 def grpo_config(cfg: Config, out: Path, reward_weights: list[float]):
@@ -66,10 +66,10 @@ def _trainer_class():
 
 def build_grpo_trainer(cfg: Config, model, tokenizer, prompts, out: Path, *, progress: bool = True,
                        callbacks: list | None = None):
-    """The GRPOTrainer on `prompts` (prompt, expected_answer) with the rewards grpo.* weighs (kit.rewards)."""
+    """The GRPOTrainer on `prompts` (prompt, expected_answer) with the rewards grpo.* weighs (kit.training.rewards)."""
     from transformers import PrinterCallback
 
-    from kit.rewards import reward_functions
+    from kit.training.rewards import reward_functions
 
     rewards, weights = reward_functions(cfg.grpo, tokenizer)
     trainer = _trainer_class()(model=model, args=grpo_config(cfg, out, weights), processing_class=tokenizer,

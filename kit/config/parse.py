@@ -3,7 +3,7 @@
     problems = set_overrides(tree, ["lora.r=big"], Config); cfg = build(Config, tree, problems)
 
 `build` fills each dataclass from its section, keeping the defaults for what is not given; a value that is not of
-the field's type is reported and the default kept, so one pass names every problem (kit.config raises them at once).
+the field's type is reported and the default kept, so one pass names every problem (kit.config.schema raises them at once).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ answer without its reasoning, as Qwen3's template does for earlier turns.
 
 from __future__ import annotations
 
-from kit.infer import generate
+from kit.inference.generate import generate
 
 HELP = ("/think or /no_think switches thinking (also at the end of a message), /clear starts a new conversation, "
         "/quit or Ctrl-D ends")

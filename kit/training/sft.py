@@ -5,7 +5,7 @@
 
 Three steps, each readable on its own: `prepare_run` (the run folder, the data, the plan, where to resume),
 `fit` (model, trainer, signals, tracking) and `finish` (the adapter, the result). The run folder is described in
-kit.runs. With `train.resume=auto` a rerun continues from the newest checkpoint; SIGTERM (a preempted rented GPU)
+kit.training.runs. With `train.resume=auto` a rerun continues from the newest checkpoint; SIGTERM (a preempted rented GPU)
 or Ctrl-C saves a checkpoint before the process exits.
 """
 
@@ -21,11 +21,12 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit.backends import activate_backend, load_for_training, load_tokenizer
-from kit.config import Config, changed, redact_argv, to_dict
+from kit.config import Config
+from kit.config.schema import changed, redact_argv, to_dict
 from kit.data import format_report, prepare_data
 from kit.files import atomic_folder
-from kit.runs import (
+from kit.training.backends import activate_backend, load_for_training, load_tokenizer
+from kit.training.runs import (
     adapter_from_checkpoint,
     checkpoint_step,
     has_adapter,
@@ -35,7 +36,7 @@ from kit.runs import (
     run_folder,
     run_lock,
 )
-from kit.trainer import build_trainer, by_source, metrics_log, optimizer_name, stop_request
+from kit.training.trainer import build_trainer, by_source, metrics_log, optimizer_name, stop_request
 
 
 @dataclass
@@ -104,21 +105,21 @@ def epoch_share(run: Run) -> str:
 
 def model_lines(cfg: Config, backend: str, model_folder: Path, on_gpu: bool) -> list[str]:
     """The plan's first lines, the same for every trainer: the model, its precision, the LoRA."""
-    from kit.backends import precision
+    from kit.training.backends import precision
 
     return [f"  model     {cfg.model.name} ({model_folder}), {precision(cfg, backend, on_gpu)}",
             f"  LoRA      r={cfg.lora.r} alpha={cfg.lora.alpha} on {', '.join(cfg.lora.target_modules)}"]
 
 
 def vram_line(estimate, on_gpu: bool) -> str:
-    """The plan's VRAM line, the same for every trainer: kit.memory's estimate, where there is one."""
+    """The plan's VRAM line, the same for every trainer: kit.models.memory's estimate, where there is one."""
     return f"  VRAM      {estimate or ('n/a (not a known dense Qwen3)' if on_gpu else 'none (CPU run)')}"
 
 
 def format_plan(run: Run, model_folder: Path) -> str:
     import torch
 
-    from kit.memory import estimate_for
+    from kit.models.memory import estimate_for
 
     cfg, mix, on_gpu = run.cfg, run.prepared.report["mix"], torch.cuda.is_available()
     vram = estimate_for(cfg, run.backend) if on_gpu else None

@@ -4,13 +4,13 @@
     result.rewards, result.checks["before"], result.checks["after"]
 
 Each step samples grpo.num_generations completions for each of grpo.prompts_per_step problems (kit.data.prompts:
-data.reasoning's problems with answers, held-out ones left out), rewards them (kit.rewards) and moves the LoRA
-towards the completions that scored above their group's mean (TRL's GRPOTrainer, kit.grpo_trainer).
+data.reasoning's problems with answers, held-out ones left out), rewards them (kit.training.rewards) and moves the LoRA
+towards the completions that scored above their group's mean (TRL's GRPOTrainer, kit.training.grpo_trainer).
 
-The run folder is a run folder as SFT's (kit.runs): config.yaml, data_report.json (the prompts), logs/metrics.jsonl
+The run folder is a run folder as SFT's (kit.training.runs): config.yaml, data_report.json (the prompts), logs/metrics.jsonl
 (each reward on its own, completion lengths), checkpoints/, adapter/ (whole or absent), so `qwen3-kit export --run`
 and `qwen3-kit eval --run` take it unchanged; resume, the run lock, the SIGTERM checkpoint and wandb are SFT's own
-(kit.train). The adapter is the SFT run's trained further (grpo.start_from=sft) or a new one on the base. With
+(kit.training.sft). The adapter is the SFT run's trained further (grpo.start_from=sft) or a new one on the base. With
 grpo.eval_before_after the model is scored on eval.* before the first step and after the last
 (logs/before_after.json): RL on thinking traces is known to erode the non-thinking mode, and this shows it.
 """
@@ -25,20 +25,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from kit.backends import activate_backend, load_for_training, load_tokenizer
 from kit.config import Config, ConfigError, load_config
 from kit.errors import KitError
 from kit.files import write_atomic
-from kit.metrics import read_metrics
-from kit.runs import GRPO_IDENTITY, finished_run, record_config, resume_point, run_lock
-from kit.train import Run, TrainResult, already_trained, announce, model_lines, run_trainer, vram_line
-from kit.trainer import metrics_log, optimizer_name, stop_request
+from kit.training.backends import activate_backend, load_for_training, load_tokenizer
+from kit.training.metrics import read_metrics
+from kit.training.runs import GRPO_IDENTITY, finished_run, record_config, resume_point, run_lock
+from kit.training.sft import Run, TrainResult, already_trained, announce, model_lines, run_trainer, vram_line
+from kit.training.trainer import metrics_log, optimizer_name, stop_request
 
 
 @dataclass
 class GrpoResult(TrainResult):
     rewards: list[tuple[int, float]] = field(default_factory=list)  # (step, mean weighted reward of its completions)
-    checks: dict = field(default_factory=dict)  # {"before": report, "after": report} of kit.evaluate.evaluate
+    checks: dict = field(default_factory=dict)  # {"before": report, "after": report} of kit.evaluation.scores.evaluate
 
 
 def start(cfg: Config) -> Config:
@@ -92,7 +92,7 @@ def format_plan(run: Run, model_folder: Path) -> str:
     """What the GRPO run will do, printed before the model loads."""
     import torch
 
-    from kit.memory import grpo_estimate_for
+    from kit.models.memory import grpo_estimate_for
 
     cfg, g, on_gpu = run.cfg, run.cfg.grpo, torch.cuda.is_available()
     engine = generation(cfg, run.backend)
@@ -146,16 +146,16 @@ def generating(run: Run, model, tokenizer) -> Iterator[None]:
     finally:
         tokenizer.padding_side = side  # generation pads on the left; the tokenizer is saved with the adapter
         if run.backend == "unsloth":
-            from kit.backends import unsloth_patch_kwargs
+            from kit.training.backends import unsloth_patch_kwargs
 
             FastLanguageModel.for_training(model, **unsloth_patch_kwargs(run.cfg))
         model.train()
 
 
 def score(run: Run, model, tokenizer, when: str, questions: tuple, progress: bool = True) -> dict:
-    """kit.evaluate's report (math, the thinking switch, instructions: `questions`, kit.evaluate.eval_set's) for the
+    """kit.evaluation.scores's report (math, the thinking switch, instructions: `questions`, kit.evaluation.scores.eval_set's) for the
     model as it is `when` (before or after GRPO)."""
-    from kit.evaluate import evaluate, local_generator
+    from kit.evaluation.scores import evaluate, local_generator
 
     e = run.cfg.eval
     math, instructions = questions
@@ -178,11 +178,11 @@ def _saved_checks(run: Run) -> dict:
 
 def fit(run: Run, callbacks: list | None = None, progress: bool = True) -> TrainResult:
     """Load the model (with a vLLM engine where generation uses one), score it before the first step, train from the
-    resume point (kit.train.run_trainer: signals, tracking, the adapter) and score it after the last."""
+    resume point (kit.training.sft.run_trainer: signals, tracking, the adapter) and score it after the last."""
     from transformers import set_seed
 
-    from kit.evaluate import eval_set
-    from kit.grpo_trainer import build_grpo_trainer
+    from kit.evaluation.scores import eval_set
+    from kit.training.grpo_trainer import build_grpo_trainer
 
     set_seed(run.cfg.train.seed)
     model, tokenizer = load_for_training(run.cfg, run.backend, vllm=generation(run.cfg, run.backend) == "vllm")
@@ -209,7 +209,7 @@ def score_missing_after(run: Run, progress: bool = True) -> None:
     checks = _saved_checks(run)
     if not (run.cfg.grpo.eval_before_after and run.main) or "after" in checks:
         return
-    from kit.evaluate import eval_set
+    from kit.evaluation.scores import eval_set
 
     tuned = replace(run.cfg, model=replace(run.cfg.model, adapter=str(run.folder / "adapter")))
     model, tokenizer = load_for_training(tuned, run.backend)

@@ -2,7 +2,7 @@
 
     math_correct("... so the answer is \\boxed{\\frac{1}{2}}", "0.5")   # True
 
-Evaluation (kit.evaluate), the benchmark readers (kit.benchmarks) and reward functions all score through these.
+Evaluation (kit.evaluation.scores), the benchmark readers (kit.evaluation.benchmarks) and reward functions all score through these.
 """
 
 from __future__ import annotations

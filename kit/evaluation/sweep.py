@@ -4,8 +4,8 @@
     print(format_table(sweep)); kit.plots.ratio_front(sweep.points)
 
 Each point is a run folder `<train.output_dir>/<name>-sweep/<name>-chat<ratio>` (name: `train.run_name`, else
-"ratio"), trained by `kit.train.train` (a preempted point resumes from its checkpoint) and scored by
-`kit.evaluate.evaluate_run` against the base model, which is generated once for every point. The sources are
+"ratio"), trained by `kit.training.sft.train` (a preempted point resumes from its checkpoint) and scored by
+`kit.evaluation.scores.evaluate_run` against the base model, which is generated once for every point. The sources are
 tokenized once for all points (`data.cache_pools`): a point's data is a draw from the cached pools, and every
 point's mix is drawn before the first trains, so a ratio the data cannot keep stops the sweep at once. A point is
 done when its row (`<run>/sweep_point.json`) was written under the same settings (the whole config but tracking): a
@@ -27,9 +27,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit.config import Config, ConfigError, to_dict
+from kit.config import Config, ConfigError
+from kit.config.schema import to_dict
 from kit.errors import KitError
-from kit.markdown import cell, markdown_table
+from kit.evaluation.markdown import cell, markdown_table
 
 GAIN, RETENTION = "math_gain", "instructions_change"  # the front's axes, higher better on each
 SWITCH_SLACK = 0.1  # a switch share this far below the base's, in either mode, marks the switch as broken
@@ -80,7 +81,7 @@ def sweep_folder(cfg: Config) -> tuple[Path, str]:
 
 def point_config(cfg: Config, ratio: float) -> Config:
     """The config of the point at `ratio`: its own run folder in the sweep's, the shared pools, the sweep's group."""
-    from kit.config_validate import problems
+    from kit.config.checks import problems
 
     folder, name = sweep_folder(cfg)
     point = copy.deepcopy(cfg)
@@ -114,7 +115,7 @@ def _mean(a: float | None, b: float | None) -> float | None:
 def point_row(ratio: float, run: Path, reports: dict, records: list[dict], data_report: dict) -> dict:
     """A point's row: the mix it trained on, its gains over the base, its switch, and each source's eval loss at
     step 0 and at the end (from its metrics records). `on_front` is set by `mark_front`."""
-    from kit.metrics import eval_curves
+    from kit.training.metrics import eval_curves
 
     base, tuned, mix = reports["base"], reports["tuned"], data_report["mix"]
     modes = ("thinking_on", "thinking_off")
@@ -169,10 +170,10 @@ def prepare_points(points: list[Config], *, progress: bool = True) -> list[dict]
     """Each point's data report, its mix prepared as its training will find it (the sources tokenized once, for
     the first; a draw from the cached pools for the rest). A ratio the data cannot keep (chat runs short) stops the
     sweep here, before anything trains, every such ratio named."""
-    from kit.backends import load_tokenizer
     from kit.data import prepare_data
     from kit.data.prepare import Shortfall
-    from kit.train import mix_epochs
+    from kit.training.backends import load_tokenizer
+    from kit.training.sft import mix_epochs
 
     tokenizer, reports, short = load_tokenizer(points[0]), [], []
     for point in points:
@@ -191,8 +192,8 @@ def plan_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> st
     evaluation, and the VRAM of one run. Prepares every point's data (`prepare_points`), which training reuses."""
     import torch
 
-    from kit.memory import estimate_for
-    from kit.train import mix_epochs, total_steps
+    from kit.models.memory import estimate_for
+    from kit.training.sft import mix_epochs, total_steps
 
     points = [point_config(cfg, r) for r in ratios]  # every ratio's config checked before anything is tokenized
     mixes = [report["mix"] for report in prepare_points(points, progress=progress)]
@@ -215,12 +216,12 @@ def plan_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> st
 
 
 def _run_point(point: Config, base: dict | None, progress: bool) -> tuple[dict | None, dict | None, int]:
-    """Train (resume, or find trained, as `kit.train.train` does) and evaluate one point: (its row, or None when its
+    """Train (resume, or find trained, as `kit.training.sft.train` does) and evaluate one point: (its row, or None when its
     training was stopped; the base model's report; the signal that stopped it)."""
-    from kit.cuda import release_memory
-    from kit.evaluate import evaluate_run
-    from kit.metrics import read_metrics
-    from kit.train import train
+    from kit.evaluation.scores import evaluate_run
+    from kit.machine import release_memory
+    from kit.training.metrics import read_metrics
+    from kit.training.sft import train
 
     result = train(point, progress=progress)
     if result.interrupted:
@@ -262,7 +263,7 @@ def run_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> Swe
 
 
 def _say_progress(sweep: Sweep, k: int, ran: int, seconds: float) -> None:
-    from kit.trainer import duration
+    from kit.training.trainer import duration
 
     left = len(sweep.ratios) - k - 1
     rest = f"; about {duration(seconds / ran * left)} for the {left} left, as those run here took" \
@@ -273,7 +274,7 @@ def _say_progress(sweep: Sweep, k: int, ran: int, seconds: float) -> None:
 
 def format_table(sweep: Sweep) -> str:
     """The sweep as a Markdown table, with the base model's figures and the ratios on the front named."""
-    from kit.evaluate import NOISE
+    from kit.evaluation.scores import NOISE
 
     sources = list(dict.fromkeys(s for p in sweep.points for s in p["eval_loss"]))
     head = ["chat_ratio", "chat % rows", "chat % trained tokens", "steps", "math gain", "instructions change",

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from kit.config import SECRET_KEYS, Config
+from kit.config import Config
+from kit.config.schema import SECRET_KEYS
 
 WIDTH = 28  # a value column's width; longer values are cut with an ellipsis
 
@@ -25,9 +26,9 @@ WIDTH = 28  # a value column's width; longer values are cut with an ellipsis
 @cache
 def comments() -> dict[tuple[str, str], str]:
     """(dataclass name, field name) -> the comment on the field's line (the last line, for a field spanning two)."""
-    import kit.config
+    import kit.config.schema
 
-    source = Path(kit.config.__file__).read_text(encoding="utf-8")
+    source = Path(kit.config.schema.__file__).read_text(encoding="utf-8")
     at_line = {tok.start[0]: tok.string.lstrip("#").strip()
                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
     found = {}

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from kit.config import Config, flatten, save_config, to_dict
+from kit.config import Config, save_config
+from kit.config.schema import flatten, to_dict
 from kit.errors import KitError
 from kit.files import atomic_folder, write_atomic
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kit.models.profiles import FAMILY, HEAD_DIM, PROJECTIONS, VOCAB, chat_template
 from kit.paths import DATA_DIR, cache_root
-from kit.qwen3 import FAMILY, HEAD_DIM, PROJECTIONS, VOCAB, chat_template
 
 TINY_VERSION = 4  # bump to rebuild cached tiny models after a change here
 SPECIAL_TOKENS = [  # Qwen3's added tokens, in Qwen3's order
@@ -136,7 +136,7 @@ def _write_random_weights(folder: Path, config, dtype, seed: int, max_shard_size
     from huggingface_hub import split_torch_state_dict_into_shards
     from transformers import Qwen3ForCausalLM
 
-    from kit.shards import write_file, write_index
+    from kit.export.shards import write_file, write_index
 
     with torch.device("meta"):
         model = Qwen3ForCausalLM(config).to(dtype)
@@ -185,8 +185,8 @@ def build_random_adapter(base: Path, folder: Path, *, r: int = 32, seed: int = 0
     from peft import LoraConfig
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from kit.merge import ADAPTER_PREFIX
-    from kit.shards import write_file
+    from kit.export.merge import ADAPTER_PREFIX
+    from kit.export.shards import write_file
 
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base))

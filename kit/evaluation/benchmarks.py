@@ -17,8 +17,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from kit.benchmark_sets import BENCHMARKS
 from kit.errors import KitError
+from kit.evaluation.benchmark_sets import BENCHMARKS
 
 
 class EvalDataError(KitError, ValueError):
@@ -30,7 +30,7 @@ NUMBER_WITH_COMMAS = re.compile(r"-?\d{1,3}(,\d{3})+(\.\d+)?")
 
 def problem_and_answer(row: dict) -> tuple[str, str]:
     """(problem, final answer) of a row in any of the accepted schemas; "" where a part is missing."""
-    from kit.answers import last_boxed
+    from kit.evaluation.answers import last_boxed
 
     problem = next((row[k] for k in ("problem", "question", "Problem", "Question") if isinstance(row.get(k), str)), "")
     answer = next((str(row[k]) for k in ("expected_answer", "answer", "Answer", "solution")

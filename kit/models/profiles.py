@@ -3,8 +3,8 @@
     model = find("unsloth/Qwen3-14B-unsloth-bnb-4bit")   # FAMILY["14B"]; also "Qwen3-14B", "qwen3-14b", "14B", a folder
     model.repo("base_16bit"), model.params(), model.linear_shapes()
 
-The hub's catalog and repo names (kit.hub), the memory estimate (kit.memory), random-weight models at real shapes
-(kit.random_qwen3) and the 16-bit base a merge goes into (kit.export) all read these records. Shapes are those of
+The hub's catalog and repo names (kit.models.hub), the memory estimate (kit.models.memory), random-weight models at real shapes
+(kit.models.tiny) and the 16-bit base a merge goes into (kit.export.export) all read these records. Shapes are those of
 the published config.json of Qwen/Qwen3-<size>; every size shares the vocabulary, head size and chat template.
 """
 
@@ -90,4 +90,4 @@ def find(name: str) -> Qwen3Model | None:
 
 def chat_template() -> str:
     """Qwen3's hybrid-thinking chat template (identical for 0.6B ... 32B), as published by Qwen."""
-    return resources.files("kit").joinpath("templates/qwen3.jinja").read_text(encoding="utf-8")
+    return resources.files("kit").joinpath("models/templates/qwen3.jinja").read_text(encoding="utf-8")

@@ -5,12 +5,12 @@
     report = evaluate(generate, math_rows, instructions)   # one model, any generator
 
 A generator is any `fn(conversations, thinking) -> list[Reply]`: the local model (`local_generator`) or an
-OpenAI-compatible server (`kit.endpoint.endpoint_generator`: vLLM serving the export), so the scores are the same
+OpenAI-compatible server (`kit.inference.endpoint.endpoint_generator`: vLLM serving the export), so the scores are the same
 whatever produced the text. Every prompt is generated twice, thinking on and off:
 - math: the last `\\boxed{}` of the answer against `expected_answer` with math-verify (1/2 == 0.5);
 - switch: on, a closed non-empty think block and an answer; off, an answer with no reasoning leaking into it.
   Scored on every prompt: a tuned model that stops thinking on chat-like prompts is the failure to catch;
-- instructions: verifiable instructions (`kit.instructions`): the share of prompts whose every instruction was
+- instructions: verifiable instructions (`kit.evaluation.instructions`): the share of prompts whose every instruction was
   kept (IFEval's strict prompt-level accuracy) and the share of single instructions kept.
 """
 
@@ -20,11 +20,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from kit.answers import math_correct
-from kit.cuda import release_memory
 from kit.errors import KitError
+from kit.evaluation.answers import math_correct
 from kit.files import write_atomic
-from kit.infer import Reply
+from kit.inference.generate import Reply
+from kit.machine import release_memory
 
 Generator = Callable[[list[list[dict]], bool], list[Reply]]
 THINK_TAGS = ("<think>", "</think>")
@@ -59,8 +59,8 @@ def _reply(r: Reply) -> dict:
 
 def evaluate(generate: Generator, math_rows: list[dict], instructions: list) -> dict:
     """Score one model. `math_rows` need `problem` and `expected_answer`; `instructions` are
-    `kit.instructions.Instruction`s. Returns each metric of `METRICS`, the counts, and per-prompt details."""
-    from kit.instructions import follows
+    `kit.evaluation.instructions.Instruction`s. Returns each metric of `METRICS`, the counts, and per-prompt details."""
+    from kit.evaluation.instructions import follows
 
     prompts = [[{"role": "user", "content": t}] for t in
                [r["problem"] for r in math_rows] + [i.prompt for i in instructions]]
@@ -131,8 +131,8 @@ def show_replies(reports: dict[str, dict], section: str = "math", limit: int = 3
 
 def local_generator(model, tokenizer, *, max_new_tokens: int, seed: int = 0, batch_size: int = 8,
                     progress: str | None = None) -> Generator:
-    """A generator over a loaded model: `kit.infer.generate_batched` with a fixed seed, budget and batch size."""
-    from kit.infer import generate_batched
+    """A generator over a loaded model: `kit.inference.generate.generate_batched` with a fixed seed, budget and batch size."""
+    from kit.inference.generate import generate_batched
 
     def run(conversations: list[list[dict]], thinking: bool) -> list[Reply]:
         desc = f"{progress}, thinking {'on' if thinking else 'off'}" if progress else None
@@ -144,7 +144,7 @@ def local_generator(model, tokenizer, *, max_new_tokens: int, seed: int = 0, bat
 
 def tuned_adapter(run_dir: Path, choice: str) -> Path:
     """The adapter to evaluate: the run's final one, its newest checkpoint, or a folder; never none at all."""
-    from kit.runs import has_adapter, newest_checkpoint
+    from kit.training.runs import has_adapter, newest_checkpoint
 
     if choice not in ("final", "newest"):
         return Path(choice).expanduser()
@@ -191,13 +191,13 @@ def _generator(which: str, cfg, adapter: Path, progress: bool) -> tuple[Generato
     e = cfg.eval
     url, name = (e.base_endpoint, e.base_endpoint_model) if which == "base" else (e.endpoint, e.endpoint_model)
     if url:
-        from kit.endpoint import endpoint_generator, served_model
+        from kit.inference.endpoint import endpoint_generator, served_model
 
         name = served_model(url, name)
         return (endpoint_generator(url, name, max_new_tokens=e.max_new_tokens, seed=e.seed, concurrency=e.batch_size,
                                    progress=which if progress else None), f"{name} at {url}")
-    from kit.hub import resolve_model
-    from kit.infer import load_for_inference
+    from kit.inference.generate import load_for_inference
+    from kit.models.hub import resolve_model
 
     base = resolve_model(cfg.model)
     model, tokenizer = load_for_inference(base if which == "base" else adapter, base=None if which == "base" else base,
@@ -214,8 +214,8 @@ def _evaluate_model(which: str, cfg, adapter: Path, math: list[dict], instructio
 
 def eval_set(cfg) -> tuple[list[dict], list]:
     """The math problems and instructions `cfg.eval` names, said where fewer exist than asked for."""
-    from kit.benchmarks import math_rows
-    from kit.instructions import load_instructions
+    from kit.evaluation.benchmarks import math_rows
+    from kit.evaluation.instructions import load_instructions
 
     e = cfg.eval
     math = math_rows(cfg, e.n_math) if e.n_math else []
