@@ -15,7 +15,7 @@ _EXPORTS = {
     "config": ["Config", "ConfigError", "load_config", "save_config"],
     "paths": ["cache_root"],
     "models.profiles": ["FAMILY"],
-    "models.hub": ["HubError", "catalog_table", "download_model", "resolve_repo", "resolve_model"],
+    "hub": ["HubError", "catalog_table", "download_model", "resolve_repo", "resolve_model"],
     "models.memory": ["estimate", "recommend", "plan_table"],
     "models.tiny": ["build_tiny_model"],
     "data": ["prepare_data", "format_report", "ratio_sweep", "render", "show_row"],

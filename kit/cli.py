@@ -214,7 +214,7 @@ def download(args) -> None:
 
     Interrupted? Run the same command again: finished files are kept and partial ones resume.
     """
-    from kit.models.hub import catalog_table, download_model
+    from kit.hub import catalog_table, download_model
     from kit.models.memory import plan_report
 
     if args.plan:

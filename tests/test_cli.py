@@ -115,7 +115,7 @@ def test_driver_too_old_for_torchs_cuda_is_named_with_the_fix():
 
 
 def test_plan_states_its_assumptions_and_agrees_with_the_shipped_configs():
-    from kit.models.hub import RepoNotFound, resolve_repo
+    from kit.hub import RepoNotFound, resolve_repo
     from kit.models.memory import estimate_for, grpo_estimate_for, plan_report, shipped_configs
 
     plan = plan_report("Qwen3-14B", gpu_gb=24)

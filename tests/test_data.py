@@ -473,7 +473,7 @@ def test_a_republished_data_set_is_prepared_again_and_offline_reruns_use_the_las
 
 
 def test_unreachable_dataset_hub_names_the_fix(tiny_tokenizer, smoke_cfg, monkeypatch, tmp_path):
-    from kit.models.hub import NetworkUnreachable
+    from kit.hub import NetworkUnreachable
 
     monkeypatch.setenv("MODELSCOPE_ENDPOINT", "http://127.0.0.1:9")
     cfg = smoke_cfg("data.chat.hub=modelscope", "data.chat.path=AI-ModelScope/FineTome-100k")

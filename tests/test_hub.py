@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from kit.models.hub import (
+from kit.hub import (
     ChecksumMismatch,
     DiskFull,
     HubError,
@@ -70,7 +70,7 @@ def test_network_errors_are_recognised_by_their_class_not_their_text():
     import httpx
     import requests
 
-    from kit.models.hub import explain_error
+    from kit.hub import explain_error
 
     for error in (httpx.ConnectError("[Errno 101] Network is unreachable"), requests.ConnectionError("x"),
                   RuntimeError("wrapped")):
@@ -158,7 +158,7 @@ def test_catalog_variants():
 
 def test_sixteen_bit_training_resolves_the_16bit_base(hub):
     from kit.config.schema import ModelConfig
-    from kit.models.hub import resolve_model
+    from kit.hub import resolve_model
 
     hub.repos["Qwen/Qwen3-0.6B"] = hub.repos[REPO]
     folder = resolve_model(ModelConfig(name="Qwen3-0.6B", load_in_4bit=False))
@@ -170,7 +170,7 @@ def test_sixteen_bit_training_resolves_the_16bit_base(hub):
 
 def test_a_4bit_folder_is_not_a_base_to_merge_into(tmp_path):
     from kit.config.schema import ModelConfig
-    from kit.models.hub import resolve_model
+    from kit.hub import resolve_model
 
     (tmp_path / "config.json").write_text('{"quantization_config": {"load_in_4bit": true}}')
     assert resolve_model(ModelConfig(name=str(tmp_path))) == tmp_path  # fine to train on

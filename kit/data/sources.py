@@ -138,7 +138,7 @@ def _local_copy(src: SourceConfig, cache_dir: Path) -> Path:
 def hub_listing(src: SourceConfig, cache_dir: Path) -> list[dict]:
     """The files of a hub data set as the hub lists them now (`{"path", "size", "sha256"}`), saved beside its
     shards; where the hub cannot be reached, the saved listing, with a note saying so."""
-    from kit.models.hub import NetworkUnreachable, explain_error, hub_endpoint
+    from kit.hub import NetworkUnreachable, explain_error, hub_endpoint
 
     saved = _local_copy(src, cache_dir) / ".kit-listing.json"
     endpoint = hub_endpoint(src.hub)
@@ -169,7 +169,7 @@ def split_shards(src: SourceConfig, files: list[dict]) -> list[dict]:
 
 def _fetch(src: SourceConfig, shard: dict, cache_dir: Path) -> Path:
     """One shard into the cache, through the hub's own client (resumable); a complete copy is used as it is."""
-    from kit.models.hub import hub_endpoint
+    from kit.hub import hub_endpoint
 
     local = _local_copy(src, cache_dir) / shard["path"]
     if local.is_file() and local.stat().st_size == shard["size"]:
@@ -222,7 +222,7 @@ def source_identity(src: SourceConfig, cache_dir: Path) -> dict:
     """What makes a source's content what it is, for the prepared-data fingerprint: a hub data set's split as the hub
     lists it now (each shard's size and hash), so a re-published data set is prepared again."""
     if src.hub != "local":
-        from kit.models.hub import content_id
+        from kit.hub import content_id
 
         return {"hub": src.hub, "id": src.path, "split": src.split, "subset": src.subset, "revision": src.revision,
                 "content": content_id(split_shards(src, hub_listing(src, cache_dir)))}

@@ -3,7 +3,7 @@
     result = export_run("runs/qwen3-14b-math", cfg)    # kit.export.export.export_run
     print(result.serve_command)
 
-The merge goes into the 16-bit base weights (`Qwen/Qwen3-<size>` from ModelScope through `kit.models.hub`), never into
+The merge goes into the 16-bit base weights (`Qwen/Qwen3-<size>` from ModelScope through `kit.hub`), never into
 dequantized 4-bit weights and never through a Hugging Face download; it runs on the CPU a tensor at a time
 (`kit.export.merge`), so it needs no GPU and never the whole model in memory. Each export is written into a temporary
 folder and renamed into place when complete, so an interrupted export never leaves a folder vLLM would load half
@@ -225,7 +225,7 @@ def export_run(run_dir: str | Path, cfg: Config) -> ExportResult:
     A format whose folder exists is complete (each appears in one rename) and is kept, unless `export.overwrite`:
     an export cut short is finished by running it again, making only what is missing.
     """
-    from kit.models.hub import resolve_model
+    from kit.hub import resolve_model
 
     run_dir = Path(run_dir)
     adapter = run_dir / "adapter"

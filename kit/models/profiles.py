@@ -3,7 +3,7 @@
     model = find("unsloth/Qwen3-14B-unsloth-bnb-4bit")   # FAMILY["14B"]; also "Qwen3-14B", "qwen3-14b", "14B", a folder
     model.repo("base_16bit"), model.params(), model.linear_shapes()
 
-The hub's catalog and repo names (kit.models.hub), the memory estimate (kit.models.memory), random-weight models at real shapes
+The hub's catalog and repo names (kit.hub), the memory estimate (kit.models.memory), random-weight models at real shapes
 (kit.models.tiny) and the 16-bit base a merge goes into (kit.export.export) all read these records. Shapes are those of
 the published config.json of Qwen/Qwen3-<size>; every size shares the vocabulary, head size and chat template.
 """

@@ -93,7 +93,7 @@ def load_tokenizer(cfg: Config):
     """The model's own tokenizer (its chat template defines the training format)."""
     from transformers import AutoTokenizer
 
-    from kit.models.hub import resolve_model
+    from kit.hub import resolve_model
 
     folder = resolve_model(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -240,7 +240,7 @@ LOADERS = {"unsloth": _load_unsloth, "hf": _load_hf}
 def load_for_training(cfg: Config, backend: str, *, vllm: bool = False):
     """The base model with a trainable LoRA adapter (new, or `model.adapter` continued), and its tokenizer; with
     `vllm` (unsloth only), a vLLM engine sharing its weights too, for GRPO's generation."""
-    from kit.models.hub import resolve_model
+    from kit.hub import resolve_model
 
     if cfg.model.adapter:
         check_adapter(cfg)
