@@ -14,7 +14,7 @@ from kit.paths import PROJECT_ROOT
 _EXPORTS = {
     "config": ["Config", "ConfigError", "load_config", "save_config"],
     "paths": ["cache_root"],
-    "models.profiles": ["FAMILY"],
+    "models.profiles": ["PROFILES"],
     "hub": ["HubError", "catalog_table", "download_model", "resolve_repo", "resolve_model"],
     "models.memory": ["estimate", "recommend", "plan_table"],
     "models.tiny": ["build_tiny_model"],

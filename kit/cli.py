@@ -51,7 +51,6 @@ def split_settings(items: list[str], config: str | None = None, *,
 def explain_flags(argv: list[str], unknown: set[str]) -> None:
     """`--max_steps 10`, as TRL, LLaMA-Factory and ms-swift take settings, answered in one line with the key=value
     to write instead (kit.config.parse.home knows their names); `unknown` holds the options argparse did not know."""
-    from kit.config import Config
     from kit.config.parse import home
 
     told, i = [], 0
@@ -61,7 +60,7 @@ def explain_flags(argv: list[str], unknown: set[str]) -> None:
             following = argv[i + 1] if i + 1 < len(argv) else "-"
             if not eq and not following.startswith("-") and "=" not in following and not following.endswith(".yaml"):
                 value, i = following, i + 1
-            key = home(flag[2:].replace("-", "_"), Config, "grpo" if argv[0] == "grpo" else "train")
+            key = home(flag[2:].replace("-", "_"), "grpo" if argv[0] == "grpo" else "train")
             given = f"{flag} {value}".strip()
             told.append(f"for {given} write {key}={value or '...'}" if key and " " not in key
                         else f"for {given} use {key}" if key else f"{flag} is not a setting of the kit")
@@ -384,9 +383,9 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
 
 
 def _download_args(p: argparse.ArgumentParser) -> None:
-    from kit.models.profiles import FAMILY, VARIANTS
+    from kit.models.profiles import TRAINABLE, VARIANTS
 
-    p.add_argument("model", nargs="?", help=f"one of {', '.join(m.name for m in FAMILY.values())}, or a repo id")
+    p.add_argument("model", nargs="?", help=f"one of Qwen3-{', Qwen3-'.join(TRAINABLE)}, or a repo id")
     p.add_argument("--source", default="modelscope", choices=["modelscope", "huggingface"])
     p.add_argument("--variant", default="dynamic_4bit", choices=VARIANTS)
     p.add_argument("--cache-dir", default="", help="default: /root/autodl-tmp/qwen3-kit or ~/.cache/qwen3-kit")

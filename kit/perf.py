@@ -75,7 +75,7 @@ def _training_config(model_dir: str, backend: str, seq: int, batch: int, accum: 
 
     return load_config(None, [
         f"model.name={model_dir}", "model.source=local", f"model.max_seq_length={seq}", f"train.backend={backend}",
-        f"lora.r={lora_r}", f"lora.alpha={lora_r}", f"train.per_device_train_batch_size={batch}",
+        f"lora.r={lora_r}", f"lora.lora_alpha={lora_r}", f"train.per_device_train_batch_size={batch}",
         f"train.gradient_accumulation_steps={accum}", f"train.max_steps={steps}", "train.gradient_checkpointing=true",
         "train.logging_steps=1", "train.save_steps=100000", "train.warmup_steps=0", "tracking.wandb=disabled"])
 
@@ -250,7 +250,7 @@ def _grpo_config(model_dir: str, backend: str, out: str, steps: int, generations
     return load_config("configs/smoke.yaml", [
         f"model.name={model_dir}", "model.source=local", f"model.max_seq_length={96 + completion}",
         "model.load_in_4bit=true", f"train.backend={backend}", f"train.output_dir={out}", "train.run_name=grpo",
-        "train.gradient_checkpointing=true", "lora.r=32", "lora.alpha=32", "grpo.start_from=base",
+        "train.gradient_checkpointing=true", "lora.r=32", "lora.lora_alpha=32", "grpo.start_from=base",
         f"grpo.max_steps={steps}", f"grpo.num_generations={generations}", "grpo.prompts_per_step=1",
         f"grpo.per_device_train_batch_size={generations}", f"grpo.max_completion_length={completion}",
         "grpo.save_steps=100000", "grpo.eval_before_after=false", "tracking.wandb=disabled"])

@@ -56,7 +56,7 @@ def test_config_lists_every_key_with_its_default_value_and_comment():
 
 @pytest.mark.parametrize(("setting", "home"), [
     ("report_to=wandb", "tracking.wandb (online | offline | disabled)"),  # TRL, LLaMA-Factory
-    ("num_train_epochs=3", "train.num_epochs"),
+    ("num_train_epochs=3", "train.num_train_epochs"),
     ("cutoff_len=4096", "model.max_seq_length"),  # LLaMA-Factory
     ("max_length=4096", "model.max_seq_length"),  # TRL, ms-swift
     ("lora_rank=16", "lora.r"),  # LLaMA-Factory, ms-swift
@@ -129,7 +129,7 @@ def test_plan_states_its_assumptions_and_agrees_with_the_shipped_configs():
                    f"{g.max_completion_length} tokens, pass of {g.per_device_train_batch_size}: " \
                    f"~{grpo_estimate_for(cfg).total_gb:.1f} GB  fits" in plan
     moe = plan_report("Qwen3-30B-A3B")
-    assert "Qwen3-30B-A3B cannot be trained here in 4-bit" in moe and "swift sft --model Qwen/Qwen3-30B-A3B" in moe
+    assert "Qwen3-30B-A3B is a MoE whose experts bitsandbytes does not quantize" in moe and "swift sft --model Qwen/Qwen3-30B-A3B" in moe
     with pytest.raises(RepoNotFound, match="swift sft --model Qwen/Qwen3-30B-A3B"):
         resolve_repo("Qwen3-30B-A3B")
 

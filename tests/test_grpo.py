@@ -43,7 +43,7 @@ def test_grpo_run_folder_logs_each_reward_and_scores_before_and_after(grpo_run, 
 
 
 def test_prompts_leave_out_every_problem_the_evaluation_holds_out(smoke_cfg, tiny_tokenizer):
-    from kit.data.heldout import held_out
+    from kit.data.formats import held_out
     from kit.data.prompts import grpo_prompts
     from kit.evaluation.benchmarks import math_rows
 

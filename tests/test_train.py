@@ -79,7 +79,7 @@ def test_continuing_an_adapter_checks_rank_alpha_and_targets(smoke_run, smoke_cf
     adapter = smoke_run / "adapter"
     check_adapter(smoke_cfg(f"model.adapter={adapter}"))
     with pytest.raises(BackendError, match=r"the adapter has r=16 but lora.r is 8; the adapter has alpha=32 but"):
-        check_adapter(smoke_cfg(f"model.adapter={adapter}", "lora.r=8", "lora.alpha=8"))
+        check_adapter(smoke_cfg(f"model.adapter={adapter}", "lora.r=8", "lora.lora_alpha=8"))
 
 
 def test_continue_training_an_adapter(smoke_run, tmp_path):

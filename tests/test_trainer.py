@@ -1,7 +1,7 @@
 """The trainer the kit builds: what it does with the prepared rows (nothing trains here)."""
 
 from kit.data import prepare_data
-from kit.data.render import IGNORE
+from kit.data.template import IGNORE
 from kit.training.backends import load_tokenizer
 from kit.training.trainer import build_trainer
 

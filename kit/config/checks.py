@@ -1,107 +1,143 @@
-"""Every value of a config checked before any work starts: choices, ranges, paths, and the names libraries accept.
+"""Every value of a config checked before any work starts, each problem naming the key and the fix.
 
-    problems(cfg)   # ["train.optim is 'adam'; use one of [...]", ...]; kit.config.schema.load_config raises them at once
+    problems(cfg)   # ["train.optim is 'adam'; use auto or one of transformers' optimizers ...", ...]
+
+Types and `Literal` choices are checked as the tree is built (kit.config.parse); here are the ranges the fields
+declare in their metadata, and what no single field can say: paths, the names libraries accept, how the sources'
+shares add up, GRPO's batch arithmetic.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 from functools import cache
 from pathlib import Path
 
-from kit.models.profiles import PROJECTIONS
 from kit.paths import local_matches, shown
-
-CHOICES = {
-    "model.source": {"modelscope", "huggingface", "local"},
-    "data.ratio_by": {"rows", "tokens"},
-    "data.overlong": {"drop", "truncate"},
-    "data.train_turns": {"final", "all"},
-    "data.on_bad_row": {"error", "skip"},
-    "train.backend": {"auto", "unsloth", "hf"},
-    "tracking.wandb": {"online", "offline", "disabled"},
-    "grpo.start_from": {"sft", "base"},
-    "grpo.generation": {"auto", "vllm", "hf"},
-    "source.format": {"openmath", "sharegpt", "messages", "alpaca"},
-    "source.hub": {"local", "modelscope", "huggingface"},
-    "source.role": {"reasoning", "chat"},
-}
-EXPORT_FORMATS = {"adapter", "merged_16bit", "merged_4bit_forced"}  # GGUF: llama.cpp on merged_16bit (README)
 
 
 def problems(cfg) -> list[str]:
-    """Every problem with `cfg`'s values, each naming the key and the fix; empty when it can be used."""
-    return [*_choices(cfg), *_ranges(cfg), *_paths(cfg), *_names_libraries_accept(cfg), *_sources(cfg),
+    """Every problem with `cfg`'s values; empty when it can be used."""
+    return [*_ranges(cfg), *_steps(cfg), *_model(cfg.model), *_paths(cfg), *_library_names(cfg), *_sources(cfg.data),
             *_tracking(cfg), *_grpo(cfg.grpo)]
 
 
-def _choices(cfg) -> list[str]:
+def _ranges(node, where: str = "") -> list[str]:
+    """The `range=(low, high)` each field's metadata declares (high exclusive with `open`), through the whole tree."""
     out = []
-    for dotted, allowed in CHOICES.items():
-        section, _, key = dotted.partition(".")
-        if section != "source" and getattr(getattr(cfg, section), key) not in allowed:
-            out.append(f"{dotted} is '{getattr(getattr(cfg, section), key)}'; use one of {sorted(allowed)}.")
-    if bad := set(cfg.export.formats) - EXPORT_FORMATS:
-        gguf = " (for GGUF, convert merged_16bit with llama.cpp: README, 'GGUF')" if "gguf" in bad else ""
-        out.append(f"export.formats has {sorted(bad)}; use any of {sorted(EXPORT_FORMATS)}{gguf}.")
+    for f in dataclasses.fields(node):
+        value, key = getattr(node, f.name), f"{where}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out += _ranges(value, key + ".")
+        elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+            out += [p for i, item in enumerate(value) for p in _ranges(item, f"{key}[{i}].")]
+        elif "range" in f.metadata and value is not None:
+            low, high = f.metadata["range"]
+            too_high = high is not None and (value >= high if f.metadata.get("open") else value > high)
+            if (low is not None and value < low) or too_high:
+                bounds = f"[{low}, {high}{')' if f.metadata.get('open') else ']'}" if high is not None else \
+                    f"at least {low}"
+                out.append(f"{key} is {value}; it must be {'in ' if high is not None else ''}{bounds}.")
     return out
 
 
-def _ranges(cfg) -> list[str]:
-    out = []
-    if not 0 <= cfg.data.chat_ratio <= 1:
-        out.append(f"data.chat_ratio is {cfg.data.chat_ratio}; it is the share of chat in the mix, in [0, 1].")
-    for key in ("max_rows", "max_tokens", "eval_rows", "num_proc"):
-        if getattr(cfg.data, key) < 0:
-            out.append(f"data.{key} is {getattr(cfg.data, key)}; it cannot be negative (0 = no limit).")
-    for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "save_steps", "save_total_limit"):
-        if getattr(cfg.train, key) < 1:
-            out.append(f"train.{key} is {getattr(cfg.train, key)}; it must be at least 1.")
-    for key in ("max_steps", "warmup_steps", "eval_steps", "num_epochs", "learning_rate"):
-        if getattr(cfg.train, key) < 0:
-            out.append(f"train.{key} is {getattr(cfg.train, key)}; it cannot be negative.")
-    if cfg.train.max_steps == 0 and cfg.train.num_epochs <= 0:
-        out.append("train.max_steps and train.num_epochs are both 0; set one of them.")
-    if cfg.model.max_seq_length < 16:
-        out.append(f"model.max_seq_length is {cfg.model.max_seq_length}; it must be at least 16.")
-    if cfg.lora.r < 1 or cfg.lora.alpha < 1:
-        out.append(f"lora.r and lora.alpha must be >= 1, got {cfg.lora.r} and {cfg.lora.alpha}.")
-    if not 0 <= cfg.lora.dropout < 1:
-        out.append(f"lora.dropout is {cfg.lora.dropout}; it must be in [0, 1).")
-    for key in ("n_math", "n_instructions", "max_new_tokens"):
-        if getattr(cfg.eval, key) < 0:
-            out.append(f"eval.{key} is {getattr(cfg.eval, key)}; it cannot be negative.")
-    if cfg.eval.batch_size < 1:
-        out.append(f"eval.batch_size is {cfg.eval.batch_size}; it must be at least 1.")
+def _steps(cfg) -> list[str]:
+    if cfg.train.max_steps == 0 and cfg.train.num_train_epochs <= 0:
+        return ["train.max_steps and train.num_train_epochs are both 0; set one of them."]
+    return []
+
+
+def _model(m) -> list[str]:
+    """A Qwen3 name is one the kit trains (kit.models.profiles, matched exactly); repo ids and folders are taken as
+    they are, unless they name a model the kit refuses."""
+    from kit.models.profiles import find, nearest
+
+    profile = find(m.name)
+    if profile and profile.refused:
+        return [f"model.name is {shown(m.name)}: {profile.name} {profile.refused}."]
+    if profile is None and m.name != "tiny" and m.source != "local" and "/" not in m.name:
+        near = nearest(m.name)
+        return [f"model.name '{m.name}' is no Qwen3 model the kit knows" +
+                (f"; did you mean {' or '.join(near)}?" if near else " (`qwen3-kit download` lists them).")]
+    return []
+
+
+def _paths(cfg) -> list[str]:
+    from kit.evaluation.benchmark_sets import BENCHMARKS
+
+    out, m, e = [], cfg.model, cfg.eval
+    if m.source == "local" and m.name != "tiny" and not Path(m.name).expanduser().is_dir():
+        out.append(f"model.name {shown(m.name)} is not a folder, and model.source is local.")
+    if m.adapter and not Path(m.adapter).expanduser().is_dir():
+        out.append(f"model.adapter {shown(m.adapter)} is not a folder.")
+    resume = cfg.train.resume
+    if resume not in ("auto", "never") and not Path(resume, "trainer_state.json").expanduser().is_file():
+        out.append(f"train.resume is {shown(resume)}; use auto (the newest checkpoint of the run), never (start over) "
+                   "or a checkpoint folder (one holding trainer_state.json).")
+    if e.math not in ("heldout", *BENCHMARKS) and not Path(e.math).expanduser().is_file():
+        out.append(f"eval.math '{e.math}' is neither a file nor one of heldout, {', '.join(BENCHMARKS)}.")
+    if e.instructions and not Path(e.instructions).expanduser().is_file():
+        out.append(f"eval.instructions '{e.instructions}' is not a file (\"\" skips instruction following).")
+    if e.adapter not in ("final", "newest") and not Path(e.adapter).expanduser().is_dir():
+        out.append(f"eval.adapter '{e.adapter}' is not a folder; use final, newest or an adapter folder.")
+    for key in ("endpoint", "base_endpoint"):
+        if (url := getattr(e, key)) and not url.startswith(("http://", "https://")):
+            out.append(f"eval.{key} '{url}' is not an http(s) URL (e.g. http://localhost:8000/v1).")
     return out
 
 
-def _grpo(g) -> list[str]:
-    """GRPO's own values; how they fit model.max_seq_length is checked when GRPO starts (kit.training.reinforce.start), so that
-    an SFT config need not make room for GRPO's defaults."""
+def _library_names(cfg) -> list[str]:
+    from kit.models.profiles import PROJECTIONS
+
     out = []
-    for key in ("max_steps", "prompts_per_step", "per_device_train_batch_size", "max_prompt_length",
-                "max_completion_length", "save_steps"):
-        if getattr(g, key) < 1:
-            out.append(f"grpo.{key} is {getattr(g, key)}; it must be at least 1.")
-    if g.num_generations < 2:
-        out.append(f"grpo.num_generations is {g.num_generations}; GRPO compares a problem's completions with each "
-                   "other, so it needs at least 2.")
-    completions = g.prompts_per_step * g.num_generations
-    if g.per_device_train_batch_size >= 1 and completions % g.per_device_train_batch_size:
-        out.append(f"grpo.per_device_train_batch_size is {g.per_device_train_batch_size}; it must divide the "
-                   f"{completions} completions of a step (prompts_per_step x num_generations).")
-    for key in ("learning_rate", "temperature"):
-        if getattr(g, key) <= 0:
-            out.append(f"grpo.{key} is {getattr(g, key)}; it must be above 0.")
-    for key in ("beta", "correct_weight", "format_weight", "length_weight", "skip_rows", "warmup_steps"):
-        if getattr(g, key) < 0:
-            out.append(f"grpo.{key} is {getattr(g, key)}; it cannot be negative.")
-    if not g.correct_weight + g.format_weight + g.length_weight:
-        out.append("grpo.correct_weight, format_weight and length_weight are all 0: there is nothing to reward.")
-    if not 0 <= g.min_p < 1 or not 0 < g.vllm_memory < 1:
-        out.append(f"grpo.min_p ({g.min_p}) must be in [0, 1) and grpo.vllm_memory ({g.vllm_memory}) in (0, 1).")
+    optimizers = enum_values("training_args.py", "OptimizerNames") | {"auto"}
+    if cfg.train.optim not in optimizers:
+        out.append(f"train.optim is '{cfg.train.optim}'; use auto (adamw_8bit on a GPU, adamw_torch on a CPU) or "
+                   f"one of transformers' optimizers, e.g. {', '.join(sorted(optimizers)[:8])}, ...")
+    schedulers = enum_values("trainer_utils.py", "SchedulerType")
+    if cfg.train.lr_scheduler_type not in schedulers:
+        out.append(f"train.lr_scheduler_type is '{cfg.train.lr_scheduler_type}'; use one of {sorted(schedulers)}.")
+    targets = cfg.lora.target_modules
+    if not targets or set(targets) - set(PROJECTIONS):
+        out.append(f"lora.target_modules is {targets}; use all-linear or any of the Qwen3 projections {PROJECTIONS}.")
+    return out
+
+
+@cache
+def enum_values(file: str, enum: str) -> frozenset[str]:
+    """The string values of an enum in transformers' `file`, read from its source: importing transformers while the
+    config is checked would come before unsloth's import, which must come first."""
+    spec = importlib.util.find_spec("transformers")  # finds the package without importing it
+    tree = ast.parse(Path(spec.submodule_search_locations[0], file).read_text(encoding="utf-8"))
+    body = next(node.body for node in tree.body if isinstance(node, ast.ClassDef) and node.name == enum)
+    return frozenset(node.value.value for node in body if isinstance(node, ast.Assign)
+                     and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str))
+
+
+def _sources(d) -> list[str]:
+    """Each source the mix reads (kit.data.sources.mix_sources) has a place to read from, and the shares leave room
+    for the sources that give all their rows."""
+    from kit.data.sources import mix_sources
+
+    if d.chat.share is not None:
+        return ["data.chat.share is set by data.chat_ratio; set that instead."]
+    sources = mix_sources(d)
+    if not sources:
+        return ["the mix has no source: give data.reasoning.path, data.chat.path or data.sources."]
+    out = []
+    for name, src in sources:
+        if src.hub == "local" and not local_matches(src.path):
+            out.append(f"{name}.path {shown(src.path)} matches no file.")
+        if not src.min_pass_rate <= src.max_pass_rate:
+            out.append(f"{name}: min_pass_rate {src.min_pass_rate} is above max_pass_rate {src.max_pass_rate}.")
+    shares = [src.share for _, src in sources if src.share is not None]
+    whole = [name for name, src in sources if src.share is None]
+    if whole and sum(shares) >= 1 or not whole and abs(sum(shares) - 1) > 1e-6:
+        out.append(f"the shares of the sources add up to {sum(shares):g}: with sources that give all their rows "
+                   f"({', '.join(whole)}) they must stay below 1, else add up to 1." if whole else
+                   f"the shares of the sources add up to {sum(shares):g}; they must add up to 1.")
     return out
 
 
@@ -121,88 +157,15 @@ def _tracking(cfg) -> list[str]:
             "or use tracking.wandb=offline and `wandb sync` the run later."]
 
 
-def _paths(cfg) -> list[str]:
-    out = []
-    if cfg.model.source == "local" and cfg.model.name != "tiny" and not Path(cfg.model.name).expanduser().is_dir():
-        out.append(f"model.name {shown(cfg.model.name)} is not a folder, and model.source is local.")
-    if cfg.model.adapter and not Path(cfg.model.adapter).expanduser().is_dir():
-        out.append(f"model.adapter {shown(cfg.model.adapter)} is not a folder.")
-    resume = cfg.train.resume
-    if resume not in ("auto", "never") and not Path(resume, "trainer_state.json").expanduser().is_file():
-        out.append(f"train.resume is {shown(resume)}; use auto (the newest checkpoint of the run), never (start over) "
-                   "or a checkpoint folder (one holding trainer_state.json).")
-    return out + _eval_paths(cfg.eval)
-
-
-def _eval_paths(e) -> list[str]:
-    from kit.evaluation.benchmark_sets import BENCHMARKS
-
-    out = []
-    if e.math not in ("heldout", *BENCHMARKS) and not Path(e.math).expanduser().is_file():
-        out.append(f"eval.math '{e.math}' is neither a file nor one of heldout, {', '.join(BENCHMARKS)}.")
-    if e.instructions and not Path(e.instructions).expanduser().is_file():
-        out.append(f"eval.instructions '{e.instructions}' is not a file (\"\" skips instruction following).")
-    if e.adapter not in ("final", "newest") and not Path(e.adapter).expanduser().is_dir():
-        out.append(f"eval.adapter '{e.adapter}' is not a folder; use final, newest or an adapter folder.")
-    for key in ("endpoint", "base_endpoint"):
-        url = getattr(e, key)
-        if url and not url.startswith(("http://", "https://")):
-            out.append(f"eval.{key} '{url}' is not an http(s) URL (e.g. http://localhost:8000/v1).")
-    return out
-
-
-def _names_libraries_accept(cfg) -> list[str]:
-    out = []
-    optimizers = library_names("training_args.py", "OptimizerNames") | {"auto"}
-    if cfg.train.optim not in optimizers:
-        out.append(f"train.optim is '{cfg.train.optim}'; use auto (adamw_8bit on a GPU, adamw_torch on a CPU) or "
-                   f"one of transformers' optimizers, e.g. {', '.join(sorted(optimizers)[:8])}, ...")
-    schedulers = library_names("trainer_utils.py", "SchedulerType")
-    if cfg.train.lr_scheduler_type not in schedulers:
-        out.append(f"train.lr_scheduler_type is '{cfg.train.lr_scheduler_type}'; use one of {sorted(schedulers)}.")
-    targets = cfg.lora.target_modules
-    if not targets or set(targets) - set(PROJECTIONS):
-        out.append(f"lora.target_modules is {targets}; use all-linear or any of the Qwen3 projections {PROJECTIONS}.")
-    return out
-
-
-@cache
-def library_names(file: str, enum: str) -> frozenset[str]:
-    """The string values of an enum in transformers' `file`, read from its source: importing transformers while the
-    config is checked would come before unsloth's import (kit.training.backends.activate_backend), which must come first."""
-    spec = importlib.util.find_spec("transformers")  # finds the package without importing it
-    tree = ast.parse(Path(spec.submodule_search_locations[0], file).read_text(encoding="utf-8"))
-    body = next(node.body for node in tree.body if isinstance(node, ast.ClassDef) and node.name == enum)
-    return frozenset(node.value.value for node in body if isinstance(node, ast.Assign)
-                     and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str))
-
-
-def _source_problems(src, where: str) -> list[str]:
-    out = []
-    for key in ("format", "hub", "role"):
-        allowed = CHOICES[f"source.{key}"]
-        if getattr(src, key) not in allowed:
-            out.append(f"{where}.{key} is '{getattr(src, key)}'; use one of {sorted(allowed)}.")
-    if not src.path:
-        out.append(f"{where}.path is empty; give a file, a glob, or a dataset id.")
-    elif src.hub == "local" and not local_matches(src.path):
-        out.append(f"{where}.path {shown(src.path)} matches no file.")
-    if src.max_rows < 0 or src.max_chars < 0:
-        out.append(f"{where}.max_rows and max_chars must be >= 0 (0 = no limit).")
-    if not 0 <= src.heldout < 1:
-        out.append(f"{where}.heldout is {src.heldout}; it is the share of problems kept for eval, in [0, 1).")
-    if not 0 <= src.min_pass_rate <= src.max_pass_rate <= 1:
-        out.append(f"{where}: need 0 <= min_pass_rate <= max_pass_rate <= 1, "
-                   f"got {src.min_pass_rate} and {src.max_pass_rate}.")
-    return out
-
-
-def _sources(cfg) -> list[str]:
-    sources = [("data.reasoning", cfg.data.reasoning), ("data.chat", cfg.data.chat)]
-    sources += [(f"data.extra[{i}]", s) for i, s in enumerate(cfg.data.extra)]
-    out = []
-    unread = {1: "data.reasoning", 0: "data.chat"}.get(cfg.data.chat_ratio)  # one side only: the other is not read
-    for where, src in sources:
-        if where != unread:
-            out += _source_problems(src, where)
+def _grpo(g) -> list[str]:
+    """GRPO's batch arithmetic; how its lengths fit model.max_seq_length is checked when GRPO starts, so that an SFT
+    config need not make room for GRPO's defaults."""
+    out, completions = [], g.prompts_per_step * g.num_generations
+    if completions % g.per_device_train_batch_size:
+        out.append(f"grpo.per_device_train_batch_size is {g.per_device_train_batch_size}; it must divide the "
+                   f"{completions} completions of a step (prompts_per_step x num_generations).")
+    if not g.correct_weight + g.format_weight + g.length_weight:
+        out.append("grpo.correct_weight, format_weight and length_weight are all 0: there is nothing to reward.")
+    if g.temperature <= 0 or g.learning_rate <= 0:
+        out.append(f"grpo.temperature ({g.temperature}) and grpo.learning_rate ({g.learning_rate}) must be above 0.")
     return out

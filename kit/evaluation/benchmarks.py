@@ -53,8 +53,7 @@ def _rows(source, cache_dir: Path) -> Iterator[dict]:
 
 def _heldout(cfg, cache_dir: Path) -> Iterator[dict]:
     """Rows of `data.reasoning` that pass its filters and that its `heldout` share keeps out of training."""
-    from kit.data.formats import BadRow, Filtered, to_messages
-    from kit.data.heldout import held_out
+    from kit.data.formats import BadRow, Filtered, held_out, to_messages
 
     src = cfg.data.reasoning
     if src.heldout <= 0:

@@ -196,8 +196,8 @@ def _generator(which: str, cfg, adapter: Path, progress: bool) -> tuple[Generato
         name = served_model(url, name)
         return (endpoint_generator(url, name, max_new_tokens=e.max_new_tokens, seed=e.seed, concurrency=e.batch_size,
                                    progress=which if progress else None), f"{name} at {url}")
-    from kit.inference.generate import load_for_inference
     from kit.hub import resolve_model
+    from kit.inference.generate import load_for_inference
 
     base = resolve_model(cfg.model)
     model, tokenizer = load_for_inference(base if which == "base" else adapter, base=None if which == "base" else base,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from kit.models.profiles import FAMILY, HEAD_DIM, TRAINABLE, VOCAB, find
+from kit.models.profiles import HEAD_DIM, TRAINABLE, VOCAB, find
 from kit.paths import PROJECT_ROOT
 
 GB = 1e9
@@ -57,7 +57,7 @@ def estimate(size: str, *, load_in_4bit: bool = True, lora_r: int = 32, targets:
              seq_len: int = 2048, batch: int = 2, gradient_checkpointing: bool = True,
              backend: str = "unsloth", optim: str = "adamw_8bit") -> Estimate:
     """Peak training memory of LoRA on Qwen3-`size` ("0.6B" ... "32B") for one micro-batch of `batch` x `seq_len`."""
-    model = FAMILY[size]
+    model = find(size)
     hidden, inter, layers, heads, kv = model.hidden, model.intermediate, model.layers, model.heads, model.kv_heads
     shapes = model.linear_shapes()
     targets = targets or list(shapes)
@@ -111,7 +111,7 @@ def estimate_for(cfg, backend: str = "unsloth", *, seq_len: int = 0, batch: int 
     from kit.training.trainer import optimizer_name
 
     model = find(cfg.model.name)
-    if model is None or not model.trainable_4bit:
+    if model is None or model.refused:
         return None
     return estimate(model.size, load_in_4bit=cfg.model.load_in_4bit, lora_r=cfg.lora.r,
                     targets=cfg.lora.target_modules, seq_len=seq_len or cfg.model.max_seq_length,
@@ -122,7 +122,7 @@ def estimate_for(cfg, backend: str = "unsloth", *, seq_len: int = 0, batch: int 
 
 def kv_cache_gb(size: str, tokens: int) -> float:
     """The 16-bit keys and values of `tokens` tokens in every layer of Qwen3-`size`."""
-    model = FAMILY[size]
+    model = find(size)
     return tokens * 2 * model.layers * model.kv_heads * HEAD_DIM * 2 / GB
 
 
@@ -140,8 +140,7 @@ def grpo_estimate_for(cfg, backend: str = "unsloth") -> Estimate | None:
 def shipped_configs() -> list[tuple[str, object]]:
     """The configs in configs/ as typed trees (values as written, paths not checked), with their file names."""
     from kit.config import Config
-    from kit.config.parse import build
-    from kit.config.schema import read_yaml
+    from kit.config.parse import build, read_yaml
 
     return [(f"configs/{path.name}", build(Config, read_yaml(path), []))
             for path in sorted((PROJECT_ROOT / "configs").glob("*.yaml"))]
@@ -156,11 +155,11 @@ def plan_report(model: str = "", *, gpu_gb: float | None = None, seq_len: int = 
     """What `scripts/download.py --plan` prints: the assumptions, the named model's estimate (or why it cannot be
     trained in 4-bit), the largest model for the GPU (or a table of GPUs), and each shipped config's own estimate."""
     known = find(model) if model else None
-    batch_note = f", batch {batch} (--batch)" if known and known.trainable_4bit else ""
+    batch_note = f", batch {batch} (--batch)" if known and not known.refused else ""
     lines = [f"assumed: sequence length {seq_len} (--seq-len){batch_note}, LoRA r=32 on all 7 projections, "
              "adamw_8bit; a formula, not a measurement (docs/memory.md)"]
-    if known and not known.trainable_4bit:
-        lines.append(f"{known.name} cannot be trained here in 4-bit: {known.note}.")
+    if known and known.refused:
+        lines.append(f"{known.name} {known.refused}.")
     elif known:
         lines += [f"{backend:>8}: {estimate(known.size, seq_len=seq_len, batch=batch, backend=backend)}"
                   for backend in ("unsloth", "hf")]

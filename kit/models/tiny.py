@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kit.models.profiles import FAMILY, HEAD_DIM, PROJECTIONS, VOCAB, chat_template
+from kit.models.profiles import HEAD_DIM, PROJECTIONS, VOCAB, chat_template, find
 from kit.paths import DATA_DIR, cache_root
 
 TINY_VERSION = 4  # bump to rebuild cached tiny models after a change here
@@ -90,7 +90,7 @@ def qwen3_config(shape: str = "tiny", vocab_size: int = VOCAB, **overrides):
                   num_attention_heads=4, num_key_value_heads=2, head_dim=64, tie_word_embeddings=True,
                   max_position_embeddings=4096, rope_theta=1000000.0, rms_norm_eps=1e-6, dtype="float32")
     if shape != "tiny":
-        m = FAMILY[shape]
+        m = find(shape)
         values.update(hidden_size=m.hidden, intermediate_size=m.intermediate, num_hidden_layers=m.layers,
                       num_attention_heads=m.heads, num_key_value_heads=m.kv_heads, head_dim=HEAD_DIM,
                       tie_word_embeddings=m.tied, max_position_embeddings=40960, dtype="bfloat16")

@@ -99,7 +99,19 @@ def load_tokenizer(cfg: Config):
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if not tokenizer.is_fast:
         raise BackendError(f"{folder}: the kit needs a fast tokenizer (tokenizer.json) to label assistant turns.")
+    check_thinking_switch(folder)
     return tokenizer
+
+
+def check_thinking_switch(folder: Path) -> None:
+    """The recipe trains and checks Qwen3's thinking switch: a model whose chat template lacks it is refused before
+    it loads (a local folder or repo id the profiles could not name, e.g. a Qwen3-2507 copy)."""
+    template = " ".join(p.read_text(encoding="utf-8", errors="replace") for p in
+                        (Path(folder) / "tokenizer_config.json", Path(folder) / "chat_template.jinja") if p.is_file())
+    if "enable_thinking" not in template:
+        raise BackendError(f"{folder}: its chat template has no enable_thinking switch (Qwen3-2507 Instruct and "
+                           "Thinking and non-Qwen3 models lack it), which the kit trains and checks; train a hybrid "
+                           "Qwen3 (0.6B to 32B).")
 
 
 def linear_modules(model) -> list[str]:
@@ -130,7 +142,7 @@ def check_adapter(cfg: Config) -> None:
     if not (Path(cfg.model.adapter) / "adapter_config.json").is_file():
         raise BackendError(f"model.adapter '{cfg.model.adapter}' has no adapter_config.json.")
     saved = PeftConfig.from_pretrained(cfg.model.adapter)
-    pairs = [("r", saved.r, cfg.lora.r), ("alpha", saved.lora_alpha, cfg.lora.alpha),
+    pairs = [("r", saved.r, cfg.lora.r), ("alpha", saved.lora_alpha, cfg.lora.lora_alpha),
              ("target_modules", sorted(saved.target_modules or []), sorted(cfg.lora.target_modules))]
     problems = [f"the adapter has {key}={old} but lora.{key} is {new}" for key, old, new in pairs if old != new]
     if problems:
@@ -147,8 +159,8 @@ def unsloth_load_kwargs(cfg: Config, folder: Path, vllm: bool = False) -> dict:
 
 
 def unsloth_peft_kwargs(cfg: Config) -> dict:
-    return dict(r=cfg.lora.r, target_modules=cfg.lora.target_modules, lora_alpha=cfg.lora.alpha,
-                lora_dropout=cfg.lora.dropout, bias="none",
+    return dict(r=cfg.lora.r, target_modules=cfg.lora.target_modules, lora_alpha=cfg.lora.lora_alpha,
+                lora_dropout=cfg.lora.lora_dropout, bias="none",
                 use_gradient_checkpointing="unsloth" if cfg.train.gradient_checkpointing else False,
                 random_state=cfg.train.seed, use_rslora=cfg.lora.use_rslora, loftq_config=None)
 
@@ -229,7 +241,7 @@ def _load_hf(cfg: Config, folder: Path):
         model = PeftModel.from_pretrained(model, cfg.model.adapter, is_trainable=True)
     else:
         model = get_peft_model(model, LoraConfig(
-            r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, bias="none",
+            r=cfg.lora.r, lora_alpha=cfg.lora.lora_alpha, lora_dropout=cfg.lora.lora_dropout, bias="none",
             target_modules=cfg.lora.target_modules, use_rslora=cfg.lora.use_rslora, task_type="CAUSAL_LM"))
     return model, AutoTokenizer.from_pretrained(folder)
 
@@ -246,4 +258,5 @@ def load_for_training(cfg: Config, backend: str, *, vllm: bool = False):
         check_adapter(cfg)
     assert backend == "unsloth" or not vllm, "vLLM shares the weights through Unsloth's fast_inference"
     folder = resolve_model(cfg.model)
+    check_thinking_switch(folder)
     return _load_unsloth(cfg, folder, vllm=True) if vllm else LOADERS[backend](cfg, folder)

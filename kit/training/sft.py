@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kit.config import Config
-from kit.config.schema import changed, redact_argv, to_dict
+from kit.config.parse import redact_argv
+from kit.config.schema import changed, to_dict
 from kit.data import format_report, prepare_data
 from kit.files import atomic_folder
 from kit.training.backends import activate_backend, load_for_training, load_tokenizer
@@ -63,7 +64,7 @@ class Run:
     folder: Path
     prepared: object  # kit.data.Prepared
     steps: int
-    epochs: int  # the mixes prepared: one, or one per epoch with data.redraw_chat_each_epoch
+    epochs: int  # the mixes prepared: one, or one per epoch with data.redraw_each_epoch
     resume: str | None  # the checkpoint to continue from
     state: object  # accelerate's PartialState: this process's place in a distributed run
 
@@ -83,12 +84,12 @@ def total_steps(cfg: Config, rows: int, epochs: int) -> int:
     if cfg.train.max_steps:
         return cfg.train.max_steps
     batch = cfg.train.per_device_train_batch_size * cfg.train.gradient_accumulation_steps
-    return max(1, math.ceil(math.ceil(rows / epochs / batch) * cfg.train.num_epochs))
+    return max(1, math.ceil(math.ceil(rows / epochs / batch) * cfg.train.num_train_epochs))
 
 
 def mix_epochs(cfg: Config) -> int:
-    """The mixes a run prepares: one, or one per epoch with data.redraw_chat_each_epoch."""
-    return max(1, math.ceil(cfg.train.num_epochs)) if cfg.data.redraw_chat_each_epoch else 1
+    """The mixes a run prepares: one, or one per epoch with data.redraw_each_epoch."""
+    return max(1, math.ceil(cfg.train.num_train_epochs)) if cfg.data.redraw_each_epoch else 1
 
 
 def epoch_share(run: Run) -> str:
@@ -108,7 +109,7 @@ def model_lines(cfg: Config, backend: str, model_folder: Path, on_gpu: bool) -> 
     from kit.training.backends import precision
 
     return [f"  model     {cfg.model.name} ({model_folder}), {precision(cfg, backend, on_gpu)}",
-            f"  LoRA      r={cfg.lora.r} alpha={cfg.lora.alpha} on {', '.join(cfg.lora.target_modules)}"]
+            f"  LoRA      r={cfg.lora.r} alpha={cfg.lora.lora_alpha} on {', '.join(cfg.lora.target_modules)}"]
 
 
 def vram_line(estimate, on_gpu: bool) -> str:

@@ -90,7 +90,7 @@ def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True
     return SFTConfig(
         **run_arguments(cfg, out, t.save_steps, t.warmup_steps),
         max_steps=t.max_steps or -1,
-        num_train_epochs=t.num_epochs / epochs,  # with redrawn chat, one pass covers all epoch mixes
+        num_train_epochs=t.num_train_epochs / epochs,  # with redrawn chat, one pass covers all epoch mixes
         per_device_train_batch_size=t.per_device_train_batch_size,
         per_device_eval_batch_size=t.per_device_train_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,

@@ -29,7 +29,7 @@ def shape_dir(tmp_path_factory):
 def _train(shape_dir, out, backend, *extra):
     args = [sys.executable, "scripts/train.py", "--config", "configs/smoke.yaml", f"model.name={shape_dir}",
             "model.source=local", "model.load_in_4bit=true", f"train.backend={backend}", "train.max_steps=12",
-            "train.learning_rate=1e-3", "lora.r=32", "lora.alpha=32", f"train.output_dir={out}",
+            "train.learning_rate=1e-3", "lora.r=32", "lora.lora_alpha=32", f"train.output_dir={out}",
             f"train.run_name={backend}", "train.gradient_checkpointing=true", "train.per_device_train_batch_size=4",
             "train.eval_steps=100", "train.save_steps=100", *extra]
     result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -78,7 +78,7 @@ from kit.config import load_config
 
 def state(adapter):
     cfg = load_config("configs/smoke.yaml", ["model.name={shape_dir}", "model.source=local", "lora.r=32",
-                      "lora.alpha=32", "train.gradient_checkpointing=true", "model.adapter=" + adapter])
+                      "lora.lora_alpha=32", "train.gradient_checkpointing=true", "model.adapter=" + adapter])
     model, _ = load_for_training(cfg, "unsloth")
     layers = model.base_model.model.model.layers
     name = lambda f: getattr(f, "__qualname__", repr(f))

@@ -1,4 +1,4 @@
-"""Render conversations with the tokenizer's own chat template, tokenize them, and label the assistant parts.
+"""Conversations through the tokenizer's own chat template, tokenized, with the assistant parts labelled.
 
 The text is exactly `tokenizer.apply_chat_template(messages, tokenize=False)`; labels are the token ids inside
 assistant turns (from after `<|im_start|>assistant\\n` through `<|im_end|>`) and -100 everywhere else.
@@ -28,6 +28,14 @@ IGNORE = -100
 class Encoded:
     input_ids: np.ndarray  # int32
     labels: np.ndarray  # int32, IGNORE outside trained spans
+
+
+def content_chars(conversation: list[dict], train_turns: str) -> tuple[int, int]:
+    """Content characters of a conversation, and of the assistant turns that `train_turns` trains: what a row costs
+    and what it trains, estimated before tokenizing."""
+    sizes = [len(m["content"]) + len(m.get("reasoning_content") or "") for m in conversation]
+    answers = [n for n, m in zip(sizes, conversation, strict=True) if m["role"] == "assistant"]
+    return sum(sizes), answers[-1] if train_turns == "final" else sum(answers)
 
 
 def render(tokenizer, conversation: list[dict], **template_kwargs) -> str:
@@ -107,6 +115,31 @@ def encode_batch(tokenizer, labeller: Labeller, texts: list[str], *, max_length:
             continue
         results.append(Encoded(ids, labels))
     return results
+
+
+def encoder(tokenizer, d, max_length: int, source: str):
+    """The function `datasets.Dataset.map` encodes a batch of conversations (JSON text) with: input_ids, labels, the
+    source's name, each row's token and trained-token counts, and why a row was dropped ("" when kept)."""
+    import json
+
+    labeller = Labeller(tokenizer, d.train_turns, d.train_empty_think)
+
+    def encode(batch: dict) -> dict:
+        texts = [render(tokenizer, json.loads(c)) for c in batch["conversation"]]
+        out: dict[str, list] = {"input_ids": [], "labels": [], "source": [], "tokens": [], "trained": [],
+                                "dropped": []}
+        none = np.zeros(0, np.int32)  # a dropped row's (typed, so a batch of them stays int32)
+        for e in encode_batch(tokenizer, labeller, texts, max_length=max_length, overlong=d.overlong):
+            kept = not isinstance(e, str)
+            out["input_ids"].append(e.input_ids if kept else none)
+            out["labels"].append(e.labels if kept else none)
+            out["tokens"].append(len(e.input_ids) if kept else 0)
+            out["trained"].append(int((e.labels != IGNORE).sum()) if kept else 0)
+            out["dropped"].append("" if kept else e)
+        out["source"] = [source] * len(texts)
+        return out
+
+    return encode
 
 
 def show_row(tokenizer, row: dict, mark: tuple[str, str] = ("⟦", "⟧")) -> str:
