@@ -328,7 +328,7 @@ DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 def _dataset_folder(src, cache_dir: Path) -> Path:
     """Where a hub data set's files (and its listing) are kept: one folder per revision asked for."""
-    return cache_dir / src.hub / (src.path + (f"@{src.revision}" if src.revision else ""))
+    return cache_dir / src.where / (src.path + (f"@{src.revision}" if src.revision else ""))
 
 
 def dataset_listing(src, cache_dir: Path) -> list[dict]:
@@ -336,7 +336,7 @@ def dataset_listing(src, cache_dir: Path) -> list[dict]:
     the saved listing, with a note saying so."""
     saved = _dataset_folder(src, cache_dir) / ".kit-listing.json"
     try:
-        files = listing(src.path, src.hub, repo_type="dataset", revision=src.revision)
+        files = listing(src.path, src.where, repo_type="dataset", revision=src.revision)
     except NetworkUnreachable as error:
         if not saved.is_file():
             raise
@@ -358,7 +358,7 @@ def split_shards(src, files: list[dict]) -> list[dict]:
     chosen = sorted(named or (data if src.split in ("", "train") else []), key=lambda f: f["path"])
     if not chosen:
         shown = [f["path"] for f in files[:8]]
-        raise DataError(f"{src.hub} data set '{src.path}' has no data files for split '{src.split}' "
+        raise DataError(f"{src.where} data set '{src.path}' has no data files for split '{src.split}' "
                         f"(files: {', '.join(shown)}{'...' if len(files) > 8 else ''}).")
     return chosen
 
@@ -370,6 +370,6 @@ def dataset_files(src, cache_dir: Path):
     for shard in split_shards(src, dataset_listing(src, cache_dir)):
         local = folder / shard["path"]
         if not (local.is_file() and local.stat().st_size == shard["size"]):
-            _snapshot(src.path, src.hub, folder, revision=src.revision, allow_patterns=[shard["path"]], token="",
-                      endpoint=hub_endpoint(src.hub), repo_type="dataset")
+            _snapshot(src.path, src.where, folder, revision=src.revision, allow_patterns=[shard["path"]], token="",
+                      endpoint=hub_endpoint(src.where), repo_type="dataset")
         yield local

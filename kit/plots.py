@@ -148,8 +148,9 @@ def _titled(ax, title: str, noise: bool) -> str:
 
 
 def ratio_front(points: list[dict]):
-    """A chat-ratio sweep (`kit.evaluation.sweep`'s rows): math gain against instruction-following change, each ratio labelled,
-    the ratios on the front ringed, joined and named, a broken thinking switch a red cross; the base at the origin."""
+    """A chat-ratio sweep (`kit.evaluation.sweep`'s rows): math gain against instruction-following change, each ratio
+    labelled, the ratios on the front ringed, joined and named, a broken thinking switch a red cross; the base at the
+    origin."""
 
     def xy(rows):
         return [p["math_gain"] for p in rows], [p["instructions_change"] for p in rows]

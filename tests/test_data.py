@@ -547,3 +547,35 @@ def test_cached_pools_let_another_ratio_tokenize_nothing(tiny_tokenizer, smoke_c
     assert fresh.train["input_ids"] == second.train["input_ids"] and fresh.eval["labels"] == second.eval["labels"]
     assert {k: v for k, v in fresh.report.items() if k != "seconds"} == \
         {k: v for k, v in second.report.items() if k != "seconds"}
+
+
+def test_own_data_beside_the_recipe_as_the_shipped_example_config_says(tiny_tokenizer):
+    """configs/own-data.yaml: the data/custom_* files, formats and roles read off their rows, all of their rows."""
+    from kit.config import load_config
+
+    cfg = load_config(Path(__file__).parent.parent / "configs" / "own-data.yaml")
+    sources = _prepare(cfg, tiny_tokenizer).report["sources"]
+    for name, rows in (("custom_messages", 12), ("custom_sharegpt", 12), ("custom_alpaca", 3)):
+        s = sources[name]
+        assert (s["role"], s["rows_read"], s["rows_kept"], s["rows_used"] + s["eval_rows"]) == ("chat", rows, rows,
+                                                                                                 rows)
+    assert sources["chat"]["share_rows"] == pytest.approx(0.25, abs=0.01)  # the recipe's ratio still holds
+
+
+def test_a_source_that_would_give_no_row_is_refused(tiny_tokenizer, smoke_cfg, tmp_path):
+    one = tmp_path / "mine.jsonl"
+    one.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"},
+                                            {"role": "assistant", "content": "Hello."}]}) + "\n")
+    cfg = smoke_cfg()
+    cfg.data.sources = [SourceConfig(path=str(one), share=0.001)]
+    with pytest.raises(DataError, match=r"source 'mine' \('.*mine.jsonl'\) gives the mix no row of its 1: its share "
+                                        r"0.001 of the mix rounds to 0 rows"):
+        _prepare(cfg, tiny_tokenizer)
+
+
+def test_an_eval_split_taking_much_of_a_small_source_is_said(tiny_tokenizer, smoke_cfg, capsys):
+    cfg = smoke_cfg("data.chat_ratio=0", "data.reasoning.max_rows=30", "data.eval_rows=12")
+    prepared = _prepare(cfg, tiny_tokenizer)
+    assert prepared.report["mix"]["eval_rows"] == 12
+    assert "the eval split holds out 12 of its 30 usable rows, leaving 18 to train on; lower data.eval_rows" \
+        in capsys.readouterr().out

@@ -2,8 +2,8 @@
 
     UNSLOTH_ALLOW_CPU=1 python tests/unsloth_cpu_probe.py <tiny model folder>     # prints one JSON line
 
-Unsloth is imported first, as `kit.training.backends.activate_backend("unsloth")` does on a GPU, and its TRL trainers are
-generated (Unsloth skips that under UNSLOTH_ALLOW_CPU, so the probe asks for it). The model cannot come from
+Unsloth is imported first, as `kit.training.backends.activate_backend("unsloth")` does on a GPU, and its TRL trainers
+are generated (Unsloth skips that under UNSLOTH_ALLOW_CPU, so the probe asks for it). The model cannot come from
 `FastLanguageModel.from_pretrained` here (it reads CUDA device properties), so the tiny model gets a peft LoRA;
 everything after that is the kit's own `build_trainer`, which then builds Unsloth's SFTTrainer and SFTConfig.
 """

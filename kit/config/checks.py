@@ -128,7 +128,7 @@ def _sources(d) -> list[str]:
         return ["the mix has no source: give data.reasoning.path, data.chat.path or data.sources."]
     out = []
     for name, src in sources:
-        if src.hub == "local" and not local_matches(src.path):
+        if src.where == "local" and not local_matches(src.path):
             out.append(f"{name}.path {shown(src.path)} matches no file.")
         if not src.min_pass_rate <= src.max_pass_rate:
             out.append(f"{name}: min_pass_rate {src.min_pass_rate} is above max_pass_rate {src.max_pass_rate}.")

@@ -12,6 +12,7 @@ them and kit.config.checks enforces them, so the documentation and the checks ne
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -54,7 +55,8 @@ class SourceConfig:
     path: str = knob("", "a local file, folder or glob (.jsonl/.json/.parquet), or a hub data set id; \"\" = none")
     format: Literal["auto", "openmath", "sharegpt", "messages", "alpaca"] = knob(
         "auto", "the rows' schema; auto reads it off the first row (docs/data.md shows each)")
-    hub: Literal["local", "modelscope", "huggingface"] = knob("local", "where `path` lives")
+    hub: Literal["auto", "local", "modelscope", "huggingface"] = knob(
+        "auto", "where `path` lives; auto: ModelScope for an owner/name id that names no file here, else here")
     split: str = knob("train", "the hub data set's split (local files: ignored)")
     subset: str = knob("", "the hub data set's config name, if it has several")
     revision: str = knob("", "hub: a branch, tag or commit to pin; \"\" = the default branch as it is now")
@@ -74,14 +76,23 @@ class SourceConfig:
     heldout: float = knob(0.0, "share of problems (by a hash of the first user turn) never trained on, kept for eval",
                           range=(0, 1), open=True)
 
+    @property
+    def where(self) -> str:
+        """The hub `path` is read from, auto resolved: ModelScope for an `owner/name` id naming no file here."""
+        from kit.paths import local_matches
+
+        if self.hub != "auto":
+            return self.hub
+        hub_id = re.fullmatch(r"[\w-]+/[\w.-]+", self.path) and not self.path.endswith((".jsonl", ".json", ".parquet"))
+        return "modelscope" if hub_id and not local_matches(self.path) else "local"
+
 
 def _openmath() -> SourceConfig:
-    return SourceConfig(path="nv-community/OpenMathReasoning", hub="modelscope", split="cot", format="openmath",
-                        role="reasoning", heldout=0.01)
+    return SourceConfig(path="nv-community/OpenMathReasoning", split="cot", role="reasoning", heldout=0.01)
 
 
 def _finetome() -> SourceConfig:
-    return SourceConfig(path="AI-ModelScope/FineTome-100k", hub="modelscope", format="sharegpt", role="chat")
+    return SourceConfig(path="AI-ModelScope/FineTome-100k", role="chat")
 
 
 @dataclass

@@ -4,8 +4,8 @@
     print(format_prompts(prompts.report))
 
 Rows go through SFT's own converter and filters (kit.data.formats.to_messages), so a problem `data.reasoning.heldout`
-keeps out of training is kept out here by the same keyed hash (kit.data.formats.held_out): `qwen3-kit eval` on a GRPO run
-still scores unseen problems. Each problem is taken once (OpenMathReasoning holds several solutions per problem),
+keeps out of training is kept out here by the same keyed hash (kit.data.formats.held_out): `qwen3-kit eval` on a GRPO
+run still scores unseen problems. Each problem is taken once (OpenMathReasoning holds several solutions per problem),
 with its `expected_answer`; `grpo.problem_types` keeps those whose answer was found, not guessed by a model. Reading
 stops once the steps have their problems (grpo.max_steps x grpo.prompts_per_step), so a 3.2M-row split is not read
 to its end.

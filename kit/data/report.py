@@ -85,8 +85,10 @@ def format_report(report: dict) -> str:
               f"{m['train_trained_tokens']} trained), {m['eval_rows']} eval rows, {m['epochs']} epoch mix(es)"]
     if "chat" in report["sources"]:
         asked = "rows" if a["ratio_by"] == "rows" else "trained tokens"
+        others = [n for n, s in report["sources"].items() if s["role"] == "chat" and n != "chat"]
         lines.append(f"chat share: {m['chat_share_rows']:.2%} of rows, {m['chat_share_tokens']:.2%} of tokens, "
-                     f"{m['chat_share_trained_tokens']:.2%} of trained tokens (asked {a['chat_ratio']:.2%} of {asked})")
+                     f"{m['chat_share_trained_tokens']:.2%} of trained tokens (asked {a['chat_ratio']:.2%} of {asked}"
+                     + (f" from chat; {', '.join(others)} add their own)" if others else ")"))
     return "\n".join(lines)
 
 

@@ -131,7 +131,7 @@ def iter_source(src, cache_dir: Path) -> Iterator[RawRow | MalformedRow]:
     otherwise just leave it out of the mix)."""
     from kit.hub import dataset_files
 
-    files = read_files(local_files(src)) if src.hub == "local" else \
+    files = read_files(local_files(src)) if src.where == "local" else \
         (row for shard in dataset_files(src, cache_dir) for row in read_files([shard]))
     empty = True
     for row in files:
@@ -146,10 +146,10 @@ def source_identity(src, cache_dir: Path) -> dict:
     """What makes a source's content what it is, for the prepared data's fingerprint: a local file's size and time, a
     hub data set's split as the hub lists it now (each shard's size and hash), so a re-published set is prepared
     again."""
-    if src.hub != "local":
+    if src.where != "local":
         from kit.hub import content_id, dataset_listing, split_shards
 
-        return {"hub": src.hub, "id": src.path, "split": src.split, "subset": src.subset, "revision": src.revision,
+        return {"hub": src.where, "id": src.path, "split": src.split, "subset": src.subset, "revision": src.revision,
                 "content": content_id(split_shards(src, dataset_listing(src, cache_dir)))}
     return {"files": [(str(p.resolve()), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in local_files(src)]}
 

@@ -2,7 +2,8 @@
 
     math_correct("... so the answer is \\boxed{\\frac{1}{2}}", "0.5")   # True
 
-Evaluation (kit.evaluation.scores), the benchmark readers (kit.evaluation.benchmarks) and reward functions all score through these.
+Evaluation (kit.evaluation.scores), the benchmark readers (kit.evaluation.benchmarks) and reward functions all score
+through these.
 """
 
 from __future__ import annotations

@@ -5,13 +5,13 @@
     report = evaluate(generate, math_rows, instructions)   # one model, any generator
 
 A generator is any `fn(conversations, thinking) -> list[Reply]`: the local model (`local_generator`) or an
-OpenAI-compatible server (`kit.inference.endpoint.endpoint_generator`: vLLM serving the export), so the scores are the same
-whatever produced the text. Every prompt is generated twice, thinking on and off:
+OpenAI-compatible server (`kit.inference.endpoint.endpoint_generator`: vLLM serving the export), so the scores are the
+same whatever produced the text. Every prompt is generated twice, thinking on and off:
 - math: the last `\\boxed{}` of the answer against `expected_answer` with math-verify (1/2 == 0.5);
 - switch: on, a closed non-empty think block and an answer; off, an answer with no reasoning leaking into it.
   Scored on every prompt: a tuned model that stops thinking on chat-like prompts is the failure to catch;
-- instructions: verifiable instructions (`kit.evaluation.instructions`): the share of prompts whose every instruction was
-  kept (IFEval's strict prompt-level accuracy) and the share of single instructions kept.
+- instructions: verifiable instructions (`kit.evaluation.instructions`): the share of prompts whose every instruction
+  was kept (IFEval's strict prompt-level accuracy) and the share of single instructions kept.
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def show_replies(reports: dict[str, dict], section: str = "math", limit: int = 3
 
 def local_generator(model, tokenizer, *, max_new_tokens: int, seed: int = 0, batch_size: int = 8,
                     progress: str | None = None) -> Generator:
-    """A generator over a loaded model: `kit.inference.generate.generate_batched` with a fixed seed, budget and batch size."""
+    """A generator over a loaded model: `kit.inference.generate.generate_batched` with a fixed seed, budget and batch
+    size."""
     from kit.inference.generate import generate_batched
 
     def run(conversations: list[list[dict]], thinking: bool) -> list[Reply]:

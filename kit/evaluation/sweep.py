@@ -216,8 +216,8 @@ def plan_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> st
 
 
 def _run_point(point: Config, base: dict | None, progress: bool) -> tuple[dict | None, dict | None, int]:
-    """Train (resume, or find trained, as `kit.training.sft.train` does) and evaluate one point: (its row, or None when its
-    training was stopped; the base model's report; the signal that stopped it)."""
+    """Train (resume, or find trained, as `kit.training.sft.train` does) and evaluate one point: (its row, or None
+    when its training was stopped; the base model's report; the signal that stopped it)."""
     from kit.evaluation.scores import evaluate_run
     from kit.machine import release_memory
     from kit.training.metrics import read_metrics

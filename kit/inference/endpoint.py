@@ -6,10 +6,10 @@ with the engine they serve it with.
     replies[0].answer
 
 Each request sets `chat_template_kwargs.enable_thinking` explicitly and Qwen's sampling preset for the mode (as
-`kit.inference.generate` does locally), so the scores do not depend on the server's defaults. A reply is rebuilt into the text
-the model generated and split by `kit.inference.generate.split_reasoning`, the same function the local path uses: with vLLM's
-`--reasoning-parser qwen3` the think block arrives in `message.reasoning` (`reasoning_content` on older servers),
-without a parser inside `content`.
+`kit.inference.generate` does locally), so the scores do not depend on the server's defaults. A reply is rebuilt into
+the text the model generated and split by `kit.inference.generate.split_reasoning`, the same function the local path
+uses: with vLLM's `--reasoning-parser qwen3` the think block arrives in `message.reasoning` (`reasoning_content` on
+older servers), without a parser inside `content`.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
     trainer = build_grpo_trainer(cfg, model, tokenizer, prompts.train, run_folder)
 
-Built after `kit.training.backends.activate_backend`, so on a GPU `trl.GRPOTrainer` and `trl.GRPOConfig` are Unsloth's classes:
-a model loaded with a vLLM engine (kit.training.backends.load_for_training(vllm=True)) then generates through it, otherwise
-through transformers' generate. Prompts go through the tokenizer's own chat template with `enable_thinking` set by
-grpo.thinking (GRPOConfig.chat_template_kwargs), as at inference.
+Built after `kit.training.backends.activate_backend`, so on a GPU `trl.GRPOTrainer` and `trl.GRPOConfig` are Unsloth's
+classes: a model loaded with a vLLM engine (kit.training.backends.load_for_training(vllm=True)) then generates through
+it, otherwise through transformers' generate. Prompts go through the tokenizer's own chat template with
+`enable_thinking` set by grpo.thinking (GRPOConfig.chat_template_kwargs), as at inference.
 """
 
 from __future__ import annotations

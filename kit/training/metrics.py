@@ -2,8 +2,8 @@
 
     curves = eval_curves(read_metrics("runs/smoke"))    # {"reasoning": [(0, 7.41), (25, 5.9), ...], "chat": ...}
 
-The trainer evaluates each source of the eval set on its own (`eval_<source>_loss`: reasoning, chat, each extra
-source) before the first step (step 0: the model as training found it, the reference line) and every
+The trainer evaluates each source of the eval set on its own (`eval_<source>_loss`: reasoning, chat, each of
+data.sources) before the first step (step 0: the model as training found it, the reference line) and every
 `train.eval_steps`; `eval_loss` is their mean over the eval rows. A chat loss that climbs while the reasoning loss
 falls is the first sign that the mix is costing the model its chat.
 """
@@ -18,7 +18,7 @@ SOURCE_LOSS = re.compile(r"^eval_(.+)_loss$")
 
 
 def source_key(name: str) -> str:
-    """A source's name as its metrics spell it: `extra0:my-data` -> `extra0_my_data`."""
+    """A source's name as its metrics spell it: `my-data.v2` -> `my_data_v2`."""
     return re.sub(r"\W+", "_", name)
 
 

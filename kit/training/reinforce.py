@@ -7,11 +7,11 @@ Each step samples grpo.num_generations completions for each of grpo.prompts_per_
 data.reasoning's problems with answers, held-out ones left out), rewards them (kit.training.rewards) and moves the LoRA
 towards the completions that scored above their group's mean (TRL's GRPOTrainer, kit.training.grpo_trainer).
 
-The run folder is a run folder as SFT's (kit.training.runs): config.yaml, data_report.json (the prompts), logs/metrics.jsonl
-(each reward on its own, completion lengths), checkpoints/, adapter/ (whole or absent), so `qwen3-kit export --run`
-and `qwen3-kit eval --run` take it unchanged; resume, the run lock, the SIGTERM checkpoint and wandb are SFT's own
-(kit.training.sft). The adapter is the SFT run's trained further (grpo.start_from=sft) or a new one on the base. With
-grpo.eval_before_after the model is scored on eval.* before the first step and after the last
+The run folder is a run folder as SFT's (kit.training.runs): config.yaml, data_report.json (the prompts),
+logs/metrics.jsonl (each reward on its own, completion lengths), checkpoints/, adapter/ (whole or absent), so `qwen3-kit
+export --run` and `qwen3-kit eval --run` take it unchanged; resume, the run lock, the SIGTERM checkpoint and wandb are
+SFT's own (kit.training.sft). The adapter is the SFT run's trained further (grpo.start_from=sft) or a new one on the
+base. With grpo.eval_before_after the model is scored on eval.* before the first step and after the last
 (logs/before_after.json): RL on thinking traces is known to erode the non-thinking mode, and this shows it.
 """
 
@@ -153,8 +153,8 @@ def generating(run: Run, model, tokenizer) -> Iterator[None]:
 
 
 def score(run: Run, model, tokenizer, when: str, questions: tuple, progress: bool = True) -> dict:
-    """kit.evaluation.scores's report (math, the thinking switch, instructions: `questions`, kit.evaluation.scores.eval_set's) for the
-    model as it is `when` (before or after GRPO)."""
+    """kit.evaluation.scores's report (math, the thinking switch, instructions: `questions`,
+    kit.evaluation.scores.eval_set's) for the model as it is `when` (before or after GRPO)."""
     from kit.evaluation.scores import evaluate, local_generator
 
     e = run.cfg.eval

@@ -4,9 +4,11 @@
     correct(text, "7"), well_formed(text, thinking=True)            # one decoded completion
 
 A completion is decoded from its token ids as the kit's generation decodes it (special tokens dropped, `<think>`
-kept) and split as kit.inference.generate.split_reasoning splits it, so a reward scores exactly what `qwen3-kit eval` scores:
-- `correct`: the last `\\boxed{}` of the answer (after `</think>`) equals `expected_answer` (kit.evaluation.answers.math_correct,
-  math-verify: 1/2 == 0.5); a trace cut off before `</think>` has no answer, so it is never correct;
+kept) and split as kit.inference.generate.split_reasoning splits it, so a reward scores exactly what `qwen3-kit eval`
+scores:
+- `correct`: the last `\\boxed{}` of the answer (after `</think>`) equals `expected_answer`
+  (kit.evaluation.answers.math_correct, math-verify: 1/2 == 0.5); a trace cut off before `</think>` has no answer, so
+  it is never correct;
 - `well_formed`: thinking on, exactly one closed, non-empty think block with nothing before it, then an answer
   (kit.data.formats.check_think, the shape SFT trains); thinking off, an answer with no think tag in it;
 - `length` (optional): minus the share of `grpo.max_completion_length` used, for shorter reasoning.

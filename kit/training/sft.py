@@ -5,8 +5,8 @@
 
 Three steps, each readable on its own: `prepare_run` (the run folder, the data, the plan, where to resume),
 `fit` (model, trainer, signals, tracking) and `finish` (the adapter, the result). The run folder is described in
-kit.training.runs. With `train.resume=auto` a rerun continues from the newest checkpoint; SIGTERM (a preempted rented GPU)
-or Ctrl-C saves a checkpoint before the process exits.
+kit.training.runs. With `train.resume=auto` a rerun continues from the newest checkpoint; SIGTERM (a preempted rented
+GPU) or Ctrl-C saves a checkpoint before the process exits.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
     trainer = build_trainer(cfg, model, tokenizer, prepared.train, prepared.eval, run_folder)
 
-Built after `kit.training.backends.activate_backend`, so on a GPU `trl.SFTTrainer` and `trl.SFTConfig` are Unsloth's patched
-classes; tests/test_unsloth_cpu.py proves they keep the kit's labels.
+Built after `kit.training.backends.activate_backend`, so on a GPU `trl.SFTTrainer` and `trl.SFTConfig` are Unsloth's
+patched classes; tests/test_unsloth_cpu.py proves they keep the kit's labels.
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ def run_arguments(cfg: Config, out: Path, save_steps: int, warmup_steps: int) ->
         seed=t.seed, data_seed=t.seed,
         gradient_checkpointing=False,  # enabled by the backend itself (Unsloth's offloaded variant, or peft's)
         report_to=["wandb"] if cfg.tracking.wandb != "disabled" else [],
-        run_name=out.name, disable_tqdm=True, dataloader_num_workers=0, use_cpu=not on_gpu,  # kit.training.trainer.progress
+        # the kit's own progress bar (progress below) replaces tqdm's
+        run_name=out.name, disable_tqdm=True, dataloader_num_workers=0, use_cpu=not on_gpu,
     )
 
 
