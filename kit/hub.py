@@ -90,7 +90,7 @@ def resolve_repo(name: str, variant: str = "dynamic_4bit") -> str:
         near = nearest(name)
         raise RepoNotFound(f"unknown model '{name}'; " + (f"did you mean {', '.join(near)}?" if near else
                                                           f"known: {', '.join(PROFILES)}."))
-    if profile.refused:
+    if profile.refused and variant != "base_16bit":  # its 16-bit weights stay downloadable, for other tools
         raise RepoNotFound(f"{profile.name} {profile.refused}.")
     return profile.repo(variant)
 

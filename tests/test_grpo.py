@@ -139,7 +139,8 @@ def test_grpo_settings_are_validated_with_the_config(smoke_cfg):
     with pytest.raises(ConfigError) as e:
         smoke_cfg("grpo.num_generations=1", "grpo.per_device_train_batch_size=3", "grpo.correct_weight=0",
                   "grpo.format_weight=0", "grpo.generation=sglang")
-    assert "grpo.num_generations is 1; GRPO compares a problem's completions with each other" in str(e.value)
+    assert "grpo.num_generations is 1; it must be at least 2 (completions per problem, compared with each other)" \
+        in str(e.value)
     assert "grpo.per_device_train_batch_size is 3; it must divide the 2 completions of a step" in str(e.value)
     assert "there is nothing to reward" in str(e.value) and "grpo.generation" in str(e.value)
 

@@ -150,8 +150,10 @@ def test_catalog_variants():
     assert resolve_repo("qwen3-8b", "bnb_4bit") == "unsloth/Qwen3-8B-bnb-4bit"
     assert resolve_repo("32B", "base_16bit") == "Qwen/Qwen3-32B"
     assert resolve_repo("Qwen3-30B-A3B", "base_16bit") == "Qwen/Qwen3-30B-A3B"
-    with pytest.raises(RepoNotFound, match="not trainable in dynamic 4-bit"):
+    with pytest.raises(RepoNotFound, match="Qwen3-30B-A3B is a MoE whose experts bitsandbytes does not quantize"):
         resolve_repo("Qwen3-30B-A3B")
+    with pytest.raises(RepoNotFound, match="Qwen3-4B-Instruct-2507 has no thinking switch"):
+        resolve_repo("Qwen3-4B-Instruct-2507")
     table = catalog_table()
     assert all(f"Qwen/Qwen3-{s}" in table for s in ["0.6B", "1.7B", "4B", "8B", "14B", "32B", "30B-A3B"])
 

@@ -36,3 +36,13 @@ def test_repos_of_each_variant():
     assert (model.repo("dynamic_4bit"), model.repo("bnb_4bit"), model.repo("base_16bit")) == (
         "unsloth/Qwen3-8B-unsloth-bnb-4bit", "unsloth/Qwen3-8B-bnb-4bit", "Qwen/Qwen3-8B")
     assert "30B-A3B" not in TRAINABLE
+
+
+def test_a_folder_whose_template_has_no_thinking_switch_is_refused(tmp_path):
+    from kit.training.backends import BackendError, check_thinking_switch
+
+    (tmp_path / "tokenizer_config.json").write_text('{"chat_template": "{{ messages }}"}')
+    with pytest.raises(BackendError, match="its chat template has no enable_thinking switch"):
+        check_thinking_switch(tmp_path)
+    (tmp_path / "chat_template.jinja").write_text("{%- if enable_thinking is defined %}")
+    check_thinking_switch(tmp_path)

@@ -39,7 +39,8 @@ def _ranges(node, where: str = "") -> list[str]:
             if (low is not None and value < low) or too_high:
                 bounds = f"[{low}, {high}{')' if f.metadata.get('open') else ']'}" if high is not None else \
                     f"at least {low}"
-                out.append(f"{key} is {value}; it must be {'in ' if high is not None else ''}{bounds}.")
+                what = f.metadata["help"].split(";")[0].split(":")[0]
+                out.append(f"{key} is {value}; it must be {'in ' if high is not None else ''}{bounds} ({what}).")
     return out
 
 
@@ -56,7 +57,7 @@ def _model(m) -> list[str]:
 
     profile = find(m.name)
     if profile and profile.refused:
-        return [f"model.name is {shown(m.name)}: {profile.name} {profile.refused}."]
+        return [f"model.name is '{m.name}': {profile.name} {profile.refused}."]
     if profile is None and m.name != "tiny" and m.source != "local" and "/" not in m.name:
         near = nearest(m.name)
         return [f"model.name '{m.name}' is no Qwen3 model the kit knows" +
@@ -128,10 +129,11 @@ def _sources(d) -> list[str]:
         return ["the mix has no source: give data.reasoning.path, data.chat.path or data.sources."]
     out = []
     for name, src in sources:
+        key = f"data.{name}" if name in ("reasoning", "chat") else f"data.sources[{d.sources.index(src)}]"
         if src.where == "local" and not local_matches(src.path):
-            out.append(f"{name}.path {shown(src.path)} matches no file.")
+            out.append(f"{key}.path {shown(src.path)} matches no file.")
         if not src.min_pass_rate <= src.max_pass_rate:
-            out.append(f"{name}: min_pass_rate {src.min_pass_rate} is above max_pass_rate {src.max_pass_rate}.")
+            out.append(f"{key}: min_pass_rate {src.min_pass_rate} is above max_pass_rate {src.max_pass_rate}.")
     shares = [src.share for _, src in sources if src.share is not None]
     whole = [name for name, src in sources if src.share is None]
     if whole and sum(shares) >= 1 or not whole and abs(sum(shares) - 1) > 1e-6:

@@ -225,7 +225,7 @@ def _coerce(value: Any, kind: Any, where: str, base: Any, problems: list[str]) -
         return build(kind, value, problems, where + ".", base)
     if origin is typing.Literal:
         if value not in args:
-            raise _BadValue(f"'{where}' is {value!r}; use one of {', '.join(map(str, args))}.")
+            raise _BadValue(f"{where} is {value!r}; use one of {', '.join(map(str, args))}.")
         return value
     if origin is list:
         values = value if isinstance(value, list) else [value]
