@@ -71,7 +71,7 @@ def gpu_line() -> tuple[str, str]:
     """(what the GPU check found, the fix or ''): the GPU, the driver and torch's CUDA build."""
     import torch
 
-    from kit.cuda import driver_version, no_gpu_reason
+    from kit.machine import driver_version, no_gpu_reason
 
     torch_text = f"torch {torch.__version__} (CUDA {torch.version.cuda or 'none'})"
     if reason := no_gpu_reason():

@@ -50,9 +50,8 @@ def split_settings(items: list[str], config: str | None = None, *,
 
 def explain_flags(argv: list[str], unknown: set[str]) -> None:
     """`--max_steps 10`, as TRL, LLaMA-Factory and ms-swift take settings, answered in one line with the key=value
-    to write instead (kit.config_parse.home knows their names); `unknown` holds the options argparse did not know."""
-    from kit.config import Config
-    from kit.config_parse import home
+    to write instead (kit.config.parse.home knows their names); `unknown` holds the options argparse did not know."""
+    from kit.config.parse import home
 
     told, i = [], 0
     while i < len(argv):
@@ -61,7 +60,7 @@ def explain_flags(argv: list[str], unknown: set[str]) -> None:
             following = argv[i + 1] if i + 1 < len(argv) else "-"
             if not eq and not following.startswith("-") and "=" not in following and not following.endswith(".yaml"):
                 value, i = following, i + 1
-            key = home(flag[2:].replace("-", "_"), Config, "grpo" if argv[0] == "grpo" else "train")
+            key = home(flag[2:].replace("-", "_"), "grpo" if argv[0] == "grpo" else "train")
             given = f"{flag} {value}".strip()
             told.append(f"for {given} write {key}={value or '...'}" if key and " " not in key
                         else f"for {given} use {key}" if key else f"{flag} is not a setting of the kit")
@@ -101,12 +100,12 @@ def train(args) -> None:
     qwen3-kit train configs/qwen3-14b-math.yaml data.chat_ratio=0.3 train.max_steps=200
     torchrun --nproc_per_node 2 scripts/train.py --config configs/qwen3-8b-4090.yaml train.backend=hf   # 2 GPUs
     """
-    from kit.backends import activate_backend
+    from kit.training.backends import activate_backend
 
     cfg = load(args, required=True)
     activate_backend(cfg.train.backend, cfg.model.name)  # before anything imports transformers; a GPU checked
 
-    from kit.train import train as train_run
+    from kit.training.sft import train as train_run
 
     result = train_run(cfg)
     _exit_if_stopped(result)
@@ -137,13 +136,13 @@ def grpo(args) -> None:
     off), since RL on thinking traces can erode the non-thinking mode. The run folder takes export and eval as an
     SFT run does: qwen3-kit export --run runs/smoke-grpo; qwen3-kit eval --run runs/smoke-grpo.
     """
-    from kit.backends import activate_backend
+    from kit.training.backends import activate_backend
 
     cfg = load(args, required=True)
     activate_backend(cfg.train.backend, cfg.model.name)  # before anything imports transformers; a GPU checked
 
-    from kit.evaluate import compare
-    from kit.grpo import grpo as grpo_run
+    from kit.evaluation.scores import compare
+    from kit.training.reinforce import grpo as grpo_run
 
     result = grpo_run(cfg)
     _exit_if_stopped(result)
@@ -164,14 +163,14 @@ def sweep(args) -> None:
     Each ratio is a run folder in <train.output_dir>/<train.run_name>-sweep/, with sweep.md, sweep.json and
     front.png beside them. The sources are tokenized once for every ratio. How to read the front: docs/data.md.
     """
-    from kit.backends import activate_backend
-    from kit.sweep import split_ratios
+    from kit.evaluation.sweep import split_ratios
+    from kit.training.backends import activate_backend
 
     ratios, args.settings = split_ratios(args.settings)
     cfg = load(args, required=True)
     activate_backend(cfg.train.backend, cfg.model.name)  # before anything imports transformers; a GPU checked
 
-    from kit.sweep import format_table, plan_sweep, run_sweep
+    from kit.evaluation.sweep import format_table, plan_sweep, run_sweep
 
     if args.plan:
         print(plan_sweep(cfg, ratios))
@@ -193,8 +192,8 @@ def prepare(args) -> None:
     """
     import json
 
-    from kit.backends import load_tokenizer
     from kit.data import format_report, prepare_data
+    from kit.training.backends import load_tokenizer
 
     cfg = load(args, required=True)
     prepared = prepare_data(cfg, load_tokenizer(cfg))
@@ -215,7 +214,7 @@ def download(args) -> None:
     Interrupted? Run the same command again: finished files are kept and partial ones resume.
     """
     from kit.hub import catalog_table, download_model
-    from kit.memory import plan_report
+    from kit.models.memory import plan_report
 
     if args.plan:
         print(plan_report(args.model or "", gpu_gb=args.gpu_gb, seq_len=args.seq_len, batch=args.batch))
@@ -237,13 +236,13 @@ def chat(args) -> None:
     qwen3-kit chat --run runs/qwen3-14b-math "Solve x^2 - 5x + 6 = 0."  # one prompt, thinking on and off
     qwen3-kit chat runs/qwen3-14b-math/export/merged_16bit "Explain recursion." --thinking off
     """
-    from kit.backends import activate_backend
+    from kit.training.backends import activate_backend
 
     folder, prompt, backend, model_name, max_new_tokens = _chat_target(args)
     backend = activate_backend(backend, model_name)
-    from kit.infer import chat as reply_to
-    from kit.infer import load_for_inference
-    from kit.repl import converse
+    from kit.inference.generate import chat as reply_to
+    from kit.inference.generate import load_for_inference
+    from kit.inference.repl import converse
 
     model, tokenizer = load_for_inference(folder, base=args.base, backend=backend)
     if prompt is None:
@@ -261,7 +260,7 @@ def chat(args) -> None:
 def _chat_target(args) -> tuple[Path, str | None, str, str, int]:
     """(folder, prompt or None, backend, the model's name for the GPU check, max new tokens) from chat's arguments."""
     from kit.paths import shown
-    from kit.runs import has_adapter
+    from kit.training.runs import has_adapter
 
     items = list(args.items)
     if args.run:
@@ -292,7 +291,7 @@ def export(args) -> None:
     run = Path(args.run)
     cfg = run_config(run, split_settings(args.settings, file_allowed=False)[1])
 
-    from kit.export import export_run
+    from kit.export.export import export_run
 
     result = export_run(run, cfg)
     for fmt, folder in result.folders.items():
@@ -317,14 +316,14 @@ def evaluate(args) -> None:
     tuned model (eval.endpoint, e.g. vLLM serving the export; eval.base_endpoint for the base). Results go to
     <run>/eval.json and a printed table.
     """
-    from kit.backends import activate_backend
+    from kit.training.backends import activate_backend
 
     run = Path(args.run)
     cfg = run_config(run, split_settings(args.settings, file_allowed=False)[1])
     if not (cfg.eval.endpoint and cfg.eval.base_endpoint):  # a local model will load
         activate_backend(cfg.train.backend, cfg.model.name)  # unsloth before transformers, on a GPU
 
-    from kit.evaluate import compare, evaluate_run, show_replies
+    from kit.evaluation.scores import compare, evaluate_run, show_replies
 
     reports = evaluate_run(run, cfg)
     for section in ("math", "instructions"):
@@ -340,7 +339,7 @@ def config(args) -> None:
     qwen3-kit config                                      # the defaults
     qwen3-kit config configs/qwen3-14b-math.yaml          # what this file changes, marked *
     """
-    from kit.config_help import describe
+    from kit.config.help import describe
 
     path, overrides = split_settings(args.settings, args.config)
     print(describe(load(args, required=False) if path or overrides else None, path or "value"))
@@ -384,9 +383,9 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
 
 
 def _download_args(p: argparse.ArgumentParser) -> None:
-    from kit.qwen3 import FAMILY, VARIANTS
+    from kit.models.profiles import TRAINABLE, VARIANTS
 
-    p.add_argument("model", nargs="?", help=f"one of {', '.join(m.name for m in FAMILY.values())}, or a repo id")
+    p.add_argument("model", nargs="?", help=f"one of Qwen3-{', Qwen3-'.join(TRAINABLE)}, or a repo id")
     p.add_argument("--source", default="modelscope", choices=["modelscope", "huggingface"])
     p.add_argument("--variant", default="dynamic_4bit", choices=VARIANTS)
     p.add_argument("--cache-dir", default="", help="default: /root/autodl-tmp/qwen3-kit or ~/.cache/qwen3-kit")

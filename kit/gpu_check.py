@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from kit.evaluation.markdown import cell, markdown_table
 from kit.files import write_atomic
-from kit.markdown import cell, markdown_table
 from kit.paths import PROJECT_ROOT
 from kit.perf import run_isolated
 
@@ -114,10 +114,10 @@ def environment() -> dict:
 
 def padding_waste(seq: int, batch: int = 2) -> dict:
     """Share of pad tokens in batches of the real mix (sample data, the tiny tokenizer), padded vs packed."""
-    from kit.backends import load_tokenizer
     from kit.config import load_config
     from kit.data import prepare_data
     from kit.data.report import padding_share
+    from kit.training.backends import load_tokenizer
 
     cfg = load_config(PROJECT_ROOT / "configs" / "smoke.yaml", [f"model.max_seq_length={seq}"])
     lengths = [len(ids) for ids in prepare_data(cfg, load_tokenizer(cfg), progress=False).train["input_ids"]]
@@ -147,7 +147,7 @@ def gpu_tests(models: Path) -> dict:
 def shape_dir(models: Path, shape: str) -> Path:
     """A random-weight Qwen3 of `shape` in `models`, built once; other shapes' folders go first (disk is scarce:
     14B is 30 GB and its merge as much again). The tiny shape gets small shards, so its merge spans several."""
-    from kit.random_qwen3 import build_random_qwen3
+    from kit.models.tiny import build_random_qwen3
 
     folder = models / f"qwen3-{shape}"
     for other in models.glob("qwen3-*"):
@@ -234,7 +234,7 @@ def write_report(out: Path, command: str = "") -> str:
 
 def training_table(results: list[dict]) -> str:
     """Markdown: one row per (shape, backend), then unsloth against hf for each shape that has both."""
-    header = ["shape", "backend", "tokens/s", "peak reserved GB", "peak allocated GB", "kit.memory estimate GB", "MFU",
+    header = ["shape", "backend", "tokens/s", "peak reserved GB", "peak allocated GB", "kit.models.memory estimate GB", "MFU",
               "HFU", "MFU of measured matmul", "first step s", "longest seq under cap"]
     rows, pairs = [], {}
     for r in results:
@@ -260,7 +260,7 @@ def training_table(results: list[dict]) -> str:
 def grpo_table(results: list[dict]) -> str:
     """Markdown: GRPO steps through the kit, one row per shape."""
     header = ["shape", "backend", "generation", "completions x max tokens", "step s",
-              "completion tokens/s (whole step)", "peak reserved GB", "kit.memory estimate GB", "rewards logged"]
+              "completion tokens/s (whole step)", "peak reserved GB", "kit.models.memory estimate GB", "rewards logged"]
     rows = [[r.get("shape"), r.get("backend"), f"failed: {r['error']}"] + [""] * 6 if "error" in r else
             [r["shape"], r["backend"], r["generation"], f"{r['completions_per_step']} x {r['max_completion_length']}",
              r["step_s"], r["completion_tokens_per_s"], cell(r["peak_reserved_gb"]), cell(r["estimate_gb"]),

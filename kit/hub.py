@@ -12,19 +12,19 @@ returns at once, without touching the network.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from kit.errors import KitError
 from kit.files import write_atomic
+from kit.models.profiles import PROFILES, VARIANTS, find, nearest
 from kit.paths import cache_root
 from kit.quiet import retries_held_back
-from kit.qwen3 import FAMILY, VARIANTS, find
 
 NETWORK_HINT = {
     "modelscope": "On AutoDL run `source /etc/network_turbo` first; check MODELSCOPE_ENDPOINT if you set it.",
@@ -59,11 +59,11 @@ class IncompleteDownload(HubError):
 
 
 def catalog_table() -> str:
-    """The Qwen3 family as a printed table: the repo to train on and the 16-bit base an export merges into."""
-    lines = [f"{'model':<15}{'train on (dynamic 4-bit)':<46}16-bit base (export)"]
-    for model in FAMILY.values():
-        train = model.repo("dynamic_4bit") if model.trainable_4bit else "not trainable in 4-bit (MoE)"
-        lines.append(f"{model.name:<15}{train:<46}{model.repo('base_16bit')}")
+    """The models the kit knows as a printed table: the repo to train on and the 16-bit base an export merges into."""
+    lines = [f"{'model':<29}{'train on (dynamic 4-bit)':<46}16-bit base (export)"]
+    for p in PROFILES.values():
+        why = "not trained here: a MoE" if "MoE" in p.refused else "not trained here: no thinking switch"
+        lines.append(f"{p.name:<29}{why if p.refused else p.repo('dynamic_4bit'):<46}{p.repo('base_16bit')}")
     return "\n".join(lines)
 
 
@@ -78,23 +78,21 @@ class Download:
 
 
 def resolve_repo(name: str, variant: str = "dynamic_4bit") -> str:
-    """`Qwen3-14B` (or `qwen3-14b`, `14B`) -> the repo id of that variant; a full `owner/name` id passes through.
-
-    Raises RepoNotFound with the close matches for an unknown name.
-    """
+    """`Qwen3-14B` (or `qwen3-14b`, `14B`) -> the repo id of that variant, matched exactly (kit.models.profiles);
+    a full `owner/name` id passes through. Raises RepoNotFound with the close matches for an unknown name, or why the
+    kit does not train a model it knows (a MoE, a Qwen3-2507 without the thinking switch)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant '{variant}' is not one of {', '.join(VARIANTS)}.")
     if "/" in name:
         return name
-    model = find(name.removesuffix("-Instruct").removesuffix("-instruct"))
-    if model is None:
-        names = [m.name for m in FAMILY.values()]
-        near = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-        raise RepoNotFound(f"unknown model '{name}'; "
-                           + (f"did you mean {', '.join(near)}?" if near else f"known: {', '.join(names)}."))
-    if variant != "base_16bit" and not model.trainable_4bit:
-        raise RepoNotFound(f"{model.name} is not trainable in dynamic 4-bit: {model.note}.")
-    return model.repo(variant)
+    profile = find(name)
+    if profile is None:
+        near = nearest(name)
+        raise RepoNotFound(f"unknown model '{name}'; " + (f"did you mean {', '.join(near)}?" if near else
+                                                          f"known: {', '.join(PROFILES)}."))
+    if profile.refused and variant != "base_16bit":  # its 16-bit weights stay downloadable, for other tools
+        raise RepoNotFound(f"{profile.name} {profile.refused}.")
+    return profile.repo(variant)
 
 
 def model_folder(repo_id: str, source: str = "modelscope", cache_dir: str = "", revision: str = "") -> Path:
@@ -123,21 +121,23 @@ def _manifest_path(folder: Path, patterns: list[str] | None) -> Path:
     return folder / f".kit-complete-{key}.json"
 
 
-def _listing(repo_id: str, source: str, revision: str, token: str, endpoint: str | None) -> list[dict]:
-    """Every file of the repo: `{"path", "size", "sha256"}`; raises RepoNotFound / NetworkUnreachable."""
+def listing(repo_id: str, source: str, *, repo_type: str = "model", revision: str = "", token: str = "") -> list[dict]:
+    """Every file of a model or data set repo as the hub lists it now: `{"path", "size", "sha256"}`; raises
+    RepoNotFound / NetworkUnreachable / HubError in one sentence."""
+    endpoint = hub_endpoint(source)
     try:
         if source == "modelscope":
             from modelscope_hub.api import HubApi
 
             files = HubApi(endpoint=endpoint, token=token or None).list_repo_files(
-                repo_id, "model", revision=revision or None)
+                repo_id, repo_type, revision=revision or None)
             return [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files if not f.is_dir]
         from huggingface_hub import HfApi
 
-        info = HfApi(endpoint=endpoint, token=token or None).model_info(
-            repo_id, revision=revision or None, files_metadata=True)
-        return [{"path": s.rfilename, "size": s.size or 0, "sha256": s.lfs.sha256 if s.lfs else None}
-                for s in info.siblings]
+        entries = HfApi(endpoint=endpoint, token=token or None).list_repo_tree(
+            repo_id, repo_type=repo_type, recursive=True, revision=revision or None)
+        return [{"path": e.path, "size": e.size, "sha256": e.lfs.sha256 if e.lfs else None}
+                for e in entries if hasattr(e, "size")]
     except Exception as e:
         raise explain_error(e, repo_id, source, endpoint) from None
 
@@ -184,8 +184,7 @@ def explain_error(error: Exception, repo_id: str, source: str, endpoint: str | N
     status = next((getattr(getattr(e, "response", None), "status_code", None) for e in chain
                    if getattr(e, "response", None) is not None), None)
     if any(isinstance(e, _classes(*NOT_FOUND)) for e in chain) or status == 404:
-        near = difflib.get_close_matches(repo_id.split("/")[-1].split("-unsloth")[0].split("-bnb")[0],
-                                         [m.name for m in FAMILY.values()], n=3, cutoff=0.5)
+        near = nearest(repo_id.split("/")[-1].split("-unsloth")[0].split("-bnb")[0])
         hint = f" Did you mean {', '.join(resolve_repo(n) for n in near)}?" if near else ""
         return RepoNotFound(f"'{repo_id}' was not found on {where}.{hint}")
     if any(isinstance(e, (ConnectionError, TimeoutError, *_classes(*UNREACHABLE))) for e in chain):
@@ -258,7 +257,7 @@ def download_model(name: str, *, source: str = "modelscope", variant: str = "dyn
 
     endpoint = hub_endpoint(source)
     with retries_held_back():  # the client's retry warnings are news only when the download fails in the end
-        files = list(filter_repo_objects(_listing(repo_id, source, revision, token, endpoint),
+        files = list(filter_repo_objects(listing(repo_id, source, revision=revision, token=token),
                                          allow_patterns=allow_patterns, key=lambda f: f["path"]))
         folder.mkdir(parents=True, exist_ok=True)
         _check_space(folder, files)
@@ -271,7 +270,7 @@ def download_model(name: str, *, source: str = "modelscope", variant: str = "dyn
 
 
 def _snapshot(repo_id: str, source: str, folder: Path, *, revision: str, allow_patterns: list[str] | None,
-              token: str, endpoint: str | None) -> None:
+              token: str, endpoint: str | None, repo_type: str = "model") -> None:
     """The hub client's own resumable download into `folder`; its failures as the kit's one-sentence errors."""
     if source == "modelscope":
         from modelscope import snapshot_download
@@ -279,7 +278,7 @@ def _snapshot(repo_id: str, source: str, folder: Path, *, revision: str, allow_p
         from huggingface_hub import snapshot_download
     try:
         snapshot_download(repo_id, revision=revision or None, local_dir=str(folder), endpoint=endpoint,
-                          allow_patterns=allow_patterns, token=token or None)
+                          allow_patterns=allow_patterns, token=token or None, repo_type=repo_type)
     except OSError as e:
         if e.errno == 28:  # ENOSPC
             raise DiskFull(f"the disk holding {folder} filled up during the download; free space and run it again "
@@ -305,7 +304,7 @@ def resolve_model(model, variant: str = "") -> Path:
     a folder holding 4-bit weights is refused.
     """
     if model.name == "tiny":
-        from kit.random_qwen3 import build_tiny_model
+        from kit.models.tiny import build_tiny_model
 
         return build_tiny_model()
     variant = variant or ("dynamic_4bit" if model.load_in_4bit else "base_16bit")
@@ -322,3 +321,55 @@ def resolve_model(model, variant: str = "") -> Path:
                        "Point model.name at the 16-bit base (e.g. `python scripts/download.py Qwen3-14B "
                        "--variant base_16bit`).")
     return folder
+
+
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+def _dataset_folder(src, cache_dir: Path) -> Path:
+    """Where a hub data set's files (and its listing) are kept: one folder per revision asked for."""
+    return cache_dir / src.where / (src.path + (f"@{src.revision}" if src.revision else ""))
+
+
+def dataset_listing(src, cache_dir: Path) -> list[dict]:
+    """A hub data set's files as the hub lists them now, saved beside its shards; where the hub cannot be reached,
+    the saved listing, with a note saying so."""
+    saved = _dataset_folder(src, cache_dir) / ".kit-listing.json"
+    try:
+        files = listing(src.path, src.where, repo_type="dataset", revision=src.revision)
+    except NetworkUnreachable as error:
+        if not saved.is_file():
+            raise
+        print(f"note: {error} Using the listing saved on {time.ctime(saved.stat().st_mtime)}.")
+        return json.loads(saved.read_text())
+    write_atomic(saved, json.dumps(files))
+    return files
+
+
+def split_shards(src, files: list[dict]) -> list[dict]:
+    """The listed data files of the source's split (and subset), in order: `data/cot-00000-of-00144.parquet`,
+    `train/part-0.parquet`, ...; a DataError naming the files there are when none is."""
+    from kit.data.formats import DataError
+
+    data = [f for f in files if Path(f["path"]).suffix in DATA_SUFFIXES
+            and (not src.subset or f"/{src.subset}/" in f"/{f['path']}")]
+    named = [f for f in data if Path(f["path"]).name.startswith(f"{src.split}-") or f"/{src.split}/" in
+             f"/{f['path']}" or Path(f["path"]).stem == src.split]
+    chosen = sorted(named or (data if src.split in ("", "train") else []), key=lambda f: f["path"])
+    if not chosen:
+        shown = [f["path"] for f in files[:8]]
+        raise DataError(f"{src.where} data set '{src.path}' has no data files for split '{src.split}' "
+                        f"(files: {', '.join(shown)}{'...' if len(files) > 8 else ''}).")
+    return chosen
+
+
+def dataset_files(src, cache_dir: Path):
+    """The split's files, each fetched (resumable, by the hub's own client) when the stream reaches it; a complete
+    copy is used as it is, so a second pass over the source stays offline."""
+    folder = _dataset_folder(src, cache_dir)
+    for shard in split_shards(src, dataset_listing(src, cache_dir)):
+        local = folder / shard["path"]
+        if not (local.is_file() and local.stat().st_size == shard["size"]):
+            _snapshot(src.path, src.where, folder, revision=src.revision, allow_patterns=[shard["path"]], token="",
+                      endpoint=hub_endpoint(src.where), repo_type="dataset")
+        yield local

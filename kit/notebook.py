@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 
-from kit.backends import activate_backend
 from kit.config import Config, load_config
 from kit.paths import PROJECT_ROOT
 from kit.quiet import install
+from kit.training.backends import activate_backend
 
 
 def setup(config: str, overrides: list[str] | None = None) -> Config:

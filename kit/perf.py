@@ -75,7 +75,7 @@ def _training_config(model_dir: str, backend: str, seq: int, batch: int, accum: 
 
     return load_config(None, [
         f"model.name={model_dir}", "model.source=local", f"model.max_seq_length={seq}", f"train.backend={backend}",
-        f"lora.r={lora_r}", f"lora.alpha={lora_r}", f"train.per_device_train_batch_size={batch}",
+        f"lora.r={lora_r}", f"lora.lora_alpha={lora_r}", f"train.per_device_train_batch_size={batch}",
         f"train.gradient_accumulation_steps={accum}", f"train.max_steps={steps}", "train.gradient_checkpointing=true",
         "train.logging_steps=1", "train.save_steps=100000", "train.warmup_steps=0", "tracking.wandb=disabled"])
 
@@ -108,16 +108,16 @@ def training(model_dir: str, backend: str, shape: str = "", seq: int = 2048, bat
     """Train `steps` steps of LoRA on random tokens through the kit's own loading and trainer, in this process.
 
     Returns tokens/s (median step after `warmup`), time to the first step (from the start of loading), peak GPU
-    memory (allocated and reserved), MFU and HFU against the data-sheet and the measured matmul peak, kit.memory's
+    memory (allocated and reserved), MFU and HFU against the data-sheet and the measured matmul peak, kit.models.memory's
     estimate for the same shape, and with `cap_gib` the longest sequence that trains within that much memory.
     """
-    from kit.backends import activate_backend
+    from kit.training.backends import activate_backend
 
     backend = activate_backend(backend)  # unsloth first, before transformers
     import torch
     from transformers import AutoConfig
 
-    from kit.backends import load_for_training
+    from kit.training.backends import load_for_training
 
     started = time.perf_counter()
     on_gpu = torch.cuda.is_available()
@@ -143,7 +143,7 @@ def _timed_steps(cfg, model, tokenizer, rows: int, started: float):
     import torch
     from datasets import Dataset
 
-    from kit.trainer import build_trainer
+    from kit.training.trainer import build_trainer
 
     on_gpu = torch.cuda.is_available()
     generator = torch.Generator().manual_seed(0)
@@ -184,8 +184,8 @@ def _utilisation(tokens_per_s: float, config, seq: int, lora_params: int) -> dic
 
 
 def _estimate(shape: str, seq: int, batch: int, lora_r: int, backend: str) -> float | None:
-    from kit.memory import estimate
-    from kit.qwen3 import TRAINABLE
+    from kit.models.memory import estimate
+    from kit.models.profiles import TRAINABLE
 
     if shape not in TRAINABLE:
         return None
@@ -250,7 +250,7 @@ def _grpo_config(model_dir: str, backend: str, out: str, steps: int, generations
     return load_config("configs/smoke.yaml", [
         f"model.name={model_dir}", "model.source=local", f"model.max_seq_length={96 + completion}",
         "model.load_in_4bit=true", f"train.backend={backend}", f"train.output_dir={out}", "train.run_name=grpo",
-        "train.gradient_checkpointing=true", "lora.r=32", "lora.alpha=32", "grpo.start_from=base",
+        "train.gradient_checkpointing=true", "lora.r=32", "lora.lora_alpha=32", "grpo.start_from=base",
         f"grpo.max_steps={steps}", f"grpo.num_generations={generations}", "grpo.prompts_per_step=1",
         f"grpo.per_device_train_batch_size={generations}", f"grpo.max_completion_length={completion}",
         "grpo.save_steps=100000", "grpo.eval_before_after=false", "tracking.wandb=disabled"])
@@ -258,25 +258,25 @@ def _grpo_config(model_dir: str, backend: str, out: str, steps: int, generations
 
 def grpo(model_dir: str, backend: str, shape: str = "", steps: int = 4, generations: int = 8, completion: int = 256,
          warmup: int = 1) -> dict:
-    """`steps` GRPO steps through the kit's own GRPO run (kit.grpo: prompts, rewards, trainer, adapter) on the sample
+    """`steps` GRPO steps through the kit's own GRPO run (kit.training.reinforce: prompts, rewards, trainer, adapter) on the sample
     problems, one problem and `generations` completions of up to `completion` tokens a step, in this process.
 
     Returns the median step time after `warmup`, the completion tokens per second of a whole step (generation,
-    rewards and the update), the generation engine, the peak GPU memory beside kit.memory's GRPO estimate, and the
+    rewards and the update), the generation engine, the peak GPU memory beside kit.models.memory's GRPO estimate, and the
     rewards logged.
     """
     import os
 
-    from kit.backends import activate_backend
+    from kit.training.backends import activate_backend
 
     backend = activate_backend(backend)  # unsloth first, before transformers
     import torch
 
-    from kit.grpo import generation
-    from kit.grpo import grpo as run_grpo
-    from kit.memory import grpo_estimate_for
-    from kit.metrics import read_metrics
+    from kit.models.memory import grpo_estimate_for
     from kit.paths import PROJECT_ROOT
+    from kit.training.metrics import read_metrics
+    from kit.training.reinforce import generation
+    from kit.training.reinforce import grpo as run_grpo
 
     os.chdir(PROJECT_ROOT)  # the smoke config's sample data
     started, on_gpu = time.perf_counter(), torch.cuda.is_available()
@@ -307,10 +307,10 @@ def merge(base: str, lora_r: int = 32, out: str = "") -> dict:
     import torch
     from transformers import AutoTokenizer
 
-    from kit.export import check_merge
-    from kit.merge import merge_lora
-    from kit.random_qwen3 import build_random_adapter
-    from kit.shards import shard_files
+    from kit.export.export import check_merge
+    from kit.export.merge import merge_lora
+    from kit.export.shards import shard_files
+    from kit.models.tiny import build_random_adapter
 
     def rss_gb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux reports KiB

@@ -53,7 +53,7 @@ def ratio_composition(sweep: list[dict]):
 def _draw_losses(ax, records: list[dict], title: str) -> None:
     """The training loss, each source's eval loss, and (dotted, across) each source's eval loss at step 0: the
     model before training, the reference a climbing chat loss is read against."""
-    from kit.metrics import eval_curves
+    from kit.training.metrics import eval_curves
 
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
     if train:
@@ -73,7 +73,7 @@ def _draw_losses(ax, records: list[dict], title: str) -> None:
 
 def losses(run_dir: str | Path):
     """Training loss and each source's eval loss of a run, from its logs/metrics.jsonl."""
-    from kit.metrics import read_metrics
+    from kit.training.metrics import read_metrics
 
     fig, ax = _figure()
     _draw_losses(ax, read_metrics(run_dir), Path(run_dir).name)
@@ -81,8 +81,8 @@ def losses(run_dir: str | Path):
 
 
 def sweep_losses(points: list[dict]):
-    """Each point of a chat-ratio sweep (`kit.sweep`): its losses as `losses` draws them, side by side."""
-    from kit.metrics import read_metrics
+    """Each point of a chat-ratio sweep (`kit.evaluation.sweep`): its losses as `losses` draws them, side by side."""
+    from kit.training.metrics import read_metrics
 
     fig, axes = _figure(4.5 * len(points), 3.5, ncols=len(points), sharey=True, squeeze=False)
     for ax, p in zip(axes[0], points, strict=True):
@@ -93,7 +93,7 @@ def sweep_losses(points: list[dict]):
 def rewards(run_dir: str | Path):
     """A GRPO run's rewards by step (the weighted sum and each reward's mean, from logs/metrics.jsonl), with the mean
     completion length on the right axis: a length penalty, or traces cut off at the limit, show there."""
-    from kit.metrics import read_metrics
+    from kit.training.metrics import read_metrics
 
     fig, ax = _figure()
     records = [r for r in read_metrics(run_dir) if "reward" in r]
@@ -113,7 +113,7 @@ def evaluation(reports: dict[str, dict]):
     """Base vs tuned bars for every evaluation share, each labelled with its value; n under each metric."""
     import numpy as np
 
-    from kit.evaluate import METRICS
+    from kit.evaluation.scores import METRICS
 
     first = next(iter(reports.values()))
     metrics = [m for m in METRICS if first[m] is not None]
@@ -139,7 +139,7 @@ def _titled(ax, title: str, noise: bool) -> str:
     """`title`, with the tiny model's warning under it (and a grey background) where its figures are shown."""
     import textwrap
 
-    from kit.evaluate import NOISE
+    from kit.evaluation.scores import NOISE
 
     if not noise:
         return title
@@ -148,8 +148,9 @@ def _titled(ax, title: str, noise: bool) -> str:
 
 
 def ratio_front(points: list[dict]):
-    """A chat-ratio sweep (`kit.sweep`'s rows): math gain against instruction-following change, each ratio labelled,
-    the ratios on the front ringed, joined and named, a broken thinking switch a red cross; the base at the origin."""
+    """A chat-ratio sweep (`kit.evaluation.sweep`'s rows): math gain against instruction-following change, each ratio
+    labelled, the ratios on the front ringed, joined and named, a broken thinking switch a red cross; the base at the
+    origin."""
 
     def xy(rows):
         return [p["math_gain"] for p in rows], [p["instructions_change"] for p in rows]
@@ -184,7 +185,7 @@ def live_loss_plot():
     the training loss, and each source's eval loss against its value at step 0."""
     from transformers import TrainerCallback
 
-    from kit.metrics import source_losses
+    from kit.training.metrics import source_losses
 
     class LiveLossPlot(TrainerCallback):
         def __init__(self):

@@ -184,7 +184,7 @@ def timings(args) -> dict:
     """The kit cold and cached, the limit and the reference on the same rows; prints them side by side."""
     from transformers import AutoTokenizer
 
-    from kit.random_qwen3 import build_tiny_model
+    from kit.models.tiny import build_tiny_model
 
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     with tempfile.TemporaryDirectory() as tmp:

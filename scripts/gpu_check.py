@@ -1,7 +1,7 @@
 """Everything that needs a GPU, in one command that writes JSON and Markdown into a folder: tests/gpu, unsloth
 against hf at the 0.6B, 8B and 14B shapes (tokens/s, peak memory, MFU, first step, the longest sequence under a
 24 GiB cap at 8B and 14B), the CPU merge at the 14B shape, and a few GRPO steps at 0.6B (the kit's GRPO through
-unsloth: step time, generation speed, peak memory), each beside kit.memory's estimate.
+unsloth: step time, generation speed, peak memory), each beside kit.models.memory's estimate.
 
     python scripts/gpu_check.py --out gpu-results                     # on the GPU machine; about 25 min on one H100
     python scripts/gpu_check.py --out gpu-results --stop-after 120    # calls of at most 10 min: repeat until done

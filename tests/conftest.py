@@ -36,7 +36,7 @@ def in_repo_root(monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_dir(kit_cache) -> Path:
-    from kit.random_qwen3 import build_tiny_model
+    from kit.models.tiny import build_tiny_model
 
     return build_tiny_model()
 

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kit.benchmarks import BENCHMARKS, EvalDataError, math_rows, problem_and_answer
 from kit.data import prepare_data
-from kit.data.heldout import held_out
+from kit.data.formats import held_out
+from kit.evaluation.benchmarks import BENCHMARKS, EvalDataError, math_rows, problem_and_answer
 from tests.fake_modelscope import FakeModelScope, FakeRepo
 
 

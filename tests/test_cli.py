@@ -39,7 +39,7 @@ def test_the_console_script_is_the_cli():
 
 
 def test_config_lists_every_key_with_its_default_value_and_comment():
-    from kit.config_help import rows
+    from kit.config.help import rows
 
     result = _cli("config", "configs/smoke.yaml", "train.max_steps=7")
     assert result.returncode == 0, result.stderr
@@ -56,7 +56,7 @@ def test_config_lists_every_key_with_its_default_value_and_comment():
 
 @pytest.mark.parametrize(("setting", "home"), [
     ("report_to=wandb", "tracking.wandb (online | offline | disabled)"),  # TRL, LLaMA-Factory
-    ("num_train_epochs=3", "train.num_epochs"),
+    ("num_train_epochs=3", "train.num_train_epochs"),
     ("cutoff_len=4096", "model.max_seq_length"),  # LLaMA-Factory
     ("max_length=4096", "model.max_seq_length"),  # TRL, ms-swift
     ("lora_rank=16", "lora.r"),  # LLaMA-Factory, ms-swift
@@ -99,7 +99,7 @@ def test_a_real_model_without_a_gpu_stops_before_any_download(tmp_path):
 
 
 def test_driver_too_old_for_torchs_cuda_is_named_with_the_fix():
-    from kit.cuda import driver_problem, proc_driver_version
+    from kit.machine import driver_problem, proc_driver_version
 
     old = driver_problem("535.104.05", "13.0", "2.14.1+cu130")
     assert "the NVIDIA driver 535.104.05 is too old for torch 2.14.1+cu130" in old
@@ -116,7 +116,7 @@ def test_driver_too_old_for_torchs_cuda_is_named_with_the_fix():
 
 def test_plan_states_its_assumptions_and_agrees_with_the_shipped_configs():
     from kit.hub import RepoNotFound, resolve_repo
-    from kit.memory import estimate_for, grpo_estimate_for, plan_report, shipped_configs
+    from kit.models.memory import estimate_for, grpo_estimate_for, plan_report, shipped_configs
 
     plan = plan_report("Qwen3-14B", gpu_gb=24)
     assert plan.startswith("assumed: sequence length 2048 (--seq-len), batch 2 (--batch)")
@@ -129,7 +129,8 @@ def test_plan_states_its_assumptions_and_agrees_with_the_shipped_configs():
                    f"{g.max_completion_length} tokens, pass of {g.per_device_train_batch_size}: " \
                    f"~{grpo_estimate_for(cfg).total_gb:.1f} GB  fits" in plan
     moe = plan_report("Qwen3-30B-A3B")
-    assert "Qwen3-30B-A3B cannot be trained here in 4-bit" in moe and "swift sft --model Qwen/Qwen3-30B-A3B" in moe
+    assert "Qwen3-30B-A3B is a MoE whose experts bitsandbytes does not quantize" in moe
+    assert "swift sft --model Qwen/Qwen3-30B-A3B" in moe
     with pytest.raises(RepoNotFound, match="swift sft --model Qwen/Qwen3-30B-A3B"):
         resolve_repo("Qwen3-30B-A3B")
 

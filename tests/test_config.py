@@ -38,8 +38,8 @@ def test_validation_reports_every_problem_at_once():
         load_config(ROOT / "configs/smoke.yaml", ["data.chat_ratio=1.5", "data.max_rows=-1",
                                                   "data.chat.path=data/missing.jsonl", "train.backend=gpu"])
     message = str(e.value)
-    assert "data.chat_ratio is 1.5; it is the share of chat in the mix, in [0, 1]." in message
-    assert "data.max_rows is -1; it cannot be negative" in message
+    assert "data.chat_ratio is 1.5; it must be in [0, 1] (share of chat in the mix)." in message
+    assert "data.max_rows is -1; it must be at least 0" in message
     assert f"data.chat.path 'data/missing.jsonl' (relative to {ROOT}) matches no file." in message
     assert "train.backend is 'gpu'" in message
 
@@ -51,9 +51,9 @@ def test_eval_settings_are_validated_together():
                                                   "eval.adapter=latest"])
     message = str(e.value)
     assert "eval.math 'math5000' is neither a file nor one of heldout, math500, gsm8k, aime24, aime25." in message
-    assert "eval.batch_size is 0; it must be at least 1." in message
+    assert "eval.batch_size is 0; it must be at least 1 (prompts generated together" in message
     assert "eval.endpoint 'localhost:8000' is not an http(s) URL" in message
-    assert "data.reasoning.heldout is 1.0; it is the share of problems kept for eval, in [0, 1)." in message
+    assert "data.reasoning.heldout is 1.0; it must be in [0, 1) (share of problems" in message
     assert "eval.adapter 'latest' is not a folder; use final, newest or an adapter folder." in message
 
 
@@ -86,10 +86,10 @@ def test_library_names_are_read_from_transformers_own_enums():
     from transformers.trainer_utils import SchedulerType
     from transformers.training_args import OptimizerNames
 
-    from kit.config_validate import library_names
+    from kit.config.checks import enum_values
 
-    assert library_names("training_args.py", "OptimizerNames") == {o.value for o in OptimizerNames}
-    assert library_names("trainer_utils.py", "SchedulerType") == {s.value for s in SchedulerType}
+    assert enum_values("training_args.py", "OptimizerNames") == {o.value for o in OptimizerNames}
+    assert enum_values("trainer_utils.py", "SchedulerType") == {s.value for s in SchedulerType}
 
 
 def test_an_empty_section_takes_overrides(tmp_path):
@@ -146,11 +146,12 @@ def test_importing_kit_keeps_transformers_out():
 
 
 def test_kit_names_functions_after_their_modules_are_imported():
-    """A notebook cell `kit.train(cfg)` (or `kit.grpo(cfg)`) runs again to resume, after kit.train was imported."""
+    """A notebook cell `kit.train(cfg)` (or `kit.grpo(cfg)`) runs again to resume, after the modules behind them were
+    imported: no module of the package shares a public function's name."""
     import kit
-    import kit.grpo  # noqa: F401  (imports kit.train and kit.evaluate too)
+    import kit.training.reinforce  # noqa: F401  (imports kit.training.sft and kit.evaluation.scores too)
 
-    assert callable(kit.train) and kit.train is kit.train and kit.train.__module__ == "kit.train"
+    assert callable(kit.train) and kit.train.__module__ == "kit.training.sft"
     assert callable(kit.grpo) and callable(kit.evaluate)
 
 
@@ -171,3 +172,13 @@ def test_scripts_report_user_errors_in_one_line(tmp_path):
         assert result.returncode == 1, result.stderr[-2000:]
         assert "Traceback" not in result.stderr and result.stderr.strip().splitlines()[-1].startswith("error: ")
         assert message in result.stderr
+
+
+def test_a_model_the_kit_does_not_train_is_refused_before_any_work():
+    with pytest.raises(ConfigError, match="model.name is 'unsloth/Qwen3-4B-Instruct-2507': Qwen3-4B-Instruct-2507 has "
+                                          "no thinking switch .* train the hybrid Qwen3-4B"):
+        load_config(None, ["model.name=unsloth/Qwen3-4B-Instruct-2507"])
+    with pytest.raises(ConfigError, match="model.name 'Qwen3-14' is no Qwen3 model the kit knows; did you mean "
+                                          "Qwen3-14B"):
+        load_config(None, ["model.name=Qwen3-14"])
+    assert load_config(None, ["model.name=someone/my-qwen3-8b-sft"]).model.name == "someone/my-qwen3-8b-sft"

@@ -8,8 +8,8 @@ import pytest
 from kit.config import SourceConfig
 from kit.data import BadRow, prepare_data, ratio_sweep, render
 from kit.data.formats import DataError, to_messages
-from kit.data.mix import Sizes, choose_counts
-from kit.data.render import IGNORE, Labeller, encode_batch
+from kit.data.mix import Sizes, counts
+from kit.data.template import IGNORE, Labeller, encode_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = [("final", False), ("final", True), ("all", False), ("all", True)]  # train_turns, train_empty_think
@@ -217,6 +217,14 @@ def _sizes(tokens: np.ndarray) -> Sizes:
     return Sizes(tokens, tokens)
 
 
+def choose_counts(reasoning: Sizes, chat: Sizes, ratio: float, by: str, **caps) -> tuple[int, int]:
+    """The recipe's two sources: reasoning whole, chat at `ratio` of the mix (all chat when ratio is 1)."""
+    if ratio >= 1:
+        return 0, counts([chat], [1.0], by, **caps)[0]
+    return tuple(counts([reasoning, chat], [None, ratio], by, **caps)) if ratio > 0 else \
+        (counts([reasoning], [None], by, **caps)[0], 0)
+
+
 def test_choose_counts_keeps_the_ratio_when_chat_runs_short_or_a_cap_binds():
     reasoning, chat = _sizes(np.full(1000, 10)), _sizes(np.full(50, 2))
     k, m = choose_counts(reasoning, chat, 0.5, "rows")
@@ -259,8 +267,8 @@ def test_cached_rerun_reuses_the_prepared_set(tiny_tokenizer, smoke_cfg):
     assert again.report == first.report
 
 
-def test_redraw_chat_each_epoch_draws_another_subset(tiny_tokenizer, smoke_cfg):
-    prepared = prepare_data(smoke_cfg("data.redraw_chat_each_epoch=true", "data.eval_rows=0"), tiny_tokenizer,
+def test_redraw_each_epoch_draws_another_subset(tiny_tokenizer, smoke_cfg):
+    prepared = prepare_data(smoke_cfg("data.redraw_each_epoch=true", "data.eval_rows=0"), tiny_tokenizer,
                             epochs=2, progress=False)
     rows = prepared.train
     assert prepared.report["mix"]["epochs"] == 2
@@ -503,7 +511,7 @@ def test_chat_is_tokenized_only_as_far_as_the_mix_needs(tiny_tokenizer, smoke_cf
 def test_too_small_a_chat_subset_falls_back_to_all_rows(tiny_tokenizer, smoke_cfg, monkeypatch):
     import kit.data.prepare as prepare
 
-    monkeypatch.setattr(prepare, "CHAT_MARGIN", 0.05)  # an estimate far too low: the first subset runs short
+    monkeypatch.setattr(prepare, "MARGIN", 0.05)  # an estimate far too low: the first subset runs short
     report = _prepare(smoke_cfg("data.seed=22", "data.eval_rows=0"), tiny_tokenizer).report
     assert report["sources"]["chat"]["rows_kept"] == 300  # every chat row tokenized on the second pass
     assert abs(report["mix"]["chat_rows"] - 0.25 * report["mix"]["train_rows"]) <= 1
@@ -514,12 +522,12 @@ def test_too_small_a_chat_subset_falls_back_to_all_rows(tiny_tokenizer, smoke_cf
 def test_cached_pools_let_another_ratio_tokenize_nothing(tiny_tokenizer, smoke_cfg, monkeypatch, tmp_path):
     """With data.cache_pools (what the sweep sets) the sources are tokenized once: a mix at another ratio reads the
     cached pools, and is the very mix that tokenizing them for it would have made."""
-    import kit.data.pools as pools
+    import kit.data.template as template
 
     tokenized: list[int] = []
-    encode = pools.encode_batch
-    monkeypatch.setattr(pools, "encode_batch", lambda *args, **kw: tokenized.append(len(args[2])) or encode(*args,
-                                                                                                           **kw))
+    encode = template.encode_batch
+    monkeypatch.setattr(template, "encode_batch", lambda *args, **kw: tokenized.append(len(args[2])) or encode(*args,
+                                                                                                               **kw))
 
     def prepare(ratio: float, cache):
         cfg = smoke_cfg("data.cache_pools=true", f"data.chat_ratio={ratio}", "data.allow_shortfall=true")  # 0.5 is
@@ -539,3 +547,35 @@ def test_cached_pools_let_another_ratio_tokenize_nothing(tiny_tokenizer, smoke_c
     assert fresh.train["input_ids"] == second.train["input_ids"] and fresh.eval["labels"] == second.eval["labels"]
     assert {k: v for k, v in fresh.report.items() if k != "seconds"} == \
         {k: v for k, v in second.report.items() if k != "seconds"}
+
+
+def test_own_data_beside_the_recipe_as_the_shipped_example_config_says(tiny_tokenizer):
+    """configs/own-data.yaml: the data/custom_* files, formats and roles read off their rows, all of their rows."""
+    from kit.config import load_config
+
+    cfg = load_config(Path(__file__).parent.parent / "configs" / "own-data.yaml")
+    sources = _prepare(cfg, tiny_tokenizer).report["sources"]
+    for name, rows in (("custom_messages", 12), ("custom_sharegpt", 12), ("custom_alpaca", 3)):
+        s = sources[name]
+        assert (s["role"], s["rows_read"], s["rows_kept"], s["rows_used"] + s["eval_rows"]) == ("chat", rows, rows,
+                                                                                                 rows)
+    assert sources["chat"]["share_rows"] == pytest.approx(0.25, abs=0.01)  # the recipe's ratio still holds
+
+
+def test_a_source_that_would_give_no_row_is_refused(tiny_tokenizer, smoke_cfg, tmp_path):
+    one = tmp_path / "mine.jsonl"
+    one.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"},
+                                            {"role": "assistant", "content": "Hello."}]}) + "\n")
+    cfg = smoke_cfg()
+    cfg.data.sources = [SourceConfig(path=str(one), share=0.001)]
+    with pytest.raises(DataError, match=r"source 'mine' \('.*mine.jsonl'\) gives the mix no row of its 1: its share "
+                                        r"0.001 of the mix rounds to 0 rows"):
+        _prepare(cfg, tiny_tokenizer)
+
+
+def test_an_eval_split_taking_much_of_a_small_source_is_said(tiny_tokenizer, smoke_cfg, capsys):
+    cfg = smoke_cfg("data.chat_ratio=0", "data.reasoning.max_rows=30", "data.eval_rows=12")
+    prepared = _prepare(cfg, tiny_tokenizer)
+    assert prepared.report["mix"]["eval_rows"] == 12
+    assert "the eval split holds out 12 of its 30 usable rows, leaving 18 to train on; lower data.eval_rows" \
+        in capsys.readouterr().out

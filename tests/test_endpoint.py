@@ -2,7 +2,7 @@
 
 import pytest
 
-from kit.endpoint import EndpointError, endpoint_generator, reply_from
+from kit.inference.endpoint import EndpointError, endpoint_generator, reply_from
 
 
 @pytest.mark.parametrize("message,reasoning,answer,closed", [

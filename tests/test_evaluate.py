@@ -3,10 +3,10 @@ import shutil
 
 import pytest
 
-from kit.answers import last_boxed, math_correct
-from kit.evaluate import EvalError, compare, evaluate, show_replies, tuned_adapter
-from kit.infer import split_reasoning
-from kit.instructions import Instruction
+from kit.evaluation.answers import last_boxed, math_correct
+from kit.evaluation.instructions import Instruction
+from kit.evaluation.scores import EvalError, compare, evaluate, show_replies, tuned_adapter
+from kit.inference.generate import split_reasoning
 from tests.conftest import run_script
 
 

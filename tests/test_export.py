@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from kit.config import load_config
-from kit.export import ExportError, export_run, serve_instructions, with_thinking_default
-from kit.qwen3 import chat_template
+from kit.export.export import ExportError, export_run, serve_instructions, with_thinking_default
+from kit.models.profiles import chat_template
 from tests.conftest import ROOT, run_script
 
 PROMPT = [{"role": "user", "content": "Hi"}]
@@ -52,9 +52,9 @@ def test_streamed_merge_equals_peft_merge_and_unload(exported, smoke_run, tiny_d
 def test_a_merge_that_does_not_match_the_adapter_is_not_kept(smoke_run, tiny_dir, tmp_path):
     from transformers import AutoTokenizer
 
-    from kit.export import check_merge
-    from kit.merge import merge_lora
-    from kit.random_qwen3 import build_random_adapter
+    from kit.export.export import check_merge
+    from kit.export.merge import merge_lora
+    from kit.models.tiny import build_random_adapter
 
     other = build_random_adapter(tiny_dir, tmp_path / "other", r=16)
     (tmp_path / "merged").mkdir()
@@ -103,7 +103,7 @@ def test_a_rerun_keeps_complete_formats_and_makes_the_missing_ones(exported, smo
     assert result.kept == ["adapter"] and (again / "merged_16bit" / "config.json").is_file()
     assert (again / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == before
     with pytest.raises(ExportError, match="already exists; pass overwrite"):  # a direct call never replaces one
-        from kit.export import export_adapter
+        from kit.export.export import export_adapter
 
         export_adapter(smoke_run / "adapter", again / "adapter")
 

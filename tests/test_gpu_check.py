@@ -72,7 +72,7 @@ def test_longest_fitting_doubles_then_bisects():
 
 
 def test_flops_count_lora_as_4n_plus_attention():
-    from kit.random_qwen3 import qwen3_config
+    from kit.models.tiny import qwen3_config
 
     config = qwen3_config("8B")
     model, hardware = flops_per_token(config, 2048, lora_params=0, checkpointing=True)

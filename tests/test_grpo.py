@@ -43,9 +43,9 @@ def test_grpo_run_folder_logs_each_reward_and_scores_before_and_after(grpo_run, 
 
 
 def test_prompts_leave_out_every_problem_the_evaluation_holds_out(smoke_cfg, tiny_tokenizer):
-    from kit.benchmarks import math_rows
-    from kit.data.heldout import held_out
+    from kit.data.formats import held_out
     from kit.data.prompts import grpo_prompts
+    from kit.evaluation.benchmarks import math_rows
 
     cfg = smoke_cfg("grpo.max_steps=1000")  # more problems than the sample has: every row is read
     prompts = grpo_prompts(cfg, tiny_tokenizer)
@@ -61,7 +61,7 @@ def test_prompts_leave_out_every_problem_the_evaluation_holds_out(smoke_cfg, tin
 
 def test_eval_and_export_take_a_grpo_run_unchanged(grpo_run, tmp_path):
     from kit.cli import run_config
-    from kit.export import export_run
+    from kit.export.export import export_run
 
     result = run_script("scripts/eval.py", "--run", str(grpo_run), "eval.n_math=2", "eval.n_instructions=0")
     assert "math_thinking_on" in result.stdout
@@ -74,7 +74,7 @@ def test_eval_and_export_take_a_grpo_run_unchanged(grpo_run, tmp_path):
 def test_a_preempted_grpo_run_resumes_to_the_same_adapter(grpo_run, smoke_run, tmp_path):
     from transformers import TrainerCallback
 
-    from kit.grpo import grpo
+    from kit.training.reinforce import grpo
 
     class PreemptedAfterFirstCheckpoint(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
@@ -101,7 +101,7 @@ def test_a_preempted_grpo_run_resumes_to_the_same_adapter(grpo_run, smoke_run, t
 
 
 def test_a_run_stopped_while_scored_after_grpo_is_scored_when_rerun(grpo_run, smoke_run, tmp_path):
-    from kit.grpo import grpo
+    from kit.training.reinforce import grpo
 
     run = tmp_path / "smoke-grpo"
     shutil.copytree(grpo_run, run)
@@ -119,7 +119,7 @@ def test_a_run_stopped_while_scored_after_grpo_is_scored_when_rerun(grpo_run, sm
 
 
 def test_grpo_starts_from_a_finished_sft_run_that_held_out_the_same_problems(smoke_run, smoke_cfg, tmp_path):
-    from kit.grpo import start
+    from kit.training.reinforce import start
 
     with pytest.raises(KitError, match=r"no finished run at .* GRPO continues it \(grpo.start_from=sft"):
         start(smoke_cfg(f"train.output_dir={tmp_path}"))
@@ -139,13 +139,14 @@ def test_grpo_settings_are_validated_with_the_config(smoke_cfg):
     with pytest.raises(ConfigError) as e:
         smoke_cfg("grpo.num_generations=1", "grpo.per_device_train_batch_size=3", "grpo.correct_weight=0",
                   "grpo.format_weight=0", "grpo.generation=sglang")
-    assert "grpo.num_generations is 1; GRPO compares a problem's completions with each other" in str(e.value)
+    assert "grpo.num_generations is 1; it must be at least 2 (completions per problem, compared with each other)" \
+        in str(e.value)
     assert "grpo.per_device_train_batch_size is 3; it must divide the 2 completions of a step" in str(e.value)
     assert "there is nothing to reward" in str(e.value) and "grpo.generation" in str(e.value)
 
 
 def test_rewards_score_what_the_evaluation_scores(qwen3_tokenizer, smoke_cfg):
-    from kit.rewards import reward_functions
+    from kit.training.rewards import reward_functions
 
     texts = {
         "right": "<think>\nHalf of one.\n</think>\n\nSo the answer is $\\boxed{\\frac{1}{2}}$.<|im_end|>",
@@ -174,7 +175,7 @@ def test_cpu_log_probs_are_the_models_own(tiny_dir, tiny_tokenizer, smoke_cfg, t
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from kit.grpo_trainer import build_grpo_trainer
+    from kit.training.grpo_trainer import build_grpo_trainer
 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_dir),
                            LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM"))

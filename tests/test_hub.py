@@ -150,14 +150,16 @@ def test_catalog_variants():
     assert resolve_repo("qwen3-8b", "bnb_4bit") == "unsloth/Qwen3-8B-bnb-4bit"
     assert resolve_repo("32B", "base_16bit") == "Qwen/Qwen3-32B"
     assert resolve_repo("Qwen3-30B-A3B", "base_16bit") == "Qwen/Qwen3-30B-A3B"
-    with pytest.raises(RepoNotFound, match="not trainable in dynamic 4-bit"):
+    with pytest.raises(RepoNotFound, match="Qwen3-30B-A3B is a MoE whose experts bitsandbytes does not quantize"):
         resolve_repo("Qwen3-30B-A3B")
+    with pytest.raises(RepoNotFound, match="Qwen3-4B-Instruct-2507 has no thinking switch"):
+        resolve_repo("Qwen3-4B-Instruct-2507")
     table = catalog_table()
     assert all(f"Qwen/Qwen3-{s}" in table for s in ["0.6B", "1.7B", "4B", "8B", "14B", "32B", "30B-A3B"])
 
 
 def test_sixteen_bit_training_resolves_the_16bit_base(hub):
-    from kit.config import ModelConfig
+    from kit.config.schema import ModelConfig
     from kit.hub import resolve_model
 
     hub.repos["Qwen/Qwen3-0.6B"] = hub.repos[REPO]
@@ -169,7 +171,7 @@ def test_sixteen_bit_training_resolves_the_16bit_base(hub):
 
 
 def test_a_4bit_folder_is_not_a_base_to_merge_into(tmp_path):
-    from kit.config import ModelConfig
+    from kit.config.schema import ModelConfig
     from kit.hub import resolve_model
 
     (tmp_path / "config.json").write_text('{"quantization_config": {"load_in_4bit": true}}')

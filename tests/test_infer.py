@@ -1,4 +1,4 @@
-from kit.infer import chat, generate, generate_batched, load_for_inference, split_reasoning
+from kit.inference.generate import chat, generate, generate_batched, load_for_inference, split_reasoning
 
 
 def test_split_reasoning():

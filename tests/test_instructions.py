@@ -3,7 +3,7 @@ import json
 import pytest
 
 from kit.data.formats import DataError
-from kit.instructions import CHECKS, follows, load_instructions, word_count
+from kit.evaluation.instructions import CHECKS, follows, load_instructions, word_count
 
 SHIPPED = "data/eval/instructions.jsonl"
 

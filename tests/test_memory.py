@@ -1,6 +1,6 @@
 import pytest
 
-from kit.memory import estimate, plan_table, recommend
+from kit.models.memory import estimate, plan_table, recommend
 
 
 def test_estimate_grows_with_batch_sequence_rank_and_precision():

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from kit.metrics import eval_curves, read_metrics
-from kit.sweep import SweepError, pareto_front, plan_sweep, split_ratios
+from kit.evaluation.sweep import SweepError, pareto_front, plan_sweep, split_ratios
+from kit.training.metrics import eval_curves, read_metrics
 
 
 def test_the_ratios_are_read_from_one_setting():

@@ -7,9 +7,9 @@ import time
 import pytest
 from safetensors.torch import load_file
 
-from kit.backends import BackendError, check_adapter, linear_modules, pick_backend
-from kit.metrics import eval_curves, read_metrics
-from kit.qwen3 import PROJECTIONS
+from kit.models.profiles import PROJECTIONS
+from kit.training.backends import BackendError, check_adapter, linear_modules, pick_backend
+from kit.training.metrics import eval_curves, read_metrics
 from tests.conftest import ROOT, run_script
 
 
@@ -67,7 +67,7 @@ def test_backend_choice():
 def test_lora_targets_are_checked_against_the_model(tiny_dir):
     from transformers import AutoModelForCausalLM
 
-    from kit.backends import check_targets
+    from kit.training.backends import check_targets
 
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
     assert linear_modules(model) == sorted(PROJECTIONS)
@@ -79,12 +79,12 @@ def test_continuing_an_adapter_checks_rank_alpha_and_targets(smoke_run, smoke_cf
     adapter = smoke_run / "adapter"
     check_adapter(smoke_cfg(f"model.adapter={adapter}"))
     with pytest.raises(BackendError, match=r"the adapter has r=16 but lora.r is 8; the adapter has alpha=32 but"):
-        check_adapter(smoke_cfg(f"model.adapter={adapter}", "lora.r=8", "lora.alpha=8"))
+        check_adapter(smoke_cfg(f"model.adapter={adapter}", "lora.r=8", "lora.lora_alpha=8"))
 
 
 def test_continue_training_an_adapter(smoke_run, tmp_path):
     from kit.config import load_config
-    from kit.train import train
+    from kit.training.sft import train
 
     cfg = load_config(ROOT / "configs/smoke.yaml", [f"model.adapter={smoke_run / 'adapter'}", "train.max_steps=3",
                                                     f"train.output_dir={tmp_path}", "train.run_name=more"])
@@ -147,7 +147,7 @@ def test_a_run_killed_in_its_final_save_finishes_from_its_last_checkpoint(tmp_pa
     from transformers import PreTrainedTokenizerBase
 
     from kit.config import load_config
-    from kit.train import train
+    from kit.training.sft import train
 
     cfg = load_config(ROOT / "configs/smoke.yaml", [f"train.output_dir={tmp_path}", "train.run_name=k",
                                                     "train.max_steps=4", "train.save_steps=2", "train.eval_steps=100"])
@@ -210,8 +210,8 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over_without_its_record
 def test_a_second_ctrl_c_stops_at_once(tmp_path):
     import os
 
-    from kit.train import signals_stop
-    from kit.trainer import stop_request
+    from kit.training.sft import signals_stop
+    from kit.training.trainer import stop_request
 
     stop = stop_request()
     with pytest.raises(KeyboardInterrupt), signals_stop(stop, announce=False):

@@ -1,9 +1,9 @@
 """The trainer the kit builds: what it does with the prepared rows (nothing trains here)."""
 
-from kit.backends import load_tokenizer
 from kit.data import prepare_data
-from kit.data.render import IGNORE
-from kit.trainer import build_trainer
+from kit.data.template import IGNORE
+from kit.training.backends import load_tokenizer
+from kit.training.trainer import build_trainer
 
 
 def test_packing_fills_sequences_and_keeps_every_label(smoke_cfg, tiny_dir, tmp_path):

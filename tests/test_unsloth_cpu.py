@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from kit.backends import unsloth_load_kwargs, unsloth_patch_kwargs, unsloth_peft_kwargs
+from kit.training.backends import unsloth_load_kwargs, unsloth_patch_kwargs, unsloth_peft_kwargs
 from tests.conftest import ROOT
 
 

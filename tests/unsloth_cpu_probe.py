@@ -2,8 +2,8 @@
 
     UNSLOTH_ALLOW_CPU=1 python tests/unsloth_cpu_probe.py <tiny model folder>     # prints one JSON line
 
-Unsloth is imported first, as `kit.backends.activate_backend("unsloth")` does on a GPU, and its TRL trainers are
-generated (Unsloth skips that under UNSLOTH_ALLOW_CPU, so the probe asks for it). The model cannot come from
+Unsloth is imported first, as `kit.training.backends.activate_backend("unsloth")` does on a GPU, and its TRL trainers
+are generated (Unsloth skips that under UNSLOTH_ALLOW_CPU, so the probe asks for it). The model cannot come from
 `FastLanguageModel.from_pretrained` here (it reads CUDA device properties), so the tiny model gets a peft LoRA;
 everything after that is the kit's own `build_trainer`, which then builds Unsloth's SFTTrainer and SFTConfig.
 """
@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from kit.backends import import_unsloth
+from kit.training.backends import import_unsloth
 
 import_unsloth()
 from trl.trainer.sft_config import SFTConfig as PristineSFTConfig  # noqa: E402
@@ -26,10 +26,10 @@ from peft import LoraConfig, get_peft_model  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 from unsloth import FastLanguageModel  # noqa: E402
 
-from kit.backends import load_tokenizer  # noqa: E402
 from kit.config import load_config  # noqa: E402
 from kit.data import prepare_data  # noqa: E402
-from kit.trainer import build_trainer  # noqa: E402
+from kit.training.backends import load_tokenizer  # noqa: E402
+from kit.training.trainer import build_trainer  # noqa: E402
 
 
 def segments(batch) -> list[tuple[list[int], list[int]]]:

@@ -35,7 +35,7 @@ def free_port() -> int:
 
 
 class Server:
-    """`vllm serve <model> <args>` (as printed by kit.export) started on a free port; `.url` once ready."""
+    """`vllm serve <model> <args>` (as printed by kit.export.export) started on a free port; `.url` once ready."""
 
     def __init__(self, python: Path, command: str, log: Path):
         words = shlex.split(command)

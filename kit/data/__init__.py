@@ -2,7 +2,7 @@
 
 from kit.data.formats import BadRow
 from kit.data.prepare import Prepared, prepare_data
-from kit.data.render import render, show_row
 from kit.data.report import format_report, ratio_sweep
+from kit.data.template import render, show_row
 
 __all__ = ["BadRow", "Prepared", "format_report", "prepare_data", "ratio_sweep", "render", "show_row"]

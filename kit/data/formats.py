@@ -1,18 +1,19 @@
-"""One small adapter per source format, each turning a raw row into `[{"role", "content"}, ...]`.
+"""One small converter per source format, each turning a raw row into `[{"role", "content"}, ...]`, and the checks
+every row passes: its format read off its fields, its think block, and whether its problem is held out for eval.
 
-Every problem raises `BadRow`, which names the source, file, row and field, so a user can open the file and fix it.
+A new format is one converter and its entry in FORMATS (the fields that identify it). Every problem raises `BadRow`,
+which names the field; the caller adds the source, file and row (kit.data.sources).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
-from kit.config import SourceConfig
-from kit.data.heldout import held_out
 from kit.errors import KitError
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-MESSAGE_ROLES = {"user", "assistant", "system"}
+HELDOUT_KEY = b"qwen3-kit held-out v1"  # changing it moves every problem: a new held-out slice
 
 
 class DataError(KitError, ValueError):
@@ -41,12 +42,11 @@ class Filtered(Exception):
 def _text(row: dict, key: str) -> str:
     if key not in row or row[key] is None:
         raise BadRow("missing_field", key, "missing")
-    value = row[key]
-    if not isinstance(value, str):
-        raise BadRow("bad_type", key, f"expected text, got {type(value).__name__}")
-    if not value.strip():
+    if not isinstance(row[key], str):
+        raise BadRow("bad_type", key, f"expected text, got {type(row[key]).__name__}")
+    if not row[key].strip():
         raise BadRow("empty_content", key, "empty")
-    return value
+    return row[key]
 
 
 def check_think(text: str, field: str) -> str:
@@ -69,7 +69,7 @@ def check_think(text: str, field: str) -> str:
     return text
 
 
-def _check_turns(messages: list[dict], field: str) -> list[dict]:
+def _turns(messages: list[dict], field: str) -> list[dict]:
     if not any(m["role"] == "assistant" for m in messages):
         raise BadRow("no_assistant_turn", field, "no assistant turn to train on")
     if messages[-1]["role"] != "assistant":
@@ -77,33 +77,31 @@ def _check_turns(messages: list[dict], field: str) -> list[dict]:
     return messages
 
 
-def _pass_rate(row: dict) -> float | None:
-    value = row.get("pass_rate_72b_tir")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None  # "n/a" (never evaluated) or a revision without the column
+def _list(row: dict, key: str, what: str) -> list:
+    if not isinstance(row.get(key), list) or not row[key]:
+        raise BadRow("missing_field", key, f"missing or not a non-empty list of {what}")
+    return row[key]
 
 
-def openmath(row: dict, src: SourceConfig) -> list[dict]:
+def openmath(row: dict, src) -> list[dict]:
     """nvidia/OpenMathReasoning: user = problem, assistant = generated_solution (its <think> block kept)."""
     problem, solution = _text(row, "problem"), check_think(_text(row, "generated_solution"), "generated_solution")
     if src.problem_types and row.get("problem_type") not in src.problem_types:
         raise Filtered("problem_type")
-    rate = _pass_rate(row)
+    try:
+        rate = float(row.get("pass_rate_72b_tir"))
+    except (TypeError, ValueError):
+        rate = None  # "n/a" (never evaluated) or a revision without the column
     if rate is not None and not src.min_pass_rate <= rate <= src.max_pass_rate:
         raise Filtered("pass_rate")
     return [{"role": "user", "content": problem}, {"role": "assistant", "content": solution}]
 
 
-def sharegpt(row: dict, src: SourceConfig) -> list[dict]:
+def sharegpt(row: dict, src) -> list[dict]:
     """FineTome-100k and other ShareGPT rows: `conversations` of `{from, value}`; human/gpt/system roles."""
-    key = "conversations" if "conversations" in row else "conversation"
-    turns = row.get(key)
-    if not isinstance(turns, list) or not turns:
-        raise BadRow("missing_field", "conversations", "missing or not a non-empty list")
+    key = "conversation" if "conversation" in row and "conversations" not in row else "conversations"
     messages = []
-    for i, turn in enumerate(turns):
+    for i, turn in enumerate(_list(row, key, "turns")):
         if not isinstance(turn, dict):
             raise BadRow("bad_type", f"{key}[{i}]", "expected an object with 'from' and 'value'")
         role = SHAREGPT_ROLES.get(turn.get("from"))
@@ -113,47 +111,80 @@ def sharegpt(row: dict, src: SourceConfig) -> list[dict]:
         content = _text(turn, "value")
         messages.append({"role": role, "content": check_think(content, f"{key}[{i}].value") if role == "assistant"
                          else content})
-    return _check_turns(messages, key)
+    return _turns(messages, key)
 
 
-def messages(row: dict, src: SourceConfig) -> list[dict]:
-    """OpenAI-style `messages` of `{role, content}` with user/assistant/system roles."""
-    turns = row.get("messages")
-    if not isinstance(turns, list) or not turns:
-        raise BadRow("missing_field", "messages", "missing or not a non-empty list")
+def messages(row: dict, src) -> list[dict]:
+    """OpenAI-style `messages` of `{role, content}` (user, assistant, system); an assistant's reasoning_content kept."""
     out = []
-    for i, turn in enumerate(turns):
-        if not isinstance(turn, dict) or turn.get("role") not in MESSAGE_ROLES:
-            role = turn.get("role") if isinstance(turn, dict) else turn
+    for i, turn in enumerate(_list(row, "messages", "turns")):
+        role = turn.get("role") if isinstance(turn, dict) else turn
+        if role not in ("user", "assistant", "system"):
             raise BadRow("unknown_role", f"messages[{i}].role",
                          f"unknown role {role!r} (expected user, assistant or system)")
         content = _text(turn, "content")
-        message = {"role": turn["role"], "content": check_think(content, f"messages[{i}].content")
-                   if turn["role"] == "assistant" else content}
+        message = {"role": role, "content": check_think(content, f"messages[{i}].content") if role == "assistant"
+                   else content}
         if turn.get("reasoning_content"):
             message["reasoning_content"] = turn["reasoning_content"]
         out.append(message)
-    return _check_turns(out, "messages")
+    return _turns(out, "messages")
 
 
-def alpaca(row: dict, src: SourceConfig) -> list[dict]:
+def alpaca(row: dict, src) -> list[dict]:
     """Alpaca: instruction (+ optional input) -> output, with an optional system prompt."""
     prompt = _text(row, "instruction")
     if isinstance(row.get("input"), str) and row["input"].strip():
         prompt = f"{prompt}\n\n{row['input']}"
-    out = [{"role": "system", "content": row["system"]}] if isinstance(row.get("system"), str) and row["system"] else []
-    answer = check_think(_text(row, "output"), "output")
-    return out + [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+    system = [{"role": "system", "content": row["system"]}] if isinstance(row.get("system"), str) and row["system"] \
+        else []
+    return system + [{"role": "user", "content": prompt},
+                     {"role": "assistant", "content": check_think(_text(row, "output"), "output")}]
 
 
-CONVERTERS: dict[str, Callable[[dict, SourceConfig], list[dict]]] = {
-    "openmath": openmath, "sharegpt": sharegpt, "messages": messages, "alpaca": alpaca,
+# format -> (converter, the fields that say a row is in it)
+FORMATS: dict[str, tuple[Callable[[dict, object], list[dict]], tuple[str, ...]]] = {
+    "openmath": (openmath, ("problem", "generated_solution")),
+    "messages": (messages, ("messages",)),
+    "sharegpt": (sharegpt, ("conversations",)),
+    "alpaca": (alpaca, ("instruction", "output")),
 }
 
 
-def to_messages(row: dict, src: SourceConfig) -> list[dict]:
-    """Convert one raw row; raises `BadRow` (invalid) or `Filtered` (left out by a filter, or held out for eval)."""
-    conversation = CONVERTERS[src.format](row, src)
+def detect(row: dict) -> str | None:
+    """The format a row's fields say it is in (`conversation` counts as ShareGPT's `conversations`), or None."""
+    keys = set(row) | ({"conversations"} if "conversation" in row else set())
+    return next((name for name, (_, needed) in FORMATS.items() if set(needed) <= keys), None)
+
+
+def problem_text(conversation: list[dict]) -> str:
+    """The first user turn, whitespace-normalised: what identifies a problem."""
+    return " ".join(next((m["content"] for m in conversation if m["role"] == "user"), "").split())
+
+
+def held_out(conversation: list[dict], share: float) -> bool:
+    """Is this conversation's problem in the held-out `share` (0..1)? A keyed hash of the problem's own text decides,
+    so the choice is the same in every process, for any row order, shard or max_rows, and every copy of a problem
+    (OpenMathReasoning has several solutions each) lands on the same side: what eval scores was never trained on."""
+    if share <= 0:
+        return False
+    digest = hashlib.blake2b(problem_text(conversation).encode(), digest_size=8, key=HELDOUT_KEY).digest()
+    return int.from_bytes(digest, "big") < share * 2**64
+
+
+def to_messages(row: dict, src, fmt: str | None = None) -> list[dict]:
+    """Convert one raw row in the format `fmt` (default: the source's, read off the row when it is auto); raises
+    `BadRow` (invalid, naming the likely format when the row is in another) or `Filtered` (left out by a filter, or
+    held out for eval)."""
+    fmt = fmt or src.format
+    found = detect(row)
+    if fmt == "auto" and found is None:
+        raise BadRow("unknown_format", ", ".join(sorted(row)[:6]) or "(none)", "no known format has these fields ("
+                     + "; ".join(f"{name}: {', '.join(keys)}" for name, (_, keys) in FORMATS.items()) + ")")
+    if fmt != "auto" and found not in (None, fmt) and not set(FORMATS[fmt][1]) <= set(row):
+        raise BadRow("wrong_format", ", ".join(FORMATS[found][1]), f"this row is in the {found} format, not "
+                     f"{fmt}: set the source's format to {found} (or auto)")
+    conversation = FORMATS[found if fmt == "auto" else fmt][0](row, src)
     if src.max_chars and sum(len(m["content"]) for m in conversation) > src.max_chars:
         raise Filtered("max_chars")
     if held_out(conversation, src.heldout):

@@ -1,10 +1,12 @@
-"""How many reasoning and chat rows go into the mix, so that chat is `ratio` of it by rows or by tokens.
+"""How many rows each source gives the mix, so that every source with a share is that share of it, by rows or by
+trained tokens; and the eval rows held out of every epoch.
 
-Both pools are shuffled by the seed; the mix takes a prefix of each. By rows it follows the reference recipe's
-arithmetic, n_chat = int(n_reasoning * r / (1 - r)); by tokens it takes the chat prefix whose trained (labelled)
-token count is closest to r / (1 - r) of the reasoning rows' trained tokens: the share of the training signal, since
-prompt tokens carry no loss. If chat runs short, or a cap (max_rows, max_tokens: all tokens, the compute) binds,
-fewer reasoning rows are taken so that the ratio still holds: the largest mix that satisfies everything.
+The sources without a share ("whole": the recipe's reasoning) are one pool, all of which is used; each source with
+a share is a pool of its own, drawn to be that share of the mix (TRL's DatasetConfig.fraction, and the recipe's
+n_chat = int(n_reasoning * r / (1 - r)) by rows). By tokens a shared pool gives the prefix whose trained (labelled)
+token count is closest to its share of the signal. When a shared pool runs short, or a cap (data.max_rows,
+data.max_tokens: all tokens, the compute) binds, fewer whole rows are taken so that every share still holds: the
+largest mix that satisfies everything. Without a whole pool, the first source drives and the others follow it.
 """
 
 from __future__ import annotations
@@ -13,132 +15,138 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kit.config import DataConfig
-
 
 @dataclass
 class Sizes:
     """Token counts of a pool's rows, in pool order."""
 
     tokens: np.ndarray  # every token of each row: what max_tokens caps
-    trained: np.ndarray  # its labelled tokens: what a ratio by tokens balances
+    trained: np.ndarray  # its labelled tokens: what a share by tokens balances
 
     def take(self, ids: np.ndarray) -> Sizes:
         return Sizes(self.tokens[ids], self.trained[ids])
 
     @staticmethod
     def concat(parts: list[Sizes]) -> Sizes:
-        return Sizes(np.concatenate([p.tokens for p in parts] or [np.zeros(0, np.int64)]).astype(np.int64),
-                     np.concatenate([p.trained for p in parts] or [np.zeros(0, np.int64)]).astype(np.int64))
-
-
-def _chat_rows_needed(k: int, ratio: float, by: str, reason_cum: np.ndarray, chat_cum: np.ndarray) -> int:
-    if by == "rows":
-        return int(k * ratio / (1 - ratio))
-    target = reason_cum[k] * ratio / (1 - ratio)
-    m = int(np.searchsorted(chat_cum, target))  # first m with chat_cum[m] >= target
-    if m == len(chat_cum):
-        return m  # more chat than there is: this many reasoning rows cannot keep the ratio
-    if m > 0 and target - chat_cum[m - 1] <= chat_cum[m] - target:
-        m -= 1
-    return m
+        zero = np.zeros(0, np.int64)
+        return Sizes(np.concatenate([p.tokens for p in parts] or [zero]).astype(np.int64),
+                     np.concatenate([p.trained for p in parts] or [zero]).astype(np.int64))
 
 
 def _cum(counts: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
 
 
-def choose_counts(reasoning: Sizes, chat: Sizes, ratio: float, by: str, max_rows: int = 0,
-                  max_tokens: int = 0) -> tuple[int, int]:
-    """Rows to take from the front of each (already shuffled) pool: `(n_reasoning, n_chat)`."""
-    reason_cum, chat_cum = _cum(reasoning.tokens), _cum(chat.tokens)
-    reason_trained, chat_trained = _cum(reasoning.trained), _cum(chat.trained)
+class Plan:
+    """The counts of a draw: pool 0 drives (`weight`: its share of the mix), each other pool has a `share`."""
 
-    def fits(k: int, m: int) -> bool:
-        return (m <= len(chat.tokens) and k <= len(reasoning.tokens) and (not max_rows or k + m <= max_rows)
-                and (not max_tokens or reason_cum[k] + chat_cum[m] <= max_tokens))
+    def __init__(self, pools: list[Sizes], shares: list[float], weight: float, by: str, max_rows: int = 0,
+                 max_tokens: int = 0):
+        self.pools, self.shares, self.weight, self.by = pools, shares, weight, by
+        self.max_rows, self.max_tokens = max_rows, max_tokens
+        self.cum = [_cum(p.tokens) for p in pools]
+        self.cum_trained = [_cum(p.trained) for p in pools]
 
-    def chat_rows(k: int) -> int:
-        return _chat_rows_needed(k, ratio, by, reason_trained, chat_trained)
+    def follow(self, k: int, i: int) -> int:
+        """Rows of pool `i` (>= 1) that keep its share beside `k` rows of pool 0: by rows as the reference recipe
+        counts (rounded down), by tokens the prefix whose trained tokens are closest to the target."""
+        if self.by == "rows":
+            return int(k * self.shares[i] / self.weight)
+        cum, target = self.cum_trained[i], self.cum_trained[0][k] * self.shares[i] / self.weight
+        m = int(np.searchsorted(cum, target))  # the first prefix reaching the target
+        if m == len(cum):
+            return m  # more than the pool holds: k rows of pool 0 cannot keep this share
+        return m - 1 if m > 0 and target - cum[m - 1] <= cum[m] - target else m
 
-    if ratio >= 1 or ratio <= 0:  # one side only: take as much of it as the caps allow
-        cum, n = (chat_cum, len(chat.tokens)) if ratio >= 1 else (reason_cum, len(reasoning.tokens))
-        take = n
-        if max_rows:
-            take = min(take, max_rows)
-        if max_tokens:
-            take = min(take, int(np.searchsorted(cum, max_tokens, side="right")) - 1)
-        return (0, take) if ratio >= 1 else (take, 0)
+    def counts(self, k: int) -> list[int]:
+        return [k] + [self.follow(k, i) for i in range(1, len(self.pools))]
 
-    lo, hi = 0, len(reasoning.tokens)  # the need for chat grows with k, so the feasible k form a prefix
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if fits(mid, chat_rows(mid)):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo, chat_rows(lo)
+    def short(self, k: int) -> bool:
+        """Would k rows of pool 0 need more rows of another pool than it has?"""
+        return any(n > len(p.tokens) for n, p in zip(self.counts(k), self.pools, strict=True))
+
+    def capped(self, k: int) -> bool:
+        """Would k rows of pool 0 break data.max_rows or data.max_tokens?"""
+        counts = self.counts(k)
+        if self.short(k):
+            return False
+        tokens = sum(int(c[n]) for c, n in zip(self.cum, counts, strict=True))
+        return bool((self.max_rows and sum(counts) > self.max_rows) or (self.max_tokens and tokens > self.max_tokens))
+
+    def largest(self) -> list[int]:
+        """The counts of the largest feasible mix: the need of every pool grows with k, so the feasible k form a
+        prefix, found by bisection."""
+        lo, hi = 0, len(self.pools[0].tokens)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if not (self.short(mid) or self.capped(mid)) else (lo, mid - 1)
+        return self.counts(lo)
+
+    def bound_by_a_share(self, k: int) -> bool:
+        """Is pool 0 cut short at k rows because another pool ran out (not by a cap, nor by its own end)?"""
+        return k < len(self.pools[0].tokens) and self.short(k + 1) and not self.capped(k + 1)
 
 
-def split_eval(n_reason: int, n_chat: int, eval_rows: int, ratio: float) -> tuple[int, int]:
-    """Eval rows to hold out of each pool, in the mix's proportion by rows (at least one of each where possible)."""
+def split_eval(sizes: list[int], weights: list[float], eval_rows: int) -> list[int]:
+    """Eval rows to hold out of each pool, in proportion to its weight in the mix (at least one of each where
+    possible), never a whole pool: training needs rows of every source."""
     if eval_rows <= 0:
-        return 0, 0
-    chat = min(n_chat, round(eval_rows * ratio))
-    reason = min(n_reason, eval_rows - chat)
-    if 0 < ratio < 1 and chat == 0 and n_chat > 1 and eval_rows > 1:
-        chat, reason = 1, min(n_reason, eval_rows - 1)
-    # Never hold out a whole pool: training needs rows of each side the ratio asks for.
-    return min(reason, max(n_reason - 1, 0)), min(chat, max(n_chat - 1, 0))
+        return [0] * len(sizes)
+    out = [min(n, round(eval_rows * w / sum(weights))) for n, w in zip(sizes, weights, strict=True)]
+    for i, n in enumerate(sizes if eval_rows >= len(sizes) else []):
+        if out[i] == 0 and n > 1:  # one of this pool, in place of one of the largest share
+            out[i], largest = 1, max(range(len(out)), key=out.__getitem__)
+            out[largest] -= 1
+    return [min(e, max(n - 1, 0)) for e, n in zip(out, sizes, strict=True)]
 
 
-def chat_short(reasoning: Sizes, chat: Sizes, n_r: int, ratio: float, by: str) -> bool:
-    """Would one more reasoning row than `n_r` need more chat than the pool has? Then chat bounds the mix. (Not
-    "every chat row was taken": by rows above 0.5 a reasoning row needs several chat rows, so some can be left.)"""
-    if not 0 < ratio < 1 or n_r >= len(reasoning.tokens):
-        return False
-    return _chat_rows_needed(n_r + 1, ratio, by, _cum(reasoning.trained), _cum(chat.trained)) > len(chat.tokens)
-
-
-def _capped(d: DataConfig, reasoning: Sizes, chat: Sizes, n_r: int, n_c: int) -> bool:
-    """Would one more reasoning row break data.max_rows or data.max_tokens? Then a cap, not chat, bounds the mix."""
-    if n_r >= len(reasoning.tokens):
-        return True
-    tokens = int(reasoning.tokens[:n_r + 1].sum() + chat.tokens[:n_c].sum())
-    return bool((d.max_rows and n_r + 1 + n_c > d.max_rows) or (d.max_tokens and tokens > d.max_tokens))
+def counts(pools: list[Sizes], shares: list[float | None], by: str, max_rows: int = 0,
+           max_tokens: int = 0) -> list[int]:
+    """Rows to take from the front of each (already shuffled) pool: `shares[0]` None for the whole pool (all of it,
+    caps allowing), each other share a fraction of the mix; without a whole pool the shares add up to 1."""
+    weights = [1 - sum(s for s in shares if s is not None) if s is None else s for s in shares]
+    return Plan(pools, weights, weights[0], by, max_rows, max_tokens).largest()
 
 
 @dataclass
 class Draw:
     mixes: list[np.ndarray]  # the row ids of each epoch's mix, in training order
     eval_ids: np.ndarray  # held out of every epoch
-    reasoning: np.ndarray  # the shuffled pools less the eval rows (chat: epoch 0's): what other ratios draw from
-    chat: np.ndarray
-    exhausted: bool  # in some epoch chat ran out before reasoning did (`chat_short`)
-    left_out: int = 0  # reasoning rows an epoch left out because chat ran out (not a cap): the ratio's shortfall
+    pools: list[np.ndarray]  # each shuffled pool less its eval rows (shared ones: epoch 0's): what other shares draw
+    exhausted: bool = False  # in some epoch a shared pool ran out before the whole pool did
+    left_out: int = 0  # whole rows an epoch left out because a shared pool ran out (not a cap): the shortfall
+    shortest: int = 0  # the pool that ran out
 
 
-def draw(d: DataConfig, reasoning_ids: np.ndarray, chat_ids: np.ndarray, sizes: Sizes, epochs: int) -> Draw:
-    """Shuffle each pool by the seed, hold the eval rows out, and take each epoch's mix from the fronts (with
-    `redraw_chat_each_epoch`, epoch e shuffles chat by seed + e). `sizes` are indexed by row id."""
+def draw(pools: list[np.ndarray], shares: list[float | None], sizes: Sizes, *, by: str, seed: int, eval_rows: int,
+         epochs: int = 1, redraw: bool = False, max_rows: int = 0, max_tokens: int = 0) -> Draw:
+    """Shuffle each pool (row ids, `sizes` indexed by them) by the seed, hold the eval rows out, and take each epoch's
+    mix from the fronts. `pools[0]` is the whole pool (`shares[0]` None) or the first shared source; with `redraw`
+    each shared pool is shuffled anew each epoch (seed + epoch), its eval rows still held out."""
 
-    def shuffled(ids: np.ndarray, seed: int) -> np.ndarray:
-        return ids[np.random.default_rng(seed).permutation(len(ids))]
+    def shuffled(ids: np.ndarray, s: int) -> np.ndarray:
+        return ids[np.random.default_rng(s).permutation(len(ids))]
 
-    reasoning, chat = shuffled(reasoning_ids, d.seed), shuffled(chat_ids, d.seed)
-    eval_r, eval_c = split_eval(len(reasoning), len(chat), d.eval_rows, d.chat_ratio)
-    held = chat[len(chat) - eval_c:]
-    out = Draw([], np.concatenate([reasoning[len(reasoning) - eval_r:], held]), reasoning[:len(reasoning) - eval_r],
-               chat[:len(chat) - eval_c], False)
+    weights = [1 - sum(s for s in shares if s is not None) if s is None else s for s in shares]
+    order = [shuffled(p, seed) for p in pools]
+    held = [o[len(o) - e:] if e else o[:0] for o, e in zip(order, split_eval([len(p) for p in pools], weights,
+                                                                            eval_rows), strict=True)]
+    out = Draw([], np.concatenate(held) if held else np.zeros(0, np.int64),
+               [o[:len(o) - len(h)] for o, h in zip(order, held, strict=True)])
     for epoch in range(epochs):
-        chat = out.chat if epoch == 0 else shuffled(chat_ids, d.seed + epoch)
-        chat = chat[~np.isin(chat, held)]
-        n_r, n_c = choose_counts(sizes.take(out.reasoning), sizes.take(chat), d.chat_ratio, d.ratio_by,
-                                 d.max_rows, d.max_tokens)
-        short = chat_short(sizes.take(out.reasoning), sizes.take(chat), n_r, d.chat_ratio, d.ratio_by)
-        out.exhausted |= short
-        if short and not _capped(d, sizes.take(out.reasoning), sizes.take(chat), n_r, n_c):
-            out.left_out = max(out.left_out, len(out.reasoning) - n_r)
-        mix = np.concatenate([out.reasoning[:n_r], chat[:n_c]])
-        out.mixes.append(mix[np.random.default_rng(d.seed + epoch).permutation(len(mix))])
+        current = [out.pools[0]] + [out.pools[i] if epoch == 0 or not redraw else
+                                    _without(shuffled(pools[i], seed + epoch), held[i]) for i in range(1, len(pools))]
+        plan = Plan([sizes.take(p) for p in current], weights, weights[0], by, max_rows, max_tokens)
+        counts = plan.largest()
+        if counts[0] < len(current[0]) and plan.short(counts[0] + 1):
+            out.exhausted = True
+            if shares[0] is None and plan.bound_by_a_share(counts[0]):
+                out.left_out = max(out.left_out, len(current[0]) - counts[0])
+                out.shortest = next(i for i, n in enumerate(plan.counts(counts[0] + 1)) if n > len(current[i]))
+        mix = np.concatenate([p[:n] for p, n in zip(current, counts, strict=True)])
+        out.mixes.append(mix[np.random.default_rng(seed + epoch).permutation(len(mix))])
     return out
+
+
+def _without(ids: np.ndarray, held: np.ndarray) -> np.ndarray:
+    return ids[~np.isin(ids, held)]

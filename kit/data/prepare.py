@@ -1,14 +1,15 @@
-"""The data pipeline: sources -> conversations -> template text -> tokens and labels -> the mix -> Arrow files.
+"""The data pipeline: sources -> conversations -> the chat template -> tokens and labels -> the mix, on `datasets`.
 
     prepared = prepare_data(cfg, tokenizer)       # kit.data.prepare_data
     prepared.train[0]["input_ids"], prepared.report["mix"]["chat_share_trained_tokens"]
 
-Each source is streamed in batches into a pool file of encoded rows (`pools`), so memory stays flat however large
-the source; chat is tokenized only as far as the mix can use it (the lazy selection here); `mix` draws each
-epoch's rows, which are gathered into train.arrow and eval.arrow; `report` describes the result. It is cached
-under a fingerprint of everything that shapes it (config, tokenizer, source files); a rerun memory-maps it at
-once. It is built in a temporary folder and renamed into place when complete, so a failure leaves nothing
-half-written.
+Each source's rows are converted and checked as they stream in (kit.data.sources) into a `Dataset` on disk, encoded
+by `Dataset.map` on every core (kit.data.template), mixed by the shares (kit.data.mix) and written with `select` +
+`save_to_disk`, so memory stays flat however large a source. A shared source (the chat) is tokenized only as far as
+the mix can use it, unless its pool is kept for other shares (`data.cache_pools`, the sweep's). The result is found
+again under a fingerprint of everything that shapes it (config, tokenizer, source files): one hash, where datasets'
+own cache would re-read every source to fingerprint each step. It is built in a temporary folder renamed into place
+when complete, so a failure leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -16,29 +17,33 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
-from kit.config import Config, SourceConfig
-from kit.data import pools
 from kit.data.formats import DataError
 from kit.data.mix import Draw, Sizes, draw
-from kit.data.pools import SCHEMA, Scan, SourceStats
-from kit.data.report import build_report, save_pools
-from kit.data.sources import source_identity
+from kit.data.sources import Counts, conversations, mix_sources, source_identity
+from kit.errors import KitError
 from kit.files import atomic_folder
+from kit.paths import shown
 
-FORMAT_VERSION = 4  # bump when the prepared files' layout, labelling, mix or report changes
-GATHER_TOKENS = 1 << 19  # tokens gathered into one written batch: bounds the memory of writing the mix (~2 MB a copy)
+FORMAT_VERSION = 5  # bump when the prepared files' layout, labelling, mix or report changes
+# A shared source is tokenized only as far as the mix needs, estimated from its characters: this much more than the
+# estimate, and these rows more (on a small mix 15 % is a handful of rows, too few to absorb the drops), and only if
+# that leaves out more than 10 % of it (else the second pass that a subset too small costs outweighs the saving).
+MARGIN, SPARE_ROWS, SELECT_BELOW = 1.15, 64, 0.9
+PARALLEL_FROM = 2048  # rows; below this a pool of processes costs more than it saves
+EVAL_SHARE_SAID = 0.2  # an eval split holding out more of a source than this is said
 
 
 @dataclass
 class Prepared:
-    """The prepared mix: memory-mapped `datasets.Dataset`s plus the data report."""
+    """The prepared mix: memory-mapped `datasets.Dataset`s (input_ids, labels, source) plus the data report."""
 
     train: object
     eval: object | None
@@ -47,15 +52,22 @@ class Prepared:
     cached: bool
 
 
-def data_sources(cfg: Config) -> list[tuple[str, SourceConfig]]:
-    """The sources the mix reads, named as the report names them."""
-    out = []
-    if cfg.data.chat_ratio < 1:
-        out.append(("reasoning", cfg.data.reasoning))
-    if cfg.data.chat_ratio > 0:
-        out.append(("chat", cfg.data.chat))
-    out += [(f"extra{i}:{Path(s.path).stem}", s) for i, s in enumerate(cfg.data.extra)]
-    return out
+@dataclass
+class Pool:
+    """One source: its conversations on disk, the rows encoded so far (and what their encoding dropped)."""
+
+    name: str
+    src: object
+    counts: Counts
+    converted: object  # Dataset: conversation (JSON), chars, trained_chars; None for a cached pool
+    parts: list = field(default_factory=list)  # encoded Datasets (input_ids, labels, source, tokens, trained, dropped)
+    encoded: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # converted rows encoded so far
+    sizes: Sizes = field(default_factory=lambda: Sizes.concat([]))  # of the kept encoded rows, in order
+    length_drops: Counter = field(default_factory=Counter)
+
+    @property
+    def whole(self) -> bool:
+        return self.src.share is None
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -64,189 +76,212 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return h.hexdigest()
 
 
-def fingerprint(cfg: Config, tokenizer, epochs: int, cache_dir: Path) -> str:
+def _hash(tree: dict) -> str:
+    return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def fingerprint(cfg, tokenizer, epochs: int, cache_dir: Path) -> str:
     data = asdict(cfg.data)
     data.pop("num_proc")
-    identity = {
-        "version": FORMAT_VERSION, "data": data, "max_seq_length": cfg.model.max_seq_length, "epochs": epochs,
-        "tokenizer": tokenizer_fingerprint(tokenizer),
-        "sources": [source_identity(src, cache_dir) for _, src in data_sources(cfg)],
-    }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return _hash({"version": FORMAT_VERSION, "data": data, "max_seq_length": cfg.model.max_seq_length,
+                  "epochs": epochs, "tokenizer": tokenizer_fingerprint(tokenizer),
+                  "sources": [source_identity(src, cache_dir) for _, src in mix_sources(cfg.data)]})
 
 
-@dataclass
-class _Rows:
-    """Every source's encoded rows laid end to end: a row's global id is its source's offset plus its place."""
+def _converted(name: str, src, cfg, root: Path, work: Path):
+    """A source's valid conversations as a Dataset on disk (JSON text and sizes in characters), and its counts."""
+    from datasets import Dataset, Features, Value
+    from datasets.exceptions import DatasetGenerationError
 
-    stats: list[SourceStats]
+    counts = Counts(name, src.role, src.path)
 
-    def __post_init__(self):
-        self.offsets = np.concatenate([[0], np.cumsum([len(s.tokens) for s in self.stats])]).astype(np.int64)
-        self.sizes = Sizes.concat([Sizes(np.asarray(s.tokens), np.asarray(s.trained)) for s in self.stats])
+    def rows():
+        from kit.data.template import content_chars
 
-    def ids(self, role: str) -> np.ndarray:
-        return np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i, s in enumerate(self.stats)
-                               if s.role == role] or [np.zeros(0, np.int64)])
+        for conversation in conversations(name, src, counts, cfg.data.on_bad_row, root / "datasets"):
+            chars, trained = content_chars(conversation, cfg.data.train_turns)
+            yield {"conversation": json.dumps(conversation, ensure_ascii=False), "chars": chars,
+                   "trained_chars": trained}
 
-
-# Lazy chat: when reasoning drives the mix, only the chat rows it can use are tokenized, chosen before tokenizing
-# from their sizes in characters. A subset that proves too small is caught after mixing: then all are tokenized.
-# This much more chat than the estimate asks for, for rows dropped as too long and for the estimate's error:
-CHAT_MARGIN = 1.15
-# and these rows more: on a small mix a 15 % margin is a handful of rows, too few to absorb the drops.
-CHAT_SPARE_ROWS = 64
-# A subset only if it leaves out more than 10 % of the rows: tokenizing those few costs less than the second pass
-# over every row that a subset too small would take.
-SELECT_BELOW = 0.9
-
-
-@dataclass
-class _Selection:
-    rows: dict[int, set[int]]  # per chat source, the positions of the rows to tokenize
-    left_out: np.ndarray  # the others, as indices into the scans' rows laid end to end, in seeded order
+    features = Features({"conversation": Value("string"), "chars": Value("int64"), "trained_chars": Value("int64")})
+    try:
+        data = Dataset.from_generator(rows, features=features, cache_dir=str(work / "convert"),
+                                      fingerprint=_hash({"work": str(work), "name": name}))
+    except DatasetGenerationError as e:  # datasets wraps what the rows raised: the kit's own sentence comes through
+        cause = e.__cause__ or e.__context__
+        raise cause if isinstance(cause, KitError) else e from None
+    except ValueError:  # no valid row at all ("corresponds to no data"): an empty pool, reported as such
+        if counts.valid:
+            raise
+        data = Dataset.from_dict({name: [] for name in features}, features=features)
+    return counts, data
 
 
-def _per_char(stats: list[SourceStats]) -> tuple[float, float]:
-    """Tokens per content character, and trained tokens per character of the trained turns."""
-    return (sum(sum(s.tokens) for s in stats) / max(1, sum(s.chars for s in stats)),
-            sum(sum(s.trained) for s in stats) / max(1, sum(s.trained_chars for s in stats)))
+def _encode(pool: Pool, rows: np.ndarray, cfg, tokenizer, work: Path, progress: bool) -> None:
+    """Encode the converted rows `rows` of a pool on every core, and append what they give."""
+    from datasets import Dataset, Features, Sequence, Value
+
+    from kit.data.template import encoder
+
+    procs = cfg.data.num_proc or os.cpu_count() or 1
+    features = Features({"input_ids": Sequence(Value("int32")), "labels": Sequence(Value("int32")),
+                         "source": Value("string"), "tokens": Value("int64"), "trained": Value("int64"),
+                         "dropped": Value("string")})
+    if len(rows):
+        part = pool.converted.select(rows).map(
+            encoder(tokenizer, cfg.data, cfg.model.max_seq_length, pool.name), batched=True, batch_size=256,
+            num_proc=procs if len(rows) >= PARALLEL_FROM and procs > 1 else None, features=features,
+            remove_columns=pool.converted.column_names,
+            cache_file_name=str(work / f"{pool.name}-{len(pool.parts)}.arrow"),
+            new_fingerprint=_hash({"pool": pool.name, "part": len(pool.parts)}),
+            desc=f"tokenizing {pool.name}" if progress else None)
+    else:  # datasets maps no rows to a table without columns: an empty part keeps the schema
+        part = Dataset.from_dict({k: [] for k in features}, features=features)
+    dropped = np.asarray(part["dropped"], dtype=object)
+    kept = np.flatnonzero(dropped == "")
+    pool.length_drops.update(dropped[dropped != ""].tolist())
+    pool.parts.append(part.select(kept).select_columns(["input_ids", "labels", "source"]))
+    pool.sizes = Sizes.concat([pool.sizes, Sizes(np.asarray(part["tokens"])[kept], np.asarray(part["trained"])[kept])])
+    pool.encoded = np.concatenate([pool.encoded, rows])
 
 
-def _chat_selection(cfg: Config, encoded: list[SourceStats], scans: dict[int, Scan],
-                    epochs: int) -> _Selection | None:
-    """Which valid chat rows to tokenize: a seeded random subset large enough for the mix, or None for all.
-    The reasoning side is encoded already, so the need is known: in rows, or in trained tokens estimated from the
-    chat rows' characters at the reasoning rows' trained tokens per character."""
-    d = cfg.data
-    owner = np.concatenate([np.full(len(scan.rows), i) for i, scan in scans.items()])
-    rows = np.concatenate([scan.rows for scan in scans.values()])
-    order = np.random.default_rng(d.seed).permutation(len(rows))
-    share = d.chat_ratio / (1 - d.chat_ratio) * epochs * CHAT_MARGIN
-    if d.ratio_by == "rows":
-        need = int(sum(len(s.tokens) for s in encoded) * share)
+def _subset(pool: Pool, need: float, cfg) -> np.ndarray:
+    """The converted rows of a shared pool worth tokenizing: a seeded random subset large enough for `need` rows or
+    trained tokens (estimated from characters at `need`'s rate), or all of them."""
+    n = len(pool.converted)
+    order = np.random.default_rng(cfg.data.seed).permutation(n)
+    if cfg.data.ratio_by == "rows":
+        take = int(need * MARGIN)
     else:
-        trained = np.concatenate([scan.trained_chars for scan in scans.values()])[order] * _per_char(encoded)[1]
-        need = int(np.searchsorted(np.cumsum(trained), sum(sum(s.trained) for s in encoded) * share)) + 1
-    take = need + d.eval_rows + CHAT_SPARE_ROWS
-    if take >= SELECT_BELOW * len(rows):
-        return None
-    chosen = order[:take]
-    return _Selection({i: set(rows[chosen[owner[chosen] == i]].tolist()) for i in scans}, order[take:])
+        trained = np.asarray(pool.converted["trained_chars"])[order]
+        take = int(np.searchsorted(np.cumsum(trained), need * MARGIN)) + 1
+    take += cfg.data.eval_rows + SPARE_ROWS
+    return np.sort(order[:take]) if take < SELECT_BELOW * n else np.arange(n)
 
 
-def _estimates(scans: dict[int, Scan], left_out: np.ndarray, chat: list[SourceStats]) -> Sizes:
-    """Token counts of the chat rows never tokenized, from their characters at the tokenized ones' rates."""
-    tokens_per_char, trained_per_char = _per_char(chat)
-    chars = np.concatenate([scan.chars for scan in scans.values()])[left_out]
-    trained_chars = np.concatenate([scan.trained_chars for scan in scans.values()])[left_out]
-    return Sizes(np.round(chars * tokens_per_char).astype(np.int64),
-                 np.round(trained_chars * trained_per_char).astype(np.int64))
+def _pools(cfg, tokenizer, root: Path, work: Path, epochs: int, progress: bool) -> list[Pool]:
+    """Every source converted; the whole ones encoded in full, the shared ones as far as the mix needs (all of
+    them with data.cache_pools, or without a whole source to size them by)."""
+    pools = [_cached_pool(name, src, cfg, tokenizer, root, progress) if cfg.data.cache_pools else
+             Pool(name, src, *_converted(name, src, cfg, root, work)) for name, src in mix_sources(cfg.data)]
+    whole = [p for p in pools if p.whole]
+    for pool in (p for p in whole if not p.parts):
+        _encode(pool, np.arange(len(pool.converted)), cfg, tokenizer, work, progress)
+    rest = 1 - sum(p.src.share for p in pools if not p.whole)
+    for pool in (p for p in pools if not p.parts):
+        rows = np.arange(len(pool.converted))
+        if whole:  # sized by the whole sources: in rows, or in trained tokens at the chars they cost there
+            need = sum(len(p.sizes.tokens) for p in whole) if cfg.data.ratio_by == "rows" else \
+                sum(int(p.sizes.trained.sum()) for p in whole) / _trained_per_char(whole)
+            rows = _subset(pool, need * pool.src.share / rest * epochs, cfg)
+        _encode(pool, rows, cfg, tokenizer, work, progress)
+    return pools
 
 
-def _pool_identity(cfg: Config, tokenizer) -> dict:
-    """What shapes every source's pool besides the source itself (`data.cache_pools`): not the ratio, nor the mix."""
+def _cached_pool(name: str, src, cfg, tokenizer, root: Path, progress: bool) -> Pool:
+    """With data.cache_pools (the sweep's), a source encoded in full once, kept under the pool cache by everything that
+    shapes it but its share, so a mix at another share reads it instead of tokenizing again."""
+    from datasets import concatenate_datasets, load_from_disk
+
+    d, whole = cfg.data, {k: v for k, v in asdict(src).items() if k != "share"}
+    folder = root / "pools" / _hash({
+        "version": FORMAT_VERSION, "tokenizer": tokenizer_fingerprint(tokenizer),
+        "max_seq_length": cfg.model.max_seq_length, "overlong": d.overlong, "train_turns": d.train_turns,
+        "train_empty_think": d.train_empty_think, "on_bad_row": d.on_bad_row, "name": name, "source": whole,
+        "content": source_identity(src, root / "datasets")})
+    if not (folder / "pool.json").is_file():
+        with atomic_folder(folder) as tmp:
+            pool = Pool(name, src, *_converted(name, src, cfg, root, tmp / "work"))
+            _encode(pool, np.arange(len(pool.converted)), cfg, tokenizer, tmp / "work", progress)
+            concatenate_datasets(pool.parts).save_to_disk(str(tmp / "rows"))
+            np.savez(tmp / "sizes.npz", tokens=pool.sizes.tokens, trained=pool.sizes.trained)
+            (tmp / "pool.json").write_text(json.dumps(vars(pool.counts) | {"length_drops": pool.length_drops}))
+            shutil.rmtree(tmp / "work")
+    saved, sizes = json.loads((folder / "pool.json").read_text()), np.load(folder / "sizes.npz")
+    drops = Counter(saved.pop("length_drops"))
+    counts = Counts(**saved | {"dropped": Counter(saved["dropped"])})
+    return Pool(name, src, counts, None, [load_from_disk(str(folder / "rows"))], np.arange(counts.valid),
+                Sizes(sizes["tokens"], sizes["trained"]), drops)
+
+
+def _trained_per_char(pools: list[Pool]) -> float:
+    chars = sum(int(np.asarray(p.converted["trained_chars"])[p.encoded].sum()) for p in pools)
+    return sum(int(p.sizes.trained.sum()) for p in pools) / max(1, chars)
+
+
+def _draw(cfg, pools: list[Pool], epochs: int) -> tuple[Draw, np.ndarray]:
+    """The mix's row ids (every pool's kept rows laid end to end), and each row id's offset table."""
+    offsets = np.cumsum([0] + [len(p.sizes.tokens) for p in pools])
+    ids = [np.arange(offsets[i], offsets[i + 1]) for i in range(len(pools))]
+    whole = [i for i, p in enumerate(pools) if p.whole]
+    groups = ([np.concatenate([ids[i] for i in whole])] if whole else []) + [ids[i] for i, p in enumerate(pools)
+                                                                               if not p.whole]
+    shares = ([None] if whole else []) + [p.src.share for p in pools if not p.whole]
     d = cfg.data
-    return {"version": FORMAT_VERSION, "tokenizer": tokenizer_fingerprint(tokenizer),
-            "max_seq_length": cfg.model.max_seq_length, "overlong": d.overlong, "train_turns": d.train_turns,
-            "train_empty_think": d.train_empty_think, "on_bad_row": d.on_bad_row}
-
-
-def _encode_sources(cfg: Config, tokenizer, folder: Path, root: Path, epochs: int,
-                    progress: bool) -> tuple[_Rows, Draw, Sizes]:
-    """Encode every source into a pool file in `folder` (with `data.cache_pools`, a link into the pool cache) and draw
-    the mix; also the estimated sizes of the chat rows left untokenized. Chat is encoded lazily when reasoning drives
-    the mix (see CHAT_MARGIN), unless the pools are cached: then whole, for any ratio to draw from."""
-    sources = data_sources(cfg)
-    shared = _pool_identity(cfg, tokenizer) if cfg.data.cache_pools else None
-
-    def encode(i: int, scanned: Scan | None = None, select: set[int] | None = None) -> SourceStats:
-        name, src = sources[i]
-
-        def write(path: Path) -> SourceStats:
-            return pools.encode(name, src, cfg, tokenizer, path, root / "datasets", progress, scanned, select)
-
-        if shared is None:
-            return write(folder / f"pool{i}.arrow")
-        identity = {**shared, "name": name, "source": asdict(src), "content": source_identity(src, root / "datasets")}
-        return pools.cached(identity, write, folder / f"pool{i}.arrow", root / "pools")
-
-    lazy = not shared and 0 < cfg.data.chat_ratio < 1 and any(src.role == "reasoning" for _, src in sources)
-    stats = [None if lazy and src.role == "chat" else encode(i) for i, (_, src) in enumerate(sources)]
-    scans = {i: pools.scan(*sources[i], cfg, root / "datasets") for i, s in enumerate(stats) if s is None}
-    selection = _chat_selection(cfg, [s for s in stats if s], scans, epochs) if scans else None
-    while True:
-        for i, scan in scans.items():
-            stats[i] = encode(i, scan, selection.rows[i] if selection else None)
-        rows = _Rows(stats)
-        drawn = draw(cfg.data, rows.ids("reasoning"), rows.ids("chat"), rows.sizes, epochs)
-        if not (drawn.exhausted and selection):
-            break
-        selection = None  # the subset was too small for the mix: tokenize every chat row and draw again
-    estimates = _estimates(scans, selection.left_out, [stats[i] for i in scans]) if selection else Sizes.concat([])
-    return rows, drawn, estimates
-
-
-def _write(path: Path, batches: list[pa.RecordBatch], tokens: np.ndarray, order: np.ndarray) -> None:
-    """Write the rows with global ids `order` (the pools' record `batches` laid end to end; `tokens`, each row's
-    length), in that order, a bounded number of tokens at a time. Each row is taken from its own record batch:
-    a take from a whole memory-mapped pool would first copy all of it."""
-    starts = np.cumsum([0] + [b.num_rows for b in batches])
-    ends = np.cumsum(tokens[order])
-    cuts = np.unique(np.searchsorted(ends, np.arange(GATHER_TOKENS, ends[-1] if len(ends) else 0, GATHER_TOKENS)))
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, SCHEMA) as writer:
-        for chunk in np.split(order, cuts):
-            batch_of = np.searchsorted(starts, chunk, side="right") - 1
-            parts, positions = [], []
-            for b in np.unique(batch_of):
-                where = np.nonzero(batch_of == b)[0]
-                parts.append(batches[b].take(pa.array(chunk[where] - starts[b])))
-                positions.append(where)
-            if parts:
-                gathered = pa.Table.from_batches(parts).combine_chunks()
-                writer.write_table(gathered.take(pa.array(np.argsort(np.concatenate(positions)))))
+    drawn = draw(groups, shares, Sizes.concat([p.sizes for p in pools]), by=d.ratio_by, seed=d.seed,
+                 eval_rows=d.eval_rows, epochs=epochs, redraw=d.redraw_each_epoch, max_rows=d.max_rows,
+                 max_tokens=d.max_tokens)
+    return drawn, offsets
 
 
 class Shortfall(DataError):
-    """Chat too short for data.chat_ratio, unless data.allow_shortfall: a matter of the ratio, not of the data."""
+    """A shared source too short for its share, unless data.allow_shortfall: a matter of the shares, not the data."""
 
 
-def _check_ratio(cfg: Config, drawn: Draw) -> None:
-    """Chat that runs out bounds the whole mix: keeping data.chat_ratio leaves reasoning rows out (all of them, when
-    no chat row survived). That stops with the numbers, or with data.allow_shortfall goes on with a warning."""
+def _check_shares(cfg, pools: list[Pool], drawn: Draw) -> None:
+    """A shared source that runs out bounds the whole mix: keeping its share leaves rows of the whole sources out
+    (all of them, when none of its rows survived). That stops with the numbers, or goes on with a warning."""
     if not drawn.left_out:
         return
-    d, kept = cfg.data, len(drawn.reasoning) - drawn.left_out
-    found = (f"chat runs short: its {len(drawn.chat)} usable rows keep data.chat_ratio={d.chat_ratio} by {d.ratio_by} "
-             f"only with {kept} of the {len(drawn.reasoning)} reasoning rows")
+    shared = [p for p in pools if not p.whole]
+    # the draw's pool 0 is the whole sources together, or (without any) the first shared source
+    short = shared[drawn.shortest - (len(shared) < len(pools))]
+    whole = len(drawn.pools[0])  # the driving rows, less their eval rows
+    d, kept = cfg.data, whole - drawn.left_out
+    asked = f"data.chat_ratio={d.chat_ratio}" if short.name == "chat" else f"its share {short.src.share}"
+    found = (f"{short.name} runs short: its {len(short.sizes.tokens)} usable rows keep {asked} by {d.ratio_by} only "
+             f"with {kept} of the {whole} {'reasoning' if len(pools) == 2 else 'other'} rows")
     if not d.allow_shortfall:
-        raise Shortfall(f"{found}; add chat data, lower data.chat_ratio, cap data.max_rows, or set "
+        raise Shortfall(f"{found}; add {short.name} data, lower its share, cap data.max_rows, or set "
                         "data.allow_shortfall=true to train on the smaller mix.")
     print(f"warning: {found}; data.allow_shortfall=true, so the smaller mix is used.")
 
 
-def _write_mix(folder: Path, rows: _Rows, drawn: Draw) -> None:
-    """train.arrow and eval.arrow from the pool files, which are then removed."""
-    paths = [folder / f"pool{i}.arrow" for i in range(len(rows.stats))]
-    readers = [pa.ipc.open_file(pa.memory_map(str(p))) for p in paths]
-    batches = [r.get_batch(i) for r in readers for i in range(r.num_record_batches)]
-    _write(folder / "train.arrow", batches, rows.sizes.tokens, np.concatenate(drawn.mixes))
-    _write(folder / "eval.arrow", batches, rows.sizes.tokens, drawn.eval_ids)
-    del readers, batches
-    for p in paths:
-        p.unlink()
+def _check_rows(pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> None:
+    """Every source gives the mix rows, and the eval split leaves most of each source to train on."""
+    def per_pool(ids: np.ndarray) -> np.ndarray:
+        return np.bincount(np.searchsorted(offsets, ids, side="right") - 1, minlength=len(pools))
+
+    for pool, trained, held in zip(pools, per_pool(np.concatenate(drawn.mixes)), per_pool(drawn.eval_ids),
+                                   strict=True):
+        usable, where = len(pool.sizes.tokens), f"source '{pool.name}' ({shown(pool.src.path)})"
+        if usable and not trained:
+            why = f"its share {pool.src.share} of the mix rounds to 0 rows" if pool.src.share is not None else \
+                "data.max_rows or data.max_tokens leaves none of its rows"
+            raise DataError(f"{where} gives the mix no row of its {usable}: {why}; raise its share, or give it no "
+                            "share to train all its rows.")
+        if held > EVAL_SHARE_SAID * usable:
+            print(f"warning: {where}: the eval split holds out {held} of its {usable} usable rows, leaving "
+                  f"{usable - held} to train on; lower data.eval_rows or add rows.")
+
+
+def _write(folder: Path, pools: list[Pool], drawn: Draw) -> None:
+    """train/ and eval/ (input_ids, labels, source) gathered from the pools, a bounded batch at a time."""
+    from datasets import concatenate_datasets
+
+    rows = concatenate_datasets([part for p in pools for part in p.parts])
+    rows.select(np.concatenate(drawn.mixes)).save_to_disk(str(folder / "train"))
+    rows.select(drawn.eval_ids).save_to_disk(str(folder / "eval"))
 
 
 def _load(path: Path, report: dict, cached: bool) -> Prepared:
-    from datasets import Dataset
+    from datasets import load_from_disk
 
-    eval_path = path / "eval.arrow"
-    return Prepared(Dataset.from_file(str(path / "train.arrow")),
-                    Dataset.from_file(str(eval_path)) if report["mix"]["eval_rows"] else None,
-                    report, path, cached)
+    return Prepared(load_from_disk(str(path / "train")),
+                    load_from_disk(str(path / "eval")) if report["mix"]["eval_rows"] else None, report, path, cached)
 
 
-def prepare_data(cfg: Config, tokenizer, *, cache_dir: str | Path | None = None, epochs: int = 1,
+def prepare_data(cfg, tokenizer, *, cache_dir: str | Path | None = None, epochs: int = 1,
                  progress: bool = True) -> Prepared:
     """Build (or reuse) the tokenized, labelled mix that `cfg.data` describes.
 
@@ -254,33 +289,49 @@ def prepare_data(cfg: Config, tokenizer, *, cache_dir: str | Path | None = None,
         cfg: the resolved config (data, model.max_seq_length).
         tokenizer: a fast tokenizer whose chat template defines the format.
         cache_dir: where prepared sets and hub downloads live (default: the kit's cache root).
-        epochs: with `data.redraw_chat_each_epoch`, one mix per epoch, each with a fresh chat subset.
+        epochs: with `data.redraw_each_epoch`, one mix per epoch, each with a fresh draw of the shared sources.
     Returns:
         `Prepared` with `train`/`eval` datasets (columns input_ids, labels, source) and the report.
     Raises:
-        ValueError (BadRow) naming source, file, row and field for bad input when `data.on_bad_row` is error.
+        DataError (BadRow) naming source, file, row and field for bad input when `data.on_bad_row` is error;
+        Shortfall when a shared source cannot keep its share.
     """
+    import datasets
+
+    from kit.data.report import build_report, save_pools
     from kit.paths import cache_root
 
     root = Path(cache_dir) if cache_dir else cache_root(cfg.model.cache_dir)
-    epochs = epochs if cfg.data.redraw_chat_each_epoch else 1
+    epochs = epochs if cfg.data.redraw_each_epoch else 1
     fp = fingerprint(cfg, tokenizer, epochs, root / "datasets")
     final = root / "prepared" / fp
     if (final / "report.json").is_file():
         return _load(final, json.loads((final / "report.json").read_text()), cached=True)
-
-    if cfg.data.num_proc:
-        os.environ["RAYON_NUM_THREADS"] = str(cfg.data.num_proc)
-    started = time.perf_counter()
-    with atomic_folder(final) as tmp:
-        rows, drawn, estimates = _encode_sources(cfg, tokenizer, tmp, root, epochs, progress)
-        _check_ratio(cfg, drawn)
-        if not sum(len(m) for m in drawn.mixes):
-            raise DataError("the mix is empty: no source row survived conversion and filtering "
-                             f"({', '.join(f'{s.name}: {dict(s.dropped)}' for s in rows.stats)}).")
-        _write_mix(tmp, rows, drawn)
-        save_pools(tmp, rows.sizes.take(drawn.reasoning), Sizes.concat([rows.sizes.take(drawn.chat), estimates]))
-        report = build_report(cfg, rows.stats, rows.offsets, rows.sizes, drawn.mixes, drawn.eval_ids, fp,
-                              time.perf_counter() - started)
-        (tmp / "report.json").write_text(json.dumps(report, indent=2))
+    started, bars = time.perf_counter(), datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # the kit's own bars say what is happening; datasets' would say it twice
+    try:
+        with atomic_folder(final) as tmp:
+            work = tmp / "work"
+            pools = _pools(cfg, tokenizer, root, work, epochs, progress)
+            drawn, offsets = _draw(cfg, pools, epochs)
+            if drawn.exhausted and any(p.converted is not None and len(p.encoded) < len(p.converted) for p in pools):
+                for pool in (p for p in pools if p.converted is not None):  # the subset was too small for the mix:
+                    rest = np.setdiff1d(np.arange(len(pool.converted)), pool.encoded)  # tokenize the rest, draw again
+                    if len(rest):
+                        _encode(pool, rest, cfg, tokenizer, work, progress)
+                drawn, offsets = _draw(cfg, pools, epochs)
+            _check_shares(cfg, pools, drawn)
+            if not sum(len(m) for m in drawn.mixes):
+                raise DataError("the mix is empty: no source row survived conversion and filtering ("
+                                + ", ".join(f"{p.name}: {dict(p.counts.dropped + p.length_drops)}" for p in pools)
+                                + ").")
+            _check_rows(pools, drawn, offsets)
+            _write(tmp, pools, drawn)
+            save_pools(tmp, pools, drawn)
+            report = build_report(cfg, pools, offsets, drawn, fp, time.perf_counter() - started)
+            (tmp / "report.json").write_text(json.dumps(report, indent=2))
+            shutil.rmtree(work, ignore_errors=True)
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
     return _load(final, report, cached=False)

@@ -4,8 +4,8 @@
     print(format_prompts(prompts.report))
 
 Rows go through SFT's own converter and filters (kit.data.formats.to_messages), so a problem `data.reasoning.heldout`
-keeps out of training is kept out here by the same keyed hash (kit.data.heldout): `qwen3-kit eval` on a GRPO run
-still scores unseen problems. Each problem is taken once (OpenMathReasoning holds several solutions per problem),
+keeps out of training is kept out here by the same keyed hash (kit.data.formats.held_out): `qwen3-kit eval` on a GRPO
+run still scores unseen problems. Each problem is taken once (OpenMathReasoning holds several solutions per problem),
 with its `expected_answer`; `grpo.problem_types` keeps those whose answer was found, not guessed by a model. Reading
 stops once the steps have their problems (grpo.max_steps x grpo.prompts_per_step), so a 3.2M-row split is not read
 to its end.
@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.config import Config
-from kit.data.formats import DataError, Filtered, to_messages
-from kit.data.heldout import problem_text
-from kit.data.pools import checked
-from kit.data.sources import iter_source
+from kit.data.formats import DataError, Filtered, problem_text, to_messages
+from kit.data.sources import checked, iter_source
 
 
 @dataclass
@@ -34,7 +32,7 @@ class Prompts:
 
 def _candidate(raw, cfg: Config) -> tuple[list[dict], str]:
     """(the turns before the reply, the expected answer) of a source row; raises MalformedRow, BadRow or Filtered."""
-    from kit.benchmarks import problem_and_answer
+    from kit.evaluation.benchmarks import problem_and_answer
 
     conversation = to_messages(raw.data, cfg.data.reasoning)  # SFT's filters, held-out problems included
     types = cfg.grpo.problem_types
@@ -53,7 +51,7 @@ def _rows(cfg: Config, cache_dir: Path):
         if number <= cfg.grpo.skip_rows:
             continue
         candidate, dropped = checked("reasoning", raw, cfg.data.on_bad_row, lambda r: _candidate(r, cfg))
-        yield number, *(candidate or (None, "")), dropped  # dropped filtered_held_out: what kit.evaluate checks for
+        yield number, *(candidate or (None, "")), dropped  # filtered_held_out: what eval checks for
 
 
 def grpo_prompts(cfg: Config, tokenizer, cache_dir: str | Path | None = None) -> Prompts:

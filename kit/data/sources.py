@@ -1,25 +1,40 @@
-"""Stream raw rows from local files or hub data sets, a batch at a time, so a 3.2M-row split never sits in memory.
+"""The sources a mix reads, and their rows, streamed a file (or a hub shard) at a time.
 
-Local files: `.jsonl` (one object per line), `.json` (a list of objects), `.parquet` (read in record batches).
-Hub data sets (ModelScope, Hugging Face) are fetched shard by shard into the cache and read the same way,
-so `max_rows` stops the download as soon as enough rows have been read.
+    for name, src in mix_sources(cfg.data): ...          # the recipe's reasoning and chat, then data.sources
+    for conversation in conversations(name, src, stats, "error", cache_dir): ...
+
+Local files: `.jsonl` (one object per line), `.json` (a list of objects), `.parquet`, or a folder of them. Hub data
+sets (ModelScope, Hugging Face) are fetched shard by shard through kit.hub as the stream reaches them, so `max_rows`
+on a 3.2M-row split downloads only the shards it reads (datasets' own streaming reaches Hugging Face, not ModelScope).
+JSON and JSONL are read by hand: a bad line must be named by its file and line and skipped where data.on_bad_row
+says so, which datasets' readers, failing the whole file, cannot do.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from kit.config import SourceConfig
-from kit.data.formats import DataError
-from kit.files import write_atomic
+from kit.data.formats import BadRow, DataError, Filtered, detect, to_messages
 from kit.paths import local_matches
 
 READ_BATCH = 1024  # rows per parquet record batch
+
+
+def mix_sources(d) -> list[tuple[str, object]]:
+    """(name, SourceConfig) of each source the mix reads: the recipe's reasoning (all its rows) unless chat_ratio is 1,
+    its chat at data.chat_ratio of the mix unless that is 0 (a source with no path is none), then data.sources, each
+    named by its file or data set, with its own share."""
+    out = [("reasoning", d.reasoning)] if d.chat_ratio < 1 and d.reasoning.path else []
+    out += [("chat", replace(d.chat, share=d.chat_ratio))] if d.chat_ratio > 0 and d.chat.path else []
+    for src in d.sources:
+        stem = Path(src.path.rstrip("/*")).stem or "source"
+        out.append((stem if stem not in dict(out) else f"{stem}{len(out)}", src))
+    return out
 
 
 @dataclass
@@ -39,8 +54,6 @@ class MalformedRow(ValueError):
         self.file, self.line, self.reason, self.key = file, line, reason, key
 
 
-# JSON and JSONL are read by hand, not with datasets' readers: a bad line must be named by its file and line number,
-# and skipped and counted where data.on_bad_row says so, which a reader that fails the whole file cannot do.
 def _read_jsonl(path: Path) -> Iterator[RawRow | MalformedRow]:
     with open(path, "rb") as f:  # bytes: a line that is not UTF-8 is one bad row, not the end of the file
         for number, raw in enumerate(f, start=1):
@@ -57,10 +70,8 @@ def _read_jsonl(path: Path) -> Iterator[RawRow | MalformedRow]:
             except json.JSONDecodeError as e:
                 yield MalformedRow(str(path), number, f"invalid JSON ({e.msg} at column {e.colno})")
                 continue
-            if not isinstance(data, dict):
-                yield MalformedRow(str(path), number, f"expected a JSON object, got {type(data).__name__}")
-                continue
-            yield RawRow(data, str(path), number)
+            yield RawRow(data, str(path), number) if isinstance(data, dict) else \
+                MalformedRow(str(path), number, f"expected a JSON object, got {type(data).__name__}")
 
 
 def _read_json(path: Path) -> Iterator[RawRow | MalformedRow]:
@@ -73,25 +84,26 @@ def _read_json(path: Path) -> Iterator[RawRow | MalformedRow]:
             from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path} line {e.lineno}: invalid JSON ({e.msg})") from None
-    if isinstance(rows, dict) and isinstance(rows.get("data"), list):
-        rows = rows["data"]
+    rows = rows["data"] if isinstance(rows, dict) and isinstance(rows.get("data"), list) else rows
     if not isinstance(rows, list):
         raise DataError(f"{path}: expected a JSON list of rows (or {{\"data\": [...]}}).")
     for number, data in enumerate(rows, start=1):
-        if isinstance(data, dict):
-            yield RawRow(data, str(path), number)
-        else:
-            yield MalformedRow(str(path), number, f"row {number} is not a JSON object")
+        yield RawRow(data, str(path), number) if isinstance(data, dict) else \
+            MalformedRow(str(path), number, f"row {number} is not a JSON object")
 
 
 def _read_parquet(path: Path) -> Iterator[RawRow]:
     import pyarrow.parquet as pq
 
-    number = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=READ_BATCH):
-        for data in batch.to_pylist():
-            number += 1
-            yield RawRow(data, str(path), number)
+    try:
+        batches = pq.ParquetFile(path).iter_batches(batch_size=READ_BATCH)
+        number = 0
+        for batch in batches:
+            for data in batch.to_pylist():
+                number += 1
+                yield RawRow(data, str(path), number)
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"{path} is not a readable parquet file ({str(e).splitlines()[0]}).") from None
 
 
 READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_parquet}
@@ -100,115 +112,27 @@ READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_parquet
 def read_files(paths: list[Path]) -> Iterator[RawRow | MalformedRow]:
     """Rows of each file in turn; a malformed line comes back as a `MalformedRow` for the caller to judge."""
     for path in paths:
-        reader = READERS.get(path.suffix.lower())
-        if reader is None:
+        if path.suffix.lower() not in READERS:
             raise DataError(f"{path}: unsupported file type '{path.suffix}'; use .jsonl, .json or .parquet.")
-        yield from reader(path)
+        yield from READERS[path.suffix.lower()](path)
 
 
-def _split_files(files: list[str], split: str) -> list[str]:
-    """The data files of a split, in order: `data/cot-00000-of-00144.parquet`, `train/part-0.parquet`, ..."""
-    data_files = [f for f in files if Path(f).suffix in READERS]
-    named = [f for f in data_files if Path(f).name.startswith(f"{split}-") or f"/{split}/" in f"/{f}"
-             or Path(f).stem == split]
-    return sorted(named or (data_files if split in ("", "train") else []))
-
-
-def _list_modelscope(src: SourceConfig, endpoint: str | None) -> list[dict]:
-    from modelscope_hub.api import HubApi
-
-    files = HubApi(endpoint=endpoint).list_repo_files(src.path, "dataset", revision=src.revision or None)
-    return [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files if not f.is_dir]
-
-
-def _list_huggingface(src: SourceConfig, endpoint: str | None) -> list[dict]:
-    from huggingface_hub import HfApi
-
-    entries = HfApi(endpoint=endpoint).list_repo_tree(src.path, repo_type="dataset", recursive=True,
-                                                      revision=src.revision or None)
-    return [{"path": e.path, "size": e.size, "sha256": e.lfs.sha256 if e.lfs else e.blob_id}
-            for e in entries if hasattr(e, "size")]
-
-
-def _local_copy(src: SourceConfig, cache_dir: Path) -> Path:
-    """Where a hub data set's files (and its listing) are kept: one folder per revision asked for."""
-    return cache_dir / src.hub / (src.path + (f"@{src.revision}" if src.revision else ""))
-
-
-def hub_listing(src: SourceConfig, cache_dir: Path) -> list[dict]:
-    """The files of a hub data set as the hub lists them now (`{"path", "size", "sha256"}`), saved beside its
-    shards; where the hub cannot be reached, the saved listing, with a note saying so."""
-    from kit.hub import NetworkUnreachable, explain_error, hub_endpoint
-
-    saved = _local_copy(src, cache_dir) / ".kit-listing.json"
-    endpoint = hub_endpoint(src.hub)
-    try:
-        files = (_list_modelscope if src.hub == "modelscope" else _list_huggingface)(src, endpoint)
-    except Exception as e:
-        error = explain_error(e, src.path, src.hub, endpoint)
-        if isinstance(error, NetworkUnreachable) and saved.is_file():
-            print(f"note: {error} Using the listing saved on {time.ctime(saved.stat().st_mtime)}.")
-            return json.loads(saved.read_text())
-        raise error from None
-    write_atomic(saved, json.dumps(files))
-    return files
-
-
-def split_shards(src: SourceConfig, files: list[dict]) -> list[dict]:
-    """The listed files of the source's split (and subset), in order; DataError when there are none."""
-    if src.subset:  # a config's files live under a folder of its name
-        files = [f for f in files if f"/{src.subset}/" in f"/{f['path']}"]
-    names = _split_files([f["path"] for f in files], src.split)
-    if not names:
-        shown = [f["path"] for f in files[:8]]
-        raise DataError(f"{src.hub} data set '{src.path}' has no data files for split '{src.split}' "
-                        f"(files: {', '.join(shown)}{'...' if len(files) > 8 else ''}).")
-    by_path = {f["path"]: f for f in files}
-    return [by_path[name] for name in names]
-
-
-def _fetch(src: SourceConfig, shard: dict, cache_dir: Path) -> Path:
-    """One shard into the cache, through the hub's own client (resumable); a complete copy is used as it is."""
-    from kit.hub import hub_endpoint
-
-    local = _local_copy(src, cache_dir) / shard["path"]
-    if local.is_file() and local.stat().st_size == shard["size"]:
-        return local  # complete already: a second pass over the source stays offline
-    endpoint = hub_endpoint(src.hub)
-    if src.hub == "modelscope":
-        from modelscope import dataset_snapshot_download
-
-        dataset_snapshot_download(src.path, local_dir=str(_local_copy(src, cache_dir)), allow_patterns=[shard["path"]],
-                                  endpoint=endpoint, revision=src.revision or None)
-    else:
-        from huggingface_hub import hf_hub_download
-
-        hf_hub_download(src.path, shard["path"], repo_type="dataset", local_dir=str(_local_copy(src, cache_dir)),
-                        endpoint=endpoint, revision=src.revision or None)
-    return local
-
-
-def hub_files(src: SourceConfig, cache_dir: Path) -> Iterator[Path]:
-    """Download a hub data set's split one shard at a time (each shard once; reruns find it in the cache)."""
-    for shard in split_shards(src, hub_listing(src, cache_dir)):
-        yield _fetch(src, shard, cache_dir)
-
-
-def local_files(src: SourceConfig) -> list[Path]:
-    matches = [p for p in local_matches(src.path) if p.is_file() or p.is_dir()]
+def local_files(src) -> list[Path]:
     files = []
-    for p in matches:
-        files += sorted(f for f in p.rglob("*") if f.suffix in READERS) if p.is_dir() else [p]
+    for p in local_matches(src.path):
+        files += sorted(f for f in p.rglob("*") if f.suffix in READERS) if p.is_dir() else [p] if p.is_file() else []
     if not files:
         raise DataError(f"data source '{src.path}' matches no .jsonl, .json or .parquet file.")
     return files
 
 
-def iter_source(src: SourceConfig, cache_dir: Path) -> Iterator[RawRow | MalformedRow]:
-    """All rows of a source, streamed; hub shards are downloaded lazily as the stream reaches them. A source with no
-    row at all is an error naming it (an empty file would otherwise just leave its side out of the mix)."""
-    files = read_files(local_files(src)) if src.hub == "local" else \
-        (row for shard in hub_files(src, cache_dir) for row in read_files([shard]))
+def iter_source(src, cache_dir: Path) -> Iterator[RawRow | MalformedRow]:
+    """All rows of a source, streamed; a source with no row at all is an error naming it (an empty file would
+    otherwise just leave it out of the mix)."""
+    from kit.hub import dataset_files
+
+    files = read_files(local_files(src)) if src.where == "local" else \
+        (row for shard in dataset_files(src, cache_dir) for row in read_files([shard]))
     empty = True
     for row in files:
         empty = False
@@ -218,12 +142,65 @@ def iter_source(src: SourceConfig, cache_dir: Path) -> Iterator[RawRow | Malform
                         "from the config.")
 
 
-def source_identity(src: SourceConfig, cache_dir: Path) -> dict:
-    """What makes a source's content what it is, for the prepared-data fingerprint: a hub data set's split as the hub
-    lists it now (each shard's size and hash), so a re-published data set is prepared again."""
-    if src.hub != "local":
-        from kit.hub import content_id
+def source_identity(src, cache_dir: Path) -> dict:
+    """What makes a source's content what it is, for the prepared data's fingerprint: a local file's size and time, a
+    hub data set's split as the hub lists it now (each shard's size and hash), so a re-published set is prepared
+    again."""
+    if src.where != "local":
+        from kit.hub import content_id, dataset_listing, split_shards
 
-        return {"hub": src.hub, "id": src.path, "split": src.split, "subset": src.subset, "revision": src.revision,
-                "content": content_id(split_shards(src, hub_listing(src, cache_dir)))}
+        return {"hub": src.where, "id": src.path, "split": src.split, "subset": src.subset, "revision": src.revision,
+                "content": content_id(split_shards(src, dataset_listing(src, cache_dir)))}
     return {"files": [(str(p.resolve()), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in local_files(src)]}
+
+
+@dataclass
+class Counts:
+    """A source's rows as read: how many, how many converted, and why the others were dropped."""
+
+    name: str
+    role: str
+    path: str
+    read: int = 0
+    valid: int = 0
+    dropped: Counter = field(default_factory=Counter)
+
+
+def checked(name: str, raw, on_bad_row: str, convert: Callable):
+    """(`convert(raw)`, "") for a good row, or (None, the key its drop is counted under); raises DataError naming the
+    source, file and row where `on_bad_row` is error (a filtered row is always counted, never an error)."""
+    try:
+        if isinstance(raw, MalformedRow):
+            raise raw
+        return convert(raw), ""
+    except MalformedRow as e:
+        if on_bad_row == "error":
+            raise DataError(f"source '{name}': {e}") from None
+        return None, e.key
+    except BadRow as e:
+        if on_bad_row == "error":
+            raise e.located(f"source '{name}' ({raw.file}) row {raw.line}") from None
+        return None, e.reason
+    except Filtered as e:
+        return None, f"filtered_{e.reason}"
+
+
+def conversations(name: str, src, counts: Counts, on_bad_row: str, cache_dir: Path) -> Iterator[list[dict]]:
+    """Valid conversations of a source, in file order, counting reads and drops into `counts`; the format (and with
+    role auto, the role) is read off the first row when the source says auto."""
+    fmt = None if src.format == "auto" else src.format
+    for raw in iter_source(src, cache_dir):
+        counts.read += 1
+        if fmt is None and isinstance(raw, RawRow):
+            fmt = detect(raw.data)
+        conversation, dropped = checked(name, raw, on_bad_row, lambda r, f=fmt: to_messages(r.data, src, f))
+        if dropped:
+            counts.dropped[dropped] += 1
+            continue
+        counts.valid += 1
+        if counts.role == "auto":
+            counts.role = "reasoning" if "</think>" in conversation[-1]["content"] or \
+                conversation[-1].get("reasoning_content") else "chat"
+        yield conversation
+        if counts.valid == src.max_rows:
+            return  # before reading on: the next row may be in a shard not yet downloaded

@@ -2,7 +2,7 @@
 
     python -m pytest -m gpu tests/gpu -x -q              # on the GPU machine (scripts/gpu_check.py runs it too)
 
-A random-weight Qwen3 at the 0.6B shape (kit.random_qwen3), quantized by bitsandbytes on load: speed and memory do not
+A random-weight Qwen3 at the 0.6B shape (kit.models.tiny), quantized by bitsandbytes on load: speed and memory do not
 depend on the weights' values, and the loss still falls on the repeated sample data. Every model loads in a fresh
 process, since unsloth patches transformers for the whole process. Speed, memory and the larger shapes are
 scripts/gpu_check.py's.
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture(scope="module")
 def shape_dir(tmp_path_factory):
-    from kit.random_qwen3 import build_random_qwen3
+    from kit.models.tiny import build_random_qwen3
 
     return build_random_qwen3("0.6B", tmp_path_factory.mktemp("shapes") / "0.6B")
 
@@ -29,7 +29,7 @@ def shape_dir(tmp_path_factory):
 def _train(shape_dir, out, backend, *extra):
     args = [sys.executable, "scripts/train.py", "--config", "configs/smoke.yaml", f"model.name={shape_dir}",
             "model.source=local", "model.load_in_4bit=true", f"train.backend={backend}", "train.max_steps=12",
-            "train.learning_rate=1e-3", "lora.r=32", "lora.alpha=32", f"train.output_dir={out}",
+            "train.learning_rate=1e-3", "lora.r=32", "lora.lora_alpha=32", f"train.output_dir={out}",
             f"train.run_name={backend}", "train.gradient_checkpointing=true", "train.per_device_train_batch_size=4",
             "train.eval_steps=100", "train.save_steps=100", *extra]
     result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -71,14 +71,14 @@ def test_continuing_an_adapter_keeps_unsloths_checkpointing_and_kernels(unsloth_
     own flag is off) and the same fused LoRA forward on every layer."""
     probe = f"""
 import json
-from kit.backends import activate_backend
+from kit.training.backends import activate_backend
 activate_backend("unsloth")
-from kit.backends import load_for_training
+from kit.training.backends import load_for_training
 from kit.config import load_config
 
 def state(adapter):
     cfg = load_config("configs/smoke.yaml", ["model.name={shape_dir}", "model.source=local", "lora.r=32",
-                      "lora.alpha=32", "train.gradient_checkpointing=true", "model.adapter=" + adapter])
+                      "lora.lora_alpha=32", "train.gradient_checkpointing=true", "model.adapter=" + adapter])
     model, _ = load_for_training(cfg, "unsloth")
     layers = model.base_model.model.model.layers
     name = lambda f: getattr(f, "__qualname__", repr(f))
@@ -96,7 +96,7 @@ print(json.dumps({{"new": state(""), "continued": state("{unsloth_run / 'adapter
 def test_unsloth_inference_with_base_and_adapter(unsloth_run, shape_dir):
     probe = f"""
 import json
-from kit.infer import chat, load_for_inference
+from kit.inference.generate import chat, load_for_inference
 model, tokenizer = load_for_inference("{unsloth_run / 'adapter'}", base="{shape_dir}", backend="unsloth")
 reply = chat(model, tokenizer, "What is 2 + 2?", thinking=False, max_new_tokens=8)
 print(json.dumps({{"text": reply.text}}))
@@ -114,6 +114,6 @@ def test_merged_4bit_export_through_unsloth(unsloth_run, tmp_path):
 
 
 def test_auto_picks_unsloth_on_a_gpu():
-    from kit.backends import pick_backend
+    from kit.training.backends import pick_backend
 
     assert pick_backend("auto") == "unsloth"

@@ -1,0 +1,250 @@
+"""Did math improve, and did the thinking switch and instruction following survive? The base against the tuned.
+
+    reports = evaluate_run("runs/qwen3-14b-math", cfg)      # what scripts/eval.py runs; writes <run>/eval.json
+    print(compare(reports)); print(show_replies(reports))
+    report = evaluate(generate, math_rows, instructions)   # one model, any generator
+
+A generator is any `fn(conversations, thinking) -> list[Reply]`: the local model (`local_generator`) or an
+OpenAI-compatible server (`kit.inference.endpoint.endpoint_generator`: vLLM serving the export), so the scores are the
+same whatever produced the text. Every prompt is generated twice, thinking on and off:
+- math: the last `\\boxed{}` of the answer against `expected_answer` with math-verify (1/2 == 0.5);
+- switch: on, a closed non-empty think block and an answer; off, an answer with no reasoning leaking into it.
+  Scored on every prompt: a tuned model that stops thinking on chat-like prompts is the failure to catch;
+- instructions: verifiable instructions (`kit.evaluation.instructions`): the share of prompts whose every instruction
+  was kept (IFEval's strict prompt-level accuracy) and the share of single instructions kept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from kit.errors import KitError
+from kit.evaluation.answers import math_correct
+from kit.files import write_atomic
+from kit.inference.generate import Reply
+from kit.machine import release_memory
+
+Generator = Callable[[list[list[dict]], bool], list[Reply]]
+THINK_TAGS = ("<think>", "</think>")
+NOISE = "NOISE: the built-in tiny model has random weights; these figures measure nothing"
+METRICS = {  # metric -> the count it is a share of
+    "math_thinking_on": "n_math", "math_thinking_off": "n_math",
+    "switch_thinking_on": "n_prompts", "switch_thinking_off": "n_prompts",
+    "instructions_thinking_on": "n_instructions", "instructions_thinking_off": "n_instructions",
+    "single_instructions_thinking_on": "n_checks", "single_instructions_thinking_off": "n_checks",
+}
+
+
+class EvalError(KitError, RuntimeError):
+    pass
+
+
+def switch_ok(on: Reply, off: Reply) -> tuple[bool, bool]:
+    """(thinking-on reply is right, thinking-off reply is right)."""
+    on_ok = on.closed and bool(on.reasoning.strip()) and bool(on.answer.strip())
+    off_ok = (not off.reasoning and bool(off.answer.strip())
+              and not any(tag in off.text for tag in THINK_TAGS))
+    return on_ok, off_ok
+
+
+def _share(flags: list[bool]) -> float | None:
+    return round(sum(flags) / len(flags), 4) if flags else None
+
+
+def _reply(r: Reply) -> dict:
+    return {"reasoning": r.reasoning, "answer": r.answer, "closed": r.closed}
+
+
+def evaluate(generate: Generator, math_rows: list[dict], instructions: list) -> dict:
+    """Score one model. `math_rows` need `problem` and `expected_answer`; `instructions` are
+    `kit.evaluation.instructions.Instruction`s. Returns each metric of `METRICS`, the counts, and per-prompt details."""
+    from kit.evaluation.instructions import follows
+
+    prompts = [[{"role": "user", "content": t}] for t in
+               [r["problem"] for r in math_rows] + [i.prompt for i in instructions]]
+    on = generate(prompts, True) if prompts else []
+    off = generate(prompts, False) if prompts else []
+    n = len(math_rows)
+    correct = {mode: [math_correct(r.answer, row["expected_answer"]) for r, row in zip(replies[:n], math_rows,
+                                                                                        strict=True)]
+               for mode, replies in (("on", on), ("off", off))}
+    kept = {mode: [follows(i, r.answer) for i, r in zip(instructions, replies[n:], strict=True)]
+            for mode, replies in (("on", on), ("off", off))}
+    switch = [switch_ok(a, b) for a, b in zip(on, off, strict=True)]
+    report = {"n_math": n, "n_instructions": len(instructions), "n_prompts": len(prompts),
+              "n_checks": sum(len(i.checks) for i in instructions)}
+    for mode in ("on", "off"):
+        report[f"math_thinking_{mode}"] = _share(correct[mode])
+        report[f"switch_thinking_{mode}"] = _share([s[mode == "off"] for s in switch])
+        report[f"instructions_thinking_{mode}"] = _share([all(k) for k in kept[mode]])
+        report[f"single_instructions_thinking_{mode}"] = _share([x for k in kept[mode] for x in k])
+    report["details"] = {
+        "math": [{"problem": row["problem"], "expected": row["expected_answer"],
+                  "thinking_on": _reply(a) | {"correct": c_on}, "thinking_off": _reply(b) | {"correct": c_off}}
+                 for row, a, b, c_on, c_off in zip(math_rows, on[:n], off[:n], correct["on"], correct["off"],
+                                                   strict=True)],
+        "instructions": [{"id": i.id, "prompt": i.prompt, "checks": i.checks,
+                          "thinking_on": _reply(a) | {"kept": k_on}, "thinking_off": _reply(b) | {"kept": k_off}}
+                         for i, a, b, k_on, k_off in zip(instructions, on[n:], off[n:], kept["on"], kept["off"],
+                                                         strict=True)],
+    }
+    return report
+
+
+def compare(reports: dict[str, dict]) -> str:
+    """A side-by-side table of several models' reports (e.g. base and tuned), with n and what generated each."""
+    names = list(reports)
+    first = next(iter(reports.values()))
+    lines = [NOISE] if any(r.get("noise") for r in reports.values()) else []
+    lines += [f"{'metric':<34}" + "".join(f"{n:>10}" for n in names) + f"{'n':>8}", "-" * (42 + 10 * len(names))]
+    for metric, count in METRICS.items():
+        values = [reports[n][metric] for n in names]
+        lines.append(f"{metric:<34}" + "".join(f"{'-' if v is None else f'{v:.3f}':>10}" for v in values)
+                     + f"{first[count]:>8}")
+    lines += [f"{name}: {report['model']}" for name, report in reports.items() if "model" in report]
+    return "\n".join(lines)
+
+
+def show_replies(reports: dict[str, dict], section: str = "math", limit: int = 3) -> str:
+    """The first `limit` prompts of a section (math | instructions) with every model's replies in full."""
+    first = next(iter(reports.values()))
+    blocks = [NOISE] if first.get("noise") else []
+    for k, item in enumerate(first["details"][section][:limit]):
+        wanted = f"expected {item['expected']}" if section == "math" else f"checks {json.dumps(item['checks'])}"
+        lines = [f"=== {item['problem'] if section == 'math' else item['prompt']}", f"    ({wanted})"]
+        for name, report in reports.items():
+            entry = report["details"][section][k]
+            for mode in ("thinking_on", "thinking_off"):
+                reply = entry[mode]
+                verdict = ("correct" if reply["correct"] else "wrong") if section == "math" else ", ".join(
+                    f"{c['check']} {'kept' if k else 'broken'}" for c, k in zip(item["checks"], reply["kept"],
+                                                                               strict=True))
+                lines.append(f"--- {name}, {mode.replace('_', ' ')}: {verdict}")
+                if reply["reasoning"] or not reply["closed"]:
+                    lines.append(f"[reasoning{'' if reply['closed'] else ', never closed'}]\n{reply['reasoning']}")
+                lines.append(f"[answer]\n{reply['answer']}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def local_generator(model, tokenizer, *, max_new_tokens: int, seed: int = 0, batch_size: int = 8,
+                    progress: str | None = None) -> Generator:
+    """A generator over a loaded model: `kit.inference.generate.generate_batched` with a fixed seed, budget and batch
+    size."""
+    from kit.inference.generate import generate_batched
+
+    def run(conversations: list[list[dict]], thinking: bool) -> list[Reply]:
+        desc = f"{progress}, thinking {'on' if thinking else 'off'}" if progress else None
+        return generate_batched(model, tokenizer, conversations, batch_size=batch_size, progress=desc,
+                                thinking=thinking, max_new_tokens=max_new_tokens, seed=seed)
+
+    return run
+
+
+def tuned_adapter(run_dir: Path, choice: str) -> Path:
+    """The adapter to evaluate: the run's final one, its newest checkpoint, or a folder; never none at all."""
+    from kit.training.runs import has_adapter, newest_checkpoint
+
+    if choice not in ("final", "newest"):
+        return Path(choice).expanduser()
+    newest = newest_checkpoint(run_dir)
+    if choice == "newest":
+        if newest is None:
+            raise EvalError(f"{run_dir} has no checkpoint yet (checkpoints/checkpoint-N), so there is nothing "
+                            "tuned to evaluate.")
+        return newest
+    if not has_adapter(run_dir):
+        hint = f"; eval.adapter=newest evaluates its newest checkpoint ({newest.name})" if newest else ""
+        raise EvalError(f"{run_dir} has no adapter/ (training did not finish), so there is nothing tuned to "
+                        f"compare with the base{hint}.")
+    return run_dir / "adapter"
+
+
+def _check_heldout(run_dir: Path, cfg) -> dict:
+    """The held-out slice is only held out if the run trained without it: its config and data report say so."""
+    from kit.config import load_config
+
+    if load_config(run_dir / "config.yaml").data.reasoning != cfg.data.reasoning:
+        raise EvalError("data.reasoning differs from the run's config.yaml, so its held-out problems are not the "
+                        "ones kept out of this run's training; evaluate without data.* overrides.")
+    report_path = run_dir / "data_report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {"sources": {}}
+    held = report["sources"].get("reasoning", {}).get("dropped", {}).get("filtered_held_out", 0)
+    # A GRPO run reads only the problems it needs, maybe none held out, and says what it left out (kit.data.prompts).
+    declared = report.get("heldout_share") == cfg.data.reasoning.heldout > 0
+    if not held and not declared:
+        raise EvalError(f"{report_path} counts no held-out problem (the run predates held-out slices, or its "
+                        "source is too small), so any problem may have been trained on; set eval.math to "
+                        "math500, gsm8k, aime24, aime25 or a file.")
+    return {"source": cfg.data.reasoning.path, "heldout_share": cfg.data.reasoning.heldout,
+            "held_out_rows_in_training_source": held, "training_data_fingerprint": report.get("fingerprint")}
+
+
+def _say_if_short(what: str, got: int, asked: int) -> None:
+    if asked and got < asked:
+        print(f"{what}: {got} available, fewer than the {asked} asked; scoring {got}.")
+
+
+def _generator(which: str, cfg, adapter: Path, progress: bool) -> tuple[Generator, str]:
+    """The generator of the base or the tuned model (an endpoint, or the model loaded here), and what it is."""
+    e = cfg.eval
+    url, name = (e.base_endpoint, e.base_endpoint_model) if which == "base" else (e.endpoint, e.endpoint_model)
+    if url:
+        from kit.inference.endpoint import endpoint_generator, served_model
+
+        name = served_model(url, name)
+        return (endpoint_generator(url, name, max_new_tokens=e.max_new_tokens, seed=e.seed, concurrency=e.batch_size,
+                                   progress=which if progress else None), f"{name} at {url}")
+    from kit.hub import resolve_model
+    from kit.inference.generate import load_for_inference
+
+    base = resolve_model(cfg.model)
+    model, tokenizer = load_for_inference(base if which == "base" else adapter, base=None if which == "base" else base,
+                                          backend=cfg.train.backend, load_in_4bit=cfg.model.load_in_4bit)
+    return (local_generator(model, tokenizer, max_new_tokens=e.max_new_tokens, seed=e.seed, batch_size=e.batch_size,
+                            progress=which if progress else None),
+            f"{base if which == 'base' else f'{adapter} on {base}'} (local, {type(model).__name__})")
+
+
+def _evaluate_model(which: str, cfg, adapter: Path, math: list[dict], instructions: list, progress: bool) -> dict:
+    generate, where = _generator(which, cfg, adapter, progress)
+    return {"model": where, "noise": cfg.model.name == "tiny", **evaluate(generate, math, instructions)}
+
+
+def eval_set(cfg) -> tuple[list[dict], list]:
+    """The math problems and instructions `cfg.eval` names, said where fewer exist than asked for."""
+    from kit.evaluation.benchmarks import math_rows
+    from kit.evaluation.instructions import load_instructions
+
+    e = cfg.eval
+    math = math_rows(cfg, e.n_math) if e.n_math else []
+    _say_if_short(f"eval.math {e.math}", len(math), e.n_math)
+    instructions = load_instructions(e.instructions, e.n_instructions) if e.instructions else []
+    _say_if_short(f"eval.instructions {e.instructions}", len(instructions), e.n_instructions)
+    return math, instructions
+
+
+def evaluate_run(run_dir: str | Path, cfg, *, progress: bool = True, base: dict | None = None) -> dict[str, dict]:
+    """Evaluate the base model and the run's tuned adapter as `cfg.eval` says; write `<run>/eval.json`. `base`, the
+    base model's report from another run with the same model and `cfg.eval` (a sweep's), is used, not generated again.
+
+    Raises `EvalError` (one sentence) when the run has nothing tuned to evaluate, or when its held-out problems
+    cannot be trusted to be held out.
+    """
+    run_dir = Path(run_dir)
+    e = cfg.eval
+    adapter = tuned_adapter(run_dir, e.adapter)
+    math_info = _check_heldout(run_dir, cfg) if e.math == "heldout" and e.n_math else {"source": e.math}
+    math, instructions = eval_set(cfg)
+    if bool(e.endpoint) != bool(e.base_endpoint):
+        print("note: one model is generated locally and the other by a server: engine and precision differ.")
+    reports = {}
+    for which in ("base", "tuned"):
+        reused = base if which == "base" else None
+        report = reused or _evaluate_model(which, cfg, adapter, math, instructions, progress)
+        reports[which] = report | {"math_source": math_info}
+        release_memory()  # the model loaded for it went with _evaluate_model's frame: its memory back before the next
+    write_atomic(run_dir / "eval.json", json.dumps(reports, indent=2, ensure_ascii=False))  # a crash keeps the last
+    return reports

@@ -1,0 +1,256 @@
+"""Export a trained adapter for serving: the adapter alone, or merged into the 16-bit base for vLLM.
+
+    result = export_run("runs/qwen3-14b-math", cfg)    # kit.export.export.export_run
+    print(result.serve_command)
+
+The merge goes into the 16-bit base weights (`Qwen/Qwen3-<size>` from ModelScope through `kit.hub`), never into
+dequantized 4-bit weights and never through a Hugging Face download; it runs on the CPU a tensor at a time
+(`kit.export.merge`), so it needs no GPU and never the whole model in memory. Each export is written into a temporary
+folder and renamed into place when complete, so an interrupted export never leaves a folder vLLM would load half
+of. After writing, the merged model's logits are compared with base + adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kit.config import Config
+from kit.errors import KitError
+from kit.files import atomic_folder
+
+THINKING_OFF_CONDITION = "enable_thinking is defined and enable_thinking is false"
+DEFAULT_OFF_CONDITION = "enable_thinking is not defined or enable_thinking is false"
+VERIFY_PROMPTS = [
+    [{"role": "user", "content": "Solve for x: 3x + 5 = 20."}],
+    [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "What is recursion?"}],
+    [{"role": "user", "content": "Write a haiku about rain."}],
+]
+
+
+class ExportError(KitError, RuntimeError):
+    pass
+
+
+@dataclass
+class ExportResult:
+    folders: dict[str, Path] = field(default_factory=dict)  # format -> folder
+    kept: list[str] = field(default_factory=list)  # formats complete from an earlier export, left as they were
+    max_logit_diff: float | None = None  # merged vs base + adapter, over the verify prompts
+    logit_scale: float | None = None  # the largest |logit| seen, for context
+    serve_command: str = ""
+    client_snippet: str = ""
+
+
+def with_thinking_default(template: str, thinking: bool) -> str:
+    """Qwen3's template with the mode used when a request does not set `enable_thinking`.
+
+    Qwen3 thinks unless told otherwise; with `thinking=False` a request without the flag gets the empty think
+    block, as one with `enable_thinking=False` does, so a model trained for non-thinking use behaves so when served.
+    """
+    if thinking:
+        return template
+    if THINKING_OFF_CONDITION not in template:
+        raise ExportError("this chat template has no Qwen3 enable_thinking switch; cannot set thinking_default.")
+    return template.replace(THINKING_OFF_CONDITION, DEFAULT_OFF_CONDITION)
+
+
+def _export_folder(target: Path, overwrite: bool):
+    """An atomic folder for an export, refusing to replace an existing one unless asked."""
+    if target.exists() and not overwrite:
+        raise ExportError(f"{target} already exists; pass overwrite (export.overwrite=true) to replace it.")
+    return atomic_folder(target)
+
+
+def _save_tokenizer(tokenizer, folder: Path, thinking_default: bool) -> None:
+    original = tokenizer.chat_template
+    tokenizer.chat_template = with_thinking_default(original, thinking_default)
+    try:
+        tokenizer.save_pretrained(folder)
+    finally:
+        tokenizer.chat_template = original  # the caller's tokenizer keeps rendering as it did
+
+
+def export_adapter(adapter: Path, out: Path, *, thinking_default: bool = True, overwrite: bool = False) -> Path:
+    """The LoRA adapter (safetensors) with the tokenizer, for `vllm serve --enable-lora` or PEFT."""
+    from transformers import AutoTokenizer
+
+    with _export_folder(out, overwrite) as tmp:
+        for name in ("adapter_model.safetensors", "adapter_config.json"):
+            shutil.copy2(adapter / name, tmp / name)
+        _save_tokenizer(AutoTokenizer.from_pretrained(adapter), tmp, thinking_default)
+    return out
+
+
+VERIFY_LAYERS = 2  # every layer is merged by the same code; two layers keep the check small at any model size
+BF16_ROUNDING = 2**-8  # the largest relative error of rounding an fp32 value to bf16
+
+
+def _logits(model, tokenizer):
+    import torch
+
+    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in VERIFY_PROMPTS]
+    with torch.inference_mode():
+        return [model(**tokenizer(t, return_tensors="pt", add_special_tokens=False)).logits.float() for t in texts]
+
+
+def _first_layers(folder: Path, dtype):
+    """The model in `folder` cut to its first VERIFY_LAYERS layers, on the CPU (the later ones are never read)."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # the later layers' weights are skipped on purpose: no load report for them
+    try:
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, num_hidden_layers=VERIFY_LAYERS).eval()
+    finally:
+        logging.set_verbosity(verbosity)
+
+
+def check_merge(adapter: Path, base: Path, merged: Path, tokenizer) -> tuple[float, float]:
+    """Check the merged folder against peft's own merge of the same adapter (in fp32), both cut to their first
+    layers so the check fits in memory at any size: every changed weight equal to bf16 rounding, else ExportError.
+
+    Returns (max |merged - (base + adapter)| over the verify prompts' logits, max |logit|), for the user to see.
+    """
+    import logging
+
+    import torch
+    from peft import PeftModel
+
+    from kit.export.merge import load_lora
+
+    logging.getLogger("peft").setLevel(logging.ERROR)  # the cut base lacks the later layers' LoRA modules
+    reference = PeftModel.from_pretrained(_first_layers(base, torch.float32), str(adapter)).eval()
+    expected = _logits(reference, tokenizer)
+    changed = load_lora(adapter).keys()
+    reference = {k: w for k, w in reference.merge_and_unload().state_dict().items() if k in changed}  # the rest freed
+    ours = _first_layers(merged, torch.bfloat16)
+    got = _logits(ours, tokenizer)
+    weights = ours.state_dict()
+    wrong = [k for k, w in reference.items()
+             if not torch.allclose(weights[k].float(), w, rtol=BF16_ROUNDING, atol=1e-7)]
+    if wrong or not reference:
+        raise ExportError(f"the merged weights differ from peft's merge of the same adapter ({len(wrong)} of "
+                          f"{len(reference)} checked, e.g. {(wrong or ['none checked'])[0]}); the export was not kept.")
+    diff = max(float((a - b).abs().max()) for a, b in zip(expected, got, strict=True))
+    return diff, max(float(a.abs().max()) for a in expected)
+
+
+def export_merged(adapter: Path, base: Path, out: Path, *, thinking_default: bool = True,
+                  overwrite: bool = False) -> tuple[Path, float, float]:
+    """Merge the adapter into the 16-bit base on the CPU (kit.export.merge), with the tokenizer and generation config
+    vLLM reads, then check the merged model's logits against base + adapter.
+
+    Returns (folder, max logit difference, largest logit), as `check_merge`.
+    """
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from kit.export.merge import merge_lora
+    from kit.inference.generate import PRESETS
+
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    with _export_folder(out, overwrite) as tmp:
+        merge_lora(adapter, base, tmp)
+        _save_tokenizer(tokenizer, tmp, thinking_default)
+        generation = GenerationConfig.from_pretrained(base) if (base / "generation_config.json").is_file() else \
+            GenerationConfig()
+        generation.update(do_sample=True, **PRESETS[thinking_default])
+        generation.save_pretrained(tmp)
+        diff, scale = check_merge(adapter, base, tmp, tokenizer)
+    return out, diff, scale
+
+
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
+CLIENT_SNIPPET = """from openai import OpenAI
+
+client = OpenAI(base_url="http://localhost:8000/v1", api_key="EMPTY")
+messages = [{"role": "user", "content": "What is 17 * 23?"}]
+thinking = client.chat.completions.create(
+    model="qwen3-kit", messages=messages, temperature=0.6, top_p=0.95,
+    extra_body={"top_k": 20, "chat_template_kwargs": {"enable_thinking": True}})
+print("reasoning:", thinking.choices[0].message.reasoning)  # older vLLM: .reasoning_content
+print("answer:", thinking.choices[0].message.content)
+direct = client.chat.completions.create(
+    model="qwen3-kit", messages=messages, temperature=0.7, top_p=0.8,
+    extra_body={"top_k": 20, "chat_template_kwargs": {"enable_thinking": False}})
+print("answer:", direct.choices[0].message.content)"""
+
+
+def max_lora_rank(adapter: Path) -> int:
+    """The smallest `--max-lora-rank` vLLM accepts that holds the adapter's rank (its r, or a larger rank_pattern)."""
+    saved = json.loads((adapter / "adapter_config.json").read_text())
+    rank = max([saved["r"], *(saved.get("rank_pattern") or {}).values()])
+    fits = [r for r in VLLM_LORA_RANKS if r >= rank]
+    if not fits:
+        raise ExportError(f"{adapter} has LoRA rank {rank}; vLLM serves ranks up to {VLLM_LORA_RANKS[-1]}: "
+                          "serve the merged export instead.")
+    return fits[0]
+
+
+def serve_instructions(merged: Path | None, adapter: Path | None, base: Path | None,
+                       thinking_default: bool = True) -> tuple[str, str]:
+    """The `vllm serve` command (the merged folder, or the 16-bit base with the adapter) and a client snippet
+    for both thinking modes."""
+    if merged is not None:
+        command = f"vllm serve {merged} --reasoning-parser qwen3 --served-model-name qwen3-kit"
+    else:
+        command = (f"vllm serve {base} --reasoning-parser qwen3 --enable-lora "
+                   f"--lora-modules qwen3-kit={adapter} --max-lora-rank {max_lora_rank(adapter)}")
+    if not thinking_default:
+        # vLLM's qwen3 parser assumes thinking unless the request (or this server default) says otherwise; without
+        # it, a request that says nothing gets its answer filed under `reasoning` and an empty `content`.
+        command += """ --default-chat-template-kwargs '{"enable_thinking": false}'"""
+    return command, CLIENT_SNIPPET
+
+
+def _export_4bit_with_unsloth(adapter: Path, out: Path, overwrite: bool) -> Path:
+    """Merged into the dynamic 4-bit weights through Unsloth (a GPU): smaller, but vLLM loads them less reliably."""
+    from kit.training.backends import activate_backend
+
+    activate_backend("unsloth")  # raises with one sentence where there is no GPU
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(str(adapter), load_in_4bit=True)
+    with _export_folder(out, overwrite) as tmp:
+        model.save_pretrained_merged(str(tmp), tokenizer, save_method="merged_4bit_forced")
+    return out
+
+
+def export_run(run_dir: str | Path, cfg: Config) -> ExportResult:
+    """Export a run's adapter in every format `cfg.export.formats` names, into `cfg.export.out_dir`.
+
+    A format whose folder exists is complete (each appears in one rename) and is kept, unless `export.overwrite`:
+    an export cut short is finished by running it again, making only what is missing.
+    """
+    from kit.hub import resolve_model
+
+    run_dir = Path(run_dir)
+    adapter = run_dir / "adapter"
+    if not (adapter / "adapter_config.json").is_file():
+        raise ExportError(f"{run_dir} has no finished adapter ({adapter}); train it to the end first.")
+    root = Path(cfg.export.out_dir) if cfg.export.out_dir else run_dir / "export"
+    e = cfg.export
+    base = resolve_model(cfg.model, "base_16bit")  # merged into, or named in the LoRA serve command
+    result = ExportResult()
+    for fmt in e.formats:
+        if (root / fmt).exists() and not e.overwrite:
+            result.kept.append(fmt)
+            result.folders[fmt] = root / fmt
+    todo = [fmt for fmt in e.formats if fmt not in result.kept]
+    if "adapter" in todo:
+        result.folders["adapter"] = export_adapter(adapter, root / "adapter", thinking_default=e.thinking_default,
+                                                   overwrite=e.overwrite)
+    if "merged_16bit" in todo:
+        folder, result.max_logit_diff, result.logit_scale = export_merged(
+            adapter, base, root / "merged_16bit", thinking_default=e.thinking_default, overwrite=e.overwrite)
+        result.folders["merged_16bit"] = folder
+    if "merged_4bit_forced" in todo:
+        result.folders["merged_4bit_forced"] = _export_4bit_with_unsloth(adapter, root / "merged_4bit_forced",
+                                                                         e.overwrite)
+    merged = result.folders.get("merged_16bit")
+    result.serve_command, result.client_snippet = serve_instructions(
+        merged, result.folders.get("adapter"), None if merged else base, e.thinking_default)
+    return result

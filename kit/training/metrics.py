@@ -1,0 +1,44 @@
+"""What a run logged, read back: `<run>/logs/metrics.jsonl`, and the eval loss of each data source in it.
+
+    curves = eval_curves(read_metrics("runs/smoke"))    # {"reasoning": [(0, 7.41), (25, 5.9), ...], "chat": ...}
+
+The trainer evaluates each source of the eval set on its own (`eval_<source>_loss`: reasoning, chat, each of
+data.sources) before the first step (step 0: the model as training found it, the reference line) and every
+`train.eval_steps`; `eval_loss` is their mean over the eval rows. A chat loss that climbs while the reasoning loss
+falls is the first sign that the mix is costing the model its chat.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+SOURCE_LOSS = re.compile(r"^eval_(.+)_loss$")
+
+
+def source_key(name: str) -> str:
+    """A source's name as its metrics spell it: `my-data.v2` -> `my_data_v2`."""
+    return re.sub(r"\W+", "_", name)
+
+
+def read_metrics(run: str | Path) -> list[dict]:
+    """Every logged record of a run, in order (`{"step": 25, "eval_chat_loss": 1.9, ...}`); none before it logs."""
+    path = Path(run) / "logs" / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def source_losses(logs: dict) -> dict[str, float]:
+    """The per-source eval losses in one logged record: `{source: loss}`."""
+    return {m.group(1): value for key, value in logs.items() if (m := SOURCE_LOSS.match(key))}
+
+
+def eval_curves(records: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """Each source's eval loss over the steps, `{source: [(step, loss), ...]}`, from a run's records."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for record in records:
+        for source, loss in source_losses(record).items():
+            curves.setdefault(source, []).append((record["step"], loss))
+    return curves

@@ -1,0 +1,167 @@
+"""Run folders: where a run lives, what it holds, and finding one that has finished.
+
+    <train.output_dir>/<train.run_name>/
+        config.yaml  data_report.json  logs/metrics.jsonl  logs/resumes.jsonl  checkpoints/checkpoint-<step>/  adapter/
+
+config.yaml is the config the run started with; a resume with other settings is recorded in logs/resumes.jsonl, and
+refused where it would continue a different run (model, LoRA shape, data). `adapter/` appears whole or not at all.
+`finished_run(cfg)` is how chat, export and evaluation (scripts and notebooks) find a trained adapter without
+training anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from kit.config import Config, save_config
+from kit.config.schema import flatten, to_dict
+from kit.errors import KitError
+from kit.files import atomic_folder, write_atomic
+
+
+def run_folder(cfg: Config, state=None) -> Path:
+    """`train.output_dir/train.run_name`; without a name, a timestamp decided by the main process and shared with
+    the others (`state`: accelerate's PartialState), which would otherwise each stamp their own second."""
+    name = cfg.train.run_name or time.strftime("run-%Y%m%d-%H%M%S")
+    if not cfg.train.run_name and state is not None and state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        name = broadcast_object_list([name], from_process=0)[0]
+    return Path(cfg.train.output_dir) / name
+
+
+def checkpoint_step(checkpoint: str | Path) -> int:
+    """The optimizer step a `checkpoint-<step>` folder was saved at."""
+    return int(Path(checkpoint).name.rsplit("-", 1)[-1])
+
+
+def newest_checkpoint(run: Path) -> Path | None:
+    """The highest-step complete checkpoint of a run (one with its trainer state written), or None."""
+    done = [p for p in (run / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(done, key=checkpoint_step, default=None)
+
+
+def has_adapter(run: Path) -> bool:
+    return (run / "adapter" / "adapter_config.json").is_file()
+
+
+def finished_run(cfg: Config) -> Path:
+    """The run folder `cfg` trains into, once it holds its adapter; without `train.run_name`, the newest finished
+    run under `train.output_dir`. Raises KitError saying how to train it when there is none."""
+    if cfg.train.run_name:
+        run = Path(cfg.train.output_dir) / cfg.train.run_name
+        candidates = [run] if has_adapter(run) else []
+    else:
+        candidates = sorted((p for p in Path(cfg.train.output_dir).glob("*") if has_adapter(p)),
+                            key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        where = Path(cfg.train.output_dir) / (cfg.train.run_name or "*")
+        raise KitError(f"no finished run at {where}: train it first (`python scripts/train.py --config <file>`, or "
+                       "notebook 04), with the same train.output_dir and train.run_name.")
+    return candidates[-1]
+
+
+@contextmanager
+def run_lock(run: Path) -> Iterator[None]:
+    """One process per run folder: a second one with the same run is refused with the first one's PID.
+
+    The lock (fcntl on `<run>/.lock`) is released by the kernel when the holder exits, however it exits, so a
+    preempted run never leaves a stale lock behind.
+    """
+    import fcntl
+
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise KitError(f"{run} is being trained by process {holder}; wait for it to end, stop it, or name a "
+                           "separate run (train.run_name, or grpo.run_name for GRPO).") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
+# What makes a run what it is: resuming with any of these changed would continue a different run.
+IDENTITY_PREFIXES = ("model.", "lora.", "data.")
+GRPO_IDENTITY = ("model.", "lora.", "data.reasoning.")  # GRPO's prompts come from data.reasoning alone
+NOT_IDENTITY = {"model.cache_dir", "data.num_proc"}
+
+
+def config_changes(run: Path, cfg: Config) -> dict[str, tuple]:
+    """The keys whose values differ from the run's saved config.yaml: `{key: (saved, now)}` (keys both know)."""
+    import yaml
+
+    saved, now = flatten(yaml.safe_load((run / "config.yaml").read_text()) or {}), flatten(to_dict(cfg))
+    return {key: (saved[key], now[key]) for key in saved.keys() & now.keys() if saved[key] != now[key]}
+
+
+def identity_changes(changes: dict[str, tuple], identity: tuple[str, ...] = IDENTITY_PREFIXES) -> list[str]:
+    """The changed keys that make a resume meaningless (model, LoRA shape, data)."""
+    return sorted(k for k in changes if k.startswith(identity) and k not in NOT_IDENTITY)
+
+
+def keep_metrics_until(run: Path, step: int) -> None:
+    """Drop the logged metrics of steps after `step`: a resume from there redoes them."""
+    path = run / "logs" / "metrics.jsonl"
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    write_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def resume_point(cfg: Config, folder: Path) -> str | None:
+    """The checkpoint to continue from; with resume=never, the run's earlier checkpoints, adapter and logs go."""
+    if cfg.train.resume == "never":
+        for stale in ("checkpoints", "adapter", "logs"):
+            shutil.rmtree(folder / stale, ignore_errors=True)
+        return None
+    found = newest_checkpoint(folder) if cfg.train.resume == "auto" else Path(cfg.train.resume)
+    return str(found) if found else None
+
+
+def record_config(cfg: Config, folder: Path, resume: str | None,
+                  identity: tuple[str, ...] = IDENTITY_PREFIXES) -> None:
+    """config.yaml for a new run; for one that has trained, the saved config stays, what differs is checked and
+    recorded in logs/resumes.jsonl, and a change of model, LoRA shape or data (the keys under `identity`) is refused
+    unless allowed."""
+    if not (folder / "config.yaml").is_file() or not (resume or has_adapter(folder)):
+        save_config(cfg, folder / "config.yaml")
+        return
+    changes = config_changes(folder, cfg)
+    blocking = identity_changes(changes, identity)
+    if blocking and not cfg.train.allow_changes:
+        shown = "; ".join(f"{k}: {changes[k][0]!r} then, {changes[k][1]!r} now" for k in blocking[:4])
+        raise KitError(f"{folder} was trained with other settings ({shown}); name a new run (train.run_name, or "
+                       "grpo.run_name for GRPO), set train.resume=never to train this one again, or "
+                       "train.allow_changes=true to continue it.")
+    if changes:
+        step = checkpoint_step(resume) if resume else None
+        print("changed since the run began: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()))
+        with open(folder / "logs" / "resumes.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, "changed": {k: list(v) for k, v in changes.items()}}) + "\n")
+
+
+CHECKPOINT_ONLY = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "rng_state*.pth", "scaler.pt")
+
+
+def adapter_from_checkpoint(checkpoint: Path, run: Path) -> Path:
+    """`<run>/adapter` written from a checkpoint saved at the final step (the adapter and tokenizer files, not the
+    optimizer's), in one rename: what a run killed during its final save needs, without training again."""
+    skip = {p for pattern in CHECKPOINT_ONLY for p in checkpoint.glob(pattern)}
+    with atomic_folder(run / "adapter") as tmp:
+        for path in checkpoint.iterdir():
+            if path.is_file() and path not in skip:
+                shutil.copy2(path, tmp / path.name)
+    return run / "adapter"

@@ -1,0 +1,272 @@
+"""The SFTTrainer the kit trains with, on data already tokenized and labelled, and the callbacks it always has.
+
+    trainer = build_trainer(cfg, model, tokenizer, prepared.train, prepared.eval, run_folder)
+
+Built after `kit.training.backends.activate_backend`, so on a GPU `trl.SFTTrainer` and `trl.SFTConfig` are Unsloth's
+patched classes; tests/test_unsloth_cpu.py proves they keep the kit's labels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kit.config import Config
+
+
+def optimizer_name(cfg: Config, on_gpu: bool) -> str:
+    """`train.optim`, with auto resolved: 8-bit AdamW where bitsandbytes has a GPU (less memory), torch's on a CPU."""
+    if cfg.train.optim != "auto":
+        return cfg.train.optim
+    return "adamw_8bit" if on_gpu else "adamw_torch"
+
+
+def whole_run_train_loss(state, logs: dict) -> None:
+    """transformers divides a session's summed loss by every step of the run, too low after a resume: the final
+    `train_loss` becomes the mean over the whole run instead."""
+    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    if "train_loss" in logs and losses:
+        logs["train_loss"] = sum(losses) / len(losses)
+
+
+def _trainer_class():
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    class KitSFTTrainer(SFTTrainer):
+        """SFTTrainer; on CPU the loss is the model's own cross-entropy, since TRL's fused loss is a Triton
+        (GPU-only) kernel in TRL 1.15. The labels, hence the objective, are the same."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.args.use_cpu:
+                return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+            """Per source (a dict of eval sets), then `eval_loss`: their mean over the rows, logged after them."""
+            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            sets = self.eval_dataset if eval_dataset is None else eval_dataset
+            if isinstance(sets, dict) and f"{metric_key_prefix}_loss" not in metrics:
+                rows = {name: len(rows) for name, rows in sets.items()}
+                loss = sum(metrics[f"{metric_key_prefix}_{name}_loss"] * n for name, n in rows.items())
+                metrics[f"{metric_key_prefix}_loss"] = loss / sum(rows.values())
+                self.log({f"{metric_key_prefix}_loss": metrics[f"{metric_key_prefix}_loss"]})
+            return metrics
+
+        def log(self, logs, start_time=None):
+            whole_run_train_loss(self.state, logs)
+            super().log(logs, start_time)
+
+    return KitSFTTrainer
+
+
+def run_arguments(cfg: Config, out: Path, save_steps: int, warmup_steps: int) -> dict:
+    """The TrainingArguments every trainer of the kit shares: checkpoints, precision, optimizer and schedule, logging,
+    tracking. `train.*` sets them; each trainer adds its own steps, batch and learning rate."""
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    bf16 = on_gpu and torch.cuda.is_bf16_supported()
+    t = cfg.train
+    return dict(
+        output_dir=str(out / "checkpoints"),
+        lr_scheduler_type=t.lr_scheduler_type, warmup_steps=warmup_steps,
+        weight_decay=t.weight_decay, optim=optimizer_name(cfg, on_gpu), bf16=bf16, fp16=on_gpu and not bf16,
+        logging_steps=t.logging_steps,
+        save_strategy="steps", save_steps=save_steps, save_total_limit=t.save_total_limit,
+        seed=t.seed, data_seed=t.seed,
+        gradient_checkpointing=False,  # enabled by the backend itself (Unsloth's offloaded variant, or peft's)
+        report_to=["wandb"] if cfg.tracking.wandb != "disabled" else [],
+        # the kit's own progress bar (progress below) replaces tqdm's
+        run_name=out.name, disable_tqdm=True, dataloader_num_workers=0, use_cpu=not on_gpu,
+    )
+
+
+def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True, eval_on_start: bool = False):
+    """The `SFTConfig` of a run from the kit's config: the one mapping from our keys to TRL's. `eval_on_start`
+    evaluates before the first step: the reference the eval curves start from (not again on a resume)."""
+    from trl import SFTConfig
+
+    t = cfg.train
+    return SFTConfig(
+        **run_arguments(cfg, out, t.save_steps, t.warmup_steps),
+        max_steps=t.max_steps or -1,
+        num_train_epochs=t.num_train_epochs / epochs,  # with redrawn chat, one pass covers all epoch mixes
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        eval_strategy="steps" if has_eval else "no", eval_steps=(t.eval_steps or t.save_steps) if has_eval else None,
+        eval_on_start=has_eval and eval_on_start,
+        max_length=cfg.model.max_seq_length,
+        packing=t.packing, padding_free=t.packing,
+        dataset_kwargs={"skip_prepare_dataset": not t.packing},  # the kit already tokenized and labelled
+        ddp_find_unused_parameters=False,  # LoRA leaves most parameters frozen on purpose
+    )
+
+
+def build_trainer(cfg: Config, model, tokenizer, train_dataset, eval_dataset, out: Path, *, epochs: int = 1,
+                  progress: bool = True, callbacks: list | None = None, eval_on_start: bool = False):
+    """The SFTTrainer the kit trains with, on datasets already tokenized and labelled (input_ids, labels).
+    `eval_dataset` may be a dict of named sets (`by_source`): each is evaluated and logged on its own."""
+    from transformers import PrinterCallback
+
+    has_eval = eval_dataset is not None and len(eval_dataset) > 0
+    args = sft_config(cfg, out, epochs=epochs, has_eval=has_eval, eval_on_start=eval_on_start)
+    trainer = _trainer_class()(model=model, args=args, processing_class=tokenizer, train_dataset=train_dataset,
+                               eval_dataset=eval_dataset if has_eval else None,
+                               callbacks=[*progress_display(progress), time_left(), *(callbacks or [])])
+    trainer.remove_callback(PrinterCallback)  # its dict dumps, in place of the display above
+    return trainer
+
+
+def by_source(dataset) -> dict:
+    """The eval rows split by their `source` column, without it, keyed as their metrics are (`eval_<key>_loss`)."""
+    from kit.training.metrics import source_key
+
+    names = dataset["source"]
+    return {source_key(name): dataset.select([i for i, n in enumerate(names) if n == name], keep_in_memory=True)
+            .remove_columns("source") for name in dict.fromkeys(names)}
+
+
+def progress_display(bar: bool = True) -> list:
+    """The training display, in place of transformers' dict dumps: a bar with the latest loss (and GRPO's reward) and
+    learning rate as its postfix (none without `bar`), and one line per evaluation."""
+    return [_training_bar(bar), _evaluation_lines(bar)]
+
+
+def _training_bar(bar: bool):
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    class TrainingBar(TrainerCallback):
+        def __init__(self):
+            self.bar = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if bar and state.is_world_process_zero:
+                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training", unit="step",
+                                dynamic_ncols=True)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.bar is not None and "loss" in (logs or {}):
+                reward = f", reward {logs['reward']:.3f}" if "reward" in logs else ""  # GRPO's
+                self.bar.set_postfix_str(f"loss {logs['loss']:.4f}{reward}, lr {logs.get('learning_rate', 0):.2e}")
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+
+    return TrainingBar()
+
+
+def _evaluation_lines(bar: bool):
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    from kit.training.metrics import source_losses
+
+    class EvaluationLines(TrainerCallback):
+        def __init__(self):
+            self.bar = None
+            self.sources = {}  # this evaluation's loss per source, printed with its mean
+
+        def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+            if bar and state.is_world_process_zero and eval_dataloader is not None:
+                if self.bar is None:
+                    self.bar = tqdm(total=len(eval_dataloader), desc="evaluating", unit="batch", leave=False,
+                                    dynamic_ncols=True)
+                self.bar.update(1)
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self.sources.update(source_losses(logs or {}))
+            if state.is_world_process_zero and "eval_loss" in (logs or {}):
+                self.on_evaluate(args, state, control)  # the evaluation is over; its bar goes before the line
+                tqdm.write(_eval_line(state, logs["eval_loss"], self.sources))
+                self.sources = {}
+
+    return EvaluationLines()
+
+
+def _eval_line(state, mean: float, sources: dict[str, float]) -> str:
+    """`step 25/100: eval loss 5.9469 (reasoning 5.8638, chat 6.1920)`: the mean, then each source's."""
+    each = ", ".join(f"{name} {loss:.4f}" for name, loss in sources.items())
+    line = f"step {state.global_step}/{state.max_steps}: eval loss {mean:.4f}"
+    return f"{line} ({each})" if len(sources) > 1 else line
+
+
+def time_left(after: int = 3):
+    """A callback printing once, when `after` steps beyond the first are timed, how long the rest should take (the
+    first step is left out: it holds compilation and warm-up)."""
+    import time
+
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    class TimeLeft(TrainerCallback):
+        start: tuple[int, float] | None = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            if self.start is None:
+                self.start = (state.global_step, time.monotonic())
+                return
+            timed, remaining = state.global_step - self.start[0], state.max_steps - state.global_step
+            if timed == after and remaining > 0:
+                per_step = (time.monotonic() - self.start[1]) / timed
+                finish = time.strftime("%H:%M", time.localtime(time.time() + per_step * remaining))
+                tqdm.write(f"time: {per_step:.2f} s/step, so about {duration(per_step * remaining)} for the remaining "
+                           f"{remaining} steps, done around {finish} (evaluations and checkpoints add to it)")
+
+    return TimeLeft()
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def metrics_log(run: Path):
+    """A callback writing every logged metric to `<run>/logs/metrics.jsonl`, one JSON line each, for plots and for
+    reading after a crash."""
+    from transformers import TrainerCallback
+
+    class MetricsLog(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                with open(run / "logs" / "metrics.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+    return MetricsLog()
+
+
+def stop_request():
+    """A callback that, once `request()`ed (by a signal handler), saves a checkpoint after the current step and
+    stops training: how a preempted rented GPU keeps its work."""
+    from transformers import TrainerCallback
+
+    class StopRequest(TrainerCallback):
+        def __init__(self):
+            self.requested = False
+            self.signal = 0  # the signal that asked, for the exit status (128 + signal)
+
+        def request(self, signum: int = 15):
+            self.requested, self.signal = True, signum
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.requested:
+                control.should_save = True
+                control.should_training_stop = True
+
+    return StopRequest()
