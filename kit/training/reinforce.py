@@ -20,8 +20,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -32,7 +30,7 @@ from kit.training.backends import activate_backend, load_for_training, load_toke
 from kit.training.metrics import read_metrics
 from kit.training.runs import GRPO_IDENTITY, finished_run, record_config, resume_point, run_lock
 from kit.training.sft import Run, TrainResult, already_trained, announce, model_lines, run_trainer, vram_line
-from kit.training.trainer import metrics_log, optimizer_name, stop_request
+from kit.training.trainer import generating, metrics_log, optimizer_name, stop_request
 
 
 @dataclass
@@ -132,26 +130,6 @@ def prepare(cfg: Config, backend: str, state, folder: Path) -> Run:
     return run
 
 
-@contextmanager
-def generating(run: Run, model, tokenizer) -> Iterator[None]:
-    """The policy ready to generate (Unsloth's inference switch, or eval mode), then back to training."""
-    side = tokenizer.padding_side
-    if run.backend == "unsloth":
-        from unsloth import FastLanguageModel
-
-        FastLanguageModel.for_inference(model)
-    model.eval()
-    try:
-        yield
-    finally:
-        tokenizer.padding_side = side  # generation pads on the left; the tokenizer is saved with the adapter
-        if run.backend == "unsloth":
-            from kit.training.backends import unsloth_patch_kwargs
-
-            FastLanguageModel.for_training(model, **unsloth_patch_kwargs(run.cfg))
-        model.train()
-
-
 def score(run: Run, model, tokenizer, when: str, questions: tuple, progress: bool = True) -> dict:
     """kit.evaluation.scores's report (math, the thinking switch, instructions: `questions`,
     kit.evaluation.scores.eval_set's) for the model as it is `when` (before or after GRPO)."""
@@ -160,7 +138,7 @@ def score(run: Run, model, tokenizer, when: str, questions: tuple, progress: boo
     e = run.cfg.eval
     math, instructions = questions
     start = run.cfg.model.adapter or f"{run.cfg.model.name} + a new LoRA"
-    with generating(run, model, tokenizer):
+    with generating(run.backend, run.cfg, model, tokenizer):
         generate = local_generator(model, tokenizer, max_new_tokens=e.max_new_tokens, seed=e.seed,
                                    batch_size=e.batch_size, progress=f"{when} GRPO" if progress else None)
         return {"model": start if when == "before" else str(run.folder / "adapter"),

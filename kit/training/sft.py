@@ -37,7 +37,16 @@ from kit.training.runs import (
     run_folder,
     run_lock,
 )
-from kit.training.trainer import build_trainer, by_source, metrics_log, optimizer_name, stop_request
+from kit.training.trainer import (
+    SWITCH_PROMPTS,
+    build_trainer,
+    by_source,
+    metrics_log,
+    optimizer_name,
+    stop_request,
+    switch_check,
+    switch_watch,
+)
 
 
 @dataclass
@@ -135,8 +144,19 @@ def format_plan(run: Run, model_folder: Path) -> str:
         f"{mix['chat_share_trained_tokens']:.1%} of trained tokens",
         f"  steps     {run.steps} x batch {batch} ({cfg.train.per_device_train_batch_size} x "
         f"{cfg.train.gradient_accumulation_steps} accumulation) = {epoch_share(run)}, lr {cfg.train.learning_rate:g}",
+        switch_line(cfg, run.steps, mix["eval_rows"]),
         f"  output    {run.folder}",
     ])
+
+
+def switch_line(cfg: Config, steps: int, eval_rows: int) -> str:
+    """The plan's line for the thinking-switch check (kit.training.trainer.switch_check): what it costs."""
+    t = cfg.train
+    if not (t.switch_tokens and eval_rows):
+        return f"  switch    not checked ({'train.switch_tokens=0' if eval_rows else 'no eval rows'})"
+    every = t.eval_steps or t.save_steps
+    return (f"  switch    {len(SWITCH_PROMPTS)} prompts x 2 modes, up to {t.switch_tokens} new tokens each, at step 0 "
+            f"and every {every} steps ({steps // every + 1} checks); a drop of {t.switch_drop:g} warns")
 
 
 def prepare_run(cfg: Config, backend: str, state, folder: Path, progress: bool = True) -> Run:
@@ -223,12 +243,14 @@ def build(run: Run, callbacks: list | None = None, progress: bool = True):
 
     set_seed(run.cfg.train.seed)
     model, tokenizer = load_for_training(run.cfg, run.backend)
-    stop = stop_request()
+    stop, t = stop_request(), run.cfg.train
     prepared = run.prepared
+    switch = switch_check(run.cfg, run.backend) if t.switch_tokens else None
     trainer = build_trainer(run.cfg, model, tokenizer, prepared.train.remove_columns("source"),
                             by_source(prepared.eval) if prepared.eval is not None else None,
                             run.folder, epochs=run.epochs, progress=progress, eval_on_start=not run.resume,
-                            callbacks=[metrics_log(run.folder), stop, *(callbacks or [])])
+                            callbacks=[metrics_log(run.folder), stop, switch_watch(t.switch_drop), *(callbacks or [])],
+                            switch=switch)
     return trainer, stop
 
 
