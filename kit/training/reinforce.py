@@ -26,6 +26,7 @@ from pathlib import Path
 from kit.config import Config, ConfigError, load_config
 from kit.errors import KitError
 from kit.files import write_atomic
+from kit.training import guards
 from kit.training.backends import activate_backend, load_for_training, load_tokenizer
 from kit.training.metrics import read_metrics
 from kit.training.runs import GRPO_IDENTITY, finished_run, record_config, resume_point, run_lock
@@ -164,17 +165,26 @@ def fit(run: Run, callbacks: list | None = None, progress: bool = True) -> Train
 
     set_seed(run.cfg.train.seed)
     model, tokenizer = load_for_training(run.cfg, run.backend, vllm=generation(run.cfg, run.backend) == "vllm")
+    guards.pad_token(model, tokenizer)
     checks, wanted = _saved_checks(run), run.cfg.grpo.eval_before_after and run.main
     questions = eval_set(run.cfg) if wanted else ()
     if wanted and not run.resume and "before" not in checks:  # a resumed run was scored when it began
         _record_check(run, checks, "before", model, tokenizer, questions, progress)
     stop = stop_request()
     trainer = build_grpo_trainer(run.cfg, model, tokenizer, run.prepared.train, run.folder, progress=progress,
-                                 callbacks=[metrics_log(run.folder), stop, *(callbacks or [])])
+                                 callbacks=[metrics_log(run.folder), stop, guards.finite_loss(), *(callbacks or [])],
+                                 rollout_check=lambda prompts, completions: _rollout_gap(run, model, tokenizer, prompts,
+                                                                                         completions))
     result = run_trainer(run, trainer, stop)
     if wanted and not result.interrupted:
         _record_check(run, checks, "after", model, tokenizer, questions, progress)
     return result
+
+
+def _rollout_gap(run: Run, model, tokenizer, prompt_ids: list, completion_ids: list) -> float:
+    """kit.training.guards.rollout_gap of rollouts, the model switched to inference (Unsloth returns logits there)."""
+    with generating(run.backend, run.cfg, model, tokenizer):
+        return guards.rollout_gap(model, prompt_ids, completion_ids)
 
 
 def _record_check(run: Run, checks: dict, when: str, model, tokenizer, questions: tuple, progress: bool) -> None:

@@ -26,6 +26,7 @@ from kit.config.parse import redact_argv
 from kit.config.schema import changed, to_dict
 from kit.data import format_report, prepare_data
 from kit.files import atomic_folder
+from kit.training import guards
 from kit.training.backends import activate_backend, load_for_training, load_tokenizer
 from kit.training.runs import (
     adapter_from_checkpoint,
@@ -177,6 +178,8 @@ def prepare_run(cfg: Config, backend: str, state, folder: Path, progress: bool =
     run = Run(cfg, backend, folder, prepared, total_steps(cfg, len(prepared.train), epochs), epochs, resume, state)
     if run.main:
         announce(run, format_report(prepared.report), format_plan(run, tokenizer.name_or_path))
+        for warning in guards.label_coverage(prepared.report):
+            print(f"warning: {warning}", flush=True)
     return run
 
 
@@ -243,14 +246,18 @@ def build(run: Run, callbacks: list | None = None, progress: bool = True):
 
     set_seed(run.cfg.train.seed)
     model, tokenizer = load_for_training(run.cfg, run.backend)
+    guards.same_template(load_tokenizer(run.cfg), tokenizer, "the tokenizer the model loaded with")
+    guards.pad_token(model, tokenizer)
     stop, t = stop_request(), run.cfg.train
     prepared = run.prepared
     switch = switch_check(run.cfg, run.backend) if t.switch_tokens else None
     trainer = build_trainer(run.cfg, model, tokenizer, prepared.train.remove_columns("source"),
                             by_source(prepared.eval) if prepared.eval is not None else None,
                             run.folder, epochs=run.epochs, progress=progress, eval_on_start=not run.resume,
-                            callbacks=[metrics_log(run.folder), stop, switch_watch(t.switch_drop), *(callbacks or [])],
-                            switch=switch)
+                            callbacks=[metrics_log(run.folder), stop, guards.finite_loss(), switch_watch(t.switch_drop),
+                                       *(callbacks or [])], switch=switch)
+    if t.packing:
+        guards.packing(trainer)
     return trainer, stop
 
 

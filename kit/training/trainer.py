@@ -87,6 +87,7 @@ def run_arguments(cfg: Config, out: Path, save_steps: int, warmup_steps: int) ->
         report_to=["wandb"] if cfg.tracking.wandb != "disabled" else [],
         # the kit's own progress bar (progress below) replaces tqdm's
         run_name=out.name, disable_tqdm=True, dataloader_num_workers=0, use_cpu=not on_gpu,
+        logging_nan_inf_filter=False,  # a NaN loss logged as NaN, for kit.training.guards.finite_loss to stop on
     )
 
 
