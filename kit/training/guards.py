@@ -122,7 +122,7 @@ def packing(trainer) -> None:
     has alone: rows neither attend to nor predict each other (TRL's collator masks each row's first label). Padding-
     free packing leaves the row boundaries to the attention reading position_ids; one that does not is caught here."""
     rows = trainer.train_dataset
-    index = next((i for i, n in enumerate(rows["seq_lengths"]) if len(n) > 1), None)
+    index = next((i for i, n in enumerate(rows.select(range(min(len(rows), 256)))["seq_lengths"]) if len(n) > 1), None)
     if index is None:
         return
     batch = {k: v.to(trainer.model.device) for k, v in trainer.data_collator([rows[index]]).items() if k != "labels"}

@@ -156,8 +156,9 @@ def switch_line(cfg: Config, steps: int, eval_rows: int) -> str:
     if not (t.switch_tokens and eval_rows):
         return f"  switch    not checked ({'train.switch_tokens=0' if eval_rows else 'no eval rows'})"
     every = t.eval_steps or t.save_steps
+    checks = steps // every + 1
     return (f"  switch    {len(SWITCH_PROMPTS)} prompts x 2 modes, up to {t.switch_tokens} new tokens each, at step 0 "
-            f"and every {every} steps ({steps // every + 1} checks); a drop of {t.switch_drop:g} warns")
+            f"and every {every} steps ({checks} check{'s' * (checks > 1)}); a drop of {t.switch_drop:g} warns")
 
 
 def prepare_run(cfg: Config, backend: str, state, folder: Path, progress: bool = True) -> Run:
