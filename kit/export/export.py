@@ -159,7 +159,7 @@ def export_merged(adapter: Path, base: Path, out: Path, *, thinking_default: boo
     from transformers import AutoTokenizer, GenerationConfig
 
     from kit.export.merge import merge_lora
-    from kit.inference.generate import PRESETS
+    from kit.models.profiles import PRESETS
 
     tokenizer = AutoTokenizer.from_pretrained(adapter)
     with _export_folder(out, overwrite) as tmp:
