@@ -38,16 +38,7 @@ from kit.training.runs import (
     run_folder,
     run_lock,
 )
-from kit.training.trainer import (
-    SWITCH_PROMPTS,
-    build_trainer,
-    by_source,
-    metrics_log,
-    optimizer_name,
-    stop_request,
-    switch_check,
-    switch_watch,
-)
+from kit.training.trainer import build_trainer, by_source, metrics_log, optimizer_name, stop_request, switch_check
 
 
 @dataclass
@@ -152,6 +143,8 @@ def format_plan(run: Run, model_folder: Path) -> str:
 
 def switch_line(cfg: Config, steps: int, eval_rows: int) -> str:
     """The plan's line for the thinking-switch check (kit.training.trainer.switch_check): what it costs."""
+    from kit.training.trainer import SWITCH_PROMPTS
+
     t = cfg.train
     if not (t.switch_tokens and eval_rows):
         return f"  switch    not checked ({'train.switch_tokens=0' if eval_rows else 'no eval rows'})"
@@ -255,8 +248,8 @@ def build(run: Run, callbacks: list | None = None, progress: bool = True):
     trainer = build_trainer(run.cfg, model, tokenizer, prepared.train.remove_columns("source"),
                             by_source(prepared.eval) if prepared.eval is not None else None,
                             run.folder, epochs=run.epochs, progress=progress, eval_on_start=not run.resume,
-                            callbacks=[metrics_log(run.folder), stop, guards.finite_loss(), switch_watch(t.switch_drop),
-                                       *(callbacks or [])], switch=switch)
+                            callbacks=[metrics_log(run.folder), stop, guards.finite_loss(), *(callbacks or [])],
+                            switch=switch)
     if t.packing:
         guards.packing(trainer)
     return trainer, stop

@@ -118,14 +118,15 @@ def build_trainer(cfg: Config, model, tokenizer, train_dataset, eval_dataset, ou
                   progress: bool = True, callbacks: list | None = None, eval_on_start: bool = False, switch=None):
     """The SFTTrainer the kit trains with, on datasets already tokenized and labelled (input_ids, labels).
     `eval_dataset` may be a dict of named sets (`by_source`): each is evaluated and logged on its own; `switch`
-    (`switch_check`'s function) scores the thinking switch at each evaluation."""
+    (`switch_check`'s function) scores the thinking switch at each evaluation, watched by `switch_watch`."""
     from transformers import PrinterCallback
 
     has_eval = eval_dataset is not None and len(eval_dataset) > 0
     args = sft_config(cfg, out, epochs=epochs, has_eval=has_eval, eval_on_start=eval_on_start)
     trainer = _trainer_class()(model=model, args=args, processing_class=tokenizer, train_dataset=train_dataset,
                                eval_dataset=eval_dataset if has_eval else None,
-                               callbacks=[*progress_display(progress), time_left(), *(callbacks or [])])
+                               callbacks=[*progress_display(progress), time_left(), *(callbacks or []),
+                                          *([switch_watch(cfg.train.switch_drop)] if switch else [])])
     trainer.remove_callback(PrinterCallback)  # its dict dumps, in place of the display above
     trainer.switch_check = switch
     return trainer
