@@ -41,7 +41,8 @@ def test_the_report_sets_the_published_figures_beside_the_users(smoke_cfg):
     reports = {name: {"math_thinking_on": on, "math_thinking_off": off, "instructions_thinking_on": 0.8,
                       "instructions_thinking_off": 0.75} for name, on, off in (("base", 0.96, 0.86),
                                                                                 ("tuned", 0.97, 0.84))}
-    table = published_table(reports, smoke_cfg("model.name=Qwen3-8B", "model.source=modelscope", "eval.math=math500")).splitlines()
+    cfg = smoke_cfg("model.name=Qwen3-8B", "model.source=modelscope", "eval.math=math500")
+    table = published_table(reports, cfg).splitlines()
     assert table[0] == "published for Qwen3-8B (Qwen3 Technical Report, arXiv 2505.09388, Tables 13-20), thinking " \
                        "on / off, percent:"
     assert table[2].split() == ["MATH-500", "97.4", "/", "87.4", "96.0", "/", "86.0", "97.0", "/", "84.0"]
