@@ -14,7 +14,7 @@ from kit.paths import PROJECT_ROOT
 _EXPORTS = {
     "config": ["Config", "ConfigError", "load_config", "save_config"],
     "paths": ["cache_root"],
-    "models.profiles": ["PROFILES"],
+    "models.profiles": ["PROFILES", "PRESETS"],
     "hub": ["HubError", "catalog_table", "download_model", "resolve_repo", "resolve_model"],
     "models.memory": ["estimate", "recommend", "plan_table"],
     "models.tiny": ["build_tiny_model"],
@@ -26,7 +26,7 @@ _EXPORTS = {
     "training.metrics": ["read_metrics", "eval_curves"],
     "notebook": ["setup"],
     "inference.generate": ["load_for_inference", "generate", "generate_batched", "chat", "side_by_side",
-                           "split_reasoning", "PRESETS"],
+                           "split_reasoning"],
     "inference.endpoint": ["endpoint_generator"],
     "export.export": ["export_run", "with_thinking_default"],
     "evaluation.scores": ["evaluate", "evaluate_run", "compare", "show_replies"],

@@ -314,15 +314,23 @@ def evaluate(args) -> None:
     Math comes from eval.math (default: the problems data.reasoning.heldout kept out of training), instructions from
     eval.instructions; generation is local (batches of eval.batch_size) or by an OpenAI-compatible server serving the
     tuned model (eval.endpoint, e.g. vLLM serving the export; eval.base_endpoint for the base). Results go to
-    <run>/eval.json and a printed table.
+    <run>/eval.json and a printed table, with Qwen's published figures for the model's size beside it.
+
+    qwen3-kit eval --run runs/qwen3-14b-math --harnesses    # EvalScope and lm-eval configs for the served export
     """
     from kit.training.backends import activate_backend
 
     run = Path(args.run)
     cfg = run_config(run, split_settings(args.settings, file_allowed=False)[1])
+    if args.harnesses:
+        from kit.evaluation.harnesses import write_configs
+
+        print(write_configs(run / "harnesses", cfg))
+        return
     if not (cfg.eval.endpoint and cfg.eval.base_endpoint):  # a local model will load
         activate_backend(cfg.train.backend, cfg.model.name)  # unsloth before transformers, on a GPU
 
+    from kit.evaluation.harnesses import published_table
     from kit.evaluation.scores import compare, evaluate_run, show_replies
 
     reports = evaluate_run(run, cfg)
@@ -330,6 +338,8 @@ def evaluate(args) -> None:
         if args.show and reports["tuned"]["details"][section]:
             print(show_replies(reports, section, args.show), end="\n\n")
     print(compare(reports))
+    if published := published_table(reports, cfg):
+        print(published)
     print(f"details: {run / 'eval.json'}")
 
 
@@ -412,6 +422,8 @@ def _chat_args(p: argparse.ArgumentParser) -> None:
 def _eval_args(p: argparse.ArgumentParser) -> None:
     _run(p)
     p.add_argument("--show", type=int, default=2, help="print the replies to this many prompts in full")
+    p.add_argument("--harnesses", action="store_true", help="write EvalScope and lm-evaluation-harness configs for "
+                   "the served export (eval.endpoint) into <run>/harnesses/, print how to run them, and stop")
 
 
 def _setup_args(p: argparse.ArgumentParser) -> None:
