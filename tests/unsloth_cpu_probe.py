@@ -2,8 +2,8 @@
 
     UNSLOTH_ALLOW_CPU=1 python tests/unsloth_cpu_probe.py <tiny model folder>     # prints one JSON line
 
-Unsloth is imported first, as `kit.training.backends.activate_backend("unsloth")` does on a GPU, and its TRL trainers are
-generated (Unsloth skips that under UNSLOTH_ALLOW_CPU, so the probe asks for it). The model cannot come from
+Unsloth is imported first, as `kit.training.backends.activate_backend("unsloth")` does on a GPU, and its TRL trainers
+are generated (Unsloth skips that under UNSLOTH_ALLOW_CPU, so the probe asks for it). The model cannot come from
 `FastLanguageModel.from_pretrained` here (it reads CUDA device properties), so the tiny model gets a peft LoRA and,
 for GRPO, the for_training/for_inference switches from_pretrained attaches; everything after that is the kit's own
 `build_trainer` / `build_grpo_trainer`, which then build Unsloth's SFTTrainer and GRPOTrainer. The generated GRPO

@@ -3,13 +3,13 @@
     result = probe(load_config("configs/qwen3-14b-math.yaml"), price_per_hour=2.5)   # = qwen3-kit probe <config>
     result["data"]["s_per_step"], result["run"]["eta_s"], result["longest_seq"]["value"], result["advice"]
 
-The config's model is loaded as training loads it (kit.training.backends) and the kit's own trainer (kit.training.trainer) runs a few
-steps: first on the config's prepared data (the time per step, hence the run's ETA and cost), then on rows of the
-full model.max_seq_length (the worst batch the data can produce: the peak memory that decides whether the run fits,
-and tokens/s and MFU at that length). Then the longest sequence at the config's batch and the largest batch at its
-length are searched, one training step a trial (doubling, then bisection; running out of memory answers "no"), and
-what to change in the config is said. Each measurement prints as soon as it exists and is saved at once to
-<run folder>/probe.json, so a probe stopped half-way keeps what it measured. With `cap_gib` it measures as on a
+The config's model is loaded as training loads it (kit.training.backends) and the kit's own trainer
+(kit.training.trainer) runs a few steps: first on the config's prepared data (the time per step, hence the run's ETA and
+cost), then on rows of the full model.max_seq_length (the worst batch the data can produce: the peak memory that decides
+whether the run fits, and tokens/s and MFU at that length). Then the longest sequence at the config's batch and the
+largest batch at its length are searched, one training step a trial (doubling, then bisection; running out of memory
+answers "no"), and what to change in the config is said. Each measurement prints as soon as it exists and is saved at
+once to <run folder>/probe.json, so a probe stopped half-way keeps what it measured. With `cap_gib` it measures as on a
 smaller card: the memory this process may use is capped before the model loads, its CUDA context counted in.
 
 Without a GPU only the tiny default runs: the probe's path on the CPU, whose searches stop at twice the config's
@@ -136,9 +136,9 @@ class _Record:
 def _measure(cfg: Config, backend: str, record: _Record, price_per_hour, steps, search, cap_gib, max_seq) -> None:
     import torch
 
-    from kit.training.backends import load_for_training, load_tokenizer, precision
     from kit.data import prepare_data
     from kit.models.memory import estimate_for
+    from kit.training.backends import load_for_training, load_tokenizer, precision
     from kit.training.sft import mix_epochs, total_steps
 
     started, on_gpu = time.perf_counter(), torch.cuda.is_available()
