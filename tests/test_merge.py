@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 
 BUILD = """
 import json, resource, sys
-from kit.models.tiny import build_random_qwen3
+from tests.shapes import build_random_qwen3
 baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 build_random_qwen3("1.7B", sys.argv[1], max_shard_size="1GB")
 print(json.dumps({"peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9}))
@@ -53,7 +53,7 @@ def test_merge_peak_memory_stays_near_one_shard(qwen3_1_7b):
 
 
 def test_an_adapter_for_another_shape_is_refused(qwen3_1_7b, tiny_dir, tmp_path):
-    from kit.models.tiny import build_random_adapter
+    from tests.shapes import build_random_adapter
 
     folder, _ = qwen3_1_7b
     adapter = build_random_adapter(folder, tmp_path / "adapter", r=4)

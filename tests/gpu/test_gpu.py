@@ -2,7 +2,7 @@
 
     python -m pytest -m gpu tests/gpu -x -q              # on the GPU machine (scripts/gpu_check.py runs it too)
 
-A random-weight Qwen3 at the 0.6B shape (kit.models.tiny), quantized by bitsandbytes on load: speed and memory do not
+A random-weight Qwen3 at the 0.6B shape (tests/shapes.py), quantized by bitsandbytes on load: speed and memory do not
 depend on the weights' values, and the loss still falls on the repeated sample data. Every model loads in a fresh
 process, since unsloth patches transformers for the whole process. Speed, memory and the larger shapes are
 scripts/gpu_check.py's.
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture(scope="module")
 def shape_dir(tmp_path_factory):
-    from kit.models.tiny import build_random_qwen3
+    from tests.shapes import build_random_qwen3
 
     return build_random_qwen3("0.6B", tmp_path_factory.mktemp("shapes") / "0.6B")
 
