@@ -85,7 +85,8 @@ def probe(cfg: Config, *, price_per_hour: float | None = None, steps: int = 3, s
           cap_gib: float = 0, max_seq: int = 32768) -> dict:
     """Measure `cfg` on this machine: load, a few steps on its data and at full length, the longest sequence and
     largest batch that fit, what to change. Prints each measurement, saves probe.json in the run folder and returns
-    what it holds. Raises KitError on a machine without a usable GPU for anything but the tiny default."""
+    what it holds. Raises KitError on a machine without a usable GPU for anything but the tiny default, and after
+    the measurements when one failed other than by running out of memory (probe.json keeps what was measured)."""
     import torch
 
     if not torch.cuda.is_available() and cfg.model.name not in ("", "tiny"):
@@ -98,6 +99,7 @@ def probe(cfg: Config, *, price_per_hour: float | None = None, steps: int = 3, s
     from kit.training.backends import activate_backend
 
     backend = activate_backend(cfg.train.backend, cfg.model.name)  # unsloth first, before transformers
+    from kit.machine import release_memory
     from kit.training.runs import run_folder, run_lock
 
     cfg = replace(cfg, tracking=replace(cfg.tracking, wandb="disabled"))  # a probe's steps are no run to track
@@ -108,13 +110,11 @@ def probe(cfg: Config, *, price_per_hour: float | None = None, steps: int = 3, s
         with run_lock(folder):
             _measure(cfg, backend, record, price_per_hour, steps, search, cap_gib, max_seq)
     finally:
-        from kit.machine import release_memory
-
         release_memory()  # the probe's model, for the training that follows in a notebook
-    failed = [f"{key}: {found['error']}" for key in ("longest_seq", "largest_batch")
-              if (found := record.data.get(key, {})).get("error")]
+    failed = [f"{key}: {error}" for key in ("data", "full_length", "longest_seq", "largest_batch")
+              if (error := record.data.get(key, {}).get("error")) not in (None, OUT_OF_MEMORY)]
     if failed:
-        raise KitError(f"the search stopped ({'; '.join(failed)}); what was measured is in {record.path}.")
+        raise KitError(f"a measurement failed ({'; '.join(failed)}); what was measured is in {record.path}.")
     return record.data
 
 
@@ -142,10 +142,10 @@ def _measure(cfg: Config, backend: str, record: _Record, price_per_hour, steps, 
     from kit.training.sft import mix_epochs, total_steps
 
     started, on_gpu = time.perf_counter(), torch.cuda.is_available()
-    card = _card(cap_gib)
+    card = _card(cap_gib)  # the cap is set before anything loads
     est = estimate_for(cfg, backend) if on_gpu else None
-    record.add(f"{card['device']}" + (f", {card['card_gb']} GB for this process (CUDA context {card['context_gb']}"
-                                      " GB)" if on_gpu else " (no GPU: timings only; memory is not measured)"),
+    record.add(card["device"] + (f", {card['card_gb']} GB for this process (CUDA context {card['context_gb']} GB)"
+                                 if on_gpu else " (no GPU: timings only; memory is not measured)"),
                **card, estimate_gb=round(est.total_gb, 2) if est else None)
     epochs = mix_epochs(cfg)
     prepared = prepare_data(cfg, load_tokenizer(cfg), epochs=epochs)
@@ -160,12 +160,14 @@ def _measure(cfg: Config, backend: str, record: _Record, price_per_hour, steps, 
 
     data = steps_on(prepared.train.remove_columns("source"))
     first = data.pop("first_end", None)  # from the start: the data, the model, compilation, the first step
-    record.add("your data: " + _line(data), data=data, first_step_s=round(first - started, 1) if first else None)
+    record.add("your data: " + _line(data, card), data=data, first_step_s=round(first - started, 1) if first else None)
     full = steps_on(_full_rows(tokenizer, batch * accum * steps, length))
     full.pop("first_end", None)
     if full["fits"]:
         full.update(_utilisation(model, full["tokens_per_s"], length, cfg.train.gradient_checkpointing, card))
-    record.add(f"full-length rows ({batch} x {accum} x {length} tokens a step): " + _line(full), full_length=full)
+    estimated = f"; estimated {est.total_gb:.1f} GB (kit.models.memory)" if est else ""
+    record.add(f"full-length rows ({batch} x {accum} x {length} tokens a step): {_line(full, card)}{estimated}",
+               full_length=full)
     total = total_steps(cfg, len(prepared.train), epochs)
     eta = data["s_per_step"] * total if data["fits"] else None
     cost = round(eta / 3600 * price_per_hour, 2) if eta and price_per_hour else None
@@ -186,8 +188,8 @@ def _measure(cfg: Config, backend: str, record: _Record, price_per_hour, steps, 
 
 
 def _card(cap_gib: float) -> dict:
-    """The device, the memory this process may use (the card's, or `cap_gib` GiB, set before anything loads) and
-    what the CUDA context and other processes already hold of it."""
+    """The device, the memory this process may use (the card's, or `cap_gib` GiB) and what the CUDA context and
+    other processes already hold of it."""
     import torch
 
     if not torch.cuda.is_available():
@@ -213,7 +215,8 @@ def _full_rows(tokenizer, rows: int, length: int):
 def _steps(cfg: Config, backend: str, model, tokenizer, rows, steps: int, length: int, batch: int,
            accum: int) -> dict:
     """`steps` optimizer steps of the kit's trainer on `rows` at `length`, `batch` x `accum`: the time per step and
-    tokens/s after the first step, the peak GPU memory; `fits` False when it ran out of memory."""
+    tokens/s after the first step, the peak GPU memory, the model's mode during the steps. A failure is the result:
+    `fits` False with the error (running out of memory, or anything else)."""
     import torch
 
     from kit.training.trainer import build_trainer
@@ -232,8 +235,9 @@ def _steps(cfg: Config, backend: str, model, tokenizer, rows, steps: int, length
             trainer.args.include_num_input_tokens_seen = "non_padding"  # tokens/s counts real tokens, not padding
             trainer.train()
         found = {"fits": True, **clock.summary()}
-    except torch.OutOfMemoryError:
-        found = {"fits": False, "error": OUT_OF_MEMORY}
+    except Exception as e:  # noqa: BLE001 - a measurement that failed is a result, printed and saved as one
+        oom = isinstance(e, torch.OutOfMemoryError)
+        found = {"fits": False, "error": OUT_OF_MEMORY if oom else f"{type(e).__name__}: {e}"[:300]}
     trainer = None
     found.update(_peak())
     _release(backend)
@@ -243,6 +247,8 @@ def _steps(cfg: Config, backend: str, model, tokenizer, rows, steps: int, length
 def _release(backend: str) -> None:
     """Free what the last steps left, a failed attempt's included: Unsloth resets its checkpointing buffers only
     after a train() that returned."""
+    import torch
+
     from kit.machine import release_memory
 
     if backend == "unsloth":
@@ -250,8 +256,6 @@ def _release(backend: str) -> None:
 
         reset_unsloth_gradient_checkpointing_buffers()
     release_memory()
-    import torch
-
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
 
@@ -266,7 +270,8 @@ def _peak() -> dict:
 
 
 def _clock(on_gpu: bool):
-    """A callback timing each optimizer step, end to end (data loading included), and counting its tokens."""
+    """A callback timing each optimizer step, end to end (data loading included), counting its tokens, and noting
+    the model's mode as the first step begins (Unsloth switches it in train(): training, checkpointing)."""
     import torch
     from transformers import TrainerCallback
 
@@ -277,7 +282,12 @@ def _clock(on_gpu: bool):
 
     class Clock(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
-            self.ends, self.tokens = [now()], [0]
+            self.ends, self.tokens, self.mode = [now()], [0], {}
+
+        def on_step_begin(self, args, state, control, model=None, **kwargs):
+            if not self.mode:
+                self.mode = {"training": model.training, "checkpointing": any(
+                    getattr(m, "gradient_checkpointing", False) for m in model.modules())}
 
         def on_step_end(self, args, state, control, **kwargs):
             self.ends.append(now())
@@ -290,7 +300,7 @@ def _clock(on_gpu: bool):
             return {"steps": len(times), "first_step_s": round(times[0], 2),
                     "s_per_step": round(statistics.median(later), 3),
                     "tokens_per_step": round(sum(counted) / len(counted)),
-                    "tokens_per_s": round(sum(counted) / sum(later), 1), "first_end": self.ends[1]}
+                    "tokens_per_s": round(sum(counted) / sum(later), 1), **self.mode, "first_end": self.ends[1]}
 
     return Clock()
 
@@ -306,24 +316,20 @@ def _utilisation(model, tokens_per_s: float, length: int, checkpointing: bool, c
 
 
 def _trials(measure, record: _Record):
-    """A search along one axis (length at a fixed batch, or batch at a fixed length), each trial printed and saved;
-    an error other than running out of memory stops it, and is kept as its result."""
+    """A search along one axis (length at a fixed batch, or batch at a fixed length), each trial printed and saved
+    as it ends; an error other than running out of memory stops it, and is kept as its result."""
 
     def search(axis: str, fixed: int, start: int, step: int, limit: int) -> dict:
+        other = "batch" if axis == "length" else "length"
         found = {"at": fixed, "limit": limit, "trials": []}
 
         def fits(n: int) -> bool:
-            length, batch = (n, fixed) if axis == "length" else (fixed, n)
-            try:
-                outcome = measure(length, batch)
-            except Exception as e:  # noqa: BLE001 - a result, not a crash: the search stops with it
-                outcome = {"fits": False, "error": f"{type(e).__name__}: {e}"[:300]}
+            outcome = measure(*((n, fixed) if axis == "length" else (fixed, n)))
             found["trials"].append({axis: n, **{k: outcome.get(k) for k in ("fits", "peak_reserved_gb", "error")}})
-            record.add(f"{axis} {n} at {'batch' if axis == 'length' else 'length'} {fixed}: "
-                       + ("fits" if outcome["fits"] else f"does not fit ({outcome['error']})")
-                       + (f", peak {outcome['peak_reserved_gb']} GB reserved" if outcome.get("peak_reserved_gb")
-                          else ""))
-            if outcome.get("error", OUT_OF_MEMORY) != OUT_OF_MEMORY:
+            peak = f", peak {outcome['peak_reserved_gb']} GB reserved" if outcome.get("peak_reserved_gb") else ""
+            record.add(f"{axis} {n} at {other} {fixed}: "
+                       + ("fits" if outcome["fits"] else f"does not fit ({outcome['error']})") + peak)
+            if not outcome["fits"] and outcome["error"] != OUT_OF_MEMORY:
                 raise _Stopped(outcome["error"])
             return outcome["fits"]
 
@@ -332,9 +338,8 @@ def _trials(measure, record: _Record):
         except _Stopped as e:
             found.update(value=None, error=str(e))
         what = "longest sequence" if axis == "length" else "largest batch"
-        record.add(f"{what} at {'batch' if axis == 'length' else 'length'} {fixed}: "
-                   + (f"{found['value']:,} (searched up to {limit:,})" if found["value"] is not None else
-                      f"unknown: {found['error']}"))
+        record.add(f"{what} at {other} {fixed}: " + (f"{found['value']:,} (searched up to {limit:,})"
+                                                     if found["value"] is not None else f"unknown: {found['error']}"))
         return found
 
     return search
@@ -344,11 +349,11 @@ class _Stopped(Exception):
     pass
 
 
-def _line(found: dict) -> str:
+def _line(found: dict, card: dict) -> str:
     if not found["fits"]:
         return f"does not fit ({found['error']})"
-    memory = (f"; peak {found['peak_reserved_gb']} GB reserved ({found['peak_allocated_gb']} allocated)"
-              if found["peak_reserved_gb"] is not None else "")
+    memory = (f"; peak {found['peak_reserved_gb']} GB reserved ({found['peak_allocated_gb']} allocated) of "
+              f"{card['card_gb']} GB" if found["peak_reserved_gb"] is not None else "")
     mfu = f", MFU {found['mfu']:.1%}" if found.get("mfu") else ""
     return (f"{found['s_per_step']:.2f} s/step, {found['tokens_per_s']:,.0f} tokens/s{mfu} (first step "
             f"{found['first_step_s']:.1f} s){memory}")
