@@ -61,7 +61,7 @@ def run_parts(out: Path, parts: list[str], *, models: Path, budget_s: float, cop
     copied to `copy_to`; after the first, a part starts only if its expected time fits what is left of `budget_s`.
     Returns the parts still to do."""
     out.mkdir(parents=True, exist_ok=True)
-    started, left, ran = time.monotonic(), [], False
+    started, left, ran, waiting = time.monotonic(), [], False, False
     for part in parts:
         if _load(out, part).get("status") == "done":
             continue
@@ -69,7 +69,8 @@ def run_parts(out: Path, parts: list[str], *, models: Path, budget_s: float, cop
         shape = rest.split(":")[0]
         need = EXPECTED_S[kind] + (BUILD_S.get(shape, 0) if not (models / f"qwen3-{shape}").is_dir() else 0)
         remaining = budget_s - (time.monotonic() - started)
-        if ran and (left or need > remaining):  # in order: once one waits, the rest wait behind it
+        waiting = waiting or (ran and need > remaining)  # in order: once one waits, the rest wait behind it
+        if waiting:
             left.append(part)
             continue
         ran = True

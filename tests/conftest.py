@@ -192,4 +192,5 @@ def gpu_image_env(folder: Path, pack: dict | None) -> dict:
         hidden = sorted(m for m, dists in owners.items() if any(_normal_name(d) in leave for d in dists))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "sitecustomize.py").write_text(f"import sys\nsys.modules.update(dict.fromkeys({hidden!r}))\n")
-    return {"PYTHONPATH": f"{folder}:{ROOT}"}
+    # The hidden packages' pytest plugins are still registered here (their metadata is), and pytest would load them.
+    return {"PYTHONPATH": f"{folder}:{ROOT}", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}

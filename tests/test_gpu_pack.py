@@ -45,3 +45,11 @@ def test_the_gpu_path_imports_from_the_pack_and_the_image_alone(gpu_pack, tmp_pa
                             env={**os.environ, **env})
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1])["modules"] > 40
+
+
+def test_a_package_missing_from_the_pack_fails_here(gpu_pack, tmp_path):
+    without_trl = {**gpu_pack, "packed": gpu_pack["packed"] - {"trl"}, "modules": gpu_pack["modules"] - {"trl"}}
+    env = gpu_image_env(tmp_path / "image", without_trl)
+    result = subprocess.run([sys.executable, "-c", GPU_PATH], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, **env})
+    assert result.returncode != 0 and "import of trl halted" in result.stderr, result.stderr[-3000:]

@@ -57,3 +57,12 @@ def test_grpo_update_through_unsloths_compute_loss(probe):
     assert "UnslothGRPOTrainer" in grpo["trainer"] and grpo["compute_loss"].startswith("_UnslothGRPOTrainer.")
     assert [7, True] in grpo["calls"], grpo["calls"]
     assert math.isfinite(grpo["loss"])
+
+
+def test_the_probes_steps_train_as_unsloth_trains_above_the_loaded_length(probe):
+    """The probe's search trains at lengths above the one the model was loaded with: through Unsloth's own trainer
+    and train(), in training mode with checkpointing on, the length it was asked for."""
+    steps = probe["probe_steps"]
+    assert steps["fits"] and steps["steps"] == 2, steps
+    assert steps["training"] and steps["checkpointing"] and steps["max_seq_length"] == 128
+    assert steps["tokens_per_step"] == 2 * 128

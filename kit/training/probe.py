@@ -252,9 +252,10 @@ def _release(backend: str) -> None:
     from kit.machine import release_memory
 
     if backend == "unsloth":
-        from unsloth_zoo.gradient_checkpointing import reset_unsloth_gradient_checkpointing_buffers
+        from unsloth_zoo import gradient_checkpointing as offload
 
-        reset_unsloth_gradient_checkpointing_buffers()
+        if getattr(offload, "GPU_BUFFERS", None) is not None:  # absent until Unsloth's checkpointing first runs
+            offload.reset_unsloth_gradient_checkpointing_buffers()
     release_memory()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
