@@ -203,12 +203,13 @@ def part_tests(part: str, out: Path, models: Path, deadline: float, log: Path, *
     return {**counts, "failed": failed}
 
 
-def part_measured(part: str, out: Path, models: Path, deadline: float, log: Path, *, gpu: bool, **_) -> dict:
+def part_measured(part: str, out: Path, models: Path, deadline: float, log: Path, *, gpu: bool, seq: int,
+                  **_) -> dict:
     """grpo:<shape>, merge:<shape>, padding and preflight: a measurement of this script in a child."""
     kind, _, shape = part.partition(":")
     if kind in CPU_ONLY and gpu:
         raise PartFailed("failed", f"{kind} needs no GPU: run it on the CPU (docs/benchmarks.md), not on a lease")
-    kwargs = {"gpu": gpu} if kind in ("preflight", "grpo") else {}
+    kwargs = {"gpu": gpu} if kind in ("preflight", "grpo") else {"seq": seq} if kind == "padding" else {}
     if kind == "grpo":
         kwargs["model"] = shape_dir(models, shape, deadline, log)
     if kind == "merge":  # the merge writes as much again; the tiny shape in small shards, so it spans several

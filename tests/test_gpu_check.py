@@ -48,8 +48,7 @@ def test_rehearsal_runs_every_part_at_the_tiny_shape(rehearsal):
     assert report["padding"]["padded"] > report["padding"]["packed_bfd"] >= 0
     assert "| probe-tiny-hf | " in (out / "report.md").read_text() and "all parts done" in stdout
     # everything a part wrote was copied as it ended ($OUT on the device machine), probe.json included
-    assert sorted(p.name for p in copy.rglob("*") if p.is_file()) == sorted(
-        p.name for p in out.rglob("*") if p.is_file() and p.name != ".lock")
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == sorted(p.relative_to(out) for p in out.rglob("*"))
 
 
 def test_a_second_call_continues_instead_of_redoing(rehearsal, image_env):
