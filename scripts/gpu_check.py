@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -118,16 +119,21 @@ def child(args: list[str], deadline: float, log: Path, cwd: Path = ROOT) -> dict
         handle.write(f"$ {' '.join(args)}\n")
         handle.flush()
         begin = handle.tell()
+        # its own process group: at the limit every process it started goes too (tests/gpu's training runs hold GPU
+        # memory), so nothing is left running into the next part
+        proc = subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
+                                env=os.environ | CHILD_ENV, start_new_session=True)
         try:
-            done = subprocess.run([sys.executable, *args], cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
-                                  env=os.environ | CHILD_ENV, timeout=max(1.0, deadline - time.monotonic()))
+            returncode = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
             raise PartFailed("timed out", f"{args[0]} ran past the part's limit") from None
     lines = log.read_bytes()[begin:].decode(errors="replace").splitlines()
     results = [line for line in lines if line.startswith("RESULT ")]
-    if done.returncode != 0:
+    if returncode != 0:
         why = next((line for line in reversed(lines) if line.strip()), "")
-        raise PartFailed("failed", f"exit status {done.returncode}: {why[:300]}")
+        raise PartFailed("failed", f"exit status {returncode}: {why[:300]}")
     return json.loads(results[-1].removeprefix("RESULT ")) if results else {}
 
 
