@@ -22,6 +22,7 @@ _EXPORTS = {
     "training.backends": ["activate_backend", "environment", "load_tokenizer", "linear_modules"],
     "training.sft": ["train", "TrainResult"],
     "training.reinforce": ["grpo", "GrpoResult"],
+    "training.probe": ["probe"],
     "training.runs": ["finished_run"],
     "training.metrics": ["read_metrics", "eval_curves"],
     "notebook": ["setup"],

@@ -7,6 +7,7 @@
     qwen3-kit sweep configs/qwen3-14b-math.yaml data.chat_ratio=0.1,0.25,0.5   # a run per ratio, the front named
     qwen3-kit download Qwen3-14B                            # from ModelScope onto the data disk, verified
     qwen3-kit download --plan --gpu-gb 24                   # which Qwen3 and batch fit a 24 GB GPU
+    qwen3-kit probe configs/qwen3-14b-math.yaml --price-per-hour 2.5   # on the rented GPU: fits? how fast, long, dear?
     qwen3-kit chat --run runs/smoke                         # a conversation: /think, /no_think, /quit
     qwen3-kit export --run runs/smoke                       # the adapter and merged 16-bit weights for vLLM
     qwen3-kit eval --run runs/smoke eval.n_math=100         # the base model against the tuned one
@@ -182,6 +183,25 @@ def sweep(args) -> None:
         sys.exit(128 + result.signal)
     print(format_table(result))
     print(f"table and plot: {result.folder / 'sweep.md'}, {result.folder / 'front.png'}")
+
+
+def probe(args) -> None:
+    """Before paying for hours: does the config fit this GPU, how fast, how long and how much (about a minute).
+
+    qwen3-kit probe configs/qwen3-14b-math.yaml --price-per-hour 2.5   # on the rented GPU, before training
+    qwen3-kit probe configs/qwen3-8b-4090.yaml --cap-gib 24            # on a larger card: what a 24 GB one takes
+    qwen3-kit probe configs/smoke.yaml                                 # the tiny model on a CPU: the probe's path
+
+    The config's model loads as training loads it, and the kit's trainer runs a few steps on the config's own data
+    (the time per step, the ETA of the run's steps, the cost) and on rows of the full model.max_seq_length (the peak
+    memory against the card, tokens/s, MFU). Then the longest sequence at its batch and the largest batch at its
+    length are searched, a training step each, and what to change in the config is printed. Everything is saved in
+    <run folder>/probe.json as it is measured. A real model on a machine without a usable GPU is refused.
+    """
+    from kit.training.probe import probe as run_probe
+
+    run_probe(load(args, required=True), price_per_hour=args.price_per_hour, steps=args.steps,
+              search=not args.no_search, cap_gib=args.cap_gib, max_seq=args.max_seq)
 
 
 def prepare(args) -> None:
@@ -387,6 +407,16 @@ def _prepare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", help="also write the data report (JSON) here")
 
 
+def _probe_args(p: argparse.ArgumentParser) -> None:
+    _settings(p)
+    p.add_argument("--price-per-hour", type=float, help="what an hour of this machine costs: the run's cost is printed")
+    p.add_argument("--steps", type=int, default=3, help="steps timed on the data and at full length (the first "
+                   "warms up)")
+    p.add_argument("--cap-gib", type=float, default=0, help="measure as on a card of this many GiB (24: an RTX 4090)")
+    p.add_argument("--max-seq", type=int, default=32768, help="the longest sequence the search tries")
+    p.add_argument("--no-search", action="store_true", help="skip the longest-sequence and largest-batch search")
+
+
 def _sweep_args(p: argparse.ArgumentParser) -> None:
     _settings(p)
     p.add_argument("--plan", action="store_true", help="print what the sweep costs (runs x steps, each mix), then stop")
@@ -434,6 +464,7 @@ def _setup_args(p: argparse.ArgumentParser) -> None:
 COMMANDS = {  # name -> (function, its arguments)
     "train": (train, _settings),
     "grpo": (grpo, _settings),
+    "probe": (probe, _probe_args),
     "prepare": (prepare, _prepare_args),
     "sweep": (sweep, _sweep_args),
     "download": (download, _download_args),

@@ -43,10 +43,12 @@ def _trainer_class():
         fused LM head is a Triton (GPU-only) kernel in TRL 1.15. They are the same numbers."""
 
         def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
-                                               batch_size=None, compute_entropy=False, **kwargs):
+                                               batch_size=None, compute_entropy=False, *args, **kwargs):
+            # Whatever else the caller passes goes on as it came: Unsloth's compute_loss adds a seventh positional
+            # argument (compute_efficient), TRL's callers more keywords.
             if not self.args.use_cpu:
                 return super()._get_per_token_logps_and_entropies(
-                    model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, **kwargs)
+                    model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, *args, **kwargs)
             size = batch_size or input_ids.size(0)
             parts = []
             for start in range(0, input_ids.size(0), size):
