@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -17,6 +18,19 @@ def pytest_configure(config):
     selected = config.option.markexpr or ""
     if "gpu" not in selected or "not gpu" in selected:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
+# What makes a test slow: a trained run, a built real-size shape, or a process of its own (scripts, notebooks,
+# servers). `pytest -m "not slow"` is the fast layer (unit tests on temporary folders and in-memory data).
+SLOW_FIXTURES = {"smoke_run", "grpo_run", "smoke_sweep", "rehearsal", "qwen3_1_7b", "probe"}
+SLOW_CALLS = ("run_script(", "run_notebook(", "subprocess.")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        source = inspect.getsource(item.function) if hasattr(item, "function") else ""
+        if SLOW_FIXTURES & set(item.fixturenames) or any(call in source for call in SLOW_CALLS):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -88,11 +88,15 @@ class Plan:
 
 
 def split_eval(sizes: list[int], weights: list[float], eval_rows: int) -> list[int]:
-    """Eval rows to hold out of each pool, in proportion to its weight in the mix (at least one of each where
-    possible), never a whole pool: training needs rows of every source."""
+    """Eval rows to hold out of each pool, in proportion to its weight in the mix (largest remainders, so they add up
+    to eval_rows; at least one of each where possible), never a whole pool: training needs rows of every source."""
     if eval_rows <= 0:
         return [0] * len(sizes)
-    out = [min(n, round(eval_rows * w / sum(weights))) for n, w in zip(sizes, weights, strict=True)]
+    exact = [eval_rows * w / sum(weights) for w in weights]
+    out = [int(e) for e in exact]
+    for i in sorted(range(len(out)), key=lambda i: out[i] - exact[i])[:eval_rows - sum(out)]:
+        out[i] += 1
+    out = [min(n, e) for n, e in zip(sizes, out, strict=True)]
     for i, n in enumerate(sizes if eval_rows >= len(sizes) else []):
         if out[i] == 0 and n > 1:  # one of this pool, in place of one of the largest share
             out[i], largest = 1, max(range(len(out)), key=out.__getitem__)
