@@ -7,6 +7,7 @@
     qwen3-kit sweep configs/qwen3-14b-math.yaml data.chat_ratio=0.1,0.25,0.5   # a run per ratio, the front named
     qwen3-kit download Qwen3-14B                            # from ModelScope onto the data disk, verified
     qwen3-kit download --plan --gpu-gb 24                   # which Qwen3 and batch fit a 24 GB GPU
+    qwen3-kit probe configs/qwen3-14b-math.yaml --price-per-hour 2.5   # on the rented GPU: fits? how fast, long, dear?
     qwen3-kit chat --run runs/smoke                         # a conversation: /think, /no_think, /quit
     qwen3-kit export --run runs/smoke                       # the adapter and merged 16-bit weights for vLLM
     qwen3-kit eval --run runs/smoke eval.n_math=100         # the base model against the tuned one
@@ -184,6 +185,25 @@ def sweep(args) -> None:
     print(f"table and plot: {result.folder / 'sweep.md'}, {result.folder / 'front.png'}")
 
 
+def probe(args) -> None:
+    """Before paying for hours: does the config fit this GPU, how fast, how long and how much (about a minute).
+
+    qwen3-kit probe configs/qwen3-14b-math.yaml --price-per-hour 2.5   # on the rented GPU, before training
+    qwen3-kit probe configs/qwen3-8b-4090.yaml --cap-gib 24            # on a larger card: what a 24 GB one takes
+    qwen3-kit probe configs/smoke.yaml                                 # the tiny model on a CPU: the probe's path
+
+    The config's model loads as training loads it, and the kit's trainer runs a few steps on the config's own data
+    (the time per step, the ETA of the run's steps, the cost) and on rows of the full model.max_seq_length (the peak
+    memory against the card, tokens/s, MFU). Then the longest sequence at its batch and the largest batch at its
+    length are searched, a training step each, and what to change in the config is printed. Everything is saved in
+    <run folder>/probe.json as it is measured. A real model on a machine without a usable GPU is refused.
+    """
+    from kit.training.probe import probe as run_probe
+
+    run_probe(load(args, required=True), price_per_hour=args.price_per_hour, steps=args.steps,
+              search=not args.no_search, cap_gib=args.cap_gib, max_seq=args.max_seq)
+
+
 def prepare(args) -> None:
     """Prepare the reasoning/chat mix a config describes and print its report (cached: training reuses it).
 
@@ -314,15 +334,23 @@ def evaluate(args) -> None:
     Math comes from eval.math (default: the problems data.reasoning.heldout kept out of training), instructions from
     eval.instructions; generation is local (batches of eval.batch_size) or by an OpenAI-compatible server serving the
     tuned model (eval.endpoint, e.g. vLLM serving the export; eval.base_endpoint for the base). Results go to
-    <run>/eval.json and a printed table.
+    <run>/eval.json and a printed table, with Qwen's published figures for the model's size beside it.
+
+    qwen3-kit eval --run runs/qwen3-14b-math --harnesses    # EvalScope and lm-eval configs for the served export
     """
     from kit.training.backends import activate_backend
 
     run = Path(args.run)
     cfg = run_config(run, split_settings(args.settings, file_allowed=False)[1])
+    if args.harnesses:
+        from kit.evaluation.harnesses import write_configs
+
+        print(write_configs(run / "harnesses", cfg))
+        return
     if not (cfg.eval.endpoint and cfg.eval.base_endpoint):  # a local model will load
         activate_backend(cfg.train.backend, cfg.model.name)  # unsloth before transformers, on a GPU
 
+    from kit.evaluation.harnesses import published_table
     from kit.evaluation.scores import compare, evaluate_run, show_replies
 
     reports = evaluate_run(run, cfg)
@@ -330,6 +358,8 @@ def evaluate(args) -> None:
         if args.show and reports["tuned"]["details"][section]:
             print(show_replies(reports, section, args.show), end="\n\n")
     print(compare(reports))
+    if published := published_table(reports, cfg):
+        print(published)
     print(f"details: {run / 'eval.json'}")
 
 
@@ -377,6 +407,16 @@ def _prepare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", help="also write the data report (JSON) here")
 
 
+def _probe_args(p: argparse.ArgumentParser) -> None:
+    _settings(p)
+    p.add_argument("--price-per-hour", type=float, help="what an hour of this machine costs: the run's cost is printed")
+    p.add_argument("--steps", type=int, default=3, help="steps timed on the data and at full length (the first "
+                   "warms up)")
+    p.add_argument("--cap-gib", type=float, default=0, help="measure as on a card of this many GiB (24: an RTX 4090)")
+    p.add_argument("--max-seq", type=int, default=32768, help="the longest sequence the search tries")
+    p.add_argument("--no-search", action="store_true", help="skip the longest-sequence and largest-batch search")
+
+
 def _sweep_args(p: argparse.ArgumentParser) -> None:
     _settings(p)
     p.add_argument("--plan", action="store_true", help="print what the sweep costs (runs x steps, each mix), then stop")
@@ -412,6 +452,8 @@ def _chat_args(p: argparse.ArgumentParser) -> None:
 def _eval_args(p: argparse.ArgumentParser) -> None:
     _run(p)
     p.add_argument("--show", type=int, default=2, help="print the replies to this many prompts in full")
+    p.add_argument("--harnesses", action="store_true", help="write EvalScope and lm-evaluation-harness configs for "
+                   "the served export (eval.endpoint) into <run>/harnesses/, print how to run them, and stop")
 
 
 def _setup_args(p: argparse.ArgumentParser) -> None:
@@ -422,6 +464,7 @@ def _setup_args(p: argparse.ArgumentParser) -> None:
 COMMANDS = {  # name -> (function, its arguments)
     "train": (train, _settings),
     "grpo": (grpo, _settings),
+    "probe": (probe, _probe_args),
     "prepare": (prepare, _prepare_args),
     "sweep": (sweep, _sweep_args),
     "download": (download, _download_args),

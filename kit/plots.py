@@ -52,8 +52,9 @@ def ratio_composition(sweep: list[dict]):
 
 def _draw_losses(ax, records: list[dict], title: str) -> None:
     """The training loss, each source's eval loss, and (dotted, across) each source's eval loss at step 0: the
-    model before training, the reference a climbing chat loss is read against."""
-    from kit.training.metrics import eval_curves
+    model before training, the reference a climbing chat loss is read against; the thinking switch's score on the
+    right axis, where it was checked."""
+    from kit.training.metrics import eval_curves, switch_curve
 
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
     if train:
@@ -69,6 +70,11 @@ def _draw_losses(ax, records: list[dict], title: str) -> None:
                        label=f"{source or 'eval'} at step 0")
     ax.set(xlabel="step", ylabel="loss", title=title)
     ax.legend(fontsize=7)
+    if switch := switch_curve(records):
+        right = ax.twinx()
+        right.plot(*zip(*switch, strict=True), "s--", color="tab:purple", markersize=3, label="thinking switch")
+        right.set(ylim=(-0.05, 1.05), ylabel="thinking switch (share of replies)")
+        right.legend(loc="center right", fontsize=7)
 
 
 def losses(run_dir: str | Path):
@@ -182,17 +188,17 @@ def ratio_front(points: list[dict]):
 
 def live_loss_plot():
     """A TrainerCallback redrawing the losses in a notebook cell as training runs (`train(cfg, callbacks=[...])`):
-    the training loss, and each source's eval loss against its value at step 0."""
+    the training loss, each source's eval loss against its value at step 0, and the thinking switch."""
     from transformers import TrainerCallback
 
-    from kit.training.metrics import source_losses
+    from kit.training.metrics import SWITCH, source_losses
 
     class LiveLossPlot(TrainerCallback):
         def __init__(self):
             self.records, self.handle = [], None
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or ("loss" not in logs and not source_losses(logs)):
+            if not logs or ("loss" not in logs and SWITCH not in logs and not source_losses(logs)):
                 return
             from IPython.display import display
 

@@ -10,6 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 QWEN3_TOKENIZER = ROOT.parent / "shared" / "fixtures" / "qwen3-tokenizer"
+GPU_SHARED = ROOT.parent / "shared" / "gpu"  # pack.sh and the GPU image's package list (../shared/gpu/README.md)
+GPU_PACK = ROOT / ".gpu-site" / "site.tar.xz"
 
 
 def pytest_configure(config):
@@ -156,3 +158,53 @@ def smoke_sweep(kit_cache, tmp_path_factory) -> dict:
     again = run_script(*args[1:], check=False)
     return {"out": out, "first": (proc.returncode, (out / "first.log").read_text()),
             "again": (again.returncode, again.stdout + again.stderr), "pools": sorted((kit_cache / "pools").iterdir())}
+
+
+def _normal_name(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytest.fixture(scope="session")
+def gpu_pack() -> dict:
+    """What the GPU machine will have beyond the stdlib, by distribution and by top-level module: its image's
+    packages (image-packages.txt; pip, setuptools and wheel, which a package list read by `pip freeze` omits) and
+    those in .gpu-site/site.tar.xz (../shared/gpu/pack.sh). Skips where either is absent."""
+    import tarfile
+
+    image_list = GPU_SHARED / "image-packages.txt"
+    if not GPU_PACK.is_file() or not image_list.is_file():
+        pytest.skip(reason=f"no pack to check: run ../shared/gpu/pack.sh first ({GPU_PACK} or {image_list} absent)")
+    tops = {name.removeprefix("./").split("/")[0] for name in tarfile.open(GPU_PACK).getnames()} - {".", ""}
+    image = {_normal_name(line.strip()) for line in image_list.read_text().splitlines()
+             if line.strip() and not line.startswith("#")}
+    return {"image": image | {"pip", "setuptools", "wheel"},
+            "packed": {_normal_name(t.split("-")[0]) for t in tops if t.endswith(".dist-info")},
+            "modules": {t.split(".")[0] for t in tops if not t.endswith(".dist-info")}}
+
+
+def gpu_image_env(folder: Path, pack: dict | None) -> dict:
+    """Environment variables under which Python sees only what the GPU machine has: a sitecustomize.py in `folder`
+    sets sys.modules[name] = None for every other top-level module installed here (`import name` then fails, and
+    importlib.util.find_spec(name) is None, as for a package not installed). Without `pack`, only what pack.sh
+    leaves out (its LEAVE_OUT) is hidden."""
+    import pkgutil
+    import re
+    import sys
+    from importlib.metadata import packages_distributions
+
+    owners = packages_distributions()
+    if pack:
+        have = pack["image"] | pack["packed"] | {"qwen3-kit"}
+        allowed = set(sys.stdlib_module_names) | pack["modules"] | {"kit", "tests"}
+        hidden = sorted(m.name for m in pkgutil.iter_modules() if m.name not in allowed and m.name in owners
+                        and not any(_normal_name(d) in have for d in owners[m.name]))
+    else:
+        script = GPU_SHARED / "pack.sh"
+        leave = re.search(r'LEAVE_OUT="([^"]*)"', script.read_text()).group(1).split() if script.is_file() else []
+        hidden = sorted(m for m, dists in owners.items() if any(_normal_name(d) in leave for d in dists))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(f"import sys\nsys.modules.update(dict.fromkeys({hidden!r}))\n")
+    # The hidden packages' pytest plugins are still registered here (their metadata is), and pytest would load them.
+    return {"PYTHONPATH": f"{folder}:{ROOT}", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}

@@ -34,7 +34,7 @@ def test_the_console_script_is_the_cli():
     assert callable(getattr(importlib.import_module(module), function))
     result = _cli("--help")
     assert result.returncode == 0
-    for command in ("train", "grpo", "prepare", "download", "chat", "export", "eval", "config", "setup"):
+    for command in ("train", "grpo", "probe", "prepare", "download", "chat", "export", "eval", "config", "setup"):
         assert f"    {command}" in result.stdout, command
 
 

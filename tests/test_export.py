@@ -54,7 +54,7 @@ def test_a_merge_that_does_not_match_the_adapter_is_not_kept(smoke_run, tiny_dir
 
     from kit.export.export import check_merge
     from kit.export.merge import merge_lora
-    from kit.models.tiny import build_random_adapter
+    from tests.shapes import build_random_adapter
 
     other = build_random_adapter(tiny_dir, tmp_path / "other", r=16)
     (tmp_path / "merged").mkdir()

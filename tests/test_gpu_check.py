@@ -1,89 +1,87 @@
-"""The one GPU command, rehearsed on the CPU at the tiny shape so that a typo cannot waste GPU time."""
+"""scripts/gpu_check.py rehearsed on the CPU at the tiny shape, with only what the GPU machine has (the pack and the
+image, tests/test_gpu_pack.py), so that a typo or a missing package cannot waste a lease."""
 
 import json
 
 import pytest
 
-from kit.perf import flops_per_token, longest_fitting, peak_tflops
-from tests.conftest import ROOT, run_script
+from tests.conftest import gpu_image_env, run_script
 
-# What the GPU machine's image lacks and ../shared/gpu/pack.sh leaves out: the rehearsal runs without them.
-ABSENT_ON_GPU = ["matplotlib", "wandb", "modelscope", "jupyter", "nbclient", "ipykernel"]
+PARTS = ["preflight", "probe:tiny:hf", "search:tiny:hf", "tests", "grpo:tiny", "padding", "merge:tiny"]
 
 
 @pytest.fixture(scope="module")
-def rehearsal(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gpu-check")
-    hide = tmp_path_factory.mktemp("gpu-image")
-    # None in sys.modules: `import x` fails and importlib.util.find_spec("x") is None, as for a package not installed.
-    (hide / "sitecustomize.py").write_text(f"import sys\nsys.modules.update(dict.fromkeys({ABSENT_ON_GPU!r}))\n")
-    stdout = run_script("scripts/gpu_check.py", "--out", str(out), env={"PYTHONPATH": f"{hide}:{ROOT}"}).stdout
-    return out, stdout
+def image_env(request, tmp_path_factory):
+    try:
+        pack = request.getfixturevalue("gpu_pack")
+    except pytest.skip.Exception:
+        pack = None  # no pack built: hide only what pack.sh leaves out
+    return gpu_image_env(tmp_path_factory.mktemp("gpu-image"), pack)
+
+
+@pytest.fixture(scope="module")
+def rehearsal(image_env, tmp_path_factory):
+    out, copy = tmp_path_factory.mktemp("gpu-check"), tmp_path_factory.mktemp("OUT")
+    models = tmp_path_factory.mktemp("models")
+    stdout = run_script("scripts/gpu_check.py", "--out", str(out), "--copy-to", str(copy), "--models", str(models),
+                        env=image_env).stdout
+    return out, copy, models, stdout
 
 
 def test_rehearsal_runs_every_part_at_the_tiny_shape(rehearsal):
-    out, stdout = rehearsal
+    out, copy, _, stdout = rehearsal
     report = json.loads((out / "report.json").read_text())
-    assert report["env"]["measured_bf16_matmul_tflops"] > 0 and report["env"]["versions"]["torch"]
-    assert report["padding"]["padded"] > report["padding"]["packed_bfd"] >= 0
+    assert {name: p["status"] for name, p in report.items()} == {p.replace(":", "-"): "done" for p in PARTS}
+    assert report["preflight"]["matmul_tflops"] > 0 and report["preflight"]["versions"]["torch"]
+    assert "pip_check" in report["preflight"] and report["preflight"]["import_unsloth_s"] is None  # no GPU
+    probe = report["probe-tiny-hf"]  # qwen3-kit probe itself, its probe.json the part's result
+    assert probe["backend"] == "hf" and probe["full_length"]["fits"] and probe["full_length"]["checkpointing"]
+    assert "longest_seq" not in probe and report["search-tiny-hf"]["longest_seq"]["value"] == 512
+    assert report["search-tiny-hf"]["largest_batch"]["value"] == 4
     tests = report["tests"]
-    assert tests["exit_code"] == 0 and tests["skipped"] == tests["tests"] > 0  # each GPU test skips, with its reason
-    (hf,) = report["bench-tiny"]["results"].values()
-    assert hf["backend"] == "hf" and hf["tokens_per_s"] > 0 and hf["steps"] == 8 and hf["mfu_of_matmul"] > 0
-    assert hf["longest_seq"] == 512  # the search's training steps ran (no cap without a GPU)
-    assert report["bench-tiny"]["skipped"] == {"unsloth": "needs a CUDA GPU"}
-    merge = report["merge-tiny"]
-    assert merge["shards"] > 1 and merge["weights_merged"] == 4 * 7 and merge["cuda_used"] is False
+    assert tests["skipped"] == tests["tests"] > 0  # each GPU test skips, with its reason
     grpo = report["grpo-tiny"]  # the kit's own GRPO run: prompts, rewards, trainer, adapter
     assert grpo["backend"] == grpo["generation"] == "hf" and grpo["steps"] == 2 and grpo["step_s"] > 0
-    assert grpo["completion_tokens_per_s"] > 0 and grpo["rewards_logged"] == ["correct", "format"]
-    markdown = (out / "report.md").read_text()
-    assert "| tiny | hf |" in markdown and "| qwen3-tiny |" in markdown and "python scripts/gpu_check.py" in markdown
-    assert "| tiny | hf | hf | 4 x 32 |" in markdown
-    assert "all parts done" in stdout
+    assert grpo["rewards_logged"] == ["correct", "format"]
+    merge = report["merge-tiny"]
+    assert merge["shards"] > 1 and merge["weights_merged"] == 4 * 7 and merge["cuda_used"] is False
+    assert report["padding"]["padded"] > report["padding"]["packed_bfd"] >= 0
+    assert "| probe-tiny-hf | " in (out / "report.md").read_text() and "all parts done" in stdout
+    # everything a part wrote was copied as it ended ($OUT on the device machine), probe.json included
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == sorted(p.relative_to(out) for p in out.rglob("*"))
 
 
-def test_a_second_call_continues_instead_of_redoing(rehearsal):
-    out, _ = rehearsal
+def test_a_second_call_continues_instead_of_redoing(rehearsal, image_env):
+    out, _, models, _ = rehearsal
     saved = {p.name: p.read_text() for p in out.glob("*.json") if p.stem != "report"}
-    result = run_script("scripts/gpu_check.py", "--out", str(out))
+    result = run_script("scripts/gpu_check.py", "--out", str(out), "--models", str(models), env=image_env)
     assert {p.name: p.read_text() for p in out.glob("*.json") if p.stem != "report"} == saved
     assert "[gpu_check]" not in result.stdout and "all parts done" in result.stdout
 
 
-def test_stop_after_leaves_the_rest_for_the_next_call(tmp_path):
-    result = run_script("scripts/gpu_check.py", "--out", str(tmp_path), "--parts", "env", "padding",
-                        "--stop-after", "0")
-    assert (tmp_path / "env.json").is_file() and not (tmp_path / "padding.json").exists()
-    assert "still to run: padding" in result.stdout
+def test_a_part_cut_off_is_kept_as_such_and_run_again_next_call(tmp_path):
+    """--budget 1: the first part starts (a call always makes progress), is stopped at its limit, saved as timed
+    out; the second waits. The next call runs both."""
+    args = ["scripts/gpu_check.py", "--out", str(tmp_path), "--parts", "preflight", "padding"]
+    first = run_script(*args, "--budget", "1").stdout
+    assert json.loads((tmp_path / "preflight.json").read_text())["status"] == "timed out"
+    assert not (tmp_path / "padding.json").exists() and "still to run: preflight padding" in first
+    second = run_script(*args).stdout
+    assert json.loads((tmp_path / "preflight.json").read_text())["status"] == "done"
+    assert "[gpu_check] padding: done" in second and "all parts done" in second
 
 
-def test_longest_fitting_doubles_then_bisects():
-    tried = []
+def test_work_that_needs_no_gpu_is_kept_off_the_lease():
+    from importlib.util import module_from_spec, spec_from_file_location
 
-    def fits(n):
-        tried.append(n)
-        return n <= 13_000
+    from tests.conftest import ROOT
 
-    assert longest_fitting(fits, 1024, 32768) == 12288
-    assert tried[:5] == [1024, 2048, 4096, 8192, 16384]
-    assert longest_fitting(lambda n: True, 1024, 32768) == 32768
-    assert longest_fitting(lambda n: False, 1024, 32768) == 0
-
-
-def test_flops_count_lora_as_4n_plus_attention():
-    from kit.models.tiny import qwen3_config
-
-    config = qwen3_config("8B")
-    model, hardware = flops_per_token(config, 2048, lora_params=0, checkpointing=True)
-    n = 36 * (2 * 4096 * 4096 + 2 * 4096 * 1024 + 3 * 4096 * 12288) + 151936 * 4096  # matmul weights + lm_head
-    attention = 12 * 36 * 2048 * 32 * 128
-    assert model == 4 * n + attention
-    assert hardware == model + 2 * (n - 151936 * 4096) + attention / 3  # checkpointing recomputes the layers' forward
-
-
-def test_device_peaks_tell_form_factors_apart():
-    assert peak_tflops("NVIDIA H100 80GB HBM3") == 989.4
-    assert peak_tflops("NVIDIA H100 PCIe") == 756.0 and peak_tflops("NVIDIA H100 NVL") == 835.0
-    assert peak_tflops("NVIDIA GeForce RTX 4090") == 165.2 and peak_tflops("NVIDIA A800-SXM4-80GB") == 312.0
-    assert peak_tflops("cpu") is None
+    spec = spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
+    gpu_check = module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    assert not [p for p in gpu_check.GPU_PARTS if p.split(":")[0] in gpu_check.CPU_ONLY]
+    assert all(gpu_check.LIMIT_S[p.split(":")[0]] < 600 for p in gpu_check.GPU_PARTS)  # a command runs 10 min
+    first_call = ["preflight", "probe:8B:unsloth", "probe:8B:hf"]
+    assert gpu_check.GPU_PARTS[:3] == first_call
+    expected = sum(gpu_check.EXPECTED_S[p.split(":")[0]] for p in first_call) + gpu_check.BUILD_S["8B"]
+    assert expected <= 540  # the first call answers unsloth against hf at 8B

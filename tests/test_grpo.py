@@ -33,6 +33,8 @@ def test_grpo_run_folder_logs_each_reward_and_scores_before_and_after(grpo_run, 
     for r in steps:  # each reward on its own, beside their weighted sum
         assert r["reward"] == pytest.approx(r["rewards/correct/mean"] + 0.2 * r["rewards/format/mean"], abs=1e-6)
         assert 0 < r["completions/mean_length"] <= 48
+    # guard rollouts-with-adapter, once after the first update: the rollouts are the SFT adapter's, not the base's
+    assert [r["step"] for r in steps if "guard/rollout_gap" in r] == [2] and steps[1]["guard/rollout_gap"] > 0
     assert sorted(p.name for p in (grpo_run / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert (grpo_run / "adapter" / "tokenizer.json").is_file()
     assert 0 < _largest_difference(grpo_run, smoke_run) < 1e-2  # the SFT adapter, trained a little further

@@ -7,11 +7,11 @@ import sys
 import pytest
 
 from kit.export.merge import MergeError, merge_lora
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 BUILD = """
 import json, resource, sys
-from kit.models.tiny import build_random_qwen3
+from tests.shapes import build_random_qwen3
 baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 build_random_qwen3("1.7B", sys.argv[1], max_shard_size="1GB")
 print(json.dumps({"peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9}))
@@ -41,11 +41,10 @@ def test_building_a_real_shape_never_holds_the_model(qwen3_1_7b):
 
 
 def test_merge_peak_memory_stays_near_one_shard(qwen3_1_7b):
-    from kit.perf import run_isolated
-
+    """The GPU check's merge measurement (CPU only), in a fresh process."""
     folder, _ = qwen3_1_7b
-    result = run_isolated("merge", base=str(folder), lora_r=16)
-    assert "error" not in result, result
+    done = run_script("scripts/gpu_check.py", "--measure", "merge", json.dumps({"base": str(folder), "lora_r": 16}))
+    result = json.loads(done.stdout.strip().splitlines()[-1].removeprefix("RESULT "))
     assert result["weights_merged"] == 28 * 7 and result["cuda_used"] is False
     grown = result["peak_rss_merge_gb"] - result["rss_after_imports_gb"]
     assert grown < result["largest_shard_gb"], result
@@ -53,7 +52,7 @@ def test_merge_peak_memory_stays_near_one_shard(qwen3_1_7b):
 
 
 def test_an_adapter_for_another_shape_is_refused(qwen3_1_7b, tiny_dir, tmp_path):
-    from kit.models.tiny import build_random_adapter
+    from tests.shapes import build_random_adapter
 
     folder, _ = qwen3_1_7b
     adapter = build_random_adapter(folder, tmp_path / "adapter", r=4)

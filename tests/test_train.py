@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from kit.models.profiles import PROJECTIONS
 from kit.training.backends import BackendError, check_adapter, linear_modules, pick_backend
-from kit.training.metrics import eval_curves, read_metrics
+from kit.training.metrics import eval_curves, read_metrics, switch_curve
 from tests.conftest import ROOT, run_script
 
 
@@ -38,6 +38,53 @@ def test_smoke_run_learns_and_writes_a_complete_run_folder(smoke_run):
     assert means == pytest.approx([(18 * r + 6 * c) / 24 for (_, r), (_, c) in zip(curves["reasoning"],
                                                                                    curves["chat"], strict=True)])
     assert curves["reasoning"][-1][1] < curves["reasoning"][0][1] - 1.0  # trained on: the held-out rows' loss falls
+    # The thinking switch, checked with each evaluation and logged in its record: step 0 is the base model's.
+    assert [(r["step"], "eval_loss" in r) for r in records if "eval_switch" in r] == [(s, True) for s in
+                                                                                      [0, 25, 50, 75, 100]]
+    assert all(0 <= v <= 1 for _, v in switch_curve(records))
+
+
+def test_the_switch_score_falls_when_a_template_breaks_the_switch(smoke_run, smoke_cfg):
+    """The check training runs at each evaluation, on the trained model: with the template's empty think block taken
+    out of the thinking-off prompt (the switch broken on purpose) no thinking-off reply passes, and the score falls."""
+    from kit.inference.generate import load_for_inference
+    from kit.training.trainer import switch_check
+
+    model, tokenizer = load_for_inference(smoke_run / "adapter", backend="hf")
+    check = switch_check(smoke_cfg(), "hf")
+    kept = check(model, tokenizer)
+    tokenizer.chat_template = tokenizer.chat_template.replace("{{- '<think>\\n\\n</think>\\n\\n' }}", "")
+    broken = check(model, tokenizer)
+    assert broken["switch_thinking_off"] == 0 < kept["switch_thinking_off"], (kept, broken)
+    assert broken["switch"] < kept["switch"]
+
+
+def test_a_falling_switch_warns_while_training_and_stops_the_export(smoke_run, tmp_path, capsys):
+    """The smoke run's random tiny model loses what switch it had (its smoke.yaml never warns: noise); under a
+    threshold it crosses, the warning prints at the evaluation and the export is refused unless allowed."""
+    from transformers import TrainerState
+
+    from kit.config import load_config
+    from kit.export.export import ExportError, export_run
+    from kit.training.trainer import switch_watch
+
+    records = read_metrics(smoke_run)
+    (_, first), (last_step, last) = switch_curve(records)[0], switch_curve(records)[-1]
+    assert last < first, "the smoke run's switch no longer falls: pick another way to break it"
+    drop = (first - last) / 2
+    watch, state = switch_watch(drop), TrainerState()
+    for record in records:
+        state.log_history.append(record)
+        watch.on_log(None, state, None, logs=record)
+    warned = capsys.readouterr().out
+    assert f"warning: the thinking switch scored {last:.2f} at step {last_step}, down from {first:.2f}" in warned
+    cfg = load_config(smoke_run / "config.yaml", [f"train.switch_drop={drop}", f"export.out_dir={tmp_path}",
+                                                  "export.formats=[adapter]"])
+    with pytest.raises(ExportError, match="may ignore enable_thinking; nothing was exported"):
+        export_run(smoke_run, cfg)
+    assert not any(tmp_path.iterdir())
+    cfg.export.allow_broken_switch = True
+    assert export_run(smoke_run, cfg).folders["adapter"].is_dir()
 
 
 def test_the_loss_plots_draw_each_source_against_its_step_0(smoke_run):
@@ -245,7 +292,8 @@ def test_config_and_plan_are_printed_before_training(tmp_path, tiny_dir):
     for line in (f"model     tiny ({tiny_dir}), fp32 weights (no GPU: 4-bit needs one)",  # the precision really used
                  "LoRA      r=8 alpha=32 on q_proj, k_proj", "backend   hf, optimizer adamw_torch",
                  "VRAM      none (CPU run)", "data      ", "output",
-                 "steps     1 x batch 8 (8 x 1 accumulation) = 8 rows, 1.7% of an epoch (460 rows)"):
+                 "steps     1 x batch 8 (8 x 1 accumulation) = 8 rows, 1.7% of an epoch (460 rows)",
+                 "switch    4 prompts x 2 modes, up to 32 new tokens each, at step 0 and every 25 steps (1 check)"):
         assert line in plan
     assert "chat share:" in result.stdout  # the data report
     # Quiet: no torch/torchao deprecations, no bitsandbytes advice, no dict dumps of the logs.

@@ -1,10 +1,12 @@
-"""The unsloth backend's training path, proven as far as a CPU can: API drift and the labels Unsloth's trainer sees.
+"""The unsloth backend's training path, proven as far as a CPU can: API drift, the labels Unsloth's trainer sees, and
+a GRPO update through Unsloth's own compute_loss.
 
 What a CPU cannot show (FastLanguageModel.from_pretrained reads CUDA device properties; its kernels are Triton) is in
 tests/gpu and `scripts/gpu_check.py`.
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from tests.conftest import ROOT
 @pytest.fixture(scope="module")
 def probe(tiny_dir, tmp_path_factory):
     scratch = tmp_path_factory.mktemp("unsloth")  # unsloth writes a compile cache into the working directory
-    env = {**os.environ, "UNSLOTH_ALLOW_CPU": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "UNSLOTH_ALLOW_CPU": "1", "UNSLOTH_COMPILE_DISABLE": "1", "PYTHONPATH": str(ROOT)}
     env.pop("UNSLOTH_DISABLE_STATISTICS", None)
     result = subprocess.run([sys.executable, str(ROOT / "tests" / "unsloth_cpu_probe.py"), str(tiny_dir), str(scratch)],
                             capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
@@ -46,3 +48,21 @@ def test_unsloth_trainer_keeps_the_kits_labels(probe, batching):
     assert "UnslothSFTTrainer" in seen["trainer"] and seen["unsloth_config"]
     assert seen["rows"] == seen["expected_rows"] > 100
     assert seen["labels_unchanged"] == seen["rows"]
+
+
+def test_grpo_update_through_unsloths_compute_loss(probe):
+    """Unsloth's compute_loss calls the kit's log-probability helper with a seventh positional argument
+    (compute_efficient, which TRL's signature does not have); the helper takes it and the update completes."""
+    grpo = probe["grpo"]
+    assert "UnslothGRPOTrainer" in grpo["trainer"] and grpo["compute_loss"].startswith("_UnslothGRPOTrainer.")
+    assert [7, True] in grpo["calls"], grpo["calls"]
+    assert math.isfinite(grpo["loss"])
+
+
+def test_the_probes_steps_train_as_unsloth_trains_above_the_loaded_length(probe):
+    """The probe's search trains at lengths above the one the model was loaded with: through Unsloth's own trainer
+    and train(), in training mode with checkpointing on, the length it was asked for."""
+    steps = probe["probe_steps"]
+    assert steps["fits"] and steps["steps"] == 2, steps
+    assert steps["training"] and steps["checkpointing"] and steps["max_seq_length"] == 128
+    assert steps["tokens_per_step"] == 2 * 128

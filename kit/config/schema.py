@@ -159,6 +159,11 @@ class TrainConfig:  # TRL's SFTConfig / transformers' TrainingArguments names
     logging_steps: int = knob(1, "log the loss every N steps (metrics.jsonl, the progress bar, wandb)",
                               range=(1, None))
     eval_steps: int = knob(0, "evaluate every N steps; 0 = at every save", range=(0, None))
+    switch_tokens: int = knob(256, "at each evaluation 4 short prompts are generated, thinking on and off, up to this "
+                                   "many new tokens each, and the thinking switch scored; 0 = no check",
+                              range=(0, None))
+    switch_drop: float = knob(0.2, "a thinking-switch score this far below its step-0 (base model) value warns while "
+                                   "training and stops the export", range=(0, 1))
     save_steps: int = knob(50, "checkpoint every N steps", range=(1, None))
     save_total_limit: int = knob(3, "keep the newest K checkpoints", range=(1, None))
     resume: str = knob("auto", "auto (the run's newest checkpoint) | never (start the run over) | a checkpoint folder")
@@ -187,6 +192,8 @@ class ExportConfig:
     thinking_default: bool = knob(True, "the mode the served template uses when a request does not set "
                                         "enable_thinking")
     overwrite: bool = knob(False, "replace an existing export (swapped in only once the new one is complete)")
+    allow_broken_switch: bool = knob(False, "export even a run whose thinking switch broke while training "
+                                            "(train.switch_drop)")
 
 
 @dataclass

@@ -49,6 +49,12 @@ def switch_ok(on: Reply, off: Reply) -> tuple[bool, bool]:
     return on_ok, off_ok
 
 
+def switch_shares(on: list[Reply], off: list[Reply]) -> dict:
+    """The share of replies that follow the switch in each mode (Qwen's ThinkFollow, per mode), pairwise `switch_ok`."""
+    switch = [switch_ok(a, b) for a, b in zip(on, off, strict=True)]
+    return {f"switch_thinking_{mode}": _share([s[mode == "off"] for s in switch]) for mode in ("on", "off")}
+
+
 def _share(flags: list[bool]) -> float | None:
     return round(sum(flags) / len(flags), 4) if flags else None
 
@@ -72,12 +78,10 @@ def evaluate(generate: Generator, math_rows: list[dict], instructions: list) -> 
                for mode, replies in (("on", on), ("off", off))}
     kept = {mode: [follows(i, r.answer) for i, r in zip(instructions, replies[n:], strict=True)]
             for mode, replies in (("on", on), ("off", off))}
-    switch = [switch_ok(a, b) for a, b in zip(on, off, strict=True)]
     report = {"n_math": n, "n_instructions": len(instructions), "n_prompts": len(prompts),
-              "n_checks": sum(len(i.checks) for i in instructions)}
+              "n_checks": sum(len(i.checks) for i in instructions), **switch_shares(on, off)}
     for mode in ("on", "off"):
         report[f"math_thinking_{mode}"] = _share(correct[mode])
-        report[f"switch_thinking_{mode}"] = _share([s[mode == "off"] for s in switch])
         report[f"instructions_thinking_{mode}"] = _share([all(k) for k in kept[mode]])
         report[f"single_instructions_thinking_{mode}"] = _share([x for k in kept[mode] for x in k])
     report["details"] = {

@@ -14,8 +14,9 @@ rerun skips it; otherwise its run is trained (resumed, or found complete, as `tr
 
 The front: math gain (tuned minus base, thinking on) against instruction-following change (tuned minus base, the
 mean of thinking on and off), higher better on both. A ratio is on it when no other ratio is at least as good on
-both and better on one. The thinking switch is not an axis but a verdict, marked: a ratio whose switch fell
-below the base's is a bad choice wherever it sits.
+both and better on one. The thinking switch is not an axis but a verdict, marked: a ratio whose switch fell more
+than `train.switch_drop` below the base's, at evaluation or while training (its score from step 0 to the end), is a
+bad choice wherever it sits.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from kit.errors import KitError
 from kit.evaluation.markdown import cell, markdown_table
 
 GAIN, RETENTION = "math_gain", "instructions_change"  # the front's axes, higher better on each
-SWITCH_SLACK = 0.1  # a switch share this far below the base's, in either mode, marks the switch as broken
 SWEPT = "data.chat_ratio"
 POINT_FILE = "sweep_point.json"  # in a point's run folder: its row, and the settings it was made under
 
@@ -112,12 +112,15 @@ def _mean(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round((a + b) / 2, 4)
 
 
-def point_row(ratio: float, run: Path, reports: dict, records: list[dict], data_report: dict) -> dict:
-    """A point's row: the mix it trained on, its gains over the base, its switch, and each source's eval loss at
-    step 0 and at the end (from its metrics records). `on_front` is set by `mark_front`."""
-    from kit.training.metrics import eval_curves
+def point_row(ratio: float, run: Path, reports: dict, records: list[dict], data_report: dict, drop: float) -> dict:
+    """A point's row: the mix it trained on, its gains over the base, its switch (broken: more than `drop` below the
+    base's), and each source's eval loss and the switch at step 0 and at the end (from its metrics records).
+    `on_front` is set by `mark_front`."""
+    from kit.training.metrics import broken_switch, eval_curves, switch_curve
 
     base, tuned, mix = reports["base"], reports["tuned"], data_report["mix"]
+    ends = {key: {"step_0": curve[0][1] if curve[0][0] == 0 else None, "end": curve[-1][1]}
+            for key, curve in (eval_curves(records) | {"": switch_curve(records)}).items() if curve}
     modes = ("thinking_on", "thinking_off")
     instructions = [_mean(*(r[f"instructions_{m}"] for m in modes)) for r in (tuned, base)]
     return {
@@ -126,10 +129,10 @@ def point_row(ratio: float, run: Path, reports: dict, records: list[dict], data_
         "math": tuned["math_thinking_on"], GAIN: _minus(tuned["math_thinking_on"], base["math_thinking_on"]),
         "instructions": instructions[0], RETENTION: _minus(*instructions),
         **{f"switch_{m}": tuned[f"switch_{m}"] for m in modes},
-        "switch_kept": all(tuned[f"switch_{m}"] >= base[f"switch_{m}"] - SWITCH_SLACK for m in modes
-                           if None not in (tuned[f"switch_{m}"], base[f"switch_{m}"])),
-        "eval_loss": {source: {"step_0": curve[0][1] if curve[0][0] == 0 else None, "end": curve[-1][1]}
-                      for source, curve in eval_curves(records).items()},
+        "switch_kept": not broken_switch(records, drop) and all(
+            tuned[f"switch_{m}"] >= base[f"switch_{m}"] - drop for m in modes
+            if None not in (tuned[f"switch_{m}"], base[f"switch_{m}"])),
+        "switch_training": ends.pop("", None), "eval_loss": ends,
         "n_math": tuned["n_math"], "n_instructions": tuned["n_instructions"], "noise": bool(tuned.get("noise")),
         "on_front": False,
     }
@@ -230,7 +233,7 @@ def _run_point(point: Config, base: dict | None, progress: bool) -> tuple[dict |
     run = result.run_dir
     reports = evaluate_run(run, point, progress=progress, base=base)
     row = point_row(point.data.chat_ratio, run, reports, read_metrics(run),
-                    json.loads((run / "data_report.json").read_text(encoding="utf-8")))
+                    json.loads((run / "data_report.json").read_text(encoding="utf-8")), point.train.switch_drop)
     _save(run / POINT_FILE, _identity(point), row)
     return row, {k: v for k, v in reports["base"].items() if k != "math_source"}, 0
 
@@ -278,7 +281,8 @@ def format_table(sweep: Sweep) -> str:
 
     sources = list(dict.fromkeys(s for p in sweep.points for s in p["eval_loss"]))
     head = ["chat_ratio", "chat % rows", "chat % trained tokens", "steps", "math gain", "instructions change",
-            "switch on / off", *[f"eval loss {s}: step 0 -> end" for s in sources], "front"]
+            "switch on / off", "switch while training: step 0 -> end",
+            *[f"eval loss {s}: step 0 -> end" for s in sources], "front"]
     lines = [f"# Chat-ratio sweep: {sweep.folder}", ""]
     if any(p["noise"] for p in sweep.points):
         lines += [f"**{NOISE}**", ""]
@@ -296,7 +300,8 @@ def format_table(sweep: Sweep) -> str:
             p["steps"], cell(p[GAIN], "+.3f"), cell(p[RETENTION], "+.3f"),
             f"{cell(p['switch_thinking_on'], '.3f')} / {cell(p['switch_thinking_off'], '.3f')}"
             + ("" if p["switch_kept"] else " (broken)"),
-            *[f"{v['step_0']:.3f} -> {v['end']:.3f}" if v and v["step_0"] is not None else "-" for v in losses],
+            *[f"{v['step_0']:.3f} -> {v['end']:.3f}" if v and v["step_0"] is not None else "-"
+              for v in [p.get("switch_training"), *losses]],
             "yes" if p["on_front"] else ""])
     lines.append(markdown_table(head, rows))
     front = ", ".join(f"{r:g}" for r in sweep.front) or "none yet"

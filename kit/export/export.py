@@ -65,12 +65,22 @@ def _export_folder(target: Path, overwrite: bool):
 
 
 def _save_tokenizer(tokenizer, folder: Path, thinking_default: bool) -> None:
+    """The tokenizer with the served thinking default, checked to render as the trained one (guard same-template)."""
     original = tokenizer.chat_template
     tokenizer.chat_template = with_thinking_default(original, thinking_default)
     try:
         tokenizer.save_pretrained(folder)
     finally:
         tokenizer.chat_template = original  # the caller's tokenizer keeps rendering as it did
+    _check_template(tokenizer, folder)
+
+
+def _check_template(trained, folder: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from kit.training.guards import same_template
+
+    same_template(trained, AutoTokenizer.from_pretrained(folder), f"the exported tokenizer ({folder.name})")
 
 
 def export_adapter(adapter: Path, out: Path, *, thinking_default: bool = True, overwrite: bool = False) -> Path:
@@ -149,7 +159,7 @@ def export_merged(adapter: Path, base: Path, out: Path, *, thinking_default: boo
     from transformers import AutoTokenizer, GenerationConfig
 
     from kit.export.merge import merge_lora
-    from kit.inference.generate import PRESETS
+    from kit.models.profiles import PRESETS
 
     tokenizer = AutoTokenizer.from_pretrained(adapter)
     with _export_folder(out, overwrite) as tmp:
@@ -216,6 +226,7 @@ def _export_4bit_with_unsloth(adapter: Path, out: Path, overwrite: bool) -> Path
     model, tokenizer = FastLanguageModel.from_pretrained(str(adapter), load_in_4bit=True)
     with _export_folder(out, overwrite) as tmp:
         model.save_pretrained_merged(str(tmp), tokenizer, save_method="merged_4bit_forced")
+        _check_template(tokenizer, tmp)  # Unsloth writes the tokenizer itself
     return out
 
 
@@ -226,11 +237,15 @@ def export_run(run_dir: str | Path, cfg: Config) -> ExportResult:
     an export cut short is finished by running it again, making only what is missing.
     """
     from kit.hub import resolve_model
+    from kit.training.metrics import broken_switch, read_metrics
 
     run_dir = Path(run_dir)
     adapter = run_dir / "adapter"
     if not (adapter / "adapter_config.json").is_file():
         raise ExportError(f"{run_dir} has no finished adapter ({adapter}); train it to the end first.")
+    if (why := broken_switch(read_metrics(run_dir), cfg.train.switch_drop)) and not cfg.export.allow_broken_switch:
+        raise ExportError(f"{run_dir}: {why}, so the model may ignore enable_thinking; nothing was exported. See "
+                          f"`qwen3-kit eval --run {run_dir}`; export.allow_broken_switch=true exports it anyway.")
     root = Path(cfg.export.out_dir) if cfg.export.out_dir else run_dir / "export"
     e = cfg.export
     base = resolve_model(cfg.model, "base_16bit")  # merged into, or named in the LoRA serve command

@@ -17,7 +17,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from kit.errors import KitError
-from kit.inference.generate import PRESETS, Reply, split_reasoning
+from kit.inference.generate import Reply, split_reasoning
+from kit.models.profiles import PRESETS
 
 TIMEOUT = (10, 3600)  # seconds to connect, and to wait for one long reply
 

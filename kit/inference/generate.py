@@ -15,11 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.errors import KitError
+from kit.models.profiles import PRESETS
 from kit.paths import shown
-
-# Qwen's recommended sampling for each mode (model card); greedy decoding makes Qwen3 repeat itself.
-PRESETS = {True: {"temperature": 0.6, "top_p": 0.95, "top_k": 20},
-           False: {"temperature": 0.7, "top_p": 0.8, "top_k": 20}}
 
 
 @dataclass

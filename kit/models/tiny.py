@@ -1,13 +1,11 @@
-"""Random-weight Qwen3 models at any shape, with a small tokenizer of Qwen3's make: no download, any machine.
+"""The tiny default: a random-weight Qwen3 with a small tokenizer of Qwen3's make; no download, any machine.
 
     folder = build_tiny_model()                       # the built-in tiny default, cached; trains on a CPU in a minute
-    folder = build_random_qwen3("14B", "/tmp/14b")    # a published shape in bf16, for GPU tests and benchmarks
-    adapter = build_random_adapter(folder, "/tmp/a")  # a LoRA adapter for it, as a merge or a load sees one
 
-Each is the real `Qwen3ForCausalLM` architecture with a byte-level BPE tokenizer trained on `data/`: Qwen3's
+It is the real `Qwen3ForCausalLM` architecture with a byte-level BPE tokenizer trained on `data/`: Qwen3's
 pre-tokenizer, its special tokens (`<|im_start|>`, `<|im_end|>`, `<think>`, ...) and Qwen3's own chat template, so
-everything rendered for it is rendered exactly as for a real Qwen3. Tests, the GPU check, the memory measurements
-and the export tests build their models here.
+everything rendered for it is rendered exactly as for a real Qwen3. `build_random_qwen3` writes any other shape the
+same way (tests/shapes.py builds the published ones for the GPU check and the merge tests).
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kit.models.profiles import HEAD_DIM, PROJECTIONS, VOCAB, chat_template, find
+from kit.models.profiles import VOCAB, chat_template
 from kit.paths import DATA_DIR, cache_root
 
 TINY_VERSION = 4  # bump to rebuild cached tiny models after a change here
@@ -81,32 +79,26 @@ def build_tiny_tokenizer(vocab_size: int = 2048):
     )
 
 
-def qwen3_config(shape: str = "tiny", vocab_size: int = VOCAB, **overrides):
-    """A `Qwen3Config` at a published shape ("0.6B" ... "32B") or the tiny one used on CPU (~3.6M parameters)."""
+def qwen3_config(vocab_size: int = VOCAB, **overrides):
+    """The tiny `Qwen3Config` (~3.6M parameters), or any other shape through `overrides`."""
     from transformers import Qwen3Config
 
     values = dict(architectures=["Qwen3ForCausalLM"],  # as published: vLLM picks the model class from it
                   vocab_size=vocab_size, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=64, tie_word_embeddings=True,
                   max_position_embeddings=4096, rope_theta=1000000.0, rms_norm_eps=1e-6, dtype="float32")
-    if shape != "tiny":
-        m = find(shape)
-        values.update(hidden_size=m.hidden, intermediate_size=m.intermediate, num_hidden_layers=m.layers,
-                      num_attention_heads=m.heads, num_key_value_heads=m.kv_heads, head_dim=HEAD_DIM,
-                      tie_word_embeddings=m.tied, max_position_embeddings=40960, dtype="bfloat16")
     return Qwen3Config(**values | overrides)
 
 
-def build_random_qwen3(shape: str, folder: str | Path, *, seed: int = 0, max_shard_size: str = "5GB") -> Path:
+def build_random_qwen3(folder: str | Path, *, seed: int = 0, max_shard_size: str = "5GB", **shape) -> Path:
     """Build (once) a random-weight Qwen3 with the tiny tokenizer into `folder`, and return it.
 
-    "tiny" is the CPU default (fp32, its vocabulary the tokenizer's); a published shape ("0.6B" ... "32B") keeps
-    Qwen3's full vocabulary in bf16, for GPU tests and benchmarks, where speed and memory matter and the weights'
-    values do not. The architecture is laid out on the meta device (names and shapes, no memory) and each tensor is
-    drawn and written on its own, so even 32B builds on the CPU in about one tensor's memory and never touches a GPU.
-    The folder appears only when complete, so a build that was killed is never reused.
+    Without `shape` it is the tiny default (fp32, its vocabulary the tokenizer's); `shape` overrides the config (a
+    published shape in bf16 with Qwen3's full vocabulary: tests/shapes.py), where speed and memory matter and the
+    weights' values do not. The architecture is laid out on the meta device (names and shapes, no memory) and each
+    tensor is drawn and written on its own, so even 32B builds on the CPU in about one tensor's memory and never
+    touches a GPU. The folder appears only when complete, so a build that was killed is never reused.
     """
-    import torch
     from transformers import GenerationConfig
 
     from kit.files import atomic_folder
@@ -116,10 +108,9 @@ def build_random_qwen3(shape: str, folder: str | Path, *, seed: int = 0, max_sha
         return folder
     with atomic_folder(folder) as tmp:
         tokenizer = build_tiny_tokenizer()
-        config = qwen3_config(shape, vocab_size=len(tokenizer) if shape == "tiny" else VOCAB,
-                              bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
-                              pad_token_id=tokenizer.pad_token_id)
-        _write_random_weights(tmp, config, torch.float32 if shape == "tiny" else torch.bfloat16, seed, max_shard_size)
+        config = qwen3_config(**{"vocab_size": len(tokenizer), **shape}, bos_token_id=None,
+                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        _write_random_weights(tmp, config, config.dtype, seed, max_shard_size)
         config.save_pretrained(tmp)
         GenerationConfig(
             eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")],
@@ -178,33 +169,6 @@ def _normal(shape, dtype, std: float, seed: int):
     return out
 
 
-def build_random_adapter(base: Path, folder: Path, *, r: int = 32, seed: int = 0) -> Path:
-    """A LoRA adapter with random A and B on all seven projections of the model in `base`, in peft's format with
-    the base's tokenizer: what a trained adapter is to a merge or a load, without the training."""
-    import torch
-    from peft import LoraConfig
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from kit.export.merge import ADAPTER_PREFIX
-    from kit.export.shards import write_file
-
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base))
-    specs = {}
-    for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] in PROJECTIONS:
-            specs[f"{ADAPTER_PREFIX}{name}.lora_A.weight"] = ((r, module.in_features), torch.float32)
-            specs[f"{ADAPTER_PREFIX}{name}.lora_B.weight"] = ((module.out_features, r), torch.float32)
-    order = {name: i for i, name in enumerate(specs)}
-    folder.mkdir(parents=True, exist_ok=True)
-    write_file(folder / "adapter_model.safetensors", specs,
-               lambda name: _normal(specs[name][0], torch.float32, 0.02, seed * 100_003 + order[name]))
-    LoraConfig(r=r, lora_alpha=r, target_modules=PROJECTIONS, task_type="CAUSAL_LM",
-               base_model_name_or_path=str(base)).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
-    return folder
-
-
 def build_tiny_model(folder: str | Path | None = None, *, seed: int = 0) -> Path:
-    """The built-in tiny default, cached under the kit's cache root: `build_random_qwen3("tiny", ...)`."""
-    return build_random_qwen3("tiny", folder or cache_root() / "models" / f"tiny-qwen3-v{TINY_VERSION}", seed=seed)
+    """The built-in tiny default, cached under the kit's cache root."""
+    return build_random_qwen3(folder or cache_root() / "models" / f"tiny-qwen3-v{TINY_VERSION}", seed=seed)

@@ -43,10 +43,12 @@ def _trainer_class():
         fused LM head is a Triton (GPU-only) kernel in TRL 1.15. They are the same numbers."""
 
         def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
-                                               batch_size=None, compute_entropy=False, **kwargs):
+                                               batch_size=None, compute_entropy=False, *args, **kwargs):
+            # Whatever else the caller passes goes on as it came: Unsloth's compute_loss adds a seventh positional
+            # argument (compute_efficient), TRL's callers more keywords.
             if not self.args.use_cpu:
                 return super()._get_per_token_logps_and_entropies(
-                    model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, **kwargs)
+                    model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, *args, **kwargs)
             size = batch_size or input_ids.size(0)
             parts = []
             for start in range(0, input_ids.size(0), size):
@@ -57,6 +59,23 @@ def _trainer_class():
             logps, entropies = (torch.cat(x) for x in zip(*parts, strict=True))
             return logps, entropies if compute_entropy else None, None
 
+        rollout_check = None  # fn(prompt_ids, completion_ids) -> kit.training.guards.rollout_gap, once
+        checked = False
+
+        def _generate_single_turn(self, prompt_ids, *args, **kwargs):
+            """TRL's; the first rollouts after an update are checked against the base (logged: guard/rollout_gap)."""
+            completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *args, **kwargs)
+            if self.rollout_check and self.state.global_step >= 1 and not self.checked:
+                from tqdm.auto import tqdm
+
+                from kit.training.guards import rollouts_with_adapter
+
+                self.checked, gap = True, self.rollout_check(prompt_ids, completion_ids)
+                self._metrics["train"]["guard/rollout_gap"].append(gap)
+                if warning := rollouts_with_adapter(gap, self.state.global_step):
+                    tqdm.write(f"warning: {warning}")
+            return completion_ids, logprobs
+
         def log(self, logs, start_time=None):
             whole_run_train_loss(self.state, logs)
             super().log(logs, start_time)
@@ -65,8 +84,10 @@ def _trainer_class():
 
 
 def build_grpo_trainer(cfg: Config, model, tokenizer, prompts, out: Path, *, progress: bool = True,
-                       callbacks: list | None = None):
-    """The GRPOTrainer on `prompts` (prompt, expected_answer) with the rewards grpo.* weighs (kit.training.rewards)."""
+                       callbacks: list | None = None, rollout_check=None):
+    """The GRPOTrainer on `prompts` (prompt, expected_answer) with the rewards grpo.* weighs (kit.training.rewards);
+    `rollout_check(prompt_ids, completion_ids)` gives kit.training.guards.rollout_gap of the first rollouts after an
+    update."""
     from transformers import PrinterCallback
 
     from kit.training.rewards import reward_functions
@@ -76,4 +97,5 @@ def build_grpo_trainer(cfg: Config, model, tokenizer, prompts, out: Path, *, pro
                                reward_funcs=rewards, train_dataset=prompts,
                                callbacks=[*progress_display(progress), time_left(), *(callbacks or [])])
     trainer.remove_callback(PrinterCallback)  # its dict dumps, in place of the display
+    trainer.rollout_check = rollout_check
     return trainer

@@ -5,7 +5,8 @@
 The trainer evaluates each source of the eval set on its own (`eval_<source>_loss`: reasoning, chat, each of
 data.sources) before the first step (step 0: the model as training found it, the reference line) and every
 `train.eval_steps`; `eval_loss` is their mean over the eval rows. A chat loss that climbs while the reasoning loss
-falls is the first sign that the mix is costing the model its chat.
+falls is the first sign that the mix is costing the model its chat. With them, `eval_switch`: the thinking switch
+scored on a few short generations in both modes (kit.training.trainer.switch_check), step 0 being the base model's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 from pathlib import Path
 
 SOURCE_LOSS = re.compile(r"^eval_(.+)_loss$")
+SWITCH = "eval_switch"
 
 
 def source_key(name: str) -> str:
@@ -42,3 +44,18 @@ def eval_curves(records: list[dict]) -> dict[str, list[tuple[int, float]]]:
         for source, loss in source_losses(record).items():
             curves.setdefault(source, []).append((record["step"], loss))
     return curves
+
+
+def switch_curve(records: list[dict]) -> list[tuple[int, float]]:
+    """The thinking switch's score over the steps, `[(step, share), ...]`, from a run's records."""
+    return [(r["step"], r[SWITCH]) for r in records if SWITCH in r]
+
+
+def broken_switch(records: list[dict], drop: float) -> str:
+    """Why the run's thinking switch counts as broken (its last score more than `drop` below its step-0 score), or
+    "" where it held or was not measured from step 0."""
+    curve = switch_curve(records)
+    if not curve or curve[0][0] != 0 or curve[-1][1] >= curve[0][1] - drop:
+        return ""
+    return (f"the thinking switch scored {curve[-1][1]:.2f} at step {curve[-1][0]}, down from {curve[0][1]:.2f} at "
+            f"step 0 (the base model), more than train.switch_drop={drop:g}")

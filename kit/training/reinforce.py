@@ -20,19 +20,18 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kit.config import Config, ConfigError, load_config
 from kit.errors import KitError
 from kit.files import write_atomic
+from kit.training import guards
 from kit.training.backends import activate_backend, load_for_training, load_tokenizer
 from kit.training.metrics import read_metrics
 from kit.training.runs import GRPO_IDENTITY, finished_run, record_config, resume_point, run_lock
 from kit.training.sft import Run, TrainResult, already_trained, announce, model_lines, run_trainer, vram_line
-from kit.training.trainer import metrics_log, optimizer_name, stop_request
+from kit.training.trainer import generating, metrics_log, optimizer_name, stop_request
 
 
 @dataclass
@@ -132,26 +131,6 @@ def prepare(cfg: Config, backend: str, state, folder: Path) -> Run:
     return run
 
 
-@contextmanager
-def generating(run: Run, model, tokenizer) -> Iterator[None]:
-    """The policy ready to generate (Unsloth's inference switch, or eval mode), then back to training."""
-    side = tokenizer.padding_side
-    if run.backend == "unsloth":
-        from unsloth import FastLanguageModel
-
-        FastLanguageModel.for_inference(model)
-    model.eval()
-    try:
-        yield
-    finally:
-        tokenizer.padding_side = side  # generation pads on the left; the tokenizer is saved with the adapter
-        if run.backend == "unsloth":
-            from kit.training.backends import unsloth_patch_kwargs
-
-            FastLanguageModel.for_training(model, **unsloth_patch_kwargs(run.cfg))
-        model.train()
-
-
 def score(run: Run, model, tokenizer, when: str, questions: tuple, progress: bool = True) -> dict:
     """kit.evaluation.scores's report (math, the thinking switch, instructions: `questions`,
     kit.evaluation.scores.eval_set's) for the model as it is `when` (before or after GRPO)."""
@@ -160,7 +139,7 @@ def score(run: Run, model, tokenizer, when: str, questions: tuple, progress: boo
     e = run.cfg.eval
     math, instructions = questions
     start = run.cfg.model.adapter or f"{run.cfg.model.name} + a new LoRA"
-    with generating(run, model, tokenizer):
+    with generating(run.backend, run.cfg, model, tokenizer):
         generate = local_generator(model, tokenizer, max_new_tokens=e.max_new_tokens, seed=e.seed,
                                    batch_size=e.batch_size, progress=f"{when} GRPO" if progress else None)
         return {"model": start if when == "before" else str(run.folder / "adapter"),
@@ -186,17 +165,26 @@ def fit(run: Run, callbacks: list | None = None, progress: bool = True) -> Train
 
     set_seed(run.cfg.train.seed)
     model, tokenizer = load_for_training(run.cfg, run.backend, vllm=generation(run.cfg, run.backend) == "vllm")
+    guards.pad_token(model, tokenizer)
     checks, wanted = _saved_checks(run), run.cfg.grpo.eval_before_after and run.main
     questions = eval_set(run.cfg) if wanted else ()
     if wanted and not run.resume and "before" not in checks:  # a resumed run was scored when it began
         _record_check(run, checks, "before", model, tokenizer, questions, progress)
     stop = stop_request()
     trainer = build_grpo_trainer(run.cfg, model, tokenizer, run.prepared.train, run.folder, progress=progress,
-                                 callbacks=[metrics_log(run.folder), stop, *(callbacks or [])])
+                                 callbacks=[metrics_log(run.folder), stop, guards.finite_loss(), *(callbacks or [])],
+                                 rollout_check=lambda prompts, completions: _rollout_gap(run, model, tokenizer, prompts,
+                                                                                         completions))
     result = run_trainer(run, trainer, stop)
     if wanted and not result.interrupted:
         _record_check(run, checks, "after", model, tokenizer, questions, progress)
     return result
+
+
+def _rollout_gap(run: Run, model, tokenizer, prompt_ids: list, completion_ids: list) -> float:
+    """kit.training.guards.rollout_gap of rollouts, the model switched to inference (Unsloth returns logits there)."""
+    with generating(run.backend, run.cfg, model, tokenizer):
+        return guards.rollout_gap(model, prompt_ids, completion_ids)
 
 
 def _record_check(run: Run, checks: dict, when: str, model, tokenizer, questions: tuple, progress: bool) -> None:

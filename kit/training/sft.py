@@ -26,6 +26,7 @@ from kit.config.parse import redact_argv
 from kit.config.schema import changed, to_dict
 from kit.data import format_report, prepare_data
 from kit.files import atomic_folder
+from kit.training import guards
 from kit.training.backends import activate_backend, load_for_training, load_tokenizer
 from kit.training.runs import (
     adapter_from_checkpoint,
@@ -37,7 +38,7 @@ from kit.training.runs import (
     run_folder,
     run_lock,
 )
-from kit.training.trainer import build_trainer, by_source, metrics_log, optimizer_name, stop_request
+from kit.training.trainer import build_trainer, by_source, metrics_log, optimizer_name, stop_request, switch_check
 
 
 @dataclass
@@ -135,8 +136,22 @@ def format_plan(run: Run, model_folder: Path) -> str:
         f"{mix['chat_share_trained_tokens']:.1%} of trained tokens",
         f"  steps     {run.steps} x batch {batch} ({cfg.train.per_device_train_batch_size} x "
         f"{cfg.train.gradient_accumulation_steps} accumulation) = {epoch_share(run)}, lr {cfg.train.learning_rate:g}",
+        switch_line(cfg, run.steps, mix["eval_rows"]),
         f"  output    {run.folder}",
     ])
+
+
+def switch_line(cfg: Config, steps: int, eval_rows: int) -> str:
+    """The plan's line for the thinking-switch check (kit.training.trainer.switch_check): what it costs."""
+    from kit.training.trainer import SWITCH_PROMPTS
+
+    t = cfg.train
+    if not (t.switch_tokens and eval_rows):
+        return f"  switch    not checked ({'train.switch_tokens=0' if eval_rows else 'no eval rows'})"
+    every = t.eval_steps or t.save_steps
+    checks = steps // every + 1
+    return (f"  switch    {len(SWITCH_PROMPTS)} prompts x 2 modes, up to {t.switch_tokens} new tokens each, at step 0 "
+            f"and every {every} steps ({checks} check{'s' * (checks > 1)}); a drop of {t.switch_drop:g} warns")
 
 
 def prepare_run(cfg: Config, backend: str, state, folder: Path, progress: bool = True) -> Run:
@@ -157,6 +172,8 @@ def prepare_run(cfg: Config, backend: str, state, folder: Path, progress: bool =
     run = Run(cfg, backend, folder, prepared, total_steps(cfg, len(prepared.train), epochs), epochs, resume, state)
     if run.main:
         announce(run, format_report(prepared.report), format_plan(run, tokenizer.name_or_path))
+        for warning in guards.label_coverage(prepared.report):
+            print(f"warning: {warning}", flush=True)
     return run
 
 
@@ -223,12 +240,18 @@ def build(run: Run, callbacks: list | None = None, progress: bool = True):
 
     set_seed(run.cfg.train.seed)
     model, tokenizer = load_for_training(run.cfg, run.backend)
-    stop = stop_request()
+    guards.same_template(load_tokenizer(run.cfg), tokenizer, "the tokenizer the model loaded with")
+    guards.pad_token(model, tokenizer)
+    stop, t = stop_request(), run.cfg.train
     prepared = run.prepared
+    switch = switch_check(run.cfg, run.backend) if t.switch_tokens else None
     trainer = build_trainer(run.cfg, model, tokenizer, prepared.train.remove_columns("source"),
                             by_source(prepared.eval) if prepared.eval is not None else None,
                             run.folder, epochs=run.epochs, progress=progress, eval_on_start=not run.resume,
-                            callbacks=[metrics_log(run.folder), stop, *(callbacks or [])])
+                            callbacks=[metrics_log(run.folder), stop, guards.finite_loss(), *(callbacks or [])],
+                            switch=switch)
+    if t.packing:
+        guards.packing(trainer)
     return trainer, stop
 
 

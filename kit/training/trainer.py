@@ -9,6 +9,8 @@ patched classes; tests/test_unsloth_cpu.py proves they keep the kit's labels.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from kit.config import Config
@@ -42,15 +44,21 @@ def _trainer_class():
                 return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
+        switch_check = None  # `switch_check(...)`'s function, run at each evaluation when set
+
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-            """Per source (a dict of eval sets), then `eval_loss`: their mean over the rows, logged after them."""
+            """Per source (a dict of eval sets), then `eval_loss`, their mean over the rows, logged after them with
+            the thinking switch's scores (`switch_check`): one record, so every log shows them together."""
             metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
             sets = self.eval_dataset if eval_dataset is None else eval_dataset
             if isinstance(sets, dict) and f"{metric_key_prefix}_loss" not in metrics:
                 rows = {name: len(rows) for name, rows in sets.items()}
                 loss = sum(metrics[f"{metric_key_prefix}_{name}_loss"] * n for name, n in rows.items())
-                metrics[f"{metric_key_prefix}_loss"] = loss / sum(rows.values())
-                self.log({f"{metric_key_prefix}_loss": metrics[f"{metric_key_prefix}_loss"]})
+                switch = self.switch_check(self.model, self.processing_class) if self.switch_check else {}
+                record = {f"{metric_key_prefix}_loss": loss / sum(rows.values()),
+                          **{f"{metric_key_prefix}_{k}": v for k, v in switch.items()}}
+                metrics.update(record)
+                self.log(record)
             return metrics
 
         def log(self, logs, start_time=None):
@@ -79,6 +87,7 @@ def run_arguments(cfg: Config, out: Path, save_steps: int, warmup_steps: int) ->
         report_to=["wandb"] if cfg.tracking.wandb != "disabled" else [],
         # the kit's own progress bar (progress below) replaces tqdm's
         run_name=out.name, disable_tqdm=True, dataloader_num_workers=0, use_cpu=not on_gpu,
+        logging_nan_inf_filter=False,  # a NaN loss logged as NaN, for kit.training.guards.finite_loss to stop on
     )
 
 
@@ -106,18 +115,81 @@ def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True
 
 
 def build_trainer(cfg: Config, model, tokenizer, train_dataset, eval_dataset, out: Path, *, epochs: int = 1,
-                  progress: bool = True, callbacks: list | None = None, eval_on_start: bool = False):
+                  progress: bool = True, callbacks: list | None = None, eval_on_start: bool = False, switch=None):
     """The SFTTrainer the kit trains with, on datasets already tokenized and labelled (input_ids, labels).
-    `eval_dataset` may be a dict of named sets (`by_source`): each is evaluated and logged on its own."""
+    `eval_dataset` may be a dict of named sets (`by_source`): each is evaluated and logged on its own; `switch`
+    (`switch_check`'s function) scores the thinking switch at each evaluation, watched by `switch_watch`."""
     from transformers import PrinterCallback
 
     has_eval = eval_dataset is not None and len(eval_dataset) > 0
     args = sft_config(cfg, out, epochs=epochs, has_eval=has_eval, eval_on_start=eval_on_start)
     trainer = _trainer_class()(model=model, args=args, processing_class=tokenizer, train_dataset=train_dataset,
                                eval_dataset=eval_dataset if has_eval else None,
-                               callbacks=[*progress_display(progress), time_left(), *(callbacks or [])])
+                               callbacks=[*progress_display(progress), time_left(), *(callbacks or []),
+                                          *([switch_watch(cfg.train.switch_drop)] if switch else [])])
     trainer.remove_callback(PrinterCallback)  # its dict dumps, in place of the display above
+    trainer.switch_check = switch
     return trainer
+
+
+SWITCH_PROMPTS = ["What is 12 + 30?", "Name the capital of France.", "用一句话介绍长城。", "Say thank you in Spanish."]
+
+
+def switch_check(cfg: Config, backend: str):
+    """The thinking switch of the model being trained, scored as Qwen's ThinkFollow: SWITCH_PROMPTS (short answers,
+    short thoughts) generated thinking on and off, `train.switch_tokens` new tokens each with Qwen's presets and a fixed
+    seed, judged by kit.evaluation.scores.switch_ok. Returns `fn(model, tokenizer) -> {"switch": both modes' mean,
+    "switch_thinking_on": ..., "switch_thinking_off": ...}`; training's random state is left as it was."""
+    from kit.evaluation.scores import local_generator, switch_shares
+
+    conversations = [[{"role": "user", "content": p}] for p in SWITCH_PROMPTS]
+
+    def check(model, tokenizer) -> dict:
+        generate = local_generator(model, tokenizer, max_new_tokens=cfg.train.switch_tokens,
+                                   batch_size=len(conversations))
+        with random_state_kept(), generating(backend, cfg, model, tokenizer):
+            shares = switch_shares(generate(conversations, True), generate(conversations, False))
+        return {"switch": (shares["switch_thinking_on"] + shares["switch_thinking_off"]) / 2, **shares}
+
+    return check
+
+
+@contextmanager
+def random_state_kept() -> Iterator[None]:
+    """Python's, numpy's and torch's random states as they were after the block: what training draws next is the
+    same whether the block ran or not."""
+    import random
+
+    import numpy as np
+    import torch
+
+    kept = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng():
+        try:
+            yield
+        finally:
+            random.setstate(kept[0])
+            np.random.set_state(kept[1])
+
+
+@contextmanager
+def generating(backend: str, cfg: Config, model, tokenizer) -> Iterator[None]:
+    """The model being trained ready to generate (Unsloth's inference switch, or eval mode), then back to training."""
+    side = tokenizer.padding_side
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        FastLanguageModel.for_inference(model)
+    model.eval()
+    try:
+        yield
+    finally:
+        tokenizer.padding_side = side  # generation pads on the left; the tokenizer is saved with the adapter
+        if backend == "unsloth":
+            from kit.training.backends import unsloth_patch_kwargs
+
+            FastLanguageModel.for_training(model, **unsloth_patch_kwargs(cfg))
+        model.train()
 
 
 def by_source(dataset) -> dict:
@@ -191,17 +263,39 @@ def _evaluation_lines(bar: bool):
             self.sources.update(source_losses(logs or {}))
             if state.is_world_process_zero and "eval_loss" in (logs or {}):
                 self.on_evaluate(args, state, control)  # the evaluation is over; its bar goes before the line
-                tqdm.write(_eval_line(state, logs["eval_loss"], self.sources))
+                tqdm.write(_eval_line(state, logs, self.sources))
                 self.sources = {}
 
     return EvaluationLines()
 
 
-def _eval_line(state, mean: float, sources: dict[str, float]) -> str:
-    """`step 25/100: eval loss 5.9469 (reasoning 5.8638, chat 6.1920)`: the mean, then each source's."""
+def _eval_line(state, logs: dict, sources: dict[str, float]) -> str:
+    """`step 25/100: eval loss 5.9469 (reasoning 5.8638, chat 6.1920), thinking switch 1.00`: the mean, then each
+    source's, then the switch's score where it was checked."""
+    from kit.training.metrics import SWITCH
+
     each = ", ".join(f"{name} {loss:.4f}" for name, loss in sources.items())
-    line = f"step {state.global_step}/{state.max_steps}: eval loss {mean:.4f}"
-    return f"{line} ({each})" if len(sources) > 1 else line
+    line = f"step {state.global_step}/{state.max_steps}: eval loss {logs['eval_loss']:.4f}"
+    line = f"{line} ({each})" if len(sources) > 1 else line
+    return line + (f", thinking switch {logs[SWITCH]:.2f}" if SWITCH in logs else "")
+
+
+def switch_watch(drop: float):
+    """A callback warning, at each evaluation, while the thinking switch's score lies more than `drop` below its
+    step-0 value (kit.training.metrics.broken_switch): the run is teaching the model to ignore enable_thinking."""
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    from kit.training.metrics import SWITCH, broken_switch
+
+    class SwitchWatch(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and SWITCH in (logs or {}) and (why := broken_switch(state.log_history,
+                                                                                              drop)):
+                tqdm.write(f"warning: {why}. More chat rows (data.chat_ratio) or a lower learning rate keep it; "
+                           "export refuses this run unless export.allow_broken_switch=true.")
+
+    return SwitchWatch()
 
 
 def time_left(after: int = 3):

@@ -2,7 +2,7 @@
 
     python -m pytest -m gpu tests/gpu -x -q              # on the GPU machine (scripts/gpu_check.py runs it too)
 
-A random-weight Qwen3 at the 0.6B shape (kit.models.tiny), quantized by bitsandbytes on load: speed and memory do not
+A random-weight Qwen3 at the 0.6B shape (tests/shapes.py), quantized by bitsandbytes on load: speed and memory do not
 depend on the weights' values, and the loss still falls on the repeated sample data. Every model loads in a fresh
 process, since unsloth patches transformers for the whole process. Speed, memory and the larger shapes are
 scripts/gpu_check.py's.
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture(scope="module")
 def shape_dir(tmp_path_factory):
-    from kit.models.tiny import build_random_qwen3
+    from tests.shapes import build_random_qwen3
 
     return build_random_qwen3("0.6B", tmp_path_factory.mktemp("shapes") / "0.6B")
 
@@ -94,15 +94,24 @@ print(json.dumps({{"new": state(""), "continued": state("{unsloth_run / 'adapter
 
 
 def test_unsloth_inference_with_base_and_adapter(unsloth_run, shape_dir):
+    """Random weights at a real shape draw ids from Qwen3's whole vocabulary, and those above the tiny tokenizer's
+    decode to '': the reply is counted in tokens, as generate returned them, not in text."""
     probe = f"""
 import json
 from kit.inference.generate import chat, load_for_inference
 model, tokenizer = load_for_inference("{unsloth_run / 'adapter'}", base="{shape_dir}", backend="unsloth")
-reply = chat(model, tokenizer, "What is 2 + 2?", thinking=False, max_new_tokens=8)
-print(json.dumps({{"text": reply.text}}))
+counts, generate = [], model.generate
+
+def counted(**inputs):
+    out = generate(**inputs)
+    counts.append(out.shape[1] - inputs["input_ids"].shape[1])
+    return out
+
+model.generate = counted
+chat(model, tokenizer, "What is 2 + 2?", thinking=False, max_new_tokens=8, min_new_tokens=8)
+print(json.dumps({{"new_tokens": counts}}))
 """
-    result = _python(probe)
-    assert result["text"]  # random weights say nothing sensible, but they say it through the adapter
+    assert _python(probe)["new_tokens"] == [8]  # min_new_tokens: no early end-of-turn from random weights
 
 
 def test_merged_4bit_export_through_unsloth(unsloth_run, tmp_path):
