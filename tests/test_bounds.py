@@ -8,7 +8,7 @@ import pytest
 from kit.config import Config, ConfigError, load_config
 
 
-def bounds(node=Config(), where=""):
+def bounds(node, where=""):
     """(key, low, high, above, open) for each field whose metadata declares a range, through the whole tree."""
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)
@@ -23,7 +23,7 @@ def bounds(node=Config(), where=""):
 COMPANIONS = {"train.max_steps": ["train.num_train_epochs=1"], "train.num_train_epochs": ["train.max_steps=10"],
               "grpo.num_generations": ["grpo.per_device_train_batch_size=2"]}
 # The recipe's two sources take their shares from data.chat_ratio, so their own `share` is not theirs to set.
-BOUNDS = [b for b in bounds() if b[0] not in ("data.reasoning.share", "data.chat.share")]
+BOUNDS = [b for b in bounds(Config()) if b[0] not in ("data.reasoning.share", "data.chat.share")]
 
 
 def kind(key: str) -> type:
