@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EQUIVALENT = ROOT / "tests" / "mutation_equivalent.txt"  # "path:line: mutation  # why it changes nothing"
+EQUIVALENT = ROOT / "tests" / "mutation_equivalent.txt"  # "path | the line's code | mutation  # why it changes nothing"
 SWAPS = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
          ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.Add: ast.Sub, ast.Sub: ast.Add,
          ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Mult, ast.And: ast.Or, ast.Or: ast.And}
@@ -40,9 +40,12 @@ def _logging(node: ast.AST) -> bool:
 
 
 def sites(tree: ast.Module) -> list[tuple[ast.AST, str, str]]:
-    """(node, field, what) for every mutation of the module, in source order."""
-    out = []
+    """(node, field, what) for every mutation of the module, in source order. `zip(..., strict=True)` is left alone:
+    it only asserts what the code already makes true."""
+    out, asserts = [], {id(k.value) for k in ast.walk(tree) if isinstance(k, ast.keyword) and k.arg == "strict"}
     for node in ast.walk(tree):
+        if id(node) in asserts:
+            continue
         if isinstance(node, ast.Compare):
             out += [(node, f"ops.{i}", type(op).__name__) for i, op in enumerate(node.ops) if type(op) in SWAPS]
         elif isinstance(node, (ast.BinOp, ast.BoolOp)) and type(node.op) in SWAPS:
@@ -101,16 +104,14 @@ def mutant(source: str, index: int) -> tuple[str, int, str]:
     return ast.unparse(_Mutate(site).visit(tree)), line, what
 
 
-def equivalent(module: str) -> set[tuple[int, str]]:
+def equivalent(module: str) -> set[tuple[str, str]]:
+    """(the line's code, the mutation) of each mutant judged equivalent: by code, not number, so edits above it
+    do not lose it."""
     if not EQUIVALENT.is_file():
         return set()
-    out = set()
-    for entry in EQUIVALENT.read_text(encoding="utf-8").splitlines():
-        where, _, rest = entry.partition(": ")
-        path, _, line = where.rpartition(":")
-        if path == module and line.isdigit():
-            out.add((int(line), rest.split("#")[0].strip()))
-    return out
+    entries = [line.split("#")[0].split(" | ") for line in EQUIVALENT.read_text(encoding="utf-8").splitlines()]
+    return {(code.strip(), what.strip()) for path, code, what in (e for e in entries if len(e) == 3)
+            if path.strip() == module}
 
 
 def main() -> None:
@@ -127,7 +128,7 @@ def main() -> None:
             _, line, what = mutant(source, i)
             print(f"{args.module}:{line}: {what}")
         return
-    known, survivors = equivalent(args.module), []
+    known, survivors, lines = equivalent(args.module), [], source.splitlines()
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "repo"
         shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", ".venv*", "runs", "__pycache__"))
@@ -145,12 +146,14 @@ def main() -> None:
                                         timeout=args.timeout).returncode != 0
             except subprocess.TimeoutExpired:
                 killed = True  # a mutant that hangs the tests is noticed
-            if not killed and (line, what) not in known:
+            same = (lines[line - 1].strip(), what) in known
+            if not killed and not same:
                 survivors.append(f"{args.module}:{line}: {what}")
-                print(f"survived: {survivors[-1]}", flush=True)
+            status = "killed" if killed else "equivalent" if same else "SURVIVED"
+            print(f"{i + 1}/{count} {args.module}:{line}: {what}: {status}", flush=True)
     score = 1 - len(survivors) / max(1, count)
-    print(f"{args.module}: {count - len(survivors)} of {count} mutants killed ({score:.0%}), "
-          f"{len(known)} judged equivalent (tests/mutation_equivalent.txt)")
+    print(f"{args.module}: {count - len(survivors)} of {count} mutants killed or judged equivalent ({score:.0%}); "
+          "survivors:", *survivors, sep="\n")
 
 
 if __name__ == "__main__":

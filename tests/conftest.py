@@ -23,15 +23,24 @@ def pytest_configure(config):
 
 
 # What makes a test slow: a trained run, a built real-size shape, or a process of its own (scripts, notebooks,
-# servers). `pytest -m "not slow"` is the fast layer (unit tests on temporary folders and in-memory data).
-SLOW_FIXTURES = {"smoke_run", "grpo_run", "smoke_sweep", "rehearsal", "qwen3_1_7b", "probe"}
-SLOW_CALLS = ("run_script(", "run_notebook(", "subprocess.")
+# servers), asked for by the test, its fixtures or the module's helpers it calls; or a `slow` mark of its own (an
+# in-process training). `pytest -m "not slow"` is the fast layer: unit tests on temporary folders and in-memory data.
+SLOW_FIXTURES = {"smoke_run", "grpo_run", "smoke_sweep", "rehearsal", "qwen3_1_7b"}
+SLOW_CALLS = ("run_script(", "run_notebook(", "subprocess.", "Popen(")
+
+
+def _sources(item) -> str:
+    """The test's code, its fixtures' and that of the module-level functions either names."""
+    functions = [item.function, *(d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs)]
+    code = "".join(inspect.getsource(f) for f in functions if inspect.isfunction(f))
+    helpers = [f for name, f in vars(item.module).items() if inspect.isfunction(f) and f"{name}(" in code]
+    return code + "".join(inspect.getsource(f) for f in helpers)
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        source = inspect.getsource(item.function) if hasattr(item, "function") else ""
-        if SLOW_FIXTURES & set(item.fixturenames) or any(call in source for call in SLOW_CALLS):
+        if hasattr(item, "function") and (SLOW_FIXTURES & set(item.fixturenames)
+                                          or any(call in _sources(item) for call in SLOW_CALLS)):
             item.add_marker(pytest.mark.slow)
 
 

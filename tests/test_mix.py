@@ -63,12 +63,29 @@ def test_a_cap_keeps_every_share_and_binds():
     ids, sizes = pools(1000, 5000)
     parts = [sizes.take(i) for i in ids]
     n = counts(parts, [None, 0.25], "rows", max_rows=400)
-    assert sum(n) <= 400 and sum(n) >= 398 and n[1] == int(n[0] * 0.25 / 0.75)
+    assert n == [300, 100]  # exactly the cap: a mix may fill it
     n = counts(parts, [None, 0.25], "rows", max_tokens=50_000)
     used = parts[0].tokens[:n[0]].sum() + parts[1].tokens[:n[1]].sum()
     assert used <= 50_000 and n[1] == int(n[0] / 3)
     assert used + parts[0].tokens[n[0]] + parts[1].tokens[n[1]:int((n[0] + 1) / 3)].sum() > 50_000  # the largest
+    exact = counts(parts, [None, 0.25], "rows", max_tokens=int(used))
+    assert exact == n  # a mix of exactly max_tokens tokens fits
 
+
+def test_token_counts_are_exact_prefix_sums():
+    sizes = Sizes(np.array([5, 7, 11]), np.array([1, 2, 3]))
+    plan = Plan([sizes, sizes], [0.5, 0.5], 0.5, "tokens", 0, 0)
+    assert plan.cum[0].tolist() == [0, 5, 12, 23] and plan.cum_trained[1].tolist() == [0, 1, 3, 6]
+    assert Sizes.concat([]).tokens.dtype == np.int64 and len(Sizes.concat([]).trained) == 0
+
+
+def test_by_tokens_rounds_to_the_closest_count_at_both_ends():
+    one = Sizes(np.full(10, 100), np.full(10, 10))
+    plan = Plan([one, one], [0.9, 0.1], 0.9, "tokens", 0, 0)  # target 10/9 trained tokens a row of pool 0
+    assert [plan.follow(k, 1) for k in (1, 4, 5, 9)] == [0, 0, 1, 1]  # 1.1 -> 0 rows; 4.4 -> 0; 5.6 -> 1; 10 -> 1
+    empty = Sizes(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    assert counts([one, empty], [None, 0.1], "tokens") == [0, 0]  # nothing keeps a share of an empty pool
+    assert Plan([one, empty], [0.9, 0.1], 0.9, "tokens", 0, 0).short(1)
 
 def test_a_short_shared_pool_bounds_the_mix_and_says_so():
     ids, sizes = pools(1000, 100)
@@ -103,7 +120,7 @@ def test_redraw_gives_each_epoch_its_own_chat_and_the_same_seed_the_same_draw():
 
 def test_plan_counts_follow_pool_zero():
     ids, sizes = pools(10, 100)
-    plan = Plan([sizes.take(i) for i in ids], [0.75, 0.25], 0.75, "rows")
+    plan = Plan([sizes.take(i) for i in ids], [0.75, 0.25], 0.75, "rows", 0, 0)
     assert plan.counts(9) == [9, 3] and not plan.short(10)
     ids, sizes = pools(10, 2)
-    assert Plan([sizes.take(i) for i in ids], [0.75, 0.25], 0.75, "rows").short(9)
+    assert Plan([sizes.take(i) for i in ids], [0.75, 0.25], 0.75, "rows", 0, 0).short(9)

@@ -40,8 +40,8 @@ def _cum(counts: np.ndarray) -> np.ndarray:
 class Plan:
     """The counts of a draw: pool 0 drives (`weight`: its share of the mix), each other pool has a `share`."""
 
-    def __init__(self, pools: list[Sizes], shares: list[float], weight: float, by: str, max_rows: int = 0,
-                 max_tokens: int = 0):
+    def __init__(self, pools: list[Sizes], shares: list[float], weight: float, by: str, max_rows: int,
+                 max_tokens: int):
         self.pools, self.shares, self.weight, self.by = pools, shares, weight, by
         self.max_rows, self.max_tokens = max_rows, max_tokens
         self.cum = [_cum(p.tokens) for p in pools]
