@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -19,6 +20,28 @@ def pytest_configure(config):
     selected = config.option.markexpr or ""
     if "gpu" not in selected or "not gpu" in selected:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
+# What makes a test slow: a trained run, a built real-size shape, or a process of its own (scripts, notebooks,
+# servers), asked for by the test, its fixtures or the module's helpers it calls; or a `slow` mark of its own (an
+# in-process training). `pytest -m "not slow"` is the fast layer: unit tests on temporary folders and in-memory data.
+SLOW_FIXTURES = {"smoke_run", "grpo_run", "smoke_sweep", "rehearsal", "qwen3_1_7b"}
+SLOW_CALLS = ("run_script(", "run_notebook(", "subprocess.", "Popen(")
+
+
+def _sources(item) -> str:
+    """The test's code, its fixtures' and that of the module-level functions either names."""
+    functions = [item.function, *(d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs)]
+    code = "".join(inspect.getsource(f) for f in functions if inspect.isfunction(f))
+    helpers = [f for name, f in vars(item.module).items() if inspect.isfunction(f) and f"{name}(" in code]
+    return code + "".join(inspect.getsource(f) for f in helpers)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if hasattr(item, "function") and (SLOW_FIXTURES & set(item.fixturenames)
+                                          or any(call in _sources(item) for call in SLOW_CALLS)):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -188,6 +188,7 @@ def _losses_by_step(run) -> list[int]:
     return [json.loads(line)["step"] for line in lines if '"loss"' in line]
 
 
+@pytest.mark.slow  # trains in this process
 def test_a_run_killed_in_its_final_save_finishes_from_its_last_checkpoint(tmp_path, monkeypatch):
     """The final adapter appears in one rename: a kill while it is written leaves no adapter (so the run is not
     'complete'), and the rerun writes it from the checkpoint of the last step, training nothing more."""

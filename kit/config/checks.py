@@ -25,22 +25,23 @@ def problems(cfg) -> list[str]:
 
 
 def _ranges(node, where: str = "") -> list[str]:
-    """The `range=(low, high)` each field's metadata declares (high exclusive with `open`), through the whole tree."""
+    """The `range=(low, high)` each field's metadata declares (low exclusive with `above`, high with `open`), through
+    the whole tree."""
     out = []
     for f in dataclasses.fields(node):
-        value, key = getattr(node, f.name), f"{where}{f.name}"
+        value, key, m = getattr(node, f.name), f"{where}{f.name}", f.metadata
         if dataclasses.is_dataclass(value):
             out += _ranges(value, key + ".")
         elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
             out += [p for i, item in enumerate(value) for p in _ranges(item, f"{key}[{i}].")]
-        elif "range" in f.metadata and value is not None:
-            low, high = f.metadata["range"]
-            too_high = high is not None and (value >= high if f.metadata.get("open") else value > high)
-            if (low is not None and value < low) or too_high:
-                bounds = f"[{low}, {high}{')' if f.metadata.get('open') else ']'}" if high is not None else \
-                    f"at least {low}"
-                what = f.metadata["help"].split(";")[0].split(":")[0]
-                out.append(f"{key} is {value}; it must be {'in ' if high is not None else ''}{bounds} ({what}).")
+        elif "range" in m and value is not None:
+            low, high = m["range"]
+            low_ok = low is None or (value > low if m.get("above") else value >= low)
+            high_ok = high is None or (value < high if m.get("open") else value <= high)
+            if not (low_ok and high_ok):
+                bounds = f"{'above' if m.get('above') else 'at least'} {low}" if high is None else \
+                    f"in {'(' if m.get('above') else '['}{low}, {high}{')' if m.get('open') else ']'}"
+                out.append(f"{key} is {value}; it must be {bounds} ({m['help'].split(';')[0].split(':')[0]}).")
     return out
 
 
@@ -163,11 +164,9 @@ def _grpo(g) -> list[str]:
     """GRPO's batch arithmetic; how its lengths fit model.max_seq_length is checked when GRPO starts, so that an SFT
     config need not make room for GRPO's defaults."""
     out, completions = [], g.prompts_per_step * g.num_generations
-    if completions % g.per_device_train_batch_size:
+    if g.per_device_train_batch_size and completions % g.per_device_train_batch_size:  # 0: a range problem
         out.append(f"grpo.per_device_train_batch_size is {g.per_device_train_batch_size}; it must divide the "
                    f"{completions} completions of a step (prompts_per_step x num_generations).")
     if not g.correct_weight + g.format_weight + g.length_weight:
         out.append("grpo.correct_weight, format_weight and length_weight are all 0: there is nothing to reward.")
-    if g.temperature <= 0 or g.learning_rate <= 0:
-        out.append(f"grpo.temperature ({g.temperature}) and grpo.learning_rate ({g.learning_rate}) must be above 0.")
     return out

@@ -29,7 +29,7 @@ class ConfigError(KitError, ValueError):
 
 def knob(default: Any, help: str, **checks: Any) -> Any:
     """A config field: its default, what it does and costs (`help`), and optional `range=(low, high)` bounds
-    (either may be None), inclusive unless `open=True` makes the upper one exclusive."""
+    (either may be None), inclusive unless `above=True` makes the lower one exclusive, `open=True` the upper one."""
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help, **checks})
     return field(default=default, metadata={"help": help, **checks})
@@ -148,7 +148,7 @@ class TrainConfig:  # TRL's SFTConfig / transformers' TrainingArguments names
                                             range=(1, None))
     gradient_accumulation_steps: int = knob(4, "effective batch = batch size x this", range=(1, None))
     learning_rate: float = knob(2e-4, "LoRA takes ~10x full fine-tuning's rate; lower it (2e-5) for long runs",
-                                range=(0, None))
+                                range=(0, None), above=True)
     lr_scheduler_type: str = knob("linear", "any of transformers' schedulers: linear, cosine, constant, ...")
     warmup_steps: int = knob(5, "steps of rising learning rate at the start (a count, not a share)", range=(0, None))
     weight_decay: float = knob(0.01, "a light pull of the LoRA weights towards 0", range=(0, None))
@@ -235,10 +235,11 @@ class GrpoConfig:  # TRL's GRPOConfig names, where it has them
     max_completion_length: int = knob(1536, "tokens generated per completion: the cost; a trace cut off earns "
                                             "nothing", range=(1, None))
     temperature: float = knob(1.0, "a group needs different answers to compare; Qwen's 0.6 makes them alike",
-                              range=(0, None))
+                              range=(0, None), above=True)
     min_p: float = knob(0.1, "drop tokens under this share of the likeliest one's probability (Unsloth's recipe)",
                         range=(0, 1), open=True)
-    learning_rate: float = knob(5.0e-6, "RL updates are noisy: ~40x below SFT's LoRA rate", range=(0, None))
+    learning_rate: float = knob(5.0e-6, "RL updates are noisy: ~40x below SFT's LoRA rate", range=(0, None),
+                                above=True)
     warmup_steps: int = knob(10, "GRPO's own warmup (train.warmup_steps is SFT's)", range=(0, None))
     beta: float = knob(0.0, "KL penalty; 0 skips the reference pass; >0 pulls towards the base, not the SFT adapter",
                        range=(0, None))

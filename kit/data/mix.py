@@ -40,8 +40,8 @@ def _cum(counts: np.ndarray) -> np.ndarray:
 class Plan:
     """The counts of a draw: pool 0 drives (`weight`: its share of the mix), each other pool has a `share`."""
 
-    def __init__(self, pools: list[Sizes], shares: list[float], weight: float, by: str, max_rows: int = 0,
-                 max_tokens: int = 0):
+    def __init__(self, pools: list[Sizes], shares: list[float], weight: float, by: str, max_rows: int,
+                 max_tokens: int):
         self.pools, self.shares, self.weight, self.by = pools, shares, weight, by
         self.max_rows, self.max_tokens = max_rows, max_tokens
         self.cum = [_cum(p.tokens) for p in pools]
@@ -88,11 +88,15 @@ class Plan:
 
 
 def split_eval(sizes: list[int], weights: list[float], eval_rows: int) -> list[int]:
-    """Eval rows to hold out of each pool, in proportion to its weight in the mix (at least one of each where
-    possible), never a whole pool: training needs rows of every source."""
+    """Eval rows to hold out of each pool, in proportion to its weight in the mix (largest remainders, so they add up
+    to eval_rows; at least one of each where possible), never a whole pool: training needs rows of every source."""
     if eval_rows <= 0:
         return [0] * len(sizes)
-    out = [min(n, round(eval_rows * w / sum(weights))) for n, w in zip(sizes, weights, strict=True)]
+    exact = [eval_rows * w / sum(weights) for w in weights]
+    out = [int(e) for e in exact]
+    for i in sorted(range(len(out)), key=lambda i: out[i] - exact[i])[:eval_rows - sum(out)]:
+        out[i] += 1
+    out = [min(n, e) for n, e in zip(sizes, out, strict=True)]
     for i, n in enumerate(sizes if eval_rows >= len(sizes) else []):
         if out[i] == 0 and n > 1:  # one of this pool, in place of one of the largest share
             out[i], largest = 1, max(range(len(out)), key=out.__getitem__)
