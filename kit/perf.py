@@ -298,9 +298,11 @@ def grpo(model_dir: str, backend: str, shape: str = "", steps: int = 4, generati
             "rewards_logged": rewards}
 
 
-def merge(base: str, lora_r: int = 32, out: str = "") -> dict:
-    """Merge a random LoRA adapter into `base` as `scripts/export.py` does, in this process; report the peak RSS
-    of the merge alone and with its check, the largest shard, and whether CUDA was ever touched."""
+def merge(base: str, lora_r: int = 32, out: str = "", check: bool = True) -> dict:
+    """Merge a random LoRA adapter into `base` as `scripts/export.py` does, in this process; report its time to the
+    disk (os.sync included), CPU seconds, the peak RSS of the merge alone and with its check (`check`), the largest
+    shard, tensor and changed tensor beside the adapter's size, and whether CUDA was ever touched."""
+    import os
     import resource
     import shutil
 
@@ -309,29 +311,38 @@ def merge(base: str, lora_r: int = 32, out: str = "") -> dict:
 
     from kit.export.export import check_merge
     from kit.export.merge import merge_lora
-    from kit.export.shards import shard_files
+    from kit.export.shards import read_header, shard_files
     from kit.models.tiny import build_random_adapter
 
     def rss_gb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux reports KiB
 
     base = Path(base)
+    entries = {name: e for shard in shard_files(base) for name, e in read_header(shard)[0].items()}
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
         adapter = build_random_adapter(base, tmp / "adapter", r=lora_r)
         target = Path(out) if out else tmp / "merged"
         target.mkdir(parents=True, exist_ok=True)
-        after_imports, start = rss_gb(), time.perf_counter()
+        after_imports, start, cpu = rss_gb(), time.perf_counter(), os.times()
         merged = merge_lora(adapter, base, target)
+        os.sync()
         merge_s, merge_rss = time.perf_counter() - start, rss_gb()
-        diff, scale = check_merge(adapter, base, target, AutoTokenizer.from_pretrained(adapter))
+        cpu = [b - a for a, b in zip(cpu, os.times(), strict=True)]
+        changed = [e for name, e in entries.items() if name.endswith("_proj.weight")]
         result = {"base": str(base), "shards": len(shard_files(base)), "weights_merged": merged,
                   "largest_shard_gb": round(max(p.stat().st_size for p in shard_files(base)) / 1e9, 2),
+                  "largest_tensor_gb": round(max(e.end - e.start for e in entries.values()) / 1e9, 3),
+                  "largest_changed_gb": round(max(e.end - e.start for e in changed) / 1e9, 3),
+                  "adapter_gb": round((adapter / "adapter_model.safetensors").stat().st_size / 1e9, 3),
                   "model_gb": round(sum(p.stat().st_size for p in shard_files(target)) / 1e9, 2),
-                  "merge_s": round(merge_s, 1), "rss_after_imports_gb": round(after_imports, 2),
-                  "peak_rss_merge_gb": round(merge_rss, 2), "peak_rss_with_check_gb": round(rss_gb(), 2),
-                  "max_logit_diff": round(diff, 5), "logit_scale": round(scale, 3),
-                  "cuda_used": torch.cuda.is_initialized()}
+                  "merge_s": round(merge_s, 1), "user_s": round(cpu[0], 1), "system_s": round(cpu[1], 1),
+                  "rss_after_imports_gb": round(after_imports, 2), "peak_rss_merge_gb": round(merge_rss, 2)}
+        if check:
+            diff, scale = check_merge(adapter, base, target, AutoTokenizer.from_pretrained(adapter))
+            result |= {"peak_rss_with_check_gb": round(rss_gb(), 2), "max_logit_diff": round(diff, 5),
+                       "logit_scale": round(scale, 3)}
+        result["cuda_used"] = torch.cuda.is_initialized()
         if not out:
             shutil.rmtree(target)
     return result
