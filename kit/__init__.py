@@ -9,6 +9,7 @@ anything imports transformers, as Unsloth requires.
 
 from importlib import import_module
 
+from kit import machine  # noqa: F401  (sets how torch's threads wait, before anything imports torch)
 from kit.paths import PROJECT_ROOT
 
 _EXPORTS = {

@@ -1,4 +1,5 @@
-"""Is a CUDA GPU usable here, and if not, why: the torch build, hidden devices, the NVIDIA driver and its age.
+"""The machine: is a CUDA GPU usable here, and if not, why (the torch build, hidden devices, the NVIDIA driver and its
+age); how torch uses the CPU's cores.
 
     no_gpu_reason()                                          # "" when torch sees a GPU, else one clause with the fix
     driver_problem("535.104.05", "13.0", "2.14.1+cu130")     # pure: the driver too old for torch's CUDA, or None
@@ -18,6 +19,11 @@ from pathlib import Path
 
 from kit.paths import AUTODL_DATA_DISK
 
+# torch's OpenMP threads spin while they wait for each other; when another process holds a core, every parallel
+# region then waits for a descheduled thread (the smoke run on a loaded 2-core CPU: 10.7-16.8 s a step with 2 threads,
+# 1.3 with one). Waiting asleep keeps both cores' worth when they are free (0.3-0.95 s a step there). OpenMP reads
+# this once, when torch is imported; `import kit` sets it first, unless the user chose a policy.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 MIN_DRIVER = {11: "450.80.02", 12: "525.60.13", 13: "580.65.06"}  # CUDA major -> lowest Linux driver
 TORCH_INDEX = {11: "cu118", 12: "cu126"}  # PyTorch's wheel index for each older CUDA major
 
