@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from contextlib import contextmanager
 from pathlib import Path
 
 from kit.paths import AUTODL_DATA_DISK
@@ -99,16 +98,3 @@ def release_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
-
-@contextmanager
-def torch_threads(count: int | None):
-    """torch's intra-op threads at `count` for the block (None: as they are), then as they were."""
-    import torch
-
-    before = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

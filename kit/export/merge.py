@@ -71,73 +71,57 @@ def add_lora(weight, pair: LoraPair, work) -> None:
 
 
 def _merge_shard(shard: Path, entries: dict, metadata: dict, target: Path, pairs: dict[str, LoraPair]) -> int:
-    """Write one merged shard, tensor by tensor in order. Returns the bytes of tensor data.
-
-    A bf16 or integer tensor is copied by the kernel (sendfile); a changed one is then read into a reused buffer,
-    merged in place and written over its copy: filling fresh page-cache pages from this process's memory cost 3.6x
-    the kernel's copy on the VM this was measured on, overwriting them little. A tensor in another float dtype is
-    read, merged if changed, and written converted to bf16.
-    """
+    """Write one merged shard, tensor by tensor in order; returns its bytes of tensor data. A bf16 or integer tensor
+    is copied by the kernel (sendfile); a changed one is then read into a reused buffer, merged in place and written
+    over its copy (on the VM measured, filling fresh page-cache pages from this process cost 3.6x the kernel's copy,
+    overwriting them little); a tensor in another float dtype is read, merged if changed, and written in bf16."""
     import torch
 
-    from kit.export.shards import as_bytes, encode_header
+    from kit.export.shards import encode_header
 
     header, size = encode_header({name: (e.shape, torch.bfloat16 if e.is_float else e.torch_dtype)
                                   for name, e in entries.items()}, metadata)
-    converted = {name for name, e in entries.items() if e.is_float and e.dtype != "BF16"}
-    read = torch.empty(max((e.end - e.start for n, e in entries.items() if n in pairs or n in converted), default=0),
+    read_here = {name for name, e in entries.items() if name in pairs or e.is_float and e.dtype != "BF16"}
+    read = torch.empty(max((entries[name].end - entries[name].start for name in read_here), default=0),
                        dtype=torch.uint8)
     work = torch.empty(WORK_VALUES, dtype=torch.float32)
-    upcoming = list(entries.values())[1:] + [None]
     with open(shard, "rb", buffering=0) as src, open(target, "wb", buffering=0) as dst:
-        _write(dst, memoryview(header))
-        for (name, entry), after in zip(entries.items(), upcoming, strict=True):
-            if after is not None:  # the kernel reads the next tensor while this one is merged and written
+        dst.write(header)
+        for (name, entry), after in zip(entries.items(), [*list(entries.values())[1:], None], strict=True):
+            if after:  # the kernel reads the next tensor while this one is merged and written
                 os.posix_fadvise(src.fileno(), after.start, after.end - after.start, os.POSIX_FADV_WILLNEED)
-            at = None if name in converted else dst.tell()
-            if at is not None:
+            at = dst.tell()
+            if entry.dtype == "BF16" or not entry.is_float:
                 _copy(src, dst, entry.start, entry.end - entry.start)
-            if name in pairs or name in converted:
+            if name in read_here:
                 weight = read[:entry.end - entry.start]
-                _read(src, memoryview(weight.numpy()), entry.start)
+                if os.preadv(src.fileno(), [weight.numpy()], entry.start) != weight.numel():
+                    raise MergeError(f"{shard} is shorter than its header says: the download is incomplete.")
                 weight = weight.view(entry.torch_dtype).view(entry.shape)
                 if name in pairs:
                     add_lora(weight, pairs[name], work)
-                _write(dst, as_bytes(weight.to(torch.bfloat16)), at)
+                data = weight.to(torch.bfloat16).view(-1).view(torch.uint8).numpy()
+                if os.pwrite(dst.fileno(), data, at) != data.nbytes:
+                    raise MergeError(f"{target} was cut short: the disk is full.")
+                dst.seek(at + data.nbytes)
         os.fsync(dst.fileno())  # on disk before the export is renamed into place, while other shards still work
     return size
 
 
-def _read(src, view: memoryview, offset: int) -> None:
-    while view:
-        done = os.preadv(src.fileno(), [view], offset)
-        if not done:
-            raise MergeError(f"{src.name} ends before its header says: the download is incomplete.")
-        view, offset = view[done:], offset + done
-
-
-def _write(dst, view: memoryview, at: int | None = None) -> None:
-    """All of `view` at the file's position, or over the bytes from `at` on."""
-    while view:
-        done = dst.write(view) if at is None else os.pwrite(dst.fileno(), view, at)
-        view, at = view[done:], None if at is None else at + done
-
-
 def _copy(src, dst, offset: int, count: int) -> None:
-    """Bytes from one file into another by the kernel (sendfile), never through this process's memory."""
+    """Bytes from one file to the other by the kernel (sendfile), never through this process's memory."""
     while count:
         done = os.sendfile(dst.fileno(), src.fileno(), offset, count)
         if not done:
-            raise MergeError(f"{src.name} ends before its header says: the download is incomplete.")
+            raise MergeError(f"{src.name} is shorter than its header says: the download is incomplete.")
         offset, count = offset + done, count - done
 
 
 def merge_lora(adapter: Path, base: Path, out: Path, workers: int | None = None) -> int:
     """Write `base` with `adapter` merged into `out` (an existing, empty folder): shards, index, config.json.
 
-    Shards are merged `workers` at a time (default: one per core, at most one per shard), each in a thread: the
-    work is in torch and in system calls, which release the GIL, so threads use the cores without a process's
-    second torch import and second copy of the adapter.
+    Shards are merged `workers` at a time (default: one per core), each in a thread: the work is in torch and in
+    system calls, which release the GIL, so threads use the cores without processes' torch imports and adapter copies.
     Returns the number of weights changed. Raises MergeError when the adapter does not fit the base.
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -146,7 +130,6 @@ def merge_lora(adapter: Path, base: Path, out: Path, workers: int | None = None)
     from transformers import AutoConfig
 
     from kit.export.shards import INDEX_NAME, read_header, shard_files, write_index
-    from kit.machine import torch_threads
 
     pairs = load_lora(adapter)
     headers = {shard: read_header(shard) for shard in shard_files(base)}
@@ -161,7 +144,7 @@ def merge_lora(adapter: Path, base: Path, out: Path, workers: int | None = None)
         raise MergeError(f"{adapter} does not fit {base}: the base has no {missing[0]} "
                          f"({len(missing)} of the adapter's {len(pairs)} weights are missing).")
     workers = workers or min(len(headers), os.cpu_count() or 1)
-    with torch_threads(1 if workers > 1 else None), ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(workers) as pool:
         total = sum(pool.map(lambda shard: _merge_shard(shard, *headers[shard], out / shard.name, pairs), headers))
     if (base / INDEX_NAME).is_file():
         write_index(out, weight_map, total)

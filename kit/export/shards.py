@@ -77,6 +77,8 @@ def write_file(path: Path, specs: Mapping[str, tuple], make: Callable[[str], obj
     `make(name)` is called once per tensor, just before it is written, and must return a tensor of that shape and
     dtype; nothing else is kept, so memory stays near one tensor. Returns the bytes of tensor data written.
     """
+    import torch
+
     header, size = encode_header(specs, metadata)
     with open(path, "wb") as f:
         f.write(header)
@@ -84,15 +86,8 @@ def write_file(path: Path, specs: Mapping[str, tuple], make: Callable[[str], obj
             tensor = make(name)
             if tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype:
                 raise ValueError(f"{name}: made {tuple(tensor.shape)} {tensor.dtype}, declared {tuple(shape)} {dtype}")
-            f.write(as_bytes(tensor))
+            f.write(memoryview(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy()))
     return size
-
-
-def as_bytes(tensor) -> memoryview:
-    """A CPU tensor's bytes as they are stored in a file, without a copy where it is contiguous."""
-    import torch
-
-    return memoryview(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
 
 
 def write_index(folder: Path, weight_map: dict[str, str], total_size: int) -> None:
