@@ -186,32 +186,6 @@ def _say_if_short(what: str, got: int, asked: int) -> None:
         print(f"{what}: {got} available, fewer than the {asked} asked; scoring {got}.")
 
 
-def _local_generators(cfg, adapter: Path, progress: bool) -> dict[str, tuple[Generator, str]]:
-    """The base's and the tuned model's generators over one load of the base with the adapter: disabled for the
-    base, then merged into the weights for the tuned (`merge_for_decoding`), to decode at a merged model's speed."""
-    from kit.hub import resolve_model
-    from kit.inference.generate import load_for_inference, merge_for_decoding
-
-    e, base = cfg.eval, resolve_model(cfg.model)
-    model, tokenizer = load_for_inference(adapter, base=base, backend=cfg.train.backend,
-                                          load_in_4bit=cfg.model.load_in_4bit, merge=False)
-    generate = {which: local_generator(model, tokenizer, max_new_tokens=e.max_new_tokens, seed=e.seed,
-                                       batch_size=e.batch_size, progress=which if progress else None)
-                for which in ("base", "tuned")}
-
-    def base_replies(conversations: list[list[dict]], thinking: bool) -> list[Reply]:
-        with model.disable_adapter():
-            return generate["base"](conversations, thinking)
-
-    def tuned_replies(conversations: list[list[dict]], thinking: bool) -> list[Reply]:
-        merge_for_decoding(model)
-        return generate["tuned"](conversations, thinking)
-
-    kind = type(model).__name__
-    return {"base": (base_replies, f"{base} (local, {kind}, adapter disabled)"),
-            "tuned": (tuned_replies, f"{adapter} on {base} (local, {kind})")}
-
-
 def _endpoint_generator(which: str, cfg, progress: bool) -> tuple[Generator, str] | None:
     """The generator of a model served at eval.endpoint (tuned) or eval.base_endpoint, and what it is; None if none."""
     e = cfg.eval
@@ -227,14 +201,30 @@ def _endpoint_generator(which: str, cfg, progress: bool) -> tuple[Generator, str
 
 def _reports(cfg, adapter: Path, math: list[dict], instructions: list, progress: bool,
              base: dict | None) -> dict[str, dict]:
-    """The base's (`base` when given) and the tuned model's reports, each from its endpoint or from one local load."""
-    served = {which: _endpoint_generator(which, cfg, progress) for which in ("base", "tuned")}
-    local_needed = served["tuned"] is None or (served["base"] is None and base is None)
-    local = _local_generators(cfg, adapter, progress) if local_needed else {}
-    reports = {"base": base} if base else {}
-    for which in ("base", "tuned"):
-        if which not in reports:
-            generate, where = served[which] or local[which]
+    """The base's (`base` when given) and the tuned model's reports, each from its endpoint or from one local load of
+    the base with the adapter: disabled for the base's replies, then merged into the weights for the tuned's
+    (`merge_for_decoding`), which decode at a merged model's speed."""
+    from contextlib import nullcontext
+
+    from kit.hub import resolve_model
+    from kit.inference.generate import load_for_inference, merge_for_decoding
+
+    e, reports, model = cfg.eval, {"base": base} if base else {}, None
+    for which in [which for which in ("base", "tuned") if which not in reports]:
+        generate, where = _endpoint_generator(which, cfg, progress) or (None, "")
+        local = generate is None
+        if local and model is None:
+            base_dir = resolve_model(cfg.model)
+            model, tokenizer = load_for_inference(adapter, base=base_dir, backend=cfg.train.backend,
+                                                  load_in_4bit=cfg.model.load_in_4bit, merge=False)
+        if local:
+            if which == "tuned":
+                merge_for_decoding(model)  # the base's replies are done
+            generate = local_generator(model, tokenizer, max_new_tokens=e.max_new_tokens, seed=e.seed,
+                                       batch_size=e.batch_size, progress=which if progress else None)
+            where = (f"{base_dir} (local, adapter disabled)" if which == "base" else
+                     f"{adapter} on {base_dir} (local, {type(model).__name__})")
+        with model.disable_adapter() if local and which == "base" else nullcontext():
             reports[which] = {"model": where, "noise": cfg.model.name == "tiny",
                               **evaluate(generate, math, instructions)}
     return reports
