@@ -362,10 +362,13 @@ def _step_timer(gpu: bool):
     return StepTimer()
 
 
-def merge(base: str, lora_r: int = 32) -> dict:
-    """Merge a random LoRA adapter into `base` as `qwen3-kit export` does, on the CPU: the peak RSS of the merge
-    alone and with its check, the largest shard, and whether CUDA was ever touched."""
+def merge(base: str, lora_r: int = 32, out: str = "", check: bool = True) -> dict:
+    """Merge a random LoRA adapter into `base` as `qwen3-kit export` does, on the CPU: its time to the disk
+    (os.sync included), CPU seconds, the peak RSS of the merge alone and with its check (`check`), the largest shard,
+    tensor and changed tensor beside the adapter's size, and whether CUDA was ever touched."""
+    import os
     import resource
+    import shutil
     import tempfile
 
     import torch
@@ -373,27 +376,40 @@ def merge(base: str, lora_r: int = 32) -> dict:
 
     from kit.export.export import check_merge
     from kit.export.merge import merge_lora
-    from kit.export.shards import shard_files
+    from kit.export.shards import read_header, shard_files
     from tests.shapes import build_random_adapter
 
     def rss_gb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux reports KiB
 
-    with tempfile.TemporaryDirectory(dir=Path(base).parent) as scratch:
-        adapter = build_random_adapter(Path(base), Path(scratch) / "adapter", r=lora_r)
-        target = Path(scratch) / "merged"
-        target.mkdir()
-        after_imports, start = rss_gb(), time.perf_counter()
-        merged = merge_lora(adapter, Path(base), target)
+    base = Path(base)
+    entries = {name: e for shard in shard_files(base) for name, e in read_header(shard)[0].items()}
+    with tempfile.TemporaryDirectory(dir=base.parent) as scratch:
+        adapter = build_random_adapter(base, Path(scratch) / "adapter", r=lora_r)
+        target = Path(out) if out else Path(scratch) / "merged"
+        target.mkdir(parents=True, exist_ok=True)
+        after_imports, start, cpu = rss_gb(), time.perf_counter(), os.times()
+        merged = merge_lora(adapter, base, target)
+        os.sync()
         merge_s, merge_rss = time.perf_counter() - start, rss_gb()
-        diff, scale = check_merge(adapter, Path(base), target, AutoTokenizer.from_pretrained(adapter))
-        sizes = [p.stat().st_size for p in shard_files(Path(base))]
-        return {"base": Path(base).name, "shards": len(sizes), "weights_merged": merged,
-                "largest_shard_gb": round(max(sizes) / 1e9, 2), "model_gb": round(sum(sizes) / 1e9, 2),
-                "merge_s": round(merge_s, 1), "rss_after_imports_gb": round(after_imports, 2),
-                "peak_rss_merge_gb": round(merge_rss, 2), "peak_rss_with_check_gb": round(rss_gb(), 2),
-                "max_logit_diff": round(diff, 5), "logit_scale": round(scale, 3),
-                "cuda_used": torch.cuda.is_initialized()}
+        cpu = [b - a for a, b in zip(cpu, os.times(), strict=True)]
+        changed = [e for name, e in entries.items() if name.endswith("_proj.weight")]
+        result = {"base": base.name, "shards": len(shard_files(base)), "weights_merged": merged,
+                  "largest_shard_gb": round(max(p.stat().st_size for p in shard_files(base)) / 1e9, 2),
+                  "largest_tensor_gb": round(max(e.end - e.start for e in entries.values()) / 1e9, 3),
+                  "largest_changed_gb": round(max(e.end - e.start for e in changed) / 1e9, 3),
+                  "adapter_gb": round((adapter / "adapter_model.safetensors").stat().st_size / 1e9, 3),
+                  "model_gb": round(sum(p.stat().st_size for p in shard_files(target)) / 1e9, 2),
+                  "merge_s": round(merge_s, 1), "user_s": round(cpu[0], 1), "system_s": round(cpu[1], 1),
+                  "rss_after_imports_gb": round(after_imports, 2), "peak_rss_merge_gb": round(merge_rss, 2)}
+        if check:
+            diff, scale = check_merge(adapter, base, target, AutoTokenizer.from_pretrained(adapter))
+            result |= {"peak_rss_with_check_gb": round(rss_gb(), 2), "max_logit_diff": round(diff, 5),
+                       "logit_scale": round(scale, 3)}
+        result["cuda_used"] = torch.cuda.is_initialized()
+        if not out:
+            shutil.rmtree(target)
+    return result
 
 
 def padding(seq: int = 2048, batch: int = 2) -> dict:

@@ -38,3 +38,20 @@ def test_batched_generation_keeps_the_order_given(smoke_run):
     batched = generate_batched(model, tokenizer, conversations, batch_size=1, progress="test", **greedy)
     assert [r.text for r in batched] == one_by_one
     assert len(generate_batched(model, tokenizer, conversations, batch_size=2, **greedy)) == 3
+
+
+def test_one_load_replies_as_the_base_and_as_the_merged_tuned_model(smoke_run, tiny_dir):
+    """What evaluation does: the adapter disabled gives the base model's replies, and merged into the weights the
+    unmerged adapter's, token for token (greedy), from one load."""
+    from kit.inference.generate import merge_for_decoding
+
+    conversations = [[{"role": "user", "content": "What is 2 + 2?"}], [{"role": "user", "content": "Name a fruit."}]]
+    greedy = {"thinking": False, "max_new_tokens": 16, "do_sample": False}
+    base = [r.text for r in generate(*load_for_inference(tiny_dir), conversations, **greedy)]
+    model, tokenizer = load_for_inference(smoke_run / "adapter", merge=False)
+    unmerged = [r.text for r in generate(model, tokenizer, conversations, **greedy)]
+    merge_for_decoding(model)
+    assert all(module.merged for module in model.modules() if hasattr(module, "merged_adapters"))
+    assert [r.text for r in generate(model, tokenizer, conversations, **greedy)] == unmerged != base
+    with model.disable_adapter():
+        assert [r.text for r in generate(model, tokenizer, conversations, **greedy)] == base

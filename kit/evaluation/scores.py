@@ -191,30 +191,48 @@ def _say_if_short(what: str, got: int, asked: int) -> None:
         print(f"{what}: {got} available, fewer than the {asked} asked; scoring {got}.")
 
 
-def _generator(which: str, cfg, adapter: Path, progress: bool) -> tuple[Generator, str]:
-    """The generator of the base or the tuned model (an endpoint, or the model loaded here), and what it is."""
+def _endpoint_generator(which: str, cfg, progress: bool) -> tuple[Generator, str] | None:
+    """The generator of a model served at eval.endpoint (tuned) or eval.base_endpoint, and what it is; None if none."""
     e = cfg.eval
     url, name = (e.base_endpoint, e.base_endpoint_model) if which == "base" else (e.endpoint, e.endpoint_model)
-    if url:
-        from kit.inference.endpoint import endpoint_generator, served_model
+    if not url:
+        return None
+    from kit.inference.endpoint import endpoint_generator, served_model
 
-        name = served_model(url, name)
-        return (endpoint_generator(url, name, max_new_tokens=e.max_new_tokens, seed=e.seed, concurrency=e.batch_size,
-                                   progress=which if progress else None), f"{name} at {url}")
+    name = served_model(url, name)
+    return (endpoint_generator(url, name, max_new_tokens=e.max_new_tokens, seed=e.seed, concurrency=e.batch_size,
+                               progress=which if progress else None), f"{name} at {url}")
+
+
+def _reports(cfg, adapter: Path, math: list[dict], instructions: list, progress: bool,
+             base: dict | None) -> dict[str, dict]:
+    """The base's (`base` when given) and the tuned model's reports, each from its endpoint or from one local load of
+    the base with the adapter: disabled for the base's replies, then merged into the weights for the tuned's
+    (`merge_for_decoding`), which decode at a merged model's speed."""
+    from contextlib import nullcontext
+
     from kit.hub import resolve_model
-    from kit.inference.generate import load_for_inference
+    from kit.inference.generate import load_for_inference, merge_for_decoding
 
-    base = resolve_model(cfg.model)
-    model, tokenizer = load_for_inference(base if which == "base" else adapter, base=None if which == "base" else base,
-                                          backend=cfg.train.backend, load_in_4bit=cfg.model.load_in_4bit)
-    return (local_generator(model, tokenizer, max_new_tokens=e.max_new_tokens, seed=e.seed, batch_size=e.batch_size,
-                            progress=which if progress else None),
-            f"{base if which == 'base' else f'{adapter} on {base}'} (local, {type(model).__name__})")
-
-
-def _evaluate_model(which: str, cfg, adapter: Path, math: list[dict], instructions: list, progress: bool) -> dict:
-    generate, where = _generator(which, cfg, adapter, progress)
-    return {"model": where, "noise": cfg.model.name == "tiny", **evaluate(generate, math, instructions)}
+    e, reports, model = cfg.eval, {"base": base} if base else {}, None
+    for which in [which for which in ("base", "tuned") if which not in reports]:
+        generate, where = _endpoint_generator(which, cfg, progress) or (None, "")
+        local = generate is None
+        if local and model is None:
+            base_dir = resolve_model(cfg.model)
+            model, tokenizer = load_for_inference(adapter, base=base_dir, backend=cfg.train.backend,
+                                                  load_in_4bit=cfg.model.load_in_4bit, merge=False)
+        if local:
+            if which == "tuned":
+                merge_for_decoding(model)  # the base's replies are done
+            generate = local_generator(model, tokenizer, max_new_tokens=e.max_new_tokens, seed=e.seed,
+                                       batch_size=e.batch_size, progress=which if progress else None)
+            where = (f"{base_dir} (local, adapter disabled)" if which == "base" else
+                     f"{adapter} on {base_dir} (local, {type(model).__name__})")
+        with model.disable_adapter() if local and which == "base" else nullcontext():
+            reports[which] = {"model": where, "noise": cfg.model.name == "tiny",
+                              **evaluate(generate, math, instructions)}
+    return reports
 
 
 def eval_set(cfg) -> tuple[list[dict], list]:
@@ -244,11 +262,8 @@ def evaluate_run(run_dir: str | Path, cfg, *, progress: bool = True, base: dict 
     math, instructions = eval_set(cfg)
     if bool(e.endpoint) != bool(e.base_endpoint):
         print("note: one model is generated locally and the other by a server: engine and precision differ.")
-    reports = {}
-    for which in ("base", "tuned"):
-        reused = base if which == "base" else None
-        report = reused or _evaluate_model(which, cfg, adapter, math, instructions, progress)
-        reports[which] = report | {"math_source": math_info}
-        release_memory()  # the model loaded for it went with _evaluate_model's frame: its memory back before the next
+    reports = {which: report | {"math_source": math_info}
+               for which, report in _reports(cfg, adapter, math, instructions, progress, base).items()}
+    release_memory()  # the model loaded for both went with _reports' frame: its memory back before the next load
     write_atomic(run_dir / "eval.json", json.dumps(reports, indent=2, ensure_ascii=False))  # a crash keeps the last
     return reports

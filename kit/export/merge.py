@@ -2,14 +2,17 @@
 
     merged = merge_lora(adapter_dir, base_dir, out_dir)      # shards, index and config.json, in bf16
 
-Each safetensors shard of the base is read tensor by tensor; a weight the adapter targets gets
-`scale * B @ A` added in fp32, and every floating-point tensor is written in bf16 into a shard of the same name.
-The resident memory stays near the largest tensor plus the adapter, so a 32B model merges on a machine with a
-24 GB GPU and 64 GB of RAM. peft's `merge_and_unload` computes the same sum with the model loaded whole.
+Each safetensors shard of the base is written in order: a weight the adapter targets is read into one reused
+buffer, gets `scale * B @ A` added in place (in fp32, a cache-sized slice at a time) and is written in bf16; every
+other tensor is copied by the kernel (sendfile), never entering this process, or converted to bf16 if it is not.
+Memory grows by the adapter in fp32 plus, per shard in flight, the largest changed weight: about 1.6 GB at 32B with
+r=32 (1.07 GB of adapter, 2 x 0.26 GB down_proj). peft's `merge_and_unload` computes the same sum with the model
+loaded whole. Shards go in parallel, one per core, and the kernel reads the next tensor while one is merged.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,46 +58,97 @@ def load_lora(adapter: Path) -> dict[str, LoraPair]:
     return pairs
 
 
-def merged_tensor(tensor, pair: LoraPair | None):
-    """A base tensor as it goes into the merged model: plus its LoRA update (in fp32), floats in bf16."""
+WORK_VALUES = 1 << 18  # fp32 values of a weight merged at a time: one buffer that stays in the CPU's cache
+
+
+def add_lora(weight, pair: LoraPair, work) -> None:
+    """`weight += scale * B @ A` in place, computed in fp32 through the buffer `work`, rounded once to its dtype."""
+    rows = max(1, work.numel() // weight.shape[1])
+    for start in range(0, weight.shape[0], rows):
+        part = weight[start:start + rows]
+        total = work[:part.numel()].view(part.shape).copy_(part)
+        part.copy_(total.addmm_(pair.b[start:start + rows], pair.a, alpha=pair.scale))
+
+
+def _merge_shard(shard: Path, entries: dict, metadata: dict, target: Path, pairs: dict[str, LoraPair]) -> int:
+    """Write one merged shard, tensor by tensor in order; returns its bytes of tensor data. A bf16 or integer tensor
+    is copied by the kernel (sendfile); a changed one is then read into a reused buffer, merged in place and written
+    over its copy (on the VM measured, filling fresh page-cache pages from this process cost 3.6x the kernel's copy,
+    overwriting them little); a tensor in another float dtype is read, merged if changed, and written in bf16."""
     import torch
 
-    if pair is not None:
-        return (tensor.float() + pair.scale * (pair.b @ pair.a)).to(torch.bfloat16)
-    return tensor.to(torch.bfloat16) if tensor.is_floating_point() else tensor
+    from kit.export.shards import encode_header
+
+    header, size = encode_header({name: (e.shape, torch.bfloat16 if e.is_float else e.torch_dtype)
+                                  for name, e in entries.items()}, metadata)
+    read_here = {name for name, e in entries.items() if name in pairs or e.is_float and e.dtype != "BF16"}
+    read = torch.empty(max((entries[name].end - entries[name].start for name in read_here), default=0),
+                       dtype=torch.uint8)
+    work = torch.empty(WORK_VALUES, dtype=torch.float32)
+    with open(shard, "rb", buffering=0) as src, open(target, "wb", buffering=0) as dst:
+        dst.write(header)
+        for (name, entry), after in zip(entries.items(), [*list(entries.values())[1:], None], strict=True):
+            if after:  # the kernel reads the next tensor while this one is merged and written
+                os.posix_fadvise(src.fileno(), after.start, after.end - after.start, os.POSIX_FADV_WILLNEED)
+            at = dst.tell()
+            if entry.dtype == "BF16" or not entry.is_float:
+                _copy(src, dst, entry.start, entry.end - entry.start)
+            if name in read_here:
+                weight = read[:entry.end - entry.start]
+                if os.preadv(src.fileno(), [weight.numpy()], entry.start) != weight.numel():
+                    raise MergeError(f"{shard} is shorter than its header says: the download is incomplete.")
+                weight = weight.view(entry.torch_dtype).view(entry.shape)
+                if name in pairs:
+                    add_lora(weight, pairs[name], work)
+                data = weight.to(torch.bfloat16).view(-1).view(torch.uint8).numpy()
+                if os.pwrite(dst.fileno(), data, at) != data.nbytes:
+                    raise MergeError(f"{target} was cut short: the disk is full.")
+                dst.seek(at + data.nbytes)
+        os.fsync(dst.fileno())  # on disk before the export is renamed into place, while other shards still work
+    return size
 
 
-def merge_lora(adapter: Path, base: Path, out: Path) -> int:
+def _copy(src, dst, offset: int, count: int) -> None:
+    """Bytes from one file to the other by the kernel (sendfile), never through this process's memory."""
+    while count:
+        done = os.sendfile(dst.fileno(), src.fileno(), offset, count)
+        if not done:
+            raise MergeError(f"{src.name} is shorter than its header says: the download is incomplete.")
+        offset, count = offset + done, count - done
+
+
+def merge_lora(adapter: Path, base: Path, out: Path, workers: int | None = None) -> int:
     """Write `base` with `adapter` merged into `out` (an existing, empty folder): shards, index, config.json.
 
+    Shards are merged `workers` at a time (default: one per core), each in a thread: the work is in torch and in
+    system calls, which release the GIL, so threads use the cores without processes' torch imports and adapter copies.
     Returns the number of weights changed. Raises MergeError when the adapter does not fit the base.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
     from transformers import AutoConfig
 
-    from kit.export.shards import INDEX_NAME, read_header, read_tensor, shard_files, write_file, write_index
+    from kit.export.shards import INDEX_NAME, read_header, shard_files, write_index
 
     pairs = load_lora(adapter)
-    applied, weight_map, total = set(), {}, 0
-    for shard in shard_files(base):
-        entries, metadata = read_header(shard)
-        for name, entry in entries.items():
-            if name in pairs and entry.shape != (pairs[name].b.shape[0], pairs[name].a.shape[1]):
-                raise MergeError(f"{adapter} does not fit {base}: {name} is {entry.shape} in the base, the adapter "
-                                 f"changes {(pairs[name].b.shape[0], pairs[name].a.shape[1])}.")
-        specs = {name: (e.shape, torch.bfloat16 if e.is_float else e.torch_dtype) for name, e in entries.items()}
-        total += write_file(out / shard.name, specs,
-                            lambda name, s=shard, e=entries: merged_tensor(read_tensor(s, e[name]), pairs.get(name)),
-                            metadata)
-        applied |= pairs.keys() & entries.keys()
-        weight_map |= dict.fromkeys(entries, shard.name)
-    missing = sorted(pairs.keys() - applied)
+    headers = {shard: read_header(shard) for shard in shard_files(base)}
+    weight_map = {name: shard.name for shard, (entries, _) in headers.items() for name in entries}
+    shapes = {name: entry.shape for entries, _ in headers.values() for name, entry in entries.items()}
+    for name, pair in pairs.items():
+        if name in shapes and shapes[name] != (pair.b.shape[0], pair.a.shape[1]):
+            raise MergeError(f"{adapter} does not fit {base}: {name} is {shapes[name]} in the base, the adapter "
+                             f"changes {(pair.b.shape[0], pair.a.shape[1])}.")
+    missing = sorted(pairs.keys() - weight_map.keys())
     if missing:
         raise MergeError(f"{adapter} does not fit {base}: the base has no {missing[0]} "
                          f"({len(missing)} of the adapter's {len(pairs)} weights are missing).")
+    workers = workers or min(len(headers), os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        total = sum(pool.map(lambda shard: _merge_shard(shard, *headers[shard], out / shard.name, pairs), headers))
     if (base / INDEX_NAME).is_file():
         write_index(out, weight_map, total)
     config = AutoConfig.from_pretrained(base)
     config.dtype = torch.bfloat16
     config.save_pretrained(out)
-    return len(applied)
+    return len(pairs)

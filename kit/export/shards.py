@@ -1,7 +1,6 @@
 """Safetensors files read and written one tensor at a time, so no step ever holds a whole model in memory.
 
     header = read_header(path)                       # {name: Entry(dtype, shape, start, end)}, nothing else read
-    tensor = read_tensor(path, header["model.norm.weight"])
     write_file(path, {name: (shape, torch.bfloat16)}, make=lambda name: tensor_for(name))
 
 Random-weight Qwen3 models at real shapes and the 16-bit merge for vLLM go through here. The format
@@ -53,26 +52,9 @@ def read_header(path: Path) -> tuple[dict[str, Entry], dict[str, str]]:
     return dict(sorted(entries.items(), key=lambda item: item[1].start)), metadata
 
 
-def read_tensor(path: Path, entry: Entry):
-    """One tensor of a file, read on its own (a fresh CPU tensor, not a view of a mapped shard)."""
-    import torch
-
-    data = bytearray(entry.end - entry.start)
-    with open(path, "rb") as f:
-        f.seek(entry.start)
-        f.readinto(data)
-    if not data:
-        return torch.empty(entry.shape, dtype=entry.torch_dtype)
-    return torch.frombuffer(data, dtype=entry.torch_dtype).reshape(entry.shape)
-
-
-def write_file(path: Path, specs: Mapping[str, tuple], make: Callable[[str], object],
-               metadata: dict[str, str] | None = None) -> int:
-    """Write a safetensors file whose tensors `specs` names as `{name: (shape, torch dtype)}`, in that order.
-
-    `make(name)` is called once per tensor, just before it is written, and must return a tensor of that shape and
-    dtype; nothing else is kept, so memory stays near one tensor. Returns the bytes of tensor data written.
-    """
+def encode_header(specs: Mapping[str, tuple], metadata: dict[str, str] | None = None) -> tuple[bytes, int]:
+    """The header of a file holding `specs` (`{name: (shape, torch dtype)}`) in that order, with its 8-byte length,
+    and the bytes of tensor data that follow it."""
     import numpy as np
     import torch
 
@@ -85,14 +67,27 @@ def write_file(path: Path, specs: Mapping[str, tuple], make: Callable[[str], obj
     header["__metadata__"] = {"format": "pt", **(metadata or {})}
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # the data starts 8-byte aligned
+    return struct.pack("<Q", len(encoded)) + encoded, offset
+
+
+def write_file(path: Path, specs: Mapping[str, tuple], make: Callable[[str], object],
+               metadata: dict[str, str] | None = None) -> int:
+    """Write a safetensors file whose tensors `specs` names as `{name: (shape, torch dtype)}`, in that order.
+
+    `make(name)` is called once per tensor, just before it is written, and must return a tensor of that shape and
+    dtype; nothing else is kept, so memory stays near one tensor. Returns the bytes of tensor data written.
+    """
+    import torch
+
+    header, size = encode_header(specs, metadata)
     with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(encoded)) + encoded)
+        f.write(header)
         for name, (shape, dtype) in specs.items():
             tensor = make(name)
             if tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype:
                 raise ValueError(f"{name}: made {tuple(tensor.shape)} {tensor.dtype}, declared {tuple(shape)} {dtype}")
             f.write(memoryview(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy()))
-    return offset
+    return size
 
 
 def write_index(folder: Path, weight_map: dict[str, str], total_size: int) -> None:

@@ -58,7 +58,7 @@ def _adapter_base(adapter: Path) -> str:
 
 
 def load_for_inference(path: str | Path, *, base: str | Path | None = None, backend: str = "auto",
-                       load_in_4bit: bool = True, dtype: str = "auto"):
+                       load_in_4bit: bool = True, dtype: str = "auto", merge: bool = True):
     """Load a model folder (base or merged) or an adapter folder (with its base) for generation.
 
     Args:
@@ -67,6 +67,7 @@ def load_for_inference(path: str | Path, *, base: str | Path | None = None, back
         backend: auto | unsloth | hf (as for training).
         load_in_4bit: unsloth: the base in 4-bit (as trained); hf loads 16-bit weights.
         dtype: auto (bf16 on a GPU, fp32 on a CPU) | bf16 | fp32: the compute dtype.
+        merge: an adapter merged into 16/32-bit weights at once (`merge_for_decoding`); False leaves that to the caller.
     Returns:
         (model, tokenizer), the model in eval mode.
     """
@@ -88,12 +89,23 @@ def load_for_inference(path: str | Path, *, base: str | Path | None = None, back
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(path))
+        if merge:
+            merge_for_decoding(model)
     if backend == "unsloth":
         from unsloth import FastLanguageModel
 
         FastLanguageModel.for_inference(model)
     tokenizer = AutoTokenizer.from_pretrained(path if (path / "tokenizer_config.json").is_file() else base_path)
     return model.eval(), tokenizer
+
+
+def merge_for_decoding(model) -> None:
+    """Merge a PeftModel's adapter into its weights (peft's `merge_adapter`), so each generated token costs what the
+    merged model's does: unmerged, every projection adds two small matmuls, +26-57 % a decoding step on a CPU. Not
+    into quantized (4-bit) weights, which merging would round; peft unmerges it inside `disable_adapter()`."""
+    if getattr(model.config, "quantization_config", None) is None and not any(
+            getattr(module, "merged", False) for module in model.modules()):
+        model.merge_adapter()
 
 
 def _load_base(backend: str, folder: Path, load_in_4bit: bool, dtype):
