@@ -124,3 +124,21 @@ def test_plan_counts_follow_pool_zero():
     assert plan.counts(9) == [9, 3] and not plan.short(10)
     ids, sizes = pools(10, 2)
     assert Plan([sizes.take(i) for i in ids], [0.75, 0.25], 0.75, "rows", 0, 0).short(9)
+
+
+def test_the_eval_split_gives_the_remainder_to_the_largest_fractions():
+    assert split_eval([1000, 1000], [3, 1], 24) == [18, 6]  # weights in proportion, not only shares summing to 1
+    assert split_eval([1000, 1000], [0.57, 0.43], 10) == [6, 4]  # 5.7 and 4.3: the spare row goes to 0.7
+
+
+def test_only_a_shared_pool_running_out_is_a_shortfall():
+    ids, sizes = pools(1000, 100)
+    capped = draw(ids, [None, 0.25], sizes, by="rows", seed=0, eval_rows=0, max_rows=401)
+    assert len(capped.mixes) == 1 and len(capped.mixes[0]) == 401  # 301 + 100: the cap binds first
+    assert not capped.exhausted and capped.left_out == 0  # 302 rows would still keep the share
+    ids, sizes = pools(500, 100)
+    no_whole = draw(ids, [0.5, 0.5], sizes, by="rows", seed=0, eval_rows=0)
+    assert no_whole.exhausted and no_whole.left_out == 0 and len(no_whole.mixes[0]) == 200  # shares, not a shortfall
+    ids, sizes = pools(1000, 5000, 30)
+    second = draw(ids, [None, 0.25, 0.05], sizes, by="rows", seed=0, eval_rows=0)
+    assert second.shortest == 2 and second.left_out > 0
