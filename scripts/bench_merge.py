@@ -6,8 +6,8 @@
 A random-weight Qwen3 at a published shape (`tests.shapes.build_random_qwen3`, kept in `--folder` for the next
 run) and a random LoRA adapter on all seven projections are merged by scripts/gpu_check.py's merge part (the
 export's merge, in a fresh process, timed until `os.sync()` returns). Each merge is paired with a copy of the same
-shards on the same disk, one after the other, so a change in the machine's load moves both. Disk use: the model plus two copies of it,
-each deleted after its turn.
+shards on the same disk, one after the other, so a change in the machine's load moves both. Disk use: the model plus
+two copies of it, each deleted after its turn.
 """
 
 from __future__ import annotations
