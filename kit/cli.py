@@ -84,11 +84,15 @@ def run_config(run: Path, overrides: list[str]):
     """A run's own config (with `overrides`); a folder that is not a run, in one sentence. Whether it has the
     adapter a command needs is that command's to say (eval can take a checkpoint: eval.adapter=newest)."""
     from kit.config import load_config
+    from kit.config.parse import read_yaml
     from kit.paths import shown
 
     if not (run / "config.yaml").is_file():
         raise UsageError(f"{shown(run)} is not a run folder (it has no config.yaml); runs live under "
                          "train.output_dir, e.g. runs/smoke.")
+    if not read_yaml(run / "config.yaml"):  # the defaults would stand in for what the run was trained with
+        raise UsageError(f"{run / 'config.yaml'} is empty, so what the run was trained with is unknown; put back the "
+                         "config it was trained with (the file given to train, with its key=value settings).")
     return load_config(run / "config.yaml", overrides)
 
 

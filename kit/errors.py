@@ -5,15 +5,36 @@ class KitError(Exception):
     """Base of every error the scripts print as `error: <message>` instead of a traceback."""
 
 
+class Terminated(BaseException):
+    """SIGTERM outside the training loop (which saves a checkpoint instead): unwinds like Ctrl-C, so atomic writes
+    clean up, and ends with a line and exit status 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def cli(main) -> None:
-    """Run a script's main(): a KitError ends it with `error: <message>` and exit status 1, and Ctrl-C with status
-    130, not a traceback."""
+    """Run a script's main(): a KitError ends it with `error: <message>` and exit status 1, a full disk the same way,
+    Ctrl-C with a line and status 130 and SIGTERM with a line and 143, never a traceback."""
+    import signal
     import sys
 
+    from kit.files import disk_full, free_gb
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         main()
     except KitError as e:
         sys.exit(f"error: {e}")
-    except KeyboardInterrupt:
-        print("\nstopped (Ctrl-C).", file=sys.stderr)
-        sys.exit(130)
+    except (KeyboardInterrupt, Terminated) as e:
+        name, status = ("SIGTERM", 143) if isinstance(e, Terminated) else ("Ctrl-C", 130)
+        print(f"\nstopped ({name}); what was complete is kept, nothing half-written: run the same command again to "
+              "go on.", file=sys.stderr)
+        sys.exit(status)
+    except Exception as e:
+        if not disk_full(e):
+            raise
+        where = getattr(e, "filename", None) or "."
+        sys.exit(f"error: the disk is full writing {where} ({free_gb(where):.2f} GB free): free space there, then run "
+                 "the same command again.")

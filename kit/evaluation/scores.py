@@ -22,7 +22,7 @@ from pathlib import Path
 
 from kit.errors import KitError
 from kit.evaluation.answers import math_correct
-from kit.files import write_atomic
+from kit.files import read_json, write_atomic
 from kit.inference.generate import Reply
 from kit.machine import release_memory
 
@@ -35,6 +35,10 @@ METRICS = {  # metric -> the count it is a share of
     "instructions_thinking_on": "n_instructions", "instructions_thinking_off": "n_instructions",
     "single_instructions_thinking_on": "n_checks", "single_instructions_thinking_off": "n_checks",
 }
+
+
+REWRITE_REPORT = "run the run's train command again: it writes the report again and, the run being complete, trains " \
+    "nothing."
 
 
 class EvalError(KitError, RuntimeError):
@@ -170,7 +174,7 @@ def _check_heldout(run_dir: Path, cfg) -> dict:
         raise EvalError("data.reasoning differs from the run's config.yaml, so its held-out problems are not the "
                         "ones kept out of this run's training; evaluate without data.* overrides.")
     report_path = run_dir / "data_report.json"
-    report = json.loads(report_path.read_text()) if report_path.is_file() else {"sources": {}}
+    report = read_json(report_path, REWRITE_REPORT) if report_path.is_file() else {"sources": {}}
     held = report["sources"].get("reasoning", {}).get("dropped", {}).get("filtered_held_out", 0)
     # A GRPO run reads only the problems it needs, maybe none held out, and says what it left out (kit.data.prompts).
     declared = report.get("heldout_share") == cfg.data.reasoning.heldout > 0

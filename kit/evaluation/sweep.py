@@ -154,10 +154,10 @@ BASE_SECTIONS = ("model", "eval", "data")  # what the base model's evaluation de
 
 def _saved(path: Path, identity: dict) -> dict | None:
     """A saved row or base report, if it was made under the same settings (`identity`); else None: redo it."""
-    if not path.is_file():
-        return None
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    return saved["value"] if saved["settings"] == identity else None
+    from kit.files import read_cache
+
+    saved = read_cache(path)
+    return saved["value"] if isinstance(saved, dict) and saved.get("settings") == identity else None
 
 
 def _save(path: Path, identity: dict, value: dict) -> None:
@@ -218,7 +218,8 @@ def plan_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> st
 def _run_point(point: Config, base: dict | None, progress: bool) -> tuple[dict | None, dict | None, int]:
     """Train (resume, or find trained, as `kit.training.sft.train` does) and evaluate one point: (its row, or None
     when its training was stopped; the base model's report; the signal that stopped it)."""
-    from kit.evaluation.scores import evaluate_run
+    from kit.evaluation.scores import REWRITE_REPORT, evaluate_run
+    from kit.files import read_json
     from kit.machine import release_memory
     from kit.training.metrics import read_metrics
     from kit.training.sft import train
@@ -230,7 +231,7 @@ def _run_point(point: Config, base: dict | None, progress: bool) -> tuple[dict |
     run = result.run_dir
     reports = evaluate_run(run, point, progress=progress, base=base)
     row = point_row(point.data.chat_ratio, run, reports, read_metrics(run),
-                    json.loads((run / "data_report.json").read_text(encoding="utf-8")))
+                    read_json(run / "data_report.json", REWRITE_REPORT))
     _save(run / POINT_FILE, _identity(point), row)
     return row, {k: v for k, v in reports["base"].items() if k != "math_source"}, 0
 

@@ -25,10 +25,11 @@ from kit.config import Config
 from kit.config.parse import redact_argv
 from kit.config.schema import changed, to_dict
 from kit.data import format_report, prepare_data
-from kit.files import atomic_folder
+from kit.files import atomic_folder, write_atomic
 from kit.training.backends import activate_backend, load_for_training, load_tokenizer
 from kit.training.runs import (
     adapter_from_checkpoint,
+    adapter_problem,
     checkpoint_step,
     has_adapter,
     keep_metrics_until,
@@ -163,7 +164,7 @@ def prepare_run(cfg: Config, backend: str, state, folder: Path, progress: bool =
 def announce(run: Run, report: str, plan: str) -> None:
     """data_report.json written; the settings that differ from the defaults, the data `report`, the `plan` and the
     resume point printed, before the model loads."""
-    (run.folder / "data_report.json").write_text(json.dumps(run.prepared.report, indent=2))
+    write_atomic(run.folder / "data_report.json", json.dumps(run.prepared.report, indent=2))
     settings = ", ".join(f"{k}={v}" for k, v in changed(run.cfg).items())
     print(f"config: {run.folder / 'config.yaml'} (set: {settings or 'all defaults'})")
     print(report)
@@ -269,7 +270,7 @@ def already_trained(run: Run) -> TrainResult | None:
     if not run.resume or done < run.steps:
         return None
     history = json.loads((Path(run.resume) / "trainer_state.json").read_text())["log_history"]
-    if run.main and has_adapter(run.folder):
+    if run.main and has_adapter(run.folder) and not adapter_problem(run.folder / "adapter"):
         print(f"{run.folder} is already complete ({done} steps); name a new run (train.run_name, or grpo.run_name "
               "for GRPO), or set train.resume=never to train this one again from the start.")
     elif run.main:
