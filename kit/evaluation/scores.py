@@ -166,6 +166,11 @@ def tuned_adapter(run_dir: Path, choice: str) -> Path:
     return run_dir / "adapter"
 
 
+def held_out_rows(report: dict) -> int:
+    """The reasoning problems a data report counts as held out of training: what eval.math=heldout scores."""
+    return report.get("sources", {}).get("reasoning", {}).get("dropped", {}).get("filtered_held_out", 0)
+
+
 def _check_heldout(run_dir: Path, cfg) -> dict:
     """The held-out slice is only held out if the run trained without it: its config and data report say so."""
     from kit.config import load_config
@@ -175,7 +180,7 @@ def _check_heldout(run_dir: Path, cfg) -> dict:
                         "ones kept out of this run's training; evaluate without data.* overrides.")
     report_path = run_dir / "data_report.json"
     report = read_json(report_path, REWRITE_REPORT) if report_path.is_file() else {"sources": {}}
-    held = report["sources"].get("reasoning", {}).get("dropped", {}).get("filtered_held_out", 0)
+    held = held_out_rows(report)
     # A GRPO run reads only the problems it needs, maybe none held out, and says what it left out (kit.data.prompts).
     declared = report.get("heldout_share") == cfg.data.reasoning.heldout > 0
     if not held and not declared:

@@ -175,12 +175,18 @@ def prepare_points(points: list[Config], *, progress: bool = True) -> list[dict]
     from kit.training.backends import load_tokenizer
     from kit.training.sft import mix_epochs
 
+    from kit.evaluation.scores import held_out_rows
+
     tokenizer, reports, short = load_tokenizer(points[0]), [], []
     for point in points:
         try:
             reports.append(prepare_data(point, tokenizer, epochs=mix_epochs(point), progress=progress).report)
         except Shortfall as e:
             short.append(f"  {SWEPT}={point.data.chat_ratio:g}: {e}")
+            continue
+        if point.eval.math == "heldout" and point.eval.n_math and not held_out_rows(reports[-1]):
+            short.append(f"  {SWEPT}={point.data.chat_ratio:g}: reads no reasoning row, so no held-out problem for "
+                         "eval.math=heldout to score; drop this ratio, or set eval.math to math500, gsm8k or a file.")
     if short:
         raise SweepError(f"{len(short)} of the {len(points)} ratios cannot be trained as asked, so nothing was "
                          "trained:\n" + "\n".join(short))
@@ -215,6 +221,23 @@ def plan_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> st
     return "\n".join(lines)
 
 
+def _check_trained_as(point: Config) -> None:
+    """A point's run folder that has trained under other settings (other steps, data, model: anything but eval and
+    tracking) is not this sweep's point: refused, rather than reported as if it were."""
+    from kit.training.runs import NOT_IDENTITY, config_changes, has_adapter, newest_checkpoint
+
+    run = Path(point.train.output_dir) / point.train.run_name
+    if not (run / "config.yaml").is_file() or not (has_adapter(run) or newest_checkpoint(run)):
+        return
+    changes = config_changes(run, point)
+    shaping = sorted(k for k in changes if not k.startswith(("eval.", "tracking.")) and k not in NOT_IDENTITY)
+    if shaping:
+        then = "; ".join(f"{k} {changes[k][0]!r} then, {changes[k][1]!r} now" for k in shaping[:4])
+        raise SweepError(f"{run} was trained with other settings ({then}), so it is not this sweep's point at "
+                         f"{SWEPT}={point.data.chat_ratio:g}; rerun the sweep with the settings it was made with, "
+                         "name a new sweep (train.run_name=...), or remove that folder to train it again.")
+
+
 def _run_point(point: Config, base: dict | None, progress: bool) -> tuple[dict | None, dict | None, int]:
     """Train (resume, or find trained, as `kit.training.sft.train` does) and evaluate one point: (its row, or None
     when its training was stopped; the base model's report; the signal that stopped it)."""
@@ -241,6 +264,8 @@ def run_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> Swe
     left after each point, and write the table and the plot; returns the `Sweep`. Rerun to continue a stopped one."""
     sweep = Sweep(sweep_folder(cfg)[0], sorted(ratios))
     print(plan_sweep(cfg, sweep.ratios, progress=progress), flush=True)
+    for ratio in sweep.ratios:  # before anything trains
+        _check_trained_as(point_config(cfg, ratio))
     base_file, base_identity = sweep.folder / "base_eval.json", _identity(cfg, *BASE_SECTIONS)
     base, started, ran = _saved(base_file, base_identity), time.monotonic(), 0
     for k, ratio in enumerate(sweep.ratios):

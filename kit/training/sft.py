@@ -18,7 +18,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kit.config import Config
@@ -88,6 +88,16 @@ def total_steps(cfg: Config, rows: int, epochs: int) -> int:
     return max(1, math.ceil(math.ceil(rows / epochs / batch) * cfg.train.num_train_epochs))
 
 
+def steps_note(cfg: Config, rows: int, epochs: int) -> list[str]:
+    """Where train.num_train_epochs is set beside train.max_steps (default 30), the plan's line saying which wins."""
+    t = cfg.train
+    if not t.max_steps or "train.num_train_epochs" not in changed(cfg):
+        return []
+    by_epochs = total_steps(replace(cfg, train=replace(t, max_steps=0)), rows, epochs)
+    return [f"  note      train.max_steps={t.max_steps} wins over train.num_train_epochs={t.num_train_epochs:g} (as "
+            f"in TRL); for {t.num_train_epochs:g} epochs ({by_epochs} steps) set train.max_steps=0"]
+
+
 def mix_epochs(cfg: Config) -> int:
     """The mixes a run prepares: one, or one per epoch with data.redraw_each_epoch."""
     return max(1, math.ceil(cfg.train.num_train_epochs)) if cfg.data.redraw_each_epoch else 1
@@ -136,6 +146,7 @@ def format_plan(run: Run, model_folder: Path) -> str:
         f"{mix['chat_share_trained_tokens']:.1%} of trained tokens",
         f"  steps     {run.steps} x batch {batch} ({cfg.train.per_device_train_batch_size} x "
         f"{cfg.train.gradient_accumulation_steps} accumulation) = {epoch_share(run)}, lr {cfg.train.learning_rate:g}",
+        *steps_note(cfg, len(run.prepared.train), run.epochs),
         f"  output    {run.folder}",
     ])
 
