@@ -172,10 +172,9 @@ def prepare_points(points: list[Config], *, progress: bool = True) -> list[dict]
     sweep here, before anything trains, every such ratio named."""
     from kit.data import prepare_data
     from kit.data.prepare import Shortfall
+    from kit.evaluation.scores import held_out_rows
     from kit.training.backends import load_tokenizer
     from kit.training.sft import mix_epochs
-
-    from kit.evaluation.scores import held_out_rows
 
     tokenizer, reports, short = load_tokenizer(points[0]), [], []
     for point in points:
