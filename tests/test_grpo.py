@@ -57,6 +57,10 @@ def test_prompts_leave_out_every_problem_the_evaluation_holds_out(smoke_cfg, tin
     assert not any(held_out(row["prompt"], cfg.data.reasoning.heldout) for row in prompts.train)
     assert not {row["problem"] for row in math_rows(cfg, 1000)} & set(problems)
     assert all(row["expected_answer"] for row in prompts.train)
+    skipped = grpo_prompts(smoke_cfg("grpo.max_steps=1000", "grpo.skip_rows=7"), tiny_tokenizer).report
+    for source in (prompts.report["sources"]["reasoning"], skipped["sources"]["reasoning"]):
+        assert source["rows_read"] == source["rows_valid"] + sum(source["dropped"].values())  # read = valid + dropped
+    assert skipped["sources"]["reasoning"]["dropped"]["skipped_rows"] == 7
 
 
 def test_eval_and_export_take_a_grpo_run_unchanged(grpo_run, tmp_path):

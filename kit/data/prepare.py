@@ -32,7 +32,7 @@ from kit.errors import KitError
 from kit.files import atomic_folder
 from kit.paths import shown
 
-FORMAT_VERSION = 5  # bump when the prepared files' layout, labelling, mix or report changes
+FORMAT_VERSION = 6  # bump when the prepared files' layout, labelling, mix or report changes
 # A shared source is tokenized only as far as the mix needs, estimated from its characters: this much more than the
 # estimate, and these rows more (on a small mix 15 % is a handful of rows, too few to absorb the drops), and only if
 # that leaves out more than 10 % of it (else the second pass that a subset too small costs outweighs the saving).

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from kit.errors import KitError
 from kit.evaluation.answers import math_correct
-from kit.files import read_json, write_atomic
+from kit.files import read_json, write_atomic, writing_into
 from kit.inference.generate import Reply
 from kit.machine import release_memory
 
@@ -196,16 +196,19 @@ def _say_if_short(what: str, got: int, asked: int) -> None:
         print(f"{what}: {got} available, fewer than the {asked} asked; scoring {got}.")
 
 
-def _generator(which: str, cfg, adapter: Path, progress: bool) -> tuple[Generator, str]:
-    """The generator of the base or the tuned model (an endpoint, or the model loaded here), and what it is."""
+def _generator(which: str, cfg, adapter: Path, progress: bool, keep: Path) -> tuple[Generator, str]:
+    """The generator of the base or the tuned model (an endpoint, writing its replies to `keep` as they come, or the
+    model loaded here), and what it is."""
     e = cfg.eval
     url, name = (e.base_endpoint, e.base_endpoint_model) if which == "base" else (e.endpoint, e.endpoint_model)
     if url:
         from kit.inference.endpoint import endpoint_generator, served_model
 
         name = served_model(url, name)
+        keep.parent.mkdir(parents=True, exist_ok=True)
         return (endpoint_generator(url, name, max_new_tokens=e.max_new_tokens, seed=e.seed, concurrency=e.batch_size,
-                                   progress=which if progress else None), f"{name} at {url}")
+                                   progress=which if progress else None, timeout=e.request_timeout, keep=keep),
+                f"{name} at {url}")
     from kit.hub import resolve_model
     from kit.inference.generate import load_for_inference
 
@@ -217,8 +220,9 @@ def _generator(which: str, cfg, adapter: Path, progress: bool) -> tuple[Generato
             f"{base if which == 'base' else f'{adapter} on {base}'} (local, {type(model).__name__})")
 
 
-def _evaluate_model(which: str, cfg, adapter: Path, math: list[dict], instructions: list, progress: bool) -> dict:
-    generate, where = _generator(which, cfg, adapter, progress)
+def _evaluate_model(which: str, cfg, adapter: Path, math: list[dict], instructions: list, progress: bool,
+                    keep: Path) -> dict:
+    generate, where = _generator(which, cfg, adapter, progress, keep)
     return {"model": where, "noise": cfg.model.name == "tiny", **evaluate(generate, math, instructions)}
 
 
@@ -249,11 +253,14 @@ def evaluate_run(run_dir: str | Path, cfg, *, progress: bool = True, base: dict 
     math, instructions = eval_set(cfg)
     if bool(e.endpoint) != bool(e.base_endpoint):
         print("note: one model is generated locally and the other by a server: engine and precision differ.")
-    reports = {}
+    reports, kept = {}, {which: run_dir / "logs" / f"eval_{which}_replies.jsonl" for which in ("base", "tuned")}
     for which in ("base", "tuned"):
         reused = base if which == "base" else None
-        report = reused or _evaluate_model(which, cfg, adapter, math, instructions, progress)
+        report = reused or _evaluate_model(which, cfg, adapter, math, instructions, progress, kept[which])
         reports[which] = report | {"math_source": math_info}
         release_memory()  # the model loaded for it went with _evaluate_model's frame: its memory back before the next
-    write_atomic(run_dir / "eval.json", json.dumps(reports, indent=2, ensure_ascii=False))  # a crash keeps the last
+    with writing_into(run_dir):
+        write_atomic(run_dir / "eval.json", json.dumps(reports, indent=2, ensure_ascii=False))  # a crash keeps the last
+    for path in kept.values():  # scored: a later evaluation asks the server afresh (it may serve a newer export)
+        path.unlink(missing_ok=True)
     return reports
