@@ -355,9 +355,12 @@ def setup(args) -> None:
     bash scripts/setup_autodl.sh                  # on a fresh instance: the venv and install first, then this
     qwen3-kit setup --root /root/autodl-tmp       # this part alone, in the kit's venv
     """
-    from kit.autodl import env_lines
+    from kit.autodl import check_driver, env_lines
     from kit.autodl import setup as set_up
 
+    if args.check_driver:  # for scripts/setup_autodl.sh, before it installs torch
+        print(check_driver())
+        return
     if args.print_env:  # for scripts/setup_autodl.sh, before the venv exists
         print(env_lines(Path(args.root)))
         return
@@ -421,6 +424,8 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
 def _setup_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default="/root/autodl-tmp", help="the data disk (default /root/autodl-tmp)")
     p.add_argument("--print-env", action="store_true", help="only print the cache variables as shell exports")
+    p.add_argument("--check-driver", action="store_true", 
+                   help="only check the NVIDIA driver against torch's CUDA build")
 
 
 COMMANDS = {  # name -> (function, its arguments)

@@ -29,7 +29,7 @@ from kit.data.formats import DataError
 from kit.data.mix import Draw, Sizes, draw
 from kit.data.sources import Counts, conversations, mix_sources, source_identity
 from kit.errors import KitError
-from kit.files import atomic_folder
+from kit.files import atomic_folder, writing_into
 from kit.paths import shown
 
 FORMAT_VERSION = 6  # bump when the prepared files' layout, labelling, mix or report changes
@@ -310,7 +310,7 @@ def prepare_data(cfg, tokenizer, *, cache_dir: str | Path | None = None, epochs:
     started, bars = time.perf_counter(), datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # the kit's own bars say what is happening; datasets' would say it twice
     try:
-        with atomic_folder(final) as tmp:
+        with writing_into(root), atomic_folder(final) as tmp:
             work = tmp / "work"
             pools = _pools(cfg, tokenizer, root, work, epochs, progress)
             drawn, offsets = _draw(cfg, pools, epochs)

@@ -332,12 +332,13 @@ def format_table(sweep: Sweep) -> str:
 
 def write_sweep(sweep: Sweep) -> None:
     """`sweep.json` (every row, the base, the front), `sweep.md` (the table) and `front.png` (the plot)."""
-    from kit.files import write_atomic
+    from kit.files import write_atomic, writing_into
     from kit.plots import ratio_front
 
-    sweep.folder.mkdir(parents=True, exist_ok=True)
-    data = {k: v for k, v in dataclasses.asdict(sweep).items() if k not in ("interrupted", "signal")}
-    write_atomic(sweep.folder / "sweep.json", json.dumps(data | {"folder": str(sweep.folder), "front": sweep.front},
-                                                         indent=2, ensure_ascii=False))
-    write_atomic(sweep.folder / "sweep.md", format_table(sweep) + "\n")
-    ratio_front(sweep.points).savefig(sweep.folder / "front.png", dpi=120)
+    with writing_into(sweep.folder):
+        sweep.folder.mkdir(parents=True, exist_ok=True)
+        data = {k: v for k, v in dataclasses.asdict(sweep).items() if k not in ("interrupted", "signal")}
+        data |= {"folder": str(sweep.folder), "front": sweep.front}
+        write_atomic(sweep.folder / "sweep.json", json.dumps(data, indent=2, ensure_ascii=False))
+        write_atomic(sweep.folder / "sweep.md", format_table(sweep) + "\n")
+        ratio_front(sweep.points).savefig(sweep.folder / "front.png", dpi=120)

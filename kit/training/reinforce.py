@@ -27,7 +27,7 @@ from pathlib import Path
 
 from kit.config import Config, ConfigError, load_config
 from kit.errors import KitError
-from kit.files import read_cache, write_atomic
+from kit.files import read_cache, write_atomic, writing_into
 from kit.training.backends import activate_backend, load_for_training, load_tokenizer
 from kit.training.metrics import read_metrics
 from kit.training.runs import GRPO_IDENTITY, finished_run, record_config, resume_point, run_lock, verify_adapter
@@ -237,7 +237,7 @@ def grpo(cfg: Config, *, progress: bool = True, callbacks: list | None = None) -
         raise KitError("GRPO runs on one GPU: start it with python or qwen3-kit, not torchrun or accelerate launch.")
     cfg = start(cfg)
     folder = Path(cfg.train.output_dir) / cfg.grpo.run_name
-    with run_lock(folder):
+    with run_lock(folder), writing_into(folder):
         run = prepare(cfg, backend, state, folder)
         done = already_trained(run)
         if done:

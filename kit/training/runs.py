@@ -170,11 +170,14 @@ def keep_metrics_until(run: Path, step: int) -> None:
 
 
 def resume_point(cfg: Config, folder: Path) -> str | None:
-    """The checkpoint to continue from; with resume=never, the run's earlier checkpoints, adapter and logs go."""
+    """The checkpoint to continue from; with resume=never, the run's earlier checkpoints, adapter and logs go. A
+    checkpoint cut short (a kill or a full disk during its save) is removed: never resumed from, nor saved over."""
     if cfg.train.resume == "never":
         for stale in ("checkpoints", "adapter", "logs"):
             shutil.rmtree(folder / stale, ignore_errors=True)
         return None
+    for partial in [p for p in (folder / "checkpoints").glob("checkpoint-*") if not _complete(p)]:
+        shutil.rmtree(partial, ignore_errors=True)
     found = newest_checkpoint(folder) if cfg.train.resume == "auto" else Path(cfg.train.resume)
     return str(found) if found else None
 

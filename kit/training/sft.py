@@ -25,7 +25,7 @@ from kit.config import Config
 from kit.config.parse import redact_argv
 from kit.config.schema import changed, to_dict
 from kit.data import format_report, prepare_data
-from kit.files import atomic_folder, write_atomic
+from kit.files import atomic_folder, write_atomic, writing_into
 from kit.training.backends import activate_backend, load_for_training, load_tokenizer
 from kit.training.runs import (
     adapter_from_checkpoint,
@@ -305,7 +305,7 @@ def train(cfg: Config, *, progress: bool = True, callbacks: list | None = None) 
     # On CPU accelerate forms the (gloo) process group only when told it is a CPU run, as the Trainer will tell it.
     state = PartialState(cpu=not torch.cuda.is_available())
     folder = run_folder(cfg, state)
-    with run_lock(folder) if state.is_main_process else nullcontext():
+    with run_lock(folder) if state.is_main_process else nullcontext(), writing_into(folder):
         run = prepare_run(cfg, backend, state, folder, progress)
         finished = already_trained(run)
         run.state.wait_for_everyone()
