@@ -424,7 +424,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
 def _setup_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default="/root/autodl-tmp", help="the data disk (default /root/autodl-tmp)")
     p.add_argument("--print-env", action="store_true", help="only print the cache variables as shell exports")
-    p.add_argument("--check-driver", action="store_true", 
+    p.add_argument("--check-driver", action="store_true",
                    help="only check the NVIDIA driver against torch's CUDA build")
 
 
