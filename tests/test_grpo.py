@@ -139,6 +139,17 @@ def test_grpo_starts_from_a_finished_sft_run_that_held_out_the_same_problems(smo
         start(smoke_cfg("data.reasoning.heldout=0", "grpo.start_from=base"))  # before any model is loaded
 
 
+@pytest.mark.parametrize("fault", ["weights cut short", "config cut short"])
+def test_grpo_names_a_damaged_sft_adapter(run_copy, smoke_cfg, fault):
+    from kit.training.reinforce import start
+    from tests.conftest import ADAPTER_FAULT_SAID, ADAPTER_FAULTS
+
+    run = run_copy(checkpoints=False)
+    ADAPTER_FAULTS[fault](run / "adapter")
+    with pytest.raises(KitError, match=ADAPTER_FAULT_SAID):
+        start(smoke_cfg(f"train.output_dir={run.parent}"))
+
+
 def test_grpo_settings_are_validated_with_the_config(smoke_cfg):
     with pytest.raises(ConfigError) as e:
         smoke_cfg("grpo.num_generations=1", "grpo.per_device_train_batch_size=3", "grpo.correct_weight=0",
