@@ -64,7 +64,7 @@ def _file_rows(path: Path) -> Iterator[dict]:
             raise EvalDataError(f"eval.math: {raw}; fix or remove that line.")
         problem, answer = problem_and_answer(raw.data)
         if not (problem and answer):
-            field = "an answer (expected_answer, answer or solution)" if problem else "a problem (problem or question)"
+            field = "answer (expected_answer, answer or solution)" if problem else "problem (problem or question)"
             raise EvalDataError(f"eval.math: {raw.file} row {raw.line} has no {field}; fix or remove that row.")
         yield raw.data
 
