@@ -144,8 +144,10 @@ def mark_front(points: list[dict]) -> None:
 
 
 def _identity(cfg: Config, *sections: str) -> dict:
-    """The config sections a saved result depends on (all but tracking when none are named)."""
+    """The config sections a saved result depends on (all but tracking and where the sweep lives when none are
+    named: a sweep folder moved elsewhere keeps its points)."""
     tree = to_dict(cfg)
+    tree["train"].pop("output_dir")
     return {k: v for k, v in tree.items() if k in sections or (not sections and k != "tracking")}
 
 
@@ -229,7 +231,8 @@ def _check_trained_as(point: Config) -> None:
     if not (run / "config.yaml").is_file() or not (has_adapter(run) or newest_checkpoint(run)):
         return
     changes = config_changes(run, point)
-    shaping = sorted(k for k in changes if not k.startswith(("eval.", "tracking.")) and k not in NOT_IDENTITY)
+    shaping = sorted(k for k in changes if not k.startswith(("eval.", "tracking.")) and k not in NOT_IDENTITY
+                     and k != "train.output_dir")
     if shaping:
         then = "; ".join(f"{k} {changes[k][0]!r} then, {changes[k][1]!r} now" for k in shaping[:4])
         raise SweepError(f"{run} was trained with other settings ({then}), so it is not this sweep's point at "
