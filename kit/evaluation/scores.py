@@ -249,6 +249,10 @@ def evaluate_run(run_dir: str | Path, cfg, *, progress: bool = True, base: dict 
     run_dir = Path(run_dir)
     e = cfg.eval
     adapter = tuned_adapter(run_dir, e.adapter)
+    if not e.endpoint:  # loaded here: a damaged file is named now, not after the base model's replies
+        from kit.training.runs import verify_adapter
+
+        verify_adapter(adapter)
     math_info = _check_heldout(run_dir, cfg) if e.math == "heldout" and e.n_math else {"source": e.math}
     math, instructions = eval_set(cfg)
     if bool(e.endpoint) != bool(e.base_endpoint):
