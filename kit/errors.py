@@ -35,6 +35,8 @@ def cli(main) -> None:
     except Exception as e:
         if not disk_full(e):
             raise
-        where = getattr(e, "filename", None) or "."
-        sys.exit(f"error: the disk is full writing {where} ({free_gb(where):.2f} GB free): free space there, then run "
-                 "the same command again.")
+        from kit.paths import cache_root
+
+        where = getattr(e, "filename", None) or cache_root()  # no name given: the cache holds what is written then
+        sys.exit(f"error: the disk holding {where} is full ({free_gb(where):.2f} GB free): free space there (models "
+                 "and prepared data live in the kit's cache, QWEN3_KIT_CACHE), then run the same command again.")

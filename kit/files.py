@@ -141,7 +141,7 @@ def writing_into(folder: Path, needed_gb: float | None = None) -> Iterator[None]
     free and, where known, the space needed, checked before the block starts (what was complete before stays: every
     write is atomic)."""
     def full() -> KitError:
-        need = f"; this needs about {needed_gb:.1f} GB" if needed_gb else ""
+        need = f"; this needs about {needed_gb:.2f} GB" if needed_gb else ""
         return KitError(f"the disk holding {folder} is full ({free_gb(folder):.2f} GB free{need}): free space there or "
                         "point the output at a larger disk, then run the same command again.")
 
