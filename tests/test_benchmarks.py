@@ -97,7 +97,7 @@ def test_a_local_file_with_fewer_rows_than_asked(smoke_cfg, tmp_path):
     path.write_text("\n".join(json.dumps({"problem": f"P{i}", "answer": str(i)}) for i in range(3)))
     assert len(math_rows(smoke_cfg(f"eval.math={path}"), 10, cache_dir=tmp_path)) == 3
     (tmp_path / "bad.jsonl").write_text(json.dumps({"text": "no problem column"}))
-    with pytest.raises(EvalDataError, match="gave no problem with an answer"):
+    with pytest.raises(EvalDataError, match=r"bad.jsonl row 1 has no problem \(problem or question\)"):
         math_rows(smoke_cfg(f"eval.math={tmp_path / 'bad.jsonl'}"), 10, cache_dir=tmp_path)
 
 
@@ -116,5 +116,3 @@ def test_a_bad_line_of_a_benchmark_file_is_named(smoke_cfg, tmp_path, name, cont
     (tmp_path / name).write_bytes(content)
     with pytest.raises((EvalDataError, DataError), match=said):
         math_rows(smoke_cfg(f"eval.math={tmp_path / name}"), 5)
-    with pytest.raises(EvalDataError, match=r"eval.math '.*absent.jsonl' .*is not a file, nor one of heldout"):
-        math_rows(smoke_cfg(f"eval.math={tmp_path / 'absent.jsonl'}"), 5)

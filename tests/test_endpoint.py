@@ -141,7 +141,8 @@ from kit.inference.endpoint import endpoint_generator
 cli(lambda: endpoint_generator({server.url!r})([[{{"role": "user", "content": "Hi"}}]], False))
 """
     server.plan = ["hang"]
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
     while not server.requests:
         time.sleep(0.05)
     started = time.monotonic()

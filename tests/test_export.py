@@ -217,7 +217,8 @@ def test_a_signal_while_exporting_ends_with_a_line_and_the_conventional_status(r
     says so, the exit status is 128 + the signal."""
     run = run_copy(checkpoints=False)
     proc = subprocess.Popen([sys.executable, "scripts/export.py", "--run", str(run)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
     deadline = time.time() + 300
     while not list((run / "export").glob(".*.tmp-*")):  # the export has begun writing
         assert proc.poll() is None and time.time() < deadline, "the export ended before it could be stopped"
