@@ -239,10 +239,9 @@ def made_from(adapter: Path, cfg: Config) -> dict:
 def _stale(folder: Path, record: dict) -> str:
     """What differs between an existing export and `record` ('' when it was made from the same): a rebuilt adapter,
     other settings, or no record at all (made before exports kept one)."""
-    try:
-        saved = json.loads((folder / MADE_FROM).read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # absent or damaged: nothing to trust, so made again
-        saved = None
+    from kit.files import read_cache
+
+    saved = read_cache(folder / MADE_FROM)  # absent or damaged: nothing to trust, so made again
     if not isinstance(saved, dict):
         return "it records nothing of what it was made from"
     return ", ".join("another adapter (the run was trained further)" if k == "adapter_sha256" else
