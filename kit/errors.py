@@ -10,8 +10,22 @@ class Terminated(BaseException):
     clean up, and ends with a line and exit status 143."""
 
 
-def _terminate(signum, frame):
-    raise Terminated
+def _stop(signum, frame):
+    """Ctrl-C or SIGTERM: unwind from where the program is. Python drops what a finalizer (`__del__`) raises, and
+    loading a model runs many: there the signal is sent again once the finalizer is done, rather than lost."""
+    import os
+    import signal
+    import threading
+
+    caller = frame
+    while caller is not None:
+        if caller.f_code.co_name == "__del__":
+            again = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+            again.daemon = True
+            again.start()
+            return
+        caller = caller.f_back
+    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
 
 
 def cli(main) -> None:
@@ -22,7 +36,9 @@ def cli(main) -> None:
 
     from kit.files import disk_full, free_gb
 
-    signal.signal(signal.SIGTERM, _terminate)
+    for name in ("SIGTERM", "SIGINT"):
+        if signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN:  # nohup and background jobs ignore SIGINT
+            signal.signal(getattr(signal, name), _stop)
     try:
         main()
     except KitError as e:

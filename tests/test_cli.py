@@ -5,8 +5,10 @@ import importlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -221,3 +223,31 @@ def test_autodl_bootstrap_reads_the_driver_before_installing(tmp_path):
     new = subprocess.run([sys.executable, "-m", "kit.cli", "setup", "--check-driver"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60, env=_fake_driver(tmp_path, "580.82.07"))
     assert new.returncode == 0 and "driver: 580.82.07, new enough for torch 2.14.1 (CUDA 13.0)" in new.stdout
+
+
+@pytest.mark.parametrize("sig,status,name", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_a_signal_landing_in_a_finalizer_is_not_lost(sig, status, name):
+    """Python drops what a `__del__` raises, and loading a model runs many: Ctrl-C there used to be lost (the step
+    ran on to the end, exit status 0). The signal is sent again once the finalizer is done."""
+    code = """
+import time
+from kit.errors import cli
+
+class Slow:
+    def __del__(self):
+        print("finalizing", flush=True)
+        time.sleep(0.5)
+
+def main():
+    for _ in range(10):
+        Slow()  # dies at once: its finalizer runs
+        time.sleep(0.5)
+
+cli(main)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout.readline() == "finalizing\n"
+    proc.send_signal(sig)  # lands in the finalizer's sleep
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == status and f"stopped ({name})" in err, err[-2000:]
