@@ -30,6 +30,7 @@ CACHES = {  # variable -> its folder under the root
 ENV_FILE = "qwen3-kit.env"
 KERNEL = "qwen3-kit"
 NEEDED_GB = 80  # the 14B recipe and its export: 4-bit weights 11, 16-bit base 30, merge 30, venv and caches 10
+REGISTRY_TORCH = ("2.14.1", "13.0")  # what pip installs for the kit's pins: torch 2.14.1, built for CUDA 13.0
 
 
 def cache_env(root: Path) -> dict[str, str]:
@@ -78,6 +79,22 @@ def gpu_line() -> tuple[str, str]:
         return f"none usable, {torch_text}", f"GPU: {reason}; downloads and data preparation work without one"
     props = torch.cuda.get_device_properties(0)
     return (f"{props.name}, {props.total_memory / 1e9:.0f} GB, driver {driver_version() or '?'}, {torch_text}", "")
+
+
+def check_driver() -> str:
+    """Before the install (6.8 GB, torch's CUDA build included): the host's NVIDIA driver against the CUDA build pip
+    would install. A line saying what was found; KitError with what to do where the driver is too old."""
+    from kit.errors import KitError
+    from kit.machine import driver_problem, driver_version
+
+    version, cuda = REGISTRY_TORCH
+    driver = driver_version()
+    if driver is None:
+        return "driver: none found (nvidia-smi); installing anyway: data and downloads need no GPU, training does"
+    if problem := driver_problem(driver, cuda, f"{version}+cu{cuda.replace('.', '')}"):
+        raise KitError(f"{problem}. With this script: TORCH_INDEX_URL=<that index URL> bash scripts/setup_autodl.sh "
+                       "installs that torch before the kit.")
+    return f"driver: {driver}, new enough for torch {version} (CUDA {cuda})"
 
 
 def checks(root: Path) -> tuple[list[str], list[str]]:

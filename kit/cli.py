@@ -85,11 +85,15 @@ def run_config(run: Path, overrides: list[str]):
     """A run's own config (with `overrides`); a folder that is not a run, in one sentence. Whether it has the
     adapter a command needs is that command's to say (eval can take a checkpoint: eval.adapter=newest)."""
     from kit.config import load_config
+    from kit.config.parse import read_yaml
     from kit.paths import shown
 
     if not (run / "config.yaml").is_file():
         raise UsageError(f"{shown(run)} is not a run folder (it has no config.yaml); runs live under "
                          "train.output_dir, e.g. runs/smoke.")
+    if not read_yaml(run / "config.yaml"):  # the defaults would stand in for what the run was trained with
+        raise UsageError(f"{run / 'config.yaml'} is empty, so what the run was trained with is unknown; put back the "
+                         "config it was trained with (the file given to train, with its key=value settings).")
     return load_config(run / "config.yaml", overrides)
 
 
@@ -381,9 +385,12 @@ def setup(args) -> None:
     bash scripts/setup_autodl.sh                  # on a fresh instance: the venv and install first, then this
     qwen3-kit setup --root /root/autodl-tmp       # this part alone, in the kit's venv
     """
-    from kit.autodl import env_lines
+    from kit.autodl import check_driver, env_lines
     from kit.autodl import setup as set_up
 
+    if args.check_driver:  # for scripts/setup_autodl.sh, before it installs torch
+        print(check_driver())
+        return
     if args.print_env:  # for scripts/setup_autodl.sh, before the venv exists
         print(env_lines(Path(args.root)))
         return
@@ -459,6 +466,8 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
 def _setup_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default="/root/autodl-tmp", help="the data disk (default /root/autodl-tmp)")
     p.add_argument("--print-env", action="store_true", help="only print the cache variables as shell exports")
+    p.add_argument("--check-driver", action="store_true",
+                   help="only check the NVIDIA driver against torch's CUDA build")
 
 
 COMMANDS = {  # name -> (function, its arguments)

@@ -7,6 +7,8 @@
 #   bash scripts/setup_autodl.sh --venv .venv --no-install          # an existing venv: only caches, kernel, checks
 #
 # PYTHON picks the interpreter the venv is made from (default python3; the kit needs 3.10 to 3.13).
+# Before installing, the NVIDIA driver is checked against torch's CUDA 13 build (driver >= 580); on an older host,
+# TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 installs torch built for CUDA 12.6 first.
 set -euo pipefail
 
 project=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,7 +20,7 @@ while [ $# -gt 0 ]; do
     --root) root=$2; shift 2 ;;
     --venv) venv=$2; shift 2 ;;
     --no-install) install=0; shift ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown option '$1' (use --root DIR, --venv DIR, --no-install)" >&2; exit 1 ;;
   esac
 done
@@ -36,12 +38,18 @@ if [ -f /etc/network_turbo ]; then
 fi
 cd "$project"
 eval "$(PYTHONPATH="$project" "$python" -m kit.cli setup --root "$root" --print-env)"  # pip's cache on the data disk
+if [ "$install" = 1 ] && [ -z "${TORCH_INDEX_URL:-}" ]; then  # the driver, before 6.8 GB of torch and CUDA
+  PYTHONPATH="$project" "$python" -m kit.cli setup --check-driver || exit 1
+fi
 
 if [ ! -x "$venv/bin/python" ]; then
   echo "venv: creating $venv"
   "$python" -m venv "$venv"
 fi
 if [ "$install" = 1 ]; then
+  if [ -n "${TORCH_INDEX_URL:-}" ]; then
+    "$venv/bin/python" -m pip install "torch<2.15" --index-url "$TORCH_INDEX_URL"
+  fi
   "$venv/bin/python" -m pip install -e "$project[dev]"
 fi
 "$venv/bin/python" -m kit.cli setup --root "$root"

@@ -131,6 +131,34 @@ def smoke_run(kit_cache, tmp_path_factory) -> Path:
     return out / "smoke"
 
 
+@pytest.fixture
+def run_copy(smoke_run, tmp_path):
+    """A copy of the smoke run (as `<tmp>/runs/smoke`) to damage: the shared one stays whole."""
+    import shutil
+
+    def make(*, checkpoints: bool = True) -> Path:
+        copy = tmp_path / "runs" / "smoke"
+        skip = [".lock"] + ([] if checkpoints else ["checkpoints"])
+        shutil.copytree(smoke_run, copy, ignore=shutil.ignore_patterns(*skip))
+        return copy
+
+    return make
+
+
+ADAPTER_FAULTS = {  # name -> how a file of an adapter folder is damaged (a copy cut short, a full disk, an edit)
+    "weights missing": lambda a: (a / "adapter_model.safetensors").unlink(),
+    "weights cut short": lambda a: _cut(a / "adapter_model.safetensors"),
+    "weights not safetensors": lambda a: (a / "adapter_model.safetensors").write_bytes(b"\x00\x01garbage" * 50),
+    "config cut short": lambda a: _cut(a / "adapter_config.json"),
+    "config not UTF-8": lambda a: (a / "adapter_config.json").write_bytes(b'{"r": 16, "x": "\xff"}'),
+}
+ADAPTER_FAULT_SAID = r"adapter_(model.safetensors|config.json) (is missing|is cut short|is not)"
+
+
+def _cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
 @pytest.fixture(scope="session")
 def grpo_run(smoke_run) -> Path:
     """The README's GRPO command, run once per session: the smoke run's adapter reinforced for a few steps (CPU)."""

@@ -97,5 +97,22 @@ def test_a_local_file_with_fewer_rows_than_asked(smoke_cfg, tmp_path):
     path.write_text("\n".join(json.dumps({"problem": f"P{i}", "answer": str(i)}) for i in range(3)))
     assert len(math_rows(smoke_cfg(f"eval.math={path}"), 10, cache_dir=tmp_path)) == 3
     (tmp_path / "bad.jsonl").write_text(json.dumps({"text": "no problem column"}))
-    with pytest.raises(EvalDataError, match="gave no problem with an answer"):
+    with pytest.raises(EvalDataError, match=r"bad.jsonl row 1 has no problem \(problem or question\)"):
         math_rows(smoke_cfg(f"eval.math={tmp_path / 'bad.jsonl'}"), 10, cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name,content,said", [
+    ("m.jsonl", b'{"problem": "1+1?", "answer": "2"}\n{"problem": "2+2?", "answ\n', r"m.jsonl line 2: invalid JSON"),
+    ("m.jsonl", b'{"problem": "1+1?", "answer": "2"}\n{"problem": "2+2?"}\n',
+     r"m.jsonl row 2 has no answer \(expected_answer, answer or solution\)"),
+    ("m.jsonl", b'{"answer": "2"}\n', r"m.jsonl row 1 has no problem \(problem or question\)"),
+    ("m.parquet", b"PAR1" + b"\x00" * 100, r"m.parquet is not a readable parquet file"),
+    ("m.json", b'[{"problem": "1+1?", "answer": "2"}', r"m.json line 1: invalid JSON"),
+])
+def test_a_bad_line_of_a_benchmark_file_is_named(smoke_cfg, tmp_path, name, content, said):
+    """A file of one's own is scored whole: a bad line or a row without its fields is named, not skipped."""
+    from kit.data.formats import DataError
+
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises((EvalDataError, DataError), match=said):
+        math_rows(smoke_cfg(f"eval.math={tmp_path / name}"), 5)

@@ -5,6 +5,7 @@ import importlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -180,3 +181,72 @@ def test_autodl_setup_puts_every_cache_on_the_data_disk(tmp_path):
     assert "to fix:" in out and "GPU: " in out  # this machine has no GPU: named, with what still works
     assert "Hugging Face is often unreachable" in out
     assert f"source {sys.prefix}/bin/activate" in out
+
+
+@pytest.mark.parametrize("content,said", [
+    (b"", r"config.yaml is empty, so what the run was trained with is unknown"),
+    (b"# nothing but a comment\n", r"config.yaml is empty"),
+    (b"model:\n  name: \xff\xfe\n", r"config.yaml' is not UTF-8 text \(byte 0xff at offset 15\); save it as UTF-8"),
+    (b"- a\n- b\n", r"config.yaml' must hold a mapping of sections"),
+])
+def test_a_runs_damaged_config_is_named_not_replaced_by_the_defaults(tmp_path, content, said):
+    """export, eval and chat read the run's config.yaml: an empty one must not export or score with defaults."""
+    from kit.cli import run_config
+    from kit.errors import KitError
+
+    (tmp_path / "config.yaml").write_bytes(content)
+    with pytest.raises(KitError, match=said):
+        run_config(tmp_path, [])
+
+
+def _fake_driver(tmp_path, version: str) -> dict:
+    """An environment whose nvidia-smi reports `version` (as a host's driver would)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "nvidia-smi").write_text(f"#!/bin/sh\necho {version}\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    return os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "PYTHON": sys.executable}
+
+
+def test_autodl_bootstrap_reads_the_driver_before_installing(tmp_path):
+    """A host whose driver is older than torch's CUDA 13 build needs is told what to do before 6.8 GB are installed."""
+    root = tmp_path / "autodl-tmp"
+    root.mkdir()
+    old = subprocess.run(["bash", "scripts/setup_autodl.sh", "--root", str(root)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, env=_fake_driver(tmp_path, "535.104.05"))
+    assert old.returncode == 1 and "Traceback" not in old.stderr
+    line = old.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: the NVIDIA driver 535.104.05 is too old for torch 2.14.1+cu130") and \
+        "needs driver 580.65.06 or newer" in line and "TORCH_INDEX_URL=" in line and "whl/cu126" in line
+    assert not (root / "venv").exists()  # nothing installed
+    new = subprocess.run([sys.executable, "-m", "kit.cli", "setup", "--check-driver"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, env=_fake_driver(tmp_path, "580.82.07"))
+    assert new.returncode == 0 and "driver: 580.82.07, new enough for torch 2.14.1 (CUDA 13.0)" in new.stdout
+
+
+@pytest.mark.parametrize("sig,status,name", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_a_signal_landing_in_a_finalizer_is_not_lost(sig, status, name):
+    """Python drops what a `__del__` raises, and loading a model runs many: Ctrl-C there used to be lost (the step
+    ran on to the end, exit status 0). The signal is sent again once the finalizer is done."""
+    code = """
+import time
+from kit.errors import cli
+
+class Slow:
+    def __del__(self):
+        print("finalizing", flush=True)
+        time.sleep(0.5)
+
+def main():
+    for _ in range(10):
+        Slow()  # dies at once: its finalizer runs
+        time.sleep(0.5)
+
+cli(main)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout.readline() == "finalizing\n"
+    proc.send_signal(sig)  # lands in the finalizer's sleep
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == status and f"stopped ({name})" in err, err[-2000:]

@@ -182,3 +182,13 @@ def test_a_model_the_kit_does_not_train_is_refused_before_any_work():
                                           "Qwen3-14B"):
         load_config(None, ["model.name=Qwen3-14"])
     assert load_config(None, ["model.name=someone/my-qwen3-8b-sft"]).model.name == "someone/my-qwen3-8b-sft"
+
+
+@pytest.mark.parametrize("section", ["lora: 16", "train: fast", "train: []", "train: 0"])
+def test_a_section_that_is_not_a_mapping_is_reported_even_with_one_of_its_keys_on_the_command_line(tmp_path,
+                                                                                                  section):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"model:\n  name: tiny\n{section}\n")
+    name = section.split(":")[0]
+    with pytest.raises(ConfigError, match=f"'{name}' must be a mapping of its keys"):
+        load_config(path, [f"{name}.{'r=8' if name == 'lora' else 'max_steps=3'}"])

@@ -282,7 +282,8 @@ def test_report_counts_sources_lengths_and_drops(tiny_tokenizer, smoke_cfg):
     report = _prepare(smoke_cfg("model.max_seq_length=100", "data.overlong=drop"), tiny_tokenizer).report
     reasoning = report["sources"]["reasoning"]
     assert reasoning["rows_read"] == 400 and reasoning["dropped"]["too_long"] > 0
-    assert reasoning["rows_kept"] == reasoning["rows_valid"] - reasoning["dropped"]["too_long"]
+    assert reasoning["rows_read"] == reasoning["rows_valid"] + sum(reasoning["dropped"].values())
+    assert reasoning["rows_kept"] == reasoning["rows_valid"] - reasoning["rows_untokenized"]
     assert reasoning["length"]["max"] <= 100
     truncated = _prepare(smoke_cfg("model.max_seq_length=100", "data.overlong=truncate"), tiny_tokenizer)
     assert "too_long" not in truncated.report["sources"]["reasoning"]["dropped"]
@@ -409,6 +410,26 @@ def test_skip_mode_counts_bad_rows_in_the_report(tiny_tokenizer, smoke_cfg, tmp_
     report = _prepare(cfg, tiny_tokenizer).report
     assert report["sources"]["chat"]["dropped"] == {reason: 1 for reason in BAD_ROWS}
     assert report["mix"]["train_rows"] == 2
+
+
+@pytest.mark.parametrize("settings", [
+    ["data.on_bad_row=skip", "model.max_seq_length=100", "data.overlong=drop"],  # bad rows, too long, a subset of chat
+    ["data.on_bad_row=error", "model.max_seq_length=100", "data.overlong=drop", "data.redraw_each_epoch=true",
+     "train.num_train_epochs=2"],  # two passes over the shared chat
+    ["data.cache_pools=true", "data.reasoning.max_rows=60"],  # the sweep's cached pools; a source stopped early
+])
+def test_every_sources_rows_add_up(tiny_tokenizer, smoke_cfg, tmp_path, settings):
+    """rows read = rows valid + rows dropped (each cause), and valid = kept + never tokenized, for every source."""
+    lines = [GOOD] + [line for line, _ in BAD_ROWS.values()] + [GOOD]
+    (tmp_path / "extra.jsonl").write_text("\n".join(lines) + "\n")
+    extra = [f"data.sources=[{{path: {tmp_path / 'extra.jsonl'}}}]"] if "skip" in settings[0] else []
+    cfg = smoke_cfg(*settings, *extra)
+    report = prepare_data(cfg, tiny_tokenizer, epochs=2 if "train.num_train_epochs=2" in settings else 1,
+                          progress=False).report
+    for name, s in report["sources"].items():
+        assert s["rows_read"] == s["rows_valid"] + sum(s["dropped"].values()), name
+        assert s["rows_valid"] == s["rows_kept"] + s["rows_untokenized"], name
+    assert any(s["dropped"] for s in report["sources"].values())
 
 
 def test_padding_share():

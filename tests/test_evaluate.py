@@ -131,3 +131,15 @@ def test_eval_script_compares_base_and_tuned_locally(smoke_run):
     assert tuned["n_instructions"] == 3 and 0 < tuned["n_math"] < 50 and tuned["noise"]
     assert tuned["math_source"]["training_data_fingerprint"] == \
         json.loads((smoke_run / "data_report.json").read_text())["fingerprint"]
+
+
+def test_a_damaged_data_report_is_named_before_anything_is_generated(run_copy):
+    from kit.config import load_config
+    from kit.errors import KitError
+    from kit.evaluation.scores import evaluate_run
+
+    run = run_copy(checkpoints=False)
+    (run / "data_report.json").write_text((run / "data_report.json").read_text()[:200])
+    with pytest.raises(KitError, match=r"data_report.json is not the JSON the kit wrote \(line \d+\): it was cut short "
+                                       r"or edited; run the run's train command again"):
+        evaluate_run(run, load_config(run / "config.yaml"))

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from kit.config import load_config
+from kit.errors import KitError
 from kit.export.export import ExportError, export_run, serve_instructions, with_thinking_default
 from kit.models.profiles import chat_template
-from tests.conftest import ROOT, run_script
+from tests.conftest import ADAPTER_FAULT_SAID, ADAPTER_FAULTS, ROOT, run_script
 
 PROMPT = [{"role": "user", "content": "Hi"}]
 EMPTY_THINK = "<|im_start|>assistant\n<think>\n\n</think>\n\n"
@@ -99,7 +100,7 @@ def test_a_rerun_keeps_complete_formats_and_makes_the_missing_ones(exported, smo
     again = tmp_path / "export"
     shutil.copytree(out / "adapter", again / "adapter")  # as if merged_16bit had been cut short (never renamed)
     before = (again / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns
-    result = export_run(smoke_run, _cfg(smoke_run, f"export.out_dir={again}"))
+    result = export_run(smoke_run, _cfg(smoke_run, f"export.out_dir={again}", "export.thinking_default=false"))
     assert result.kept == ["adapter"] and (again / "merged_16bit" / "config.json").is_file()
     assert (again / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == before
     with pytest.raises(ExportError, match="already exists; pass overwrite"):  # a direct call never replaces one
@@ -157,3 +158,73 @@ def test_serve_command_tells_vllm_the_thinking_default():
     assert off == on + """ --default-chat-template-kwargs '{"enable_thinking": false}'"""
     assert ".message.reasoning)" in snippet and "reasoning_content)" not in snippet
     assert snippet.count('"enable_thinking"') == 2  # both requests say which mode they want
+
+
+@pytest.mark.parametrize("fault", ADAPTER_FAULTS)
+def test_a_damaged_adapter_is_named_and_nothing_is_exported(run_copy, fault):
+    run = run_copy(checkpoints=False)
+    ADAPTER_FAULTS[fault](run / "adapter")
+    with pytest.raises(KitError, match=ADAPTER_FAULT_SAID + ".*run the train command of .* again"):
+        export_run(run, _cfg(run, "export.formats=[adapter]"))  # the adapter alone is checked before it is copied
+    assert not (run / "export").exists()
+
+
+def test_an_export_is_made_again_when_what_made_it_changed(run_copy, tiny_dir, capsys):
+    """An export records the adapter's hash and its settings: a retrained adapter, or another thinking default, makes
+    it again (said), where it used to keep the old one."""
+    import shutil
+
+    from kit.models.tiny import build_random_adapter
+
+    run = run_copy(checkpoints=False)
+    first = export_run(run, _cfg(run, "export.formats=[adapter]"))
+    assert json.loads((run / "export" / "adapter" / "made_from.json").read_text())["thinking_default"] is True
+    assert export_run(run, _cfg(run, "export.formats=[adapter]")).kept == ["adapter"]  # the same: kept
+    off = export_run(run, _cfg(run, "export.formats=[adapter]", "export.thinking_default=false"))
+    assert off.kept == [] and "thinking_default True (now False)" in capsys.readouterr().out
+    template = (first.folders["adapter"] / "chat_template.jinja").read_text()
+    assert "enable_thinking is not defined or enable_thinking is false" in template  # the template follows
+    shutil.rmtree(run / "adapter")
+    build_random_adapter(tiny_dir, run / "adapter", r=16)  # as if the run had been trained further
+    again = export_run(run, _cfg(run, "export.formats=[adapter]", "export.thinking_default=false"))
+    assert again.kept == [] and "another adapter (the run was trained further)" in capsys.readouterr().out
+    exported = run / "export" / "adapter" / "adapter_model.safetensors"
+    assert exported.read_bytes() == (run / "adapter" / "adapter_model.safetensors").read_bytes()
+
+
+def test_an_export_holds_the_run_so_a_retrain_cannot_pull_the_adapter_away(run_copy):
+    from kit.training.runs import run_lock
+
+    run = run_copy(checkpoints=False)
+    with run_lock(run), pytest.raises(KitError, match=r"is being trained by process \d+; wait for it to end"):
+        export_run(run, _cfg(run, "export.formats=[adapter]"))
+    with run_lock(run, "exported"), pytest.raises(KitError, match=r"is being exported by process \d+"):
+        with run_lock(run):
+            pass
+
+
+def test_a_damaged_adapter_ends_in_one_line(run_copy):
+    run = run_copy(checkpoints=False)
+    (run / "adapter" / "adapter_model.safetensors").write_bytes(b"cut")
+    result = run_script("scripts/export.py", "--run", str(run), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {run}/adapter/adapter_model.safetensors is not")
+
+
+@pytest.mark.parametrize("sig,status,name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "Ctrl-C")])
+def test_a_signal_while_exporting_ends_with_a_line_and_the_conventional_status(run_copy, sig, status, name):
+    """Outside the training loop (here: loading and merging) a signal unwinds: the temporary folder goes, a line
+    says so, the exit status is 128 + the signal."""
+    run = run_copy(checkpoints=False)
+    proc = subprocess.Popen([sys.executable, "scripts/export.py", "--run", str(run)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
+    deadline = time.time() + 300
+    while not list((run / "export").glob(".*.tmp-*")):  # the export has begun writing
+        assert proc.poll() is None and time.time() < deadline, "the export ended before it could be stopped"
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == status and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith(f"stopped ({name})")
+    assert not list((run / "export").glob(".*.tmp-*")) and not (run / "export" / "merged_16bit").exists()

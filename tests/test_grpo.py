@@ -59,6 +59,10 @@ def test_prompts_leave_out_every_problem_the_evaluation_holds_out(smoke_cfg, tin
     assert not any(held_out(row["prompt"], cfg.data.reasoning.heldout) for row in prompts.train)
     assert not {row["problem"] for row in math_rows(cfg, 1000)} & set(problems)
     assert all(row["expected_answer"] for row in prompts.train)
+    skipped = grpo_prompts(smoke_cfg("grpo.max_steps=1000", "grpo.skip_rows=7"), tiny_tokenizer).report
+    for source in (prompts.report["sources"]["reasoning"], skipped["sources"]["reasoning"]):
+        assert source["rows_read"] == source["rows_valid"] + sum(source["dropped"].values())  # read = valid + dropped
+    assert skipped["sources"]["reasoning"]["dropped"]["skipped_rows"] == 7
 
 
 def test_eval_and_export_take_a_grpo_run_unchanged(grpo_run, tmp_path):
@@ -135,6 +139,17 @@ def test_grpo_starts_from_a_finished_sft_run_that_held_out_the_same_problems(smo
         start(short)  # GRPO says so when it starts
     with pytest.raises(ConfigError, match=r"data.reasoning.heldout is 0: .* or set grpo.eval_before_after=false"):
         start(smoke_cfg("data.reasoning.heldout=0", "grpo.start_from=base"))  # before any model is loaded
+
+
+@pytest.mark.parametrize("fault", ["weights cut short", "config cut short"])
+def test_grpo_names_a_damaged_sft_adapter(run_copy, smoke_cfg, fault):
+    from kit.training.reinforce import start
+    from tests.conftest import ADAPTER_FAULT_SAID, ADAPTER_FAULTS
+
+    run = run_copy(checkpoints=False)
+    ADAPTER_FAULTS[fault](run / "adapter")
+    with pytest.raises(KitError, match=ADAPTER_FAULT_SAID):
+        start(smoke_cfg(f"train.output_dir={run.parent}"))
 
 
 def test_grpo_settings_are_validated_with_the_config(smoke_cfg):

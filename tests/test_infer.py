@@ -1,4 +1,8 @@
+import pytest
+
+from kit.errors import KitError
 from kit.inference.generate import chat, generate, generate_batched, load_for_inference, split_reasoning
+from tests.conftest import ADAPTER_FAULT_SAID, ADAPTER_FAULTS
 
 
 def test_split_reasoning():
@@ -55,3 +59,13 @@ def test_one_load_replies_as_the_base_and_as_the_merged_tuned_model(smoke_run, t
     assert [r.text for r in generate(model, tokenizer, conversations, **greedy)] == unmerged != base
     with model.disable_adapter():
         assert [r.text for r in generate(model, tokenizer, conversations, **greedy)] == base
+
+
+@pytest.mark.parametrize("fault", ADAPTER_FAULTS)
+def test_a_damaged_adapter_is_named_before_anything_loads(run_copy, fault):
+    """What chat and eval (locally) load through: a damaged adapter file is one sentence naming it and the fix,
+    not safetensors', peft's or the hub's error about a repo id."""
+    run = run_copy(checkpoints=False)
+    ADAPTER_FAULTS[fault](run / "adapter")
+    with pytest.raises(KitError, match=ADAPTER_FAULT_SAID + ".*run the train command of .* again"):
+        load_for_inference(run / "adapter")

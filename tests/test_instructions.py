@@ -73,3 +73,29 @@ def test_a_bad_line_names_file_line_and_field(tmp_path, line, message):
     path.write_text(f"{good}\n{line}\n", encoding="utf-8")
     with pytest.raises(DataError, match=f"mine.jsonl {message}"):
         load_instructions(path)
+
+
+@pytest.mark.parametrize("check,message", [
+    ({"check": "max_words", "n": "ten"}, "argument 'n' must be a whole number, got 'ten'"),
+    ({"check": "max_words", "n": True}, "argument 'n' must be a whole number, got True"),
+    ({"check": "include", "words": [1, 2]}, r"argument 'words' must be a list of text, got \[1, 2\]"),
+    ({"check": "starts_with", "text": 5}, "argument 'text' must be text, got 5"),
+])
+def test_argument_types_are_checked_when_the_file_loads(tmp_path, check, message):
+    """Before any generation: a wrong type used to fail only when scoring, after the replies were generated."""
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps({"prompt": "x", "checks": [check]}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=f"mine.jsonl line 1 checks\\[0\\]: check '{check['check']}' {message}"):
+        load_instructions(path)
+
+
+def test_a_bom_is_accepted_and_other_encodings_or_a_missing_file_named(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"prompt": "Say hi.", "checks": [{"check": "quoted"}]}).encode())
+    assert load_instructions(path)[0].prompt == "Say hi."  # as Windows Notepad saves it
+    latin = json.dumps({"prompt": "Un café ?", "checks": [{"check": "in_english"}]}, ensure_ascii=False)
+    path.write_bytes(("\n" + latin).encode("latin-1"))  # saved in Latin-1
+    with pytest.raises(DataError, match=r"mine.jsonl line 2: not UTF-8 text \(byte 0xe9\); save the file as UTF-8"):
+        load_instructions(path)
+    with pytest.raises(DataError, match=r"absent.jsonl: cannot be read \(No such file or directory\)"):
+        load_instructions(tmp_path / "absent.jsonl")

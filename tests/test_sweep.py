@@ -72,3 +72,45 @@ def test_a_sweep_writes_its_table_plot_and_a_run_per_point(smoke_sweep):
         curves = eval_curves(read_metrics(run))  # each source's eval loss, from the base (step 0) to the end
         assert list(curves) == ["reasoning", "chat"] and [s for s, _ in curves["chat"]] == [0, 10, 20]
         assert p["eval_loss"]["chat"] == {"step_0": curves["chat"][0][1], "end": curves["chat"][-1][1]}
+
+
+def test_a_ratio_with_no_held_out_problem_to_score_stops_the_sweep_before_anything_trains(tiny_dir, smoke_cfg,
+                                                                                            tmp_path):
+    with pytest.raises(SweepError, match=r"1 of the 2 ratios cannot be trained as asked, so nothing was trained:\n"
+                                         r"  data.chat_ratio=1: reads no reasoning row, so no held-out problem for "
+                                         r"eval.math=heldout to score"):
+        plan_sweep(smoke_cfg(f"train.output_dir={tmp_path}"), [0.25, 1.0], progress=False)
+    assert not (tmp_path / "smoke-sweep").exists()
+
+
+def _sweep_copy(smoke_sweep, tmp_path):
+    import shutil
+
+    from kit.config import load_config
+    from tests.conftest import ROOT, SWEEP
+
+    shutil.copytree(smoke_sweep["out"] / "smoke-sweep", tmp_path / "smoke-sweep",
+                    ignore=shutil.ignore_patterns(".lock", "checkpoints"))
+    return lambda *extra: load_config(ROOT / "configs" / "smoke.yaml",
+                                      [o for o in SWEEP if "chat_ratio" not in o] + [f"train.output_dir={tmp_path}",
+                                                                                     *extra])
+
+
+def test_a_point_is_reused_only_when_everything_that_shaped_it_matches(smoke_sweep, tmp_path, capsys):
+    """Notebook 08 after a CLI sweep of other steps used to report the CLI's points as its own; now that is refused
+    before anything trains, and a point's damaged row is made again (evaluated anew) rather than trusted or fatal."""
+    from kit.evaluation.sweep import run_sweep
+
+    config = _sweep_copy(smoke_sweep, tmp_path)
+    before = (tmp_path / "smoke-sweep" / "sweep.md").read_text()
+    with pytest.raises(SweepError, match=r"smoke-chat0.1 was trained with other settings \(train.max_steps 20 then, "
+                                         r"10 now\), so it is not this sweep's point at data.chat_ratio=0.1; rerun"):
+        run_sweep(config("train.max_steps=10"), [0.1, 0.25], progress=False)
+    assert (tmp_path / "smoke-sweep" / "sweep.md").read_text() == before  # nothing overwritten
+    point = tmp_path / "smoke-sweep" / "smoke-chat0.25" / "sweep_point.json"
+    point.write_text(point.read_text()[:100])
+    sweep = run_sweep(config(), [0.1, 0.25], progress=False)
+    out = capsys.readouterr().out
+    assert "sweep_point.json is damaged (cut short or edited): making it again" in out
+    assert "data.chat_ratio=0.1 was trained and evaluated before, with these settings: kept" in out
+    assert [p["chat_ratio"] for p in sweep.points] == [0.1, 0.25] and json.loads(point.read_text())["value"]

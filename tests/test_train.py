@@ -314,3 +314,54 @@ def test_rerunning_a_finished_run_says_so_and_trains_nothing(smoke_run):
                        "data.chat_ratio=0.5", check=False)
     assert other.returncode == 1 and "was trained with other settings (data.chat_ratio: 0.25 then, 0.5 now)" in \
         other.stderr
+
+
+def test_resumes_read_the_run_state_whole_or_name_it(run_copy, capsys):
+    """A resume keeps the records up to its checkpoint, not the stopped session's end-of-training record; a last line
+    cut by a power cut is dropped, a damaged one elsewhere named; a checkpoint whose state was cut is never resumed
+    from, and goes."""
+    from kit.errors import KitError
+    from kit.training.runs import keep_metrics_until, newest_checkpoint, resume_point
+
+    run = run_copy()
+    metrics = run / "logs" / "metrics.jsonl"
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert any("train_runtime" in r for r in records)  # the session's end-of-training record
+    with open(metrics, "a") as f:
+        f.write('{"step": 100, "lo')  # cut by a power cut
+    keep_metrics_until(run, 75)
+    kept = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert kept == [r for r in records if r["step"] <= 75 and "train_runtime" not in r]
+    metrics.write_text("{bad\n" + metrics.read_text())
+    with pytest.raises(KitError, match=r"metrics.jsonl line 1 is not the JSON the kit wrote"):
+        keep_metrics_until(run, 75)
+    state = run / "checkpoints" / "checkpoint-100" / "trainer_state.json"
+    state.write_text(state.read_text()[:100])  # cut by a kill or a full disk during the save
+    assert newest_checkpoint(run).name == "checkpoint-75"
+    assert resume_point(_saved_config(run), run).endswith("checkpoint-75")
+    assert not state.parent.exists()
+
+
+def _saved_config(run):
+    from kit.config import load_config
+
+    return load_config(run / "config.yaml")
+
+
+def test_a_damaged_adapter_is_written_again_from_the_final_checkpoint(run_copy):
+    run = run_copy()
+    whole = (run / "adapter" / "adapter_model.safetensors").read_bytes()
+    (run / "adapter" / "adapter_model.safetensors").write_bytes(whole[:1000])
+    result = run_script("scripts/train.py", "configs/smoke.yaml", f"train.output_dir={run.parent}")
+    assert "finished from checkpoint-100" in result.stdout  # what the error naming a damaged adapter promises
+    assert (run / "adapter" / "adapter_model.safetensors").read_bytes() == whole
+
+
+def test_the_plan_says_when_max_steps_wins_over_epochs(smoke_cfg):
+    from kit.training.sft import steps_note
+
+    assert steps_note(smoke_cfg(), 460, 1) == []  # epochs left at their default: nothing to say
+    (note,) = steps_note(smoke_cfg("train.num_train_epochs=3"), 460, 1)
+    assert "train.max_steps=100 wins over train.num_train_epochs=3 (as in TRL); for 3 epochs (174 steps) set " \
+           "train.max_steps=0" in note
+    assert steps_note(smoke_cfg("train.num_train_epochs=3", "train.max_steps=0"), 460, 1) == []

@@ -215,6 +215,8 @@ class EvalConfig:
     endpoint_model: str = knob("", "the tuned model's name on the endpoint; \"\" = the one model it lists")
     base_endpoint: str = knob("", "the same for the base model; \"\" = generate the base locally")
     base_endpoint_model: str = knob("", "the base model's name on base_endpoint; \"\" = the one model it lists")
+    request_timeout: float = knob(600.0, "seconds to wait for one endpoint reply: long traces at a busy server need "
+                                         "minutes; a hung server is given up on after this", range=(1, None))
     seed: int = knob(0, "sampling seed: the same seed and batch size give the same replies (local model)")
 
 

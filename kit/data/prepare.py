@@ -29,10 +29,10 @@ from kit.data.formats import DataError
 from kit.data.mix import Draw, Sizes, draw
 from kit.data.sources import Counts, conversations, mix_sources, source_identity
 from kit.errors import KitError
-from kit.files import atomic_folder
+from kit.files import atomic_folder, writing_into
 from kit.paths import shown
 
-FORMAT_VERSION = 5  # bump when the prepared files' layout, labelling, mix or report changes
+FORMAT_VERSION = 6  # bump when the prepared files' layout, labelling, mix or report changes
 # A shared source is tokenized only as far as the mix needs, estimated from its characters: this much more than the
 # estimate, and these rows more (on a small mix 15 % is a handful of rows, too few to absorb the drops), and only if
 # that leaves out more than 10 % of it (else the second pass that a subset too small costs outweighs the saving).
@@ -310,7 +310,7 @@ def prepare_data(cfg, tokenizer, *, cache_dir: str | Path | None = None, epochs:
     started, bars = time.perf_counter(), datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # the kit's own bars say what is happening; datasets' would say it twice
     try:
-        with atomic_folder(final) as tmp:
+        with writing_into(root), atomic_folder(final) as tmp:
             work = tmp / "work"
             pools = _pools(cfg, tokenizer, root, work, epochs, progress)
             drawn, offsets = _draw(cfg, pools, epochs)

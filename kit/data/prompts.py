@@ -49,6 +49,7 @@ def _rows(cfg: Config, cache_dir: Path):
     out); a bad row raises where `data.on_bad_row` is error."""
     for number, raw in enumerate(iter_source(cfg.data.reasoning, cache_dir), start=1):
         if number <= cfg.grpo.skip_rows:
+            yield number, None, "", "skipped_rows"  # counted, so that read = valid + dropped
             continue
         candidate, dropped = checked("reasoning", raw, cfg.data.on_bad_row, lambda r: _candidate(r, cfg))
         yield number, *(candidate or (None, "")), dropped  # filtered_held_out: what eval checks for
@@ -95,7 +96,8 @@ def _report(cfg: Config, read: int, kept: list, lengths: list[int], dropped: Cou
     lengths = sorted(lengths)
     src = cfg.data.reasoning
     return {
-        "sources": {"reasoning": {"role": "reasoning", "path": src.path, "rows_read": read, "rows_kept": len(kept),
+        "sources": {"reasoning": {"role": "reasoning", "path": src.path, "rows_read": read, "rows_valid": len(kept),
+                                  "rows_kept": len(kept),
                                   "dropped": dict(sorted(dropped.items()))}},
         "prompts": {"problems": len(kept), "needed": needed, "skipped_rows": cfg.grpo.skip_rows,
                     "thinking": cfg.grpo.thinking,
@@ -112,7 +114,6 @@ def format_prompts(report: dict) -> str:
              f"{p['needed']}{repeats}), "
              f"{p['length']['p50']} tokens at the median, {p['length']['max']} at most, thinking "
              f"{'on' if p['thinking'] else 'off'}"]
-    if p["skipped_rows"]:
-        lines.append(f"  skipped the first {p['skipped_rows']} rows (grpo.skip_rows)")
-    lines += [f"  dropped {reason}: {n}" for reason, n in source["dropped"].items()]
+    lines += [f"  dropped {reason}: {n}" + (" (grpo.skip_rows)" if reason == "skipped_rows" else "")
+              for reason, n in source["dropped"].items()]
     return "\n".join(lines)

@@ -2,8 +2,8 @@
 
 Three counts of size, since they answer different questions: rows (the reference recipe's ratio), all tokens (the
 compute a step costs) and trained tokens (the labelled ones: the share of the training signal, what
-`ratio_by: tokens` balances). A source's rows always add up: read = kept + dropped (each cause counted) + the valid
-rows never tokenized (a shared source is tokenized only as far as the mix needs).
+`ratio_by: tokens` balances). A source's rows always add up: read = valid + dropped (each cause counted, too long
+included), and valid = kept + the rows never tokenized (a shared source is tokenized only as far as the mix needs).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def build_report(cfg, pools: list, offsets: np.ndarray, drawn, fp: str, seconds:
         by_role.setdefault(p.counts.role, []).append(ids)
         sources[p.name] = {
             "role": p.counts.role, "path": p.src.path, "share": p.src.share, "rows_read": p.counts.read,
-            "rows_valid": p.counts.valid, "rows_kept": len(p.sizes.tokens),
+            "rows_valid": p.counts.valid - p.length_drops.total(), "rows_kept": len(p.sizes.tokens),
             "rows_untokenized": len(p.converted) - len(p.encoded) if p.converted is not None else 0,
             "rows_used": used["rows"], "tokens_used": used["tokens"], "trained_tokens_used": used["trained_tokens"],
             "eval_rows": int(((drawn.eval_ids >= offsets[i]) & (drawn.eval_ids < offsets[i + 1])).sum()),

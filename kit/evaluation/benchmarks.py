@@ -51,6 +51,22 @@ def _rows(source, cache_dir: Path) -> Iterator[dict]:
             yield raw.data
 
 
+def _file_rows(path: Path) -> Iterator[dict]:
+    """A local file's rows; a line that is not a JSON object, or a row without a problem or an answer, is an error
+    naming the file, the line and the field (a file of one's own is meant to be scored whole)."""
+    from kit.data.sources import MalformedRow, read_files
+
+    for raw in read_files([path]):  # that it is a file, the config's checks said
+
+        if isinstance(raw, MalformedRow):
+            raise EvalDataError(f"eval.math: {raw}; fix or remove that line.")
+        problem, answer = problem_and_answer(raw.data)
+        if not (problem and answer):
+            field = "answer (expected_answer, answer or solution)" if problem else "problem (problem or question)"
+            raise EvalDataError(f"eval.math: {raw.file} row {raw.line} has no {field}; fix or remove that row.")
+        yield raw.data
+
+
 def _heldout(cfg, cache_dir: Path) -> Iterator[dict]:
     """Rows of `data.reasoning` that pass its filters and that its `heldout` share keeps out of training."""
     from kit.data.formats import BadRow, Filtered, held_out, to_messages
@@ -82,7 +98,7 @@ def math_rows(cfg, n: int, cache_dir: str | Path | None = None) -> list[dict]:
         b = BENCHMARKS[name]
         rows = _rows(SourceConfig(path=b.repo, hub="modelscope", split=b.split, subset=b.subset), cache)
     else:
-        rows = _rows(Path(name).expanduser(), cache)
+        rows = _file_rows(Path(name).expanduser())
     out, seen = [], set()
     for row in rows:
         if len(out) == n:

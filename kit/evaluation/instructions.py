@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,7 +142,15 @@ def follows(item: Instruction, answer: str) -> list[bool]:
     return [CHECKS[c["check"]](answer, **{k: v for k, v in c.items() if k != "check"}) for c in item.checks]
 
 
+def _fits(value, kind) -> bool:
+    """Whether a check's argument is of its annotated type (int, str, list[str]); a bool is not an int here."""
+    if typing.get_origin(kind) is list:
+        return isinstance(value, list) and all(_fits(v, typing.get_args(kind)[0]) for v in value)
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
+
 def _check_spec(spec, where: str) -> None:
+    """A check's name and its arguments' names and types, checked when the file loads: before any generation."""
     name = spec.get("check") if isinstance(spec, dict) else None
     if name not in CHECKS:
         raise DataError(f"{where}: unknown check {name!r}; known: {', '.join(CHECKS)}.")
@@ -151,12 +160,31 @@ def _check_spec(spec, where: str) -> None:
     except TypeError:
         wanted = [p for p in inspect.signature(CHECKS[name]).parameters if p != "answer"]
         raise DataError(f"{where}: check '{name}' takes {wanted or 'no arguments'}, got {sorted(arguments)}.") from None
+    types = typing.get_type_hints(CHECKS[name])
+    for key, value in arguments.items():
+        if not _fits(value, types[key]):
+            kind = {int: "a whole number", str: "text"}.get(types[key], "a list of text")
+            raise DataError(f"{where}: check '{name}' argument '{key}' must be {kind}, got {value!r}.")
+
+
+def _lines(path: Path) -> list[str]:
+    """A text file's lines; a byte-order mark accepted, a missing file or one not in UTF-8 said in one sentence."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror}).") from None
+    try:
+        return raw.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise DataError(f"{path} line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save the file as UTF-8.") \
+            from None
 
 
 def load_instructions(path: str | Path, n: int = 0) -> list[Instruction]:
     """The prompts of a JSONL file (the first n; 0 = all), each check validated against the vocabulary."""
     items = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(_lines(Path(path)), start=1):
         if not line.strip():
             continue
         where = f"{path} line {number}"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from kit.errors import KitError
 from kit.evaluation.answers import math_correct
-from kit.files import write_atomic
+from kit.files import read_json, write_atomic, writing_into
 from kit.inference.generate import Reply
 from kit.machine import release_memory
 
@@ -35,6 +35,10 @@ METRICS = {  # metric -> the count it is a share of
     "instructions_thinking_on": "n_instructions", "instructions_thinking_off": "n_instructions",
     "single_instructions_thinking_on": "n_checks", "single_instructions_thinking_off": "n_checks",
 }
+
+
+REWRITE_REPORT = "run the run's train command again: it writes the report again and, the run being complete, trains " \
+    "nothing."
 
 
 class EvalError(KitError, RuntimeError):
@@ -166,6 +170,11 @@ def tuned_adapter(run_dir: Path, choice: str) -> Path:
     return run_dir / "adapter"
 
 
+def held_out_rows(report: dict) -> int:
+    """The reasoning problems a data report counts as held out of training: what eval.math=heldout scores."""
+    return report.get("sources", {}).get("reasoning", {}).get("dropped", {}).get("filtered_held_out", 0)
+
+
 def _check_heldout(run_dir: Path, cfg) -> dict:
     """The held-out slice is only held out if the run trained without it: its config and data report say so."""
     from kit.config import load_config
@@ -174,8 +183,8 @@ def _check_heldout(run_dir: Path, cfg) -> dict:
         raise EvalError("data.reasoning differs from the run's config.yaml, so its held-out problems are not the "
                         "ones kept out of this run's training; evaluate without data.* overrides.")
     report_path = run_dir / "data_report.json"
-    report = json.loads(report_path.read_text()) if report_path.is_file() else {"sources": {}}
-    held = report["sources"].get("reasoning", {}).get("dropped", {}).get("filtered_held_out", 0)
+    report = read_json(report_path, REWRITE_REPORT) if report_path.is_file() else {"sources": {}}
+    held = held_out_rows(report)
     # A GRPO run reads only the problems it needs, maybe none held out, and says what it left out (kit.data.prompts).
     declared = report.get("heldout_share") == cfg.data.reasoning.heldout > 0
     if not held and not declared:
@@ -191,8 +200,9 @@ def _say_if_short(what: str, got: int, asked: int) -> None:
         print(f"{what}: {got} available, fewer than the {asked} asked; scoring {got}.")
 
 
-def _endpoint_generator(which: str, cfg, progress: bool) -> tuple[Generator, str] | None:
-    """The generator of a model served at eval.endpoint (tuned) or eval.base_endpoint, and what it is; None if none."""
+def _endpoint_generator(which: str, cfg, progress: bool, keep: Path) -> tuple[Generator, str] | None:
+    """The generator of a model served at eval.endpoint (tuned) or eval.base_endpoint, writing its replies to `keep` as
+    they come, and what it is; None if none."""
     e = cfg.eval
     url, name = (e.base_endpoint, e.base_endpoint_model) if which == "base" else (e.endpoint, e.endpoint_model)
     if not url:
@@ -200,15 +210,17 @@ def _endpoint_generator(which: str, cfg, progress: bool) -> tuple[Generator, str
     from kit.inference.endpoint import endpoint_generator, served_model
 
     name = served_model(url, name)
+    keep.parent.mkdir(parents=True, exist_ok=True)
     return (endpoint_generator(url, name, max_new_tokens=e.max_new_tokens, seed=e.seed, concurrency=e.batch_size,
-                               progress=which if progress else None), f"{name} at {url}")
+                               progress=which if progress else None, timeout=e.request_timeout, keep=keep),
+            f"{name} at {url}")
 
 
-def _reports(cfg, adapter: Path, math: list[dict], instructions: list, progress: bool,
-             base: dict | None) -> dict[str, dict]:
-    """The base's (`base` when given) and the tuned model's reports, each from its endpoint or from one local load of
-    the base with the adapter: disabled for the base's replies, then merged into the weights for the tuned's
-    (`merge_for_decoding`), which decode at a merged model's speed."""
+def _reports(cfg, adapter: Path, math: list[dict], instructions: list, progress: bool, base: dict | None,
+             kept: dict[str, Path]) -> dict[str, dict]:
+    """The base's (`base` when given) and the tuned model's reports, each from its endpoint (replies kept in
+    `kept[which]`) or from one local load of the base with the adapter: disabled for the base's replies, then merged
+    into the weights for the tuned's (`merge_for_decoding`), which decode at a merged model's speed."""
     from contextlib import nullcontext
 
     from kit.hub import resolve_model
@@ -216,7 +228,7 @@ def _reports(cfg, adapter: Path, math: list[dict], instructions: list, progress:
 
     e, reports, model = cfg.eval, {"base": base} if base else {}, None
     for which in [which for which in ("base", "tuned") if which not in reports]:
-        generate, where = _endpoint_generator(which, cfg, progress) or (None, "")
+        generate, where = _endpoint_generator(which, cfg, progress, kept[which]) or (None, "")
         local = generate is None
         if local and model is None:
             base_dir = resolve_model(cfg.model)
@@ -258,12 +270,20 @@ def evaluate_run(run_dir: str | Path, cfg, *, progress: bool = True, base: dict 
     run_dir = Path(run_dir)
     e = cfg.eval
     adapter = tuned_adapter(run_dir, e.adapter)
+    if not e.endpoint:  # loaded here: a damaged file is named now, not after the base model's replies
+        from kit.training.runs import verify_adapter
+
+        verify_adapter(adapter)
     math_info = _check_heldout(run_dir, cfg) if e.math == "heldout" and e.n_math else {"source": e.math}
     math, instructions = eval_set(cfg)
     if bool(e.endpoint) != bool(e.base_endpoint):
         print("note: one model is generated locally and the other by a server: engine and precision differ.")
+    kept = {which: run_dir / "logs" / f"eval_{which}_replies.jsonl" for which in ("base", "tuned")}
     reports = {which: report | {"math_source": math_info}
-               for which, report in _reports(cfg, adapter, math, instructions, progress, base).items()}
+               for which, report in _reports(cfg, adapter, math, instructions, progress, base, kept).items()}
     release_memory()  # the model loaded for both went with _reports' frame: its memory back before the next load
-    write_atomic(run_dir / "eval.json", json.dumps(reports, indent=2, ensure_ascii=False))  # a crash keeps the last
+    with writing_into(run_dir):
+        write_atomic(run_dir / "eval.json", json.dumps(reports, indent=2, ensure_ascii=False))  # a crash keeps the last
+    for path in kept.values():  # scored: a later evaluation asks the server afresh (it may serve a newer export)
+        path.unlink(missing_ok=True)
     return reports

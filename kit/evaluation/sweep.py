@@ -147,8 +147,10 @@ def mark_front(points: list[dict]) -> None:
 
 
 def _identity(cfg: Config, *sections: str) -> dict:
-    """The config sections a saved result depends on (all but tracking when none are named)."""
+    """The config sections a saved result depends on (all but tracking and where the sweep lives when none are
+    named: a sweep folder moved elsewhere keeps its points)."""
     tree = to_dict(cfg)
+    tree["train"].pop("output_dir")
     return {k: v for k, v in tree.items() if k in sections or (not sections and k != "tracking")}
 
 
@@ -157,10 +159,10 @@ BASE_SECTIONS = ("model", "eval", "data")  # what the base model's evaluation de
 
 def _saved(path: Path, identity: dict) -> dict | None:
     """A saved row or base report, if it was made under the same settings (`identity`); else None: redo it."""
-    if not path.is_file():
-        return None
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    return saved["value"] if saved["settings"] == identity else None
+    from kit.files import read_cache
+
+    saved = read_cache(path)
+    return saved["value"] if isinstance(saved, dict) and saved.get("settings") == identity else None
 
 
 def _save(path: Path, identity: dict, value: dict) -> None:
@@ -175,6 +177,7 @@ def prepare_points(points: list[Config], *, progress: bool = True) -> list[dict]
     sweep here, before anything trains, every such ratio named."""
     from kit.data import prepare_data
     from kit.data.prepare import Shortfall
+    from kit.evaluation.scores import held_out_rows
     from kit.training.backends import load_tokenizer
     from kit.training.sft import mix_epochs
 
@@ -184,6 +187,10 @@ def prepare_points(points: list[Config], *, progress: bool = True) -> list[dict]
             reports.append(prepare_data(point, tokenizer, epochs=mix_epochs(point), progress=progress).report)
         except Shortfall as e:
             short.append(f"  {SWEPT}={point.data.chat_ratio:g}: {e}")
+            continue
+        if point.eval.math == "heldout" and point.eval.n_math and not held_out_rows(reports[-1]):
+            short.append(f"  {SWEPT}={point.data.chat_ratio:g}: reads no reasoning row, so no held-out problem for "
+                         "eval.math=heldout to score; drop this ratio, or set eval.math to math500, gsm8k or a file.")
     if short:
         raise SweepError(f"{len(short)} of the {len(points)} ratios cannot be trained as asked, so nothing was "
                          "trained:\n" + "\n".join(short))
@@ -218,10 +225,29 @@ def plan_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> st
     return "\n".join(lines)
 
 
+def _check_trained_as(point: Config) -> None:
+    """A point's run folder that has trained under other settings (other steps, data, model: anything but eval and
+    tracking) is not this sweep's point: refused, rather than reported as if it were."""
+    from kit.training.runs import NOT_IDENTITY, config_changes, has_adapter, newest_checkpoint
+
+    run = Path(point.train.output_dir) / point.train.run_name
+    if not (run / "config.yaml").is_file() or not (has_adapter(run) or newest_checkpoint(run)):
+        return
+    changes = config_changes(run, point)
+    shaping = sorted(k for k in changes if not k.startswith(("eval.", "tracking.")) and k not in NOT_IDENTITY
+                     and k != "train.output_dir")
+    if shaping:
+        then = "; ".join(f"{k} {changes[k][0]!r} then, {changes[k][1]!r} now" for k in shaping[:4])
+        raise SweepError(f"{run} was trained with other settings ({then}), so it is not this sweep's point at "
+                         f"{SWEPT}={point.data.chat_ratio:g}; rerun the sweep with the settings it was made with, "
+                         "name a new sweep (train.run_name=...), or remove that folder to train it again.")
+
+
 def _run_point(point: Config, base: dict | None, progress: bool) -> tuple[dict | None, dict | None, int]:
     """Train (resume, or find trained, as `kit.training.sft.train` does) and evaluate one point: (its row, or None
     when its training was stopped; the base model's report; the signal that stopped it)."""
-    from kit.evaluation.scores import evaluate_run
+    from kit.evaluation.scores import REWRITE_REPORT, evaluate_run
+    from kit.files import read_json
     from kit.machine import release_memory
     from kit.training.metrics import read_metrics
     from kit.training.sft import train
@@ -233,7 +259,7 @@ def _run_point(point: Config, base: dict | None, progress: bool) -> tuple[dict |
     run = result.run_dir
     reports = evaluate_run(run, point, progress=progress, base=base)
     row = point_row(point.data.chat_ratio, run, reports, read_metrics(run),
-                    json.loads((run / "data_report.json").read_text(encoding="utf-8")), point.train.switch_drop)
+                    read_json(run / "data_report.json", REWRITE_REPORT), point.train.switch_drop)
     _save(run / POINT_FILE, _identity(point), row)
     return row, {k: v for k, v in reports["base"].items() if k != "math_source"}, 0
 
@@ -243,6 +269,8 @@ def run_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> Swe
     left after each point, and write the table and the plot; returns the `Sweep`. Rerun to continue a stopped one."""
     sweep = Sweep(sweep_folder(cfg)[0], sorted(ratios))
     print(plan_sweep(cfg, sweep.ratios, progress=progress), flush=True)
+    for ratio in sweep.ratios:  # before anything trains
+        _check_trained_as(point_config(cfg, ratio))
     base_file, base_identity = sweep.folder / "base_eval.json", _identity(cfg, *BASE_SECTIONS)
     base, started, ran = _saved(base_file, base_identity), time.monotonic(), 0
     for k, ratio in enumerate(sweep.ratios):
@@ -312,12 +340,13 @@ def format_table(sweep: Sweep) -> str:
 
 def write_sweep(sweep: Sweep) -> None:
     """`sweep.json` (every row, the base, the front), `sweep.md` (the table) and `front.png` (the plot)."""
-    from kit.files import write_atomic
+    from kit.files import write_atomic, writing_into
     from kit.plots import ratio_front
 
-    sweep.folder.mkdir(parents=True, exist_ok=True)
-    data = {k: v for k, v in dataclasses.asdict(sweep).items() if k not in ("interrupted", "signal")}
-    write_atomic(sweep.folder / "sweep.json", json.dumps(data | {"folder": str(sweep.folder), "front": sweep.front},
-                                                         indent=2, ensure_ascii=False))
-    write_atomic(sweep.folder / "sweep.md", format_table(sweep) + "\n")
-    ratio_front(sweep.points).savefig(sweep.folder / "front.png", dpi=120)
+    with writing_into(sweep.folder):
+        sweep.folder.mkdir(parents=True, exist_ok=True)
+        data = {k: v for k, v in dataclasses.asdict(sweep).items() if k not in ("interrupted", "signal")}
+        data |= {"folder": str(sweep.folder), "front": sweep.front}
+        write_atomic(sweep.folder / "sweep.json", json.dumps(data, indent=2, ensure_ascii=False))
+        write_atomic(sweep.folder / "sweep.md", format_table(sweep) + "\n")
+        ratio_front(sweep.points).savefig(sweep.folder / "front.png", dpi=120)

@@ -230,14 +230,45 @@ def _export_4bit_with_unsloth(adapter: Path, out: Path, overwrite: bool) -> Path
     return out
 
 
-def export_run(run_dir: str | Path, cfg: Config) -> ExportResult:
-    """Export a run's adapter in every format `cfg.export.formats` names, into `cfg.export.out_dir`.
+MADE_FROM = "made_from.json"  # in each export folder: the adapter's hash and the settings it was made with
 
-    A format whose folder exists is complete (each appears in one rename) and is kept, unless `export.overwrite`:
-    an export cut short is finished by running it again, making only what is missing.
+
+def made_from(adapter: Path, cfg: Config) -> dict:
+    """What an export is made from: the hash of every file of the adapter folder, and the settings that shape it."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in adapter.iterdir() if p.is_file()):
+        digest.update(path.name.encode())
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return {"adapter_sha256": digest.hexdigest(), "thinking_default": cfg.export.thinking_default,
+            "model": cfg.model.name, "revision": cfg.model.revision}
+
+
+def _stale(folder: Path, record: dict) -> str:
+    """What differs between an existing export and `record` ('' when it was made from the same): a rebuilt adapter,
+    other settings, or no record at all (made before exports kept one)."""
+    from kit.files import read_cache
+
+    saved = read_cache(folder / MADE_FROM)  # absent or damaged: nothing to trust, so made again
+    if not isinstance(saved, dict):
+        return "it records nothing of what it was made from"
+    return ", ".join("another adapter (the run was trained further)" if k == "adapter_sha256" else
+                     f"{k} {saved.get(k)!r} (now {v!r})" for k, v in record.items() if saved.get(k) != v)
+
+
+def export_run(run_dir: str | Path, cfg: Config) -> ExportResult:
+    """Export a run's adapter in every format `cfg.export.formats` names, into `cfg.export.out_dir`, holding the run's
+    lock (a retrain waits) after checking the adapter is whole.
+
+    A format whose folder exists is complete (each appears in one rename) and is kept when its `made_from.json` matches
+    this adapter and these settings; made again when it does not (said), or with `export.overwrite`: an export cut
+    short is finished by running it again, making only what is missing or stale.
     """
-    from kit.hub import resolve_model
     from kit.training.metrics import broken_switch, read_metrics
+    from kit.training.runs import run_lock, verify_adapter
 
     run_dir = Path(run_dir)
     adapter = run_dir / "adapter"
@@ -246,25 +277,41 @@ def export_run(run_dir: str | Path, cfg: Config) -> ExportResult:
     if (why := broken_switch(read_metrics(run_dir), cfg.train.switch_drop)) and not cfg.export.allow_broken_switch:
         raise ExportError(f"{run_dir}: {why}, so the model may ignore enable_thinking; nothing was exported. See "
                           f"`qwen3-kit eval --run {run_dir}`; export.allow_broken_switch=true exports it anyway.")
-    root = Path(cfg.export.out_dir) if cfg.export.out_dir else run_dir / "export"
-    e = cfg.export
+    with run_lock(run_dir, "exported"):
+        verify_adapter(adapter)
+        return _export(adapter, Path(cfg.export.out_dir) if cfg.export.out_dir else run_dir / "export", cfg)
+
+
+def _export(adapter: Path, root: Path, cfg: Config) -> ExportResult:
+    from kit.export.shards import shard_files
+    from kit.files import write_atomic, writing_into
+    from kit.hub import resolve_model
+
+    e, record = cfg.export, made_from(adapter, cfg)
     base = resolve_model(cfg.model, "base_16bit")  # merged into, or named in the LoRA serve command
     result = ExportResult()
     for fmt in e.formats:
         if (root / fmt).exists() and not e.overwrite:
-            result.kept.append(fmt)
-            result.folders[fmt] = root / fmt
+            if not (why := _stale(root / fmt, record)):
+                result.kept.append(fmt)
+                result.folders[fmt] = root / fmt
+            else:
+                print(f"{root / fmt} was made from {why}: making it again.")
     todo = [fmt for fmt in e.formats if fmt not in result.kept]
-    if "adapter" in todo:
-        result.folders["adapter"] = export_adapter(adapter, root / "adapter", thinking_default=e.thinking_default,
-                                                   overwrite=e.overwrite)
-    if "merged_16bit" in todo:
-        folder, result.max_logit_diff, result.logit_scale = export_merged(
-            adapter, base, root / "merged_16bit", thinking_default=e.thinking_default, overwrite=e.overwrite)
-        result.folders["merged_16bit"] = folder
-    if "merged_4bit_forced" in todo:
-        result.folders["merged_4bit_forced"] = _export_4bit_with_unsloth(adapter, root / "merged_4bit_forced",
-                                                                         e.overwrite)
+    needed = sum(p.stat().st_size for p in shard_files(base)) / 1e9 if "merged_16bit" in todo else None
+    with writing_into(root, needed):
+        if "adapter" in todo:
+            result.folders["adapter"] = export_adapter(adapter, root / "adapter", thinking_default=e.thinking_default,
+                                                       overwrite=True)
+        if "merged_16bit" in todo:
+            folder, result.max_logit_diff, result.logit_scale = export_merged(
+                adapter, base, root / "merged_16bit", thinking_default=e.thinking_default, overwrite=True)
+            result.folders["merged_16bit"] = folder
+        if "merged_4bit_forced" in todo:
+            result.folders["merged_4bit_forced"] = _export_4bit_with_unsloth(adapter, root / "merged_4bit_forced",
+                                                                             True)
+        for fmt in todo:  # after the folder is whole: a kill before this leaves it unrecorded, so made again
+            write_atomic(root / fmt / MADE_FROM, json.dumps(record, indent=2))
     merged = result.folders.get("merged_16bit")
     result.serve_command, result.client_snippet = serve_instructions(
         merged, result.folders.get("adapter"), None if merged else base, e.thinking_default)

@@ -44,6 +44,8 @@ def read_header(path: Path) -> tuple[dict[str, Entry], dict[str, str]]:
     """The tensors of a safetensors file (in file order) and its metadata, reading only the header."""
     with open(path, "rb") as f:
         (length,) = struct.unpack("<Q", f.read(8))
+        if length > path.stat().st_size - 8:  # not a safetensors file, or one cut inside its header
+            raise ValueError(f"a header of {length} bytes in a file of {path.stat().st_size}")
         header = json.loads(f.read(length))
     metadata = header.pop("__metadata__", {}) or {}
     base = 8 + length

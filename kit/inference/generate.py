@@ -43,6 +43,10 @@ def split_reasoning(text: str) -> Reply:
 def _checked(path: Path) -> tuple[Path, bool]:
     """`path` and whether it is an adapter; a folder that is neither a model nor an adapter, in one sentence."""
     is_adapter = (path / "adapter_config.json").is_file()
+    if is_adapter:
+        from kit.training.runs import verify_adapter
+
+        verify_adapter(path)
     if is_adapter or (path / "config.json").is_file():
         return path, is_adapter
     if not path.exists():

@@ -139,8 +139,11 @@ def check_adapter(cfg: Config) -> None:
     """Continuing an adapter needs the same rank, alpha and targets: name both values where they differ."""
     from peft import PeftConfig
 
+    from kit.training.runs import verify_adapter
+
     if not (Path(cfg.model.adapter) / "adapter_config.json").is_file():
         raise BackendError(f"model.adapter '{cfg.model.adapter}' has no adapter_config.json.")
+    verify_adapter(Path(cfg.model.adapter))
     saved = PeftConfig.from_pretrained(cfg.model.adapter)
     pairs = [("r", saved.r, cfg.lora.r), ("alpha", saved.lora_alpha, cfg.lora.lora_alpha),
              ("target_modules", sorted(saved.target_modules or []), sorted(cfg.lora.target_modules))]

@@ -11,9 +11,10 @@ scored on a few short generations in both modes (kit.training.trainer.switch_che
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
+
+from kit.files import read_jsonl
 
 SOURCE_LOSS = re.compile(r"^eval_(.+)_loss$")
 SWITCH = "eval_switch"
@@ -25,11 +26,10 @@ def source_key(name: str) -> str:
 
 
 def read_metrics(run: str | Path) -> list[dict]:
-    """Every logged record of a run, in order (`{"step": 25, "eval_chat_loss": 1.9, ...}`); none before it logs."""
-    path = Path(run) / "logs" / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """Every logged record of a run, in order (`{"step": 25, "eval_chat_loss": 1.9, ...}`); none before it logs. A
+    last line cut by a power cut is dropped; a damaged one elsewhere is an error naming it."""
+    return read_jsonl(Path(run) / "logs" / "metrics.jsonl", "remove that line (or the file: its records are for plots "
+                      "and sweeps, not for resuming) and run again.")
 
 
 def source_losses(logs: dict) -> dict[str, float]:

@@ -25,11 +25,11 @@ from pathlib import Path
 
 from kit.config import Config, ConfigError, load_config
 from kit.errors import KitError
-from kit.files import write_atomic
+from kit.files import read_cache, write_atomic, writing_into
 from kit.training import guards
 from kit.training.backends import activate_backend, load_for_training, load_tokenizer
 from kit.training.metrics import read_metrics
-from kit.training.runs import GRPO_IDENTITY, finished_run, record_config, resume_point, run_lock
+from kit.training.runs import GRPO_IDENTITY, finished_run, record_config, resume_point, run_lock, verify_adapter
 from kit.training.sft import Run, TrainResult, already_trained, announce, model_lines, run_trainer, vram_line
 from kit.training.trainer import generating, metrics_log, optimizer_name, stop_request
 
@@ -67,6 +67,7 @@ def _sft_run(cfg: Config) -> Path:
         run = finished_run(cfg)
     except KitError as e:
         raise KitError(f"{e} GRPO continues it (grpo.start_from=sft; base starts from the base model).") from None
+    verify_adapter(run / "adapter")
     saved = load_config(run / "config.yaml").data.reasoning.heldout
     if saved != cfg.data.reasoning.heldout:
         raise KitError(f"{run} held out {saved} of data.reasoning's problems and this config holds out "
@@ -151,8 +152,7 @@ def _checks_path(run: Run) -> Path:
 
 
 def _saved_checks(run: Run) -> dict:
-    path = _checks_path(run)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return read_cache(_checks_path(run)) or {}
 
 
 def fit(run: Run, callbacks: list | None = None, progress: bool = True) -> TrainResult:
@@ -225,7 +225,7 @@ def grpo(cfg: Config, *, progress: bool = True, callbacks: list | None = None) -
         raise KitError("GRPO runs on one GPU: start it with python or qwen3-kit, not torchrun or accelerate launch.")
     cfg = start(cfg)
     folder = Path(cfg.train.output_dir) / cfg.grpo.run_name
-    with run_lock(folder):
+    with run_lock(folder), writing_into(folder):
         run = prepare(cfg, backend, state, folder)
         done = already_trained(run)
         if done:

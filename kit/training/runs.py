@@ -22,7 +22,7 @@ from pathlib import Path
 from kit.config import Config, save_config
 from kit.config.schema import flatten, to_dict
 from kit.errors import KitError
-from kit.files import atomic_folder, write_atomic
+from kit.files import append_line, atomic_folder, read_json, write_atomic
 
 
 def run_folder(cfg: Config, state=None) -> Path:
@@ -41,14 +41,58 @@ def checkpoint_step(checkpoint: str | Path) -> int:
     return int(Path(checkpoint).name.rsplit("-", 1)[-1])
 
 
+def _complete(checkpoint: Path) -> bool:
+    """A checkpoint whose trainer state, written last, reads back whole (not cut by a kill or a full disk)."""
+    try:
+        return isinstance(json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):
+        return False
+
+
 def newest_checkpoint(run: Path) -> Path | None:
-    """The highest-step complete checkpoint of a run (one with its trainer state written), or None."""
-    done = [p for p in (run / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return max(done, key=checkpoint_step, default=None)
+    """The highest-step complete checkpoint of a run (`_complete`), or None."""
+    return max((p for p in (run / "checkpoints").glob("checkpoint-*") if _complete(p)), key=checkpoint_step,
+               default=None)
 
 
 def has_adapter(run: Path) -> bool:
     return (run / "adapter" / "adapter_config.json").is_file()
+
+
+def adapter_problem(folder: Path) -> str | None:
+    """What is wrong with a LoRA adapter folder's files (its config not JSON, its weights missing, not safetensors or
+    shorter than their header says: a copy cut short, a disk that filled), read without loading it; None if whole."""
+    import struct
+
+    from kit.export.shards import read_header
+
+    try:
+        config = read_json(folder / "adapter_config.json", "")
+    except KitError as e:
+        return str(e)
+    if not isinstance(config, dict) or "r" not in config:
+        return f"{folder / 'adapter_config.json'} is not a LoRA adapter's config (no rank r)"
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        return f"{weights} is missing"
+    try:
+        entries, _ = read_header(weights)
+        end = max((e.end for e in entries.values()), default=0)
+    except (ValueError, KeyError, TypeError, AttributeError, struct.error):  # bad JSON is a ValueError too
+        return f"{weights} is not a safetensors file (it is damaged)"
+    if weights.stat().st_size < end or not entries:
+        return f"{weights} is cut short ({weights.stat().st_size:,} of {end:,} bytes)"
+    return None
+
+
+def verify_adapter(folder: Path) -> None:
+    """Raise KitError, naming the file and the fix, unless `folder` holds a whole LoRA adapter (`adapter_problem`)."""
+    if problem := adapter_problem(folder):
+        run = folder.parent
+        fix = (f"run the train command of {run} again: it writes adapter/ again from the final checkpoint"
+               if folder.name == "adapter" and (run / "config.yaml").is_file() else
+               "copy or save the adapter again from where it was made")
+        raise KitError(f"{problem}; {fix}.")
 
 
 def finished_run(cfg: Config) -> Path:
@@ -68,8 +112,9 @@ def finished_run(cfg: Config) -> Path:
 
 
 @contextmanager
-def run_lock(run: Path) -> Iterator[None]:
-    """One process per run folder: a second one with the same run is refused with the first one's PID.
+def run_lock(run: Path, doing: str = "trained") -> Iterator[None]:
+    """One process per run folder (training it, or exporting it): a second one is refused with the first one's PID
+    and what it is doing, so a retrain cannot pull the adapter from under an export.
 
     The lock (fcntl on `<run>/.lock`) is released by the kernel when the holder exits, however it exits, so a
     preempted run never leaves a stale lock behind.
@@ -82,12 +127,13 @@ def run_lock(run: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise KitError(f"{run} is being trained by process {holder}; wait for it to end, stop it, or name a "
-                           "separate run (train.run_name, or grpo.run_name for GRPO).") from None
+            pid, _, held_for = handle.read().strip().partition(" ")
+            raise KitError(f"{run} is being {held_for or 'trained'} by process {pid or '?'}; wait for it to end or "
+                           "stop it" + (", or name a separate run (train.run_name, or grpo.run_name for GRPO)."
+                                        if doing == "trained" else ".")) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(str(os.getpid()))
+        handle.write(f"{os.getpid()} {doing}")
         handle.flush()
         yield
 
@@ -100,9 +146,9 @@ NOT_IDENTITY = {"model.cache_dir", "data.num_proc"}
 
 def config_changes(run: Path, cfg: Config) -> dict[str, tuple]:
     """The keys whose values differ from the run's saved config.yaml: `{key: (saved, now)}` (keys both know)."""
-    import yaml
+    from kit.config.parse import read_yaml
 
-    saved, now = flatten(yaml.safe_load((run / "config.yaml").read_text()) or {}), flatten(to_dict(cfg))
+    saved, now = flatten(read_yaml(run / "config.yaml")), flatten(to_dict(cfg))
     return {key: (saved[key], now[key]) for key in saved.keys() & now.keys() if saved[key] != now[key]}
 
 
@@ -112,21 +158,26 @@ def identity_changes(changes: dict[str, tuple], identity: tuple[str, ...] = IDEN
 
 
 def keep_metrics_until(run: Path, step: int) -> None:
-    """Drop the logged metrics of steps after `step`: a resume from there redoes them."""
+    """Drop the logged metrics of steps after `step`, which a resume from there redoes, and the stopped session's
+    end-of-training record (`train_runtime`, ...), which the resumed one writes again."""
+    from kit.training.metrics import read_metrics
+
     path = run / "logs" / "metrics.jsonl"
     if not path.is_file():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step]
-    write_atomic(path, "".join(line + "\n" for line in kept))
+    kept = [r for r in read_metrics(run) if r.get("step", 0) <= step and "train_runtime" not in r]
+    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
 
 
 def resume_point(cfg: Config, folder: Path) -> str | None:
-    """The checkpoint to continue from; with resume=never, the run's earlier checkpoints, adapter and logs go."""
+    """The checkpoint to continue from; with resume=never, the run's earlier checkpoints, adapter and logs go. A
+    checkpoint cut short (a kill or a full disk during its save) is removed: never resumed from, nor saved over."""
     if cfg.train.resume == "never":
         for stale in ("checkpoints", "adapter", "logs"):
             shutil.rmtree(folder / stale, ignore_errors=True)
         return None
+    for partial in [p for p in (folder / "checkpoints").glob("checkpoint-*") if not _complete(p)]:
+        shutil.rmtree(partial, ignore_errors=True)
     found = newest_checkpoint(folder) if cfg.train.resume == "auto" else Path(cfg.train.resume)
     return str(found) if found else None
 
@@ -149,8 +200,8 @@ def record_config(cfg: Config, folder: Path, resume: str | None,
     if changes:
         step = checkpoint_step(resume) if resume else None
         print("changed since the run began: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()))
-        with open(folder / "logs" / "resumes.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, "changed": {k: list(v) for k, v in changes.items()}}) + "\n")
+        append_line(folder / "logs" / "resumes.jsonl",
+                    {"step": step, "changed": {k: list(v) for k, v in changes.items()}})
 
 
 CHECKPOINT_ONLY = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "rng_state*.pth", "scaler.pt")

@@ -18,18 +18,19 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kit.config import Config
 from kit.config.parse import redact_argv
 from kit.config.schema import changed, to_dict
 from kit.data import format_report, prepare_data
-from kit.files import atomic_folder
+from kit.files import atomic_folder, write_atomic, writing_into
 from kit.training import guards
 from kit.training.backends import activate_backend, load_for_training, load_tokenizer
 from kit.training.runs import (
     adapter_from_checkpoint,
+    adapter_problem,
     checkpoint_step,
     has_adapter,
     keep_metrics_until,
@@ -88,6 +89,16 @@ def total_steps(cfg: Config, rows: int, epochs: int) -> int:
     return max(1, math.ceil(math.ceil(rows / epochs / batch) * cfg.train.num_train_epochs))
 
 
+def steps_note(cfg: Config, rows: int, epochs: int) -> list[str]:
+    """Where train.num_train_epochs is set beside train.max_steps (default 30), the plan's line saying which wins."""
+    t = cfg.train
+    if not t.max_steps or "train.num_train_epochs" not in changed(cfg):
+        return []
+    by_epochs = total_steps(replace(cfg, train=replace(t, max_steps=0)), rows, epochs)
+    return [f"  note      train.max_steps={t.max_steps} wins over train.num_train_epochs={t.num_train_epochs:g} (as "
+            f"in TRL); for {t.num_train_epochs:g} epochs ({by_epochs} steps) set train.max_steps=0"]
+
+
 def mix_epochs(cfg: Config) -> int:
     """The mixes a run prepares: one, or one per epoch with data.redraw_each_epoch."""
     return max(1, math.ceil(cfg.train.num_train_epochs)) if cfg.data.redraw_each_epoch else 1
@@ -137,6 +148,7 @@ def format_plan(run: Run, model_folder: Path) -> str:
         f"  steps     {run.steps} x batch {batch} ({cfg.train.per_device_train_batch_size} x "
         f"{cfg.train.gradient_accumulation_steps} accumulation) = {epoch_share(run)}, lr {cfg.train.learning_rate:g}",
         switch_line(cfg, run.steps, mix["eval_rows"]),
+        *steps_note(cfg, len(run.prepared.train), run.epochs),
         f"  output    {run.folder}",
     ])
 
@@ -180,7 +192,7 @@ def prepare_run(cfg: Config, backend: str, state, folder: Path, progress: bool =
 def announce(run: Run, report: str, plan: str) -> None:
     """data_report.json written; the settings that differ from the defaults, the data `report`, the `plan` and the
     resume point printed, before the model loads."""
-    (run.folder / "data_report.json").write_text(json.dumps(run.prepared.report, indent=2))
+    write_atomic(run.folder / "data_report.json", json.dumps(run.prepared.report, indent=2))
     settings = ", ".join(f"{k}={v}" for k, v in changed(run.cfg).items())
     print(f"config: {run.folder / 'config.yaml'} (set: {settings or 'all defaults'})")
     print(report)
@@ -292,7 +304,7 @@ def already_trained(run: Run) -> TrainResult | None:
     if not run.resume or done < run.steps:
         return None
     history = json.loads((Path(run.resume) / "trainer_state.json").read_text())["log_history"]
-    if run.main and has_adapter(run.folder):
+    if run.main and has_adapter(run.folder) and not adapter_problem(run.folder / "adapter"):
         print(f"{run.folder} is already complete ({done} steps); name a new run (train.run_name, or grpo.run_name "
               "for GRPO), or set train.resume=never to train this one again from the start.")
     elif run.main:
@@ -316,7 +328,7 @@ def train(cfg: Config, *, progress: bool = True, callbacks: list | None = None) 
     # On CPU accelerate forms the (gloo) process group only when told it is a CPU run, as the Trainer will tell it.
     state = PartialState(cpu=not torch.cuda.is_available())
     folder = run_folder(cfg, state)
-    with run_lock(folder) if state.is_main_process else nullcontext():
+    with run_lock(folder) if state.is_main_process else nullcontext(), writing_into(folder):
         run = prepare_run(cfg, backend, state, folder, progress)
         finished = already_trained(run)
         run.state.wait_for_everyone()

@@ -8,7 +8,6 @@ patched classes; tests/test_unsloth_cpu.py proves they keep the kit's labels.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -336,11 +335,12 @@ def metrics_log(run: Path):
     reading after a crash."""
     from transformers import TrainerCallback
 
+    from kit.files import append_line
+
     class MetricsLog(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
-                with open(run / "logs" / "metrics.jsonl", "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+                append_line(run / "logs" / "metrics.jsonl", {"step": state.global_step, **logs})
 
     return MetricsLog()
 
