@@ -174,7 +174,7 @@ def test_an_export_is_made_again_when_what_made_it_changed(run_copy, tiny_dir, c
     it again (said), where it used to keep the old one."""
     import shutil
 
-    from kit.models.tiny import build_random_adapter
+    from tests.shapes import build_random_adapter
 
     run = run_copy(checkpoints=False)
     first = export_run(run, _cfg(run, "export.formats=[adapter]"))
