@@ -24,8 +24,8 @@ def test_label_coverage_stops_on_a_source_whose_every_row_lost_its_labels(smoke_
     assert guards.label_coverage(prepare_data(cfg, tiny_tokenizer, progress=False).report) == []
     cfg.data.sources = [SourceConfig(path=str(long), format="messages", role="chat")]
     report = prepare_data(cfg, tiny_tokenizer, progress=False).report
-    with pytest.raises(GuardError, match="guard label-coverage: source 'long' trains no token: none of its 8 valid "
-                                         "rows was kept \\(8 nothing_to_train_after_truncation\\)"):
+    with pytest.raises(GuardError, match="guard label-coverage: source 'long' trains no token: none of its 8 rows "
+                                         "was kept \\(8 nothing_to_train_after_truncation\\)"):
         guards.label_coverage(report)
     report["sources"].pop("long")
     report["sources"]["chat"]["trained_tokens_used"] = report["sources"]["chat"]["tokens_used"] // 100

@@ -33,10 +33,10 @@ def label_coverage(report: dict) -> list[str]:
     dropped, e.g. by a mask) stops; one training under MIN_TRAINED_SHARE of its tokens is returned as a warning."""
     warnings = []
     for name, s in report["sources"].items():
-        if s["rows_valid"] and not s["rows_kept"]:
+        if s["rows_read"] and not s["rows_kept"]:  # rows dropped too long count as dropped, not valid
             dropped = ", ".join(f"{n} {why}" for why, n in s["dropped"].items())
-            raise GuardError(f"guard label-coverage: source '{name}' trains no token: none of its {s['rows_valid']} "
-                             f"valid rows was kept ({dropped}); see how a row is labelled with kit.show_row "
+            raise GuardError(f"guard label-coverage: source '{name}' trains no token: none of its {s['rows_read']} "
+                             f"rows was kept ({dropped}); see how a row is labelled with kit.show_row "
                              "(docs/data.md).")
         if s["tokens_used"] and s["trained_tokens_used"] < MIN_TRAINED_SHARE * s["tokens_used"]:
             warnings.append(f"guard label-coverage: source '{name}' trains {s['trained_tokens_used']} of its "
