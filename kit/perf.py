@@ -336,7 +336,7 @@ def merge(base: str, lora_r: int = 32, out: str = "", check: bool = True) -> dic
                   "largest_changed_gb": round(max(e.end - e.start for e in changed) / 1e9, 3),
                   "adapter_gb": round((adapter / "adapter_model.safetensors").stat().st_size / 1e9, 3),
                   "model_gb": round(sum(p.stat().st_size for p in shard_files(target)) / 1e9, 2),
-                  "merge_s": round(merge_s, 1), "user_s": round(cpu[0], 1), "system_s": round(cpu[1], 1),
+                  "merge_s": round(merge_s, 2), "user_s": round(cpu[0], 1), "system_s": round(cpu[1], 1),
                   "rss_after_imports_gb": round(after_imports, 2), "peak_rss_merge_gb": round(merge_rss, 2)}
         if check:
             diff, scale = check_merge(adapter, base, target, AutoTokenizer.from_pretrained(adapter))
