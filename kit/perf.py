@@ -301,7 +301,7 @@ def grpo(model_dir: str, backend: str, shape: str = "", steps: int = 4, generati
 def merge(base: str, lora_r: int = 32, out: str = "", check: bool = True) -> dict:
     """Merge a random LoRA adapter into `base` as `scripts/export.py` does, in this process; report its time to the
     disk (os.sync included), CPU seconds, the peak RSS of the merge alone and with its check (`check`), the largest
-    shard, tensor and changed tensor beside the adapter's size, and whether CUDA was ever touched."""
+    shard and tensor, the adapter's size, and whether CUDA was ever touched."""
     import os
     import resource
     import shutil
@@ -329,11 +329,9 @@ def merge(base: str, lora_r: int = 32, out: str = "", check: bool = True) -> dic
         os.sync()
         merge_s, merge_rss = time.perf_counter() - start, rss_gb()
         cpu = [b - a for a, b in zip(cpu, os.times(), strict=True)]
-        changed = [e for name, e in entries.items() if name.endswith("_proj.weight")]
         result = {"base": str(base), "shards": len(shard_files(base)), "weights_merged": merged,
                   "largest_shard_gb": round(max(p.stat().st_size for p in shard_files(base)) / 1e9, 2),
                   "largest_tensor_gb": round(max(e.end - e.start for e in entries.values()) / 1e9, 3),
-                  "largest_changed_gb": round(max(e.end - e.start for e in changed) / 1e9, 3),
                   "adapter_gb": round((adapter / "adapter_model.safetensors").stat().st_size / 1e9, 3),
                   "model_gb": round(sum(p.stat().st_size for p in shard_files(target)) / 1e9, 2),
                   "merge_s": round(merge_s, 2), "user_s": round(cpu[0], 1), "system_s": round(cpu[1], 1),

@@ -186,19 +186,6 @@ def _say_if_short(what: str, got: int, asked: int) -> None:
         print(f"{what}: {got} available, fewer than the {asked} asked; scoring {got}.")
 
 
-def _endpoint_generator(which: str, cfg, progress: bool) -> tuple[Generator, str] | None:
-    """The generator of a model served at eval.endpoint (tuned) or eval.base_endpoint, and what it is; None if none."""
-    e = cfg.eval
-    url, name = (e.base_endpoint, e.base_endpoint_model) if which == "base" else (e.endpoint, e.endpoint_model)
-    if not url:
-        return None
-    from kit.inference.endpoint import endpoint_generator, served_model
-
-    name = served_model(url, name)
-    return (endpoint_generator(url, name, max_new_tokens=e.max_new_tokens, seed=e.seed, concurrency=e.batch_size,
-                               progress=which if progress else None), f"{name} at {url}")
-
-
 def _reports(cfg, adapter: Path, math: list[dict], instructions: list, progress: bool,
              base: dict | None) -> dict[str, dict]:
     """The base's (`base` when given) and the tuned model's reports, each from its endpoint or from one local load of
@@ -211,20 +198,26 @@ def _reports(cfg, adapter: Path, math: list[dict], instructions: list, progress:
 
     e, reports, model = cfg.eval, {"base": base} if base else {}, None
     for which in [which for which in ("base", "tuned") if which not in reports]:
-        generate, where = _endpoint_generator(which, cfg, progress) or (None, "")
-        local = generate is None
-        if local and model is None:
-            base_dir = resolve_model(cfg.model)
-            model, tokenizer = load_for_inference(adapter, base=base_dir, backend=cfg.train.backend,
-                                                  load_in_4bit=cfg.model.load_in_4bit, merge=False)
-        if local:
+        url, name = (e.base_endpoint, e.base_endpoint_model) if which == "base" else (e.endpoint, e.endpoint_model)
+        if url:
+            from kit.inference.endpoint import endpoint_generator, served_model
+
+            name = served_model(url, name)
+            generate = endpoint_generator(url, name, max_new_tokens=e.max_new_tokens, seed=e.seed,
+                                          concurrency=e.batch_size, progress=which if progress else None)
+            where = f"{name} at {url}"
+        else:
+            if model is None:
+                base_dir = resolve_model(cfg.model)
+                model, tokenizer = load_for_inference(adapter, base=base_dir, backend=cfg.train.backend,
+                                                      load_in_4bit=cfg.model.load_in_4bit)
             if which == "tuned":
                 merge_for_decoding(model)  # the base's replies are done
             generate = local_generator(model, tokenizer, max_new_tokens=e.max_new_tokens, seed=e.seed,
                                        batch_size=e.batch_size, progress=which if progress else None)
             where = (f"{base_dir} (local, adapter disabled)" if which == "base" else
                      f"{adapter} on {base_dir} (local, {type(model).__name__})")
-        with model.disable_adapter() if local and which == "base" else nullcontext():
+        with model.disable_adapter() if not url and which == "base" else nullcontext():
             reports[which] = {"model": where, "noise": cfg.model.name == "tiny",
                               **evaluate(generate, math, instructions)}
     return reports
