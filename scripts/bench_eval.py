@@ -56,7 +56,7 @@ def main() -> None:
               f"{e.n_instructions} instructions, each thinking on and off, up to {e.max_new_tokens} new tokens)")
     prompts = [[{"role": "user", "content": f"Question {i}: what is {i} + {i}?"}] for i in range(cfg.eval.batch_size)]
     model, tokenizer = load_for_inference(args.run / "adapter", base=resolve_model(cfg.model),
-                                          backend=cfg.train.backend, merge=False)
+                                          backend=cfg.train.backend)
     merged_model = copy.deepcopy(model).merge_and_unload()
     per_token_s(model, tokenizer, prompts, 4)  # warm-up
     times = {"adapter unmerged": [], "adapter merged (peft)": [], "merged model": []}

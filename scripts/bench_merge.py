@@ -82,8 +82,7 @@ def main() -> None:
     print(f"median ratio merge / (cp + sync): {statistics.median(m['merge_s'] / c for m, c in pairs):.2f}; "
           f"load average {os.getloadavg()[0]:.1f} at the end")
     print(f"peak RSS {max(m['peak_rss_merge_gb'] for m, _ in pairs):.2f} GB against imports + largest tensor "
-          f"({last['largest_tensor_gb']:.2f} GB) + adapter ({last['adapter_gb']:.2f} GB) = {bound:.2f} GB; "
-          f"the largest changed tensor is {last['largest_changed_gb']:.3f} GB")
+          f"({last['largest_tensor_gb']:.2f} GB) + adapter ({last['adapter_gb']:.2f} GB) = {bound:.2f} GB")
     shutil.rmtree(merged_dir, ignore_errors=True)
 
 

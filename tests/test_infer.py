@@ -52,7 +52,7 @@ def test_one_load_replies_as_the_base_and_as_the_merged_tuned_model(smoke_run, t
     conversations = [[{"role": "user", "content": "What is 2 + 2?"}], [{"role": "user", "content": "Name a fruit."}]]
     greedy = {"thinking": False, "max_new_tokens": 16, "do_sample": False}
     base = [r.text for r in generate(*load_for_inference(tiny_dir), conversations, **greedy)]
-    model, tokenizer = load_for_inference(smoke_run / "adapter", merge=False)
+    model, tokenizer = load_for_inference(smoke_run / "adapter")
     unmerged = [r.text for r in generate(model, tokenizer, conversations, **greedy)]
     merge_for_decoding(model)
     assert all(module.merged for module in model.modules() if hasattr(module, "merged_adapters"))

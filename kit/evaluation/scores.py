@@ -233,7 +233,7 @@ def _reports(cfg, adapter: Path, math: list[dict], instructions: list, progress:
         if local and model is None:
             base_dir = resolve_model(cfg.model)
             model, tokenizer = load_for_inference(adapter, base=base_dir, backend=cfg.train.backend,
-                                                  load_in_4bit=cfg.model.load_in_4bit, merge=False)
+                                                  load_in_4bit=cfg.model.load_in_4bit)
         if local:
             if which == "tuned":
                 merge_for_decoding(model)  # the base's replies are done

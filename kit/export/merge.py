@@ -71,10 +71,9 @@ def add_lora(weight, pair: LoraPair, work) -> None:
 
 
 def _merge_shard(shard: Path, entries: dict, metadata: dict, target: Path, pairs: dict[str, LoraPair]) -> int:
-    """Write one merged shard, tensor by tensor in order; returns its bytes of tensor data. A bf16 or integer tensor
-    is copied by the kernel (sendfile); a changed one is then read into a reused buffer, merged in place and written
-    over its copy (on the VM measured, filling fresh page-cache pages from this process cost 3.6x the kernel's copy,
-    overwriting them little); a tensor in another float dtype is read, merged if changed, and written in bf16."""
+    """Write one merged shard in order; returns its bytes of tensor data. A changed weight is written over the
+    kernel's copy of it: filling fresh page-cache pages from a process cost 3.6x the kernel's copy on the VM measured,
+    overwriting them little (docs/benchmarks.md). A float tensor not in bf16 is read and written converted."""
     import torch
 
     from kit.export.shards import encode_header
@@ -117,11 +116,11 @@ def _copy(src, dst, offset: int, count: int) -> None:
         offset, count = offset + done, count - done
 
 
-def merge_lora(adapter: Path, base: Path, out: Path, workers: int | None = None) -> int:
+def merge_lora(adapter: Path, base: Path, out: Path) -> int:
     """Write `base` with `adapter` merged into `out` (an existing, empty folder): shards, index, config.json.
 
-    Shards are merged `workers` at a time (default: one per core), each in a thread: the work is in torch and in
-    system calls, which release the GIL, so threads use the cores without processes' torch imports and adapter copies.
+    One thread per shard and core: torch and system calls release the GIL, so threads use the cores without
+    processes' torch imports and adapter copies.
     Returns the number of weights changed. Raises MergeError when the adapter does not fit the base.
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -143,8 +142,7 @@ def merge_lora(adapter: Path, base: Path, out: Path, workers: int | None = None)
     if missing:
         raise MergeError(f"{adapter} does not fit {base}: the base has no {missing[0]} "
                          f"({len(missing)} of the adapter's {len(pairs)} weights are missing).")
-    workers = workers or min(len(headers), os.cpu_count() or 1)
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(min(len(headers), os.cpu_count() or 1)) as pool:
         total = sum(pool.map(lambda shard: _merge_shard(shard, *headers[shard], out / shard.name, pairs), headers))
     if (base / INDEX_NAME).is_file():
         write_index(out, weight_map, total)

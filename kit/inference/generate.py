@@ -62,7 +62,7 @@ def _adapter_base(adapter: Path) -> str:
 
 
 def load_for_inference(path: str | Path, *, base: str | Path | None = None, backend: str = "auto",
-                       load_in_4bit: bool = True, dtype: str = "auto", merge: bool = True):
+                       load_in_4bit: bool = True, dtype: str = "auto"):
     """Load a model folder (base or merged) or an adapter folder (with its base) for generation.
 
     Args:
@@ -71,7 +71,6 @@ def load_for_inference(path: str | Path, *, base: str | Path | None = None, back
         backend: auto | unsloth | hf (as for training).
         load_in_4bit: unsloth: the base in 4-bit (as trained); hf loads 16-bit weights.
         dtype: auto (bf16 on a GPU, fp32 on a CPU) | bf16 | fp32: the compute dtype.
-        merge: an adapter merged into 16/32-bit weights at once (`merge_for_decoding`); False leaves that to the caller.
     Returns:
         (model, tokenizer), the model in eval mode.
     """
@@ -93,8 +92,6 @@ def load_for_inference(path: str | Path, *, base: str | Path | None = None, back
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(path))
-        if merge:
-            merge_for_decoding(model)
     if backend == "unsloth":
         from unsloth import FastLanguageModel
 
