@@ -182,8 +182,10 @@ def smoke_sweep(kit_cache, tmp_path_factory) -> dict:
 
     out = tmp_path_factory.mktemp("sweep")
     args = [sys.executable, "scripts/sweep.py", "--config", "configs/smoke.yaml", *SWEEP, f"train.output_dir={out}"]
+    cache = {"QWEN3_KIT_CACHE": str(out / "cache")}  # its own: the pools it tokenizes, none of other tests'
     with open(out / "first.log", "w") as log:  # a file, not a pipe a long output could fill
-        proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                env=os.environ | cache)
         second, deadline = out / "smoke-sweep" / "smoke-chat0.25" / "checkpoints", time.time() + 600
         while not list(second.glob("checkpoint-*/trainer_state.json")):
             if proc.poll() is not None or time.time() > deadline:
@@ -192,9 +194,10 @@ def smoke_sweep(kit_cache, tmp_path_factory) -> dict:
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=600)
-    again = run_script(*args[1:], check=False)
+    again = run_script(*args[1:], check=False, env=cache)
     return {"out": out, "first": (proc.returncode, (out / "first.log").read_text()),
-            "again": (again.returncode, again.stdout + again.stderr), "pools": sorted((kit_cache / "pools").iterdir())}
+            "again": (again.returncode, again.stdout + again.stderr),
+            "pools": sorted((out / "cache" / "pools").iterdir())}
 
 
 def _normal_name(name: str) -> str:
