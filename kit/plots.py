@@ -134,23 +134,9 @@ def evaluation(reports: dict[str, dict]):
         what, _, mode = m.partition("_thinking_")
         labels.append(f"{what.replace('_', ' ')}\nthinking {mode}\nn={first[METRICS[m]]}")
     ax.set_xticks(x + width * (len(reports) - 1) / 2, labels, fontsize=7)
-    title = _titled(ax, "Before and after training (share of prompts passing)",
-                    any(r.get("noise") for r in reports.values()))
-    ax.set(ylim=(0, 1.12), ylabel="share", title=title)
+    ax.set(ylim=(0, 1.12), ylabel="share", title="Before and after training (share of prompts passing)")
     ax.legend(loc="upper right")
     return fig
-
-
-def _titled(ax, title: str, noise: bool) -> str:
-    """`title`, with the tiny model's warning under it (and a grey background) where its figures are shown."""
-    import textwrap
-
-    from kit.evaluation.scores import NOISE
-
-    if not noise:
-        return title
-    ax.set_facecolor("#f4f4f4")
-    return f"{title}\n{textwrap.fill(NOISE, 60)}"
 
 
 def ratio_front(points: list[dict]):
@@ -181,7 +167,7 @@ def ratio_front(points: list[dict]):
     ax.axvline(0, color="grey", linewidth=0.8, linestyle=":")
     ax.plot([0], [0], "k+", markersize=12, label="base model")
     ax.set(xlabel="math gain over the base (thinking on)", ylabel="instruction following change (on/off mean)",
-           title=_titled(ax, "Chat-ratio sweep (labels: data.chat_ratio)", any(p["noise"] for p in points)))
+           title="Chat-ratio sweep (labels: data.chat_ratio)")
     ax.legend(fontsize=7)
     return fig
 

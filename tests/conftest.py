@@ -44,6 +44,31 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
 
 
+KEPT = Path.home() / ".cache" / "qwen3-kit-ci"  # kept across sessions, as .ci/run's vLLM venv is
+
+
+def _tiny_inputs() -> str:
+    """A digest of what the pretrained tiny default is made from: its code, the toy world, the chat template, and
+    the versions of the libraries whose numerics it carries."""
+    from hashlib import sha256
+    from importlib.metadata import version
+
+    digest = sha256(f"{version('torch')} {version('transformers')} {version('tokenizers')}".encode())
+    models = ROOT / "kit" / "models"
+    for path in [models / "toy.py", models / "tiny.py", *sorted(models.glob("templates/*"))]:
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def link_tiny_default(cache: Path) -> None:
+    """Put the pretrained tiny default into a kit cache: pretrained (minutes) once for all sessions, under KEPT, until
+    what it is made from changes, and linked where `build_tiny_model()` looks for it."""
+    from kit.models.tiny import TINY_VERSION, build_tiny_model
+
+    (cache / "models").mkdir(parents=True, exist_ok=True)
+    (cache / "models" / f"tiny-qwen3-v{TINY_VERSION}").symlink_to(build_tiny_model(KEPT / f"tiny-{_tiny_inputs()}"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def kit_cache(tmp_path_factory) -> Path:
     """Every test writes downloads, prepared data and models into one temporary cache, never the user's."""
@@ -51,6 +76,7 @@ def kit_cache(tmp_path_factory) -> Path:
     os.environ["QWEN3_KIT_CACHE"] = str(cache)
     os.environ.setdefault("WANDB_MODE", "disabled")
     os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    link_tiny_default(cache)
     return cache
 
 
@@ -183,6 +209,7 @@ def smoke_sweep(kit_cache, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("sweep")
     args = [sys.executable, "scripts/sweep.py", "--config", "configs/smoke.yaml", *SWEEP, f"train.output_dir={out}"]
     cache = {"QWEN3_KIT_CACHE": str(out / "cache")}  # its own: the pools it tokenizes, none of other tests'
+    link_tiny_default(out / "cache")
     with open(out / "first.log", "w") as log:  # a file, not a pipe a long output could fill
         proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
                                 env=os.environ | cache)

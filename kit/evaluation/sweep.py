@@ -133,7 +133,7 @@ def point_row(ratio: float, run: Path, reports: dict, records: list[dict], data_
             tuned[f"switch_{m}"] >= base[f"switch_{m}"] - drop for m in modes
             if None not in (tuned[f"switch_{m}"], base[f"switch_{m}"])),
         "switch_training": ends.pop("", None), "eval_loss": ends,
-        "n_math": tuned["n_math"], "n_instructions": tuned["n_instructions"], "noise": bool(tuned.get("noise")),
+        "n_math": tuned["n_math"], "n_instructions": tuned["n_instructions"],
         "on_front": False,
     }
 
@@ -305,15 +305,11 @@ def _say_progress(sweep: Sweep, k: int, ran: int, seconds: float) -> None:
 
 def format_table(sweep: Sweep) -> str:
     """The sweep as a Markdown table, with the base model's figures and the ratios on the front named."""
-    from kit.evaluation.scores import NOISE
-
     sources = list(dict.fromkeys(s for p in sweep.points for s in p["eval_loss"]))
     head = ["chat_ratio", "chat % rows", "chat % trained tokens", "steps", "math gain", "instructions change",
             "switch on / off", "switch while training: step 0 -> end",
             *[f"eval loss {s}: step 0 -> end" for s in sources], "front"]
     lines = [f"# Chat-ratio sweep: {sweep.folder}", ""]
-    if any(p["noise"] for p in sweep.points):
-        lines += [f"**{NOISE}**", ""]
     if b := sweep.base:
         kept = _mean(b["instructions_thinking_on"], b["instructions_thinking_off"])
         lines += [f"Base model: math (thinking on) {cell(b['math_thinking_on'], '.3f')} of {b['n_math']} problems; "

@@ -1,11 +1,13 @@
-"""The tiny default: a random-weight Qwen3 with a small tokenizer of Qwen3's make; no download, any machine.
+"""The tiny default: a small Qwen3 that knows a toy world, with a tokenizer of Qwen3's make; no download, any machine.
 
-    folder = build_tiny_model()                       # the built-in tiny default, cached; trains on a CPU in a minute
+    folder = build_tiny_model()   # the built-in tiny default: pretrained once on the toy world (minutes), cached
 
-It is the real `Qwen3ForCausalLM` architecture with a byte-level BPE tokenizer trained on `data/`: Qwen3's
-pre-tokenizer, its special tokens (`<|im_start|>`, `<|im_end|>`, `<think>`, ...) and Qwen3's own chat template, so
-everything rendered for it is rendered exactly as for a real Qwen3. `build_random_qwen3` writes any other shape the
-same way (tests/shapes.py builds the published ones for the GPU check and the merge tests).
+It is the real `Qwen3ForCausalLM` architecture with a byte-level BPE tokenizer trained on the toy world
+(kit.models.toy): Qwen3's pre-tokenizer, its special tokens (`<|im_start|>`, `<|im_end|>`, `<think>`, ...) and Qwen3's
+own chat template, so everything rendered for it is rendered exactly as for a real Qwen3. The tiny default is
+pretrained on the toy world's base half, so fine-tuning on `data/` (its other half) teaches it something the kit's
+measurements can see. `build_random_qwen3` writes a random-weight model of any shape the same way (tests/shapes.py
+builds the published ones for the GPU check and the merge tests).
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import json
 from pathlib import Path
 
 from kit.models.profiles import VOCAB, chat_template
-from kit.paths import DATA_DIR, cache_root
+from kit.paths import cache_root
 
-TINY_VERSION = 4  # bump to rebuild cached tiny models after a change here
+TINY_VERSION = 5  # bump to rebuild cached tiny models after a change here
 SPECIAL_TOKENS = [  # Qwen3's added tokens, in Qwen3's order
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
     "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
@@ -30,29 +32,15 @@ QWEN3_PRETOKENIZE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{
 
 
 def _training_text() -> list[str]:
-    """Text from the sample data, so the tiny tokenizer's merges look like the data it will see."""
-    import pyarrow.parquet as pq
+    """Text of the toy world (kit.models.toy) the tiny model reads, so the tokenizer's merges fit it. Generated, not
+    read from `data/`, so the sample data can change without changing the tokenizer (and the pretrained base)."""
+    import random
 
-    texts = []
-    for path in sorted(DATA_DIR.glob("*.parquet")):
-        table = pq.read_table(path)
-        for column in ("problem", "generated_solution"):
-            if column in table.column_names:
-                texts += table.column(column).to_pylist()
-    for path in sorted(DATA_DIR.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            texts += _strings(json.loads(line))
-    return texts
+    from kit.models.toy import base_document
 
-
-def _strings(value) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
+    rng = random.Random(0)
+    return [base_document(rng, i, lambda messages, thinking: "\n".join(m["content"] for m in messages))
+            for i in range(4000)]
 
 
 def build_tiny_tokenizer(vocab_size: int = 2048):
@@ -84,7 +72,7 @@ def qwen3_config(vocab_size: int = VOCAB, **overrides):
     from transformers import Qwen3Config
 
     values = dict(architectures=["Qwen3ForCausalLM"],  # as published: vLLM picks the model class from it
-                  vocab_size=vocab_size, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
+                  vocab_size=vocab_size, hidden_size=128, intermediate_size=384, num_hidden_layers=3,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=64, tie_word_embeddings=True,
                   max_position_embeddings=4096, rope_theta=1000000.0, rms_norm_eps=1e-6, dtype="float32")
     return Qwen3Config(**values | overrides)
@@ -169,6 +157,91 @@ def _normal(shape, dtype, std: float, seed: int):
     return out
 
 
+PRETRAINING = {"batch": 16, "lr": 5e-3, "cooldown": 200, "max_steps": 2000}
+
+
 def build_tiny_model(folder: str | Path | None = None, *, seed: int = 0) -> Path:
-    """The built-in tiny default, cached under the kit's cache root."""
-    return build_random_qwen3(folder or cache_root() / "models" / f"tiny-qwen3-v{TINY_VERSION}", seed=seed)
+    """The built-in tiny default, cached under the kit's cache root: a tiny random Qwen3 (`build_random_qwen3`)
+    pretrained once, in a few minutes on a CPU, on the base half of the toy world (kit.models.toy). It knows that world
+    as a real base knows language (it works sums as plain text, and chats with thinking on and off) but not the task
+    SFT teaches: a problem in the chat template answered with its steps in a think block and a boxed result.
+    `pretraining.json` in the folder says how long it trained and how many sums it then worked right."""
+    from kit.files import atomic_folder
+
+    folder = Path(folder or cache_root() / "models" / f"tiny-qwen3-v{TINY_VERSION}")
+    if not (folder / "config.json").is_file():
+        print(f"pretraining the tiny default on the toy world, once (a few minutes on 2 cores) -> {folder}")
+        with atomic_folder(folder) as tmp:
+            _pretrain(build_random_qwen3(tmp / "random", seed=seed), tmp, seed)
+    return folder
+
+
+def _pretrain(random_dir: Path, out: Path, seed: int) -> None:
+    """Next-token training on the toy world's base documents, a batch padded to its longest, written to `out` as a
+    model of its own. Copying digits from the question comes abruptly, after a number of steps that varies with the
+    initialisation (~500-800), so the loop checks every 100 steps and, once half of the held-out sums come out right,
+    decays the learning rate to 0 over `cooldown` steps, which brings nearly all of them. A plain loop: at this size
+    the Trainer's overhead would be most of the time."""
+    import random
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from kit.models.toy import base_document
+
+    tokenizer = AutoTokenizer.from_pretrained(random_dir)
+    model = AutoModelForCausalLM.from_pretrained(random_dir)
+    p, pad = PRETRAINING, tokenizer.pad_token_id
+    optimizer = torch.optim.AdamW(model.parameters(), lr=p["lr"], betas=(0.9, 0.98), weight_decay=0.0)
+    rng, step, cooling_from = random.Random(seed), 0, None
+
+    def render(messages, thinking):
+        return tokenizer.apply_chat_template(messages, tokenize=False, enable_thinking=thinking)
+
+    while cooling_from is None or step < cooling_from + p["cooldown"]:
+        scale = min(1, (step + 1) / 20) if cooling_from is None else 1 - (step - cooling_from) / p["cooldown"]
+        optimizer.param_groups[0]["lr"] = p["lr"] * scale
+        ids = [tokenizer(base_document(rng, step * p["batch"] + i, render))["input_ids"] for i in range(p["batch"])]
+        longest = max(map(len, ids))
+        inputs = torch.tensor([x + [pad] * (longest - len(x)) for x in ids])
+        labels = torch.tensor([x + [-100] * (longest - len(x)) for x in ids])
+        model(input_ids=inputs, labels=labels).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        step += 1
+        if cooling_from is None and step % 100 == 0 and (step >= p["max_steps"] or _sums_right(model, tokenizer) >= .5):
+            cooling_from = step
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    shutil.copy(random_dir / "generation_config.json", out)
+    shutil.rmtree(random_dir)
+    (out / "pretraining.json").write_text(json.dumps({"steps": step, "sums_right": _sums_right(model, tokenizer)}))
+
+
+def _sums_right(model, tokenizer, n: int = 40) -> float:
+    """The share of `n` sums of the toy world's data half (never trained on) whose steps the model writes right,
+    greedily, asked in the chat template with thinking off: the context fine-tuning will ask them in."""
+    import random
+
+    import torch
+    from transformers import GenerationConfig
+
+    from kit.models.toy import PHRASES, pair, sum_steps
+
+    rng = random.Random(0)
+    pairs = [pair(rng, "data") for _ in range(n)]
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": rng.choice(PHRASES).format(a=a, b=b)}],
+                                             add_generation_prompt=True, enable_thinking=False)["input_ids"]
+               for a, b in pairs]
+    longest = max(map(len, prompts))
+    inputs = torch.tensor([[tokenizer.pad_token_id] * (longest - len(x)) + x for x in prompts])  # padded on the left
+    model.eval()
+    with torch.no_grad():
+        out = model.generate(inputs, attention_mask=(inputs != tokenizer.pad_token_id).long(),
+                             generation_config=GenerationConfig(max_new_tokens=64, do_sample=False,
+                                                                pad_token_id=tokenizer.pad_token_id))
+    model.train()
+    texts = tokenizer.batch_decode(out[:, longest:])
+    return sum(t.startswith(sum_steps(a, b)) for (a, b), t in zip(pairs, texts, strict=True)) / n

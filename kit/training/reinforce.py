@@ -144,7 +144,7 @@ def score(run: Run, model, tokenizer, when: str, questions: tuple, progress: boo
         generate = local_generator(model, tokenizer, max_new_tokens=e.max_new_tokens, seed=e.seed,
                                    batch_size=e.batch_size, progress=f"{when} GRPO" if progress else None)
         return {"model": start if when == "before" else str(run.folder / "adapter"),
-                "noise": run.cfg.model.name == "tiny", **evaluate(generate, math, instructions)}
+                **evaluate(generate, math, instructions)}
 
 
 def _checks_path(run: Run) -> Path:
