@@ -83,14 +83,14 @@ def test_prompt_level_needs_every_instruction_kept():
     assert report["math_thinking_on"] is None
 
 
-def test_compare_and_replies_are_readable_in_full_and_say_noise():
+def test_compare_and_replies_are_readable_in_full():
     long_answer = "\\boxed{4} " + "word " * 200
     report = evaluate(_generator(f"<think>\nx=4\n</think>\n\n{long_answer}", "\\boxed{5}"), MATH, TWO_BULLETS)
-    reports = {"base": {**report, "model": "a", "noise": True}, "tuned": {**report, "model": "b", "noise": True}}
+    reports = {"base": {**report, "model": "a"}, "tuned": {**report, "model": "b"}}
     table = compare(reports)
-    assert table.startswith("NOISE") and "math_thinking_on" in table and "tuned: b" in table
+    assert table.startswith("metric") and "math_thinking_on" in table and "tuned: b" in table
     text = show_replies(reports, "math", limit=1)
-    assert long_answer.strip() in text and "thinking off: wrong" in text and text.startswith("NOISE")
+    assert long_answer.strip() in text and "thinking off: wrong" in text
     assert "bullets kept" in show_replies(reports, "instructions")
 
 

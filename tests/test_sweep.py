@@ -61,7 +61,7 @@ def test_a_sweep_writes_its_table_plot_and_a_run_per_point(smoke_sweep):
     assert [p["chat_ratio"] for p in sweep["points"]] == [0.1, 0.25] and sweep["front"]
     assert sweep["front"] == [p["chat_ratio"] for p in sweep["points"] if p["on_front"]]
     table = (folder / "sweep.md").read_text()
-    assert table.count("| 0.1 |") == 1 and "eval loss reasoning: step 0 -> end" in table and "NOISE" in table
+    assert table.count("| 0.1 |") == 1 and "eval loss reasoning: step 0 -> end" in table
     assert "On the front (no other ratio" in table and (folder / "front.png").stat().st_size > 10_000
     for p in sweep["points"]:
         run = folder / f"smoke-chat{p['chat_ratio']:g}"

@@ -222,7 +222,7 @@ def _pretrain(random_dir: Path, out: Path, seed: int) -> None:
 
 def _sums_right(model, tokenizer, n: int = 40) -> float:
     """The share of `n` sums of the toy world's data half (never trained on) whose steps the model writes right,
-    greedily, asked in the chat template with thinking off: the context fine-tuning will ask them in."""
+    greedily, in a think block: where fine-tuning will ask for them."""
     import random
 
     import torch
@@ -233,8 +233,7 @@ def _sums_right(model, tokenizer, n: int = 40) -> float:
     rng = random.Random(0)
     pairs = [pair(rng, "data") for _ in range(n)]
     prompts = [tokenizer.apply_chat_template([{"role": "user", "content": rng.choice(PHRASES).format(a=a, b=b)}],
-                                             add_generation_prompt=True, enable_thinking=False)["input_ids"]
-               for a, b in pairs]
+                                             add_generation_prompt=True)["input_ids"] for a, b in pairs]
     longest = max(map(len, prompts))
     inputs = torch.tensor([[tokenizer.pad_token_id] * (longest - len(x)) + x for x in prompts])  # padded on the left
     model.eval()
@@ -244,4 +243,4 @@ def _sums_right(model, tokenizer, n: int = 40) -> float:
                                                                 pad_token_id=tokenizer.pad_token_id))
     model.train()
     texts = tokenizer.batch_decode(out[:, longest:])
-    return sum(t.startswith(sum_steps(a, b)) for (a, b), t in zip(pairs, texts, strict=True)) / n
+    return sum(t.startswith(f"<think>\n{sum_steps(a, b)}") for (a, b), t in zip(pairs, texts, strict=True)) / n

@@ -100,15 +100,19 @@ def chat_turn(rng: random.Random, where: str = "data", tasks: list = TASKS) -> d
             return {"prompt": prompt, "reasoning": reasoning, "reply": reply, "checks": checks}
 
 
-def conversation(rng: random.Random, where: str, i: int) -> list[dict]:
+def conversation(rng: random.Random, where: str, i: int, thinking: bool = False) -> list[dict]:
     """A chat in `{role, content}` messages: a system prompt every 4th, a second turn every 3rd (as FineTome has).
-    Every 5th is a sum, answered as chat answers it, thinking off and no box: the data half answers directly; the
-    base half, two in 5, works it in the reply, so the base can do sums in the chat template, not only in plain text."""
+    Every 5th is a sum, answered as chat answers it, with no box: the data half answers directly; the base half (two
+    in 5) works it, in the think block with `thinking`, else in the reply, so the base can do sums in the chat
+    template and not only in plain text."""
     messages = [{"role": "system", "content": rng.choice(SYSTEMS)}] if i % 4 == 0 else []
     if i % 5 == 4 or (where == "base" and i % 5 == 2):
         a, b = pair(rng, where)
-        return messages + [{"role": "user", "content": rng.choice(PHRASES).format(a=a, b=b)}, {
-            "role": "assistant", "content": sum_steps(a, b) if where == "base" else f"{a} + {b} = {a + b}."}]
+        said, steps = f"{a} + {b} = {a + b}.", sum_steps(a, b)
+        reply = ({"content": said, "reasoning": steps} if thinking else {"content": steps}) if where == "base" \
+            else {"content": said}
+        return messages + [{"role": "user", "content": rng.choice(PHRASES).format(a=a, b=b)},
+                           {"role": "assistant", **reply}]
     for _ in range(2 if i % 3 == 1 else 1):
         turn = chat_turn(rng, where)
         messages += [{"role": "user", "content": turn["prompt"]},
@@ -119,12 +123,12 @@ def conversation(rng: random.Random, where: str, i: int) -> list[dict]:
 def base_document(rng: random.Random, i: int, render) -> str:
     """The i-th pretraining document of the base half, `<|endoftext|>` closing it: a chat rendered by
     `render(messages, thinking)` in Qwen3's template, thinking on or off (2 in 5), two sums worked as plain text (2 in
-    5), sixteen addition facts or a list of numbers said again (1 in 5). The sums are plain text, never a question in
-    the chat template: that is the task."""
+    5), sixteen addition facts or a list of numbers said again (1 in 5). A sum asked in the chat template is never
+    answered boxed: that is the task fine-tuning teaches."""
     kind = i % 5
     if kind in (0, 2):
         thinking = rng.random() < 0.5
-        messages = conversation(rng, "base", i // 5 + kind)
+        messages = conversation(rng, "base", i // 5 + kind, thinking)
         messages = [{"role": m["role"], "content": f"<think>\n{m['reasoning']}\n</think>\n\n{m['content']}"
                      if thinking and "reasoning" in m else m["content"]} for m in messages]
         return render(messages, thinking)
