@@ -120,15 +120,27 @@ def test_held_out_problems_are_refused_for_a_run_that_trained_on_them(smoke_run,
     assert result.returncode == 1 and "differs from the run's config.yaml" in result.stderr
 
 
-def test_eval_script_compares_base_and_tuned_locally(smoke_run):
-    result = run_script("scripts/eval.py", "--run", str(smoke_run), "eval.n_math=50", "eval.n_instructions=3",
-                        "eval.max_new_tokens=4", "eval.batch_size=16")
+def test_the_evaluation_sees_what_the_smoke_run_learned(smoke_run):
+    """The tiny base works sums but never boxes an answer in the chat template; the smoke run learns that from
+    data/, and `qwen3-kit eval` sees it on held-out sums it never trained on. Measured on this sandbox (n = all 49
+    held-out sums, seeded sampling): math with thinking on 0/49 for the base (95 % Wilson interval 0-0.07) and 35/49
+    tuned (0.58-0.82; most of the rest are the slips the data teaches, kit.models.toy); thinking on, the tuned model
+    works the columns in its think block (49/49), thinking off it answers at once (49/49), as the data's chat does;
+    the toy chat's instructions are kept."""
+    result = run_script("scripts/eval.py", "--run", str(smoke_run), "eval.n_math=50", "eval.batch_size=16")
     assert "fewer than the 50 asked" in result.stdout  # the tiny run's held-out slice holds fewer problems
-    assert "NOISE" in result.stdout and "(local, PeftModelForCausalLM)" in result.stdout
+    assert "(local, PeftModelForCausalLM)" in result.stdout
     reports = json.loads((smoke_run / "eval.json").read_text())
     assert set(reports) == {"base", "tuned"}
-    tuned = reports["tuned"]
-    assert tuned["n_instructions"] == 3 and 0 < tuned["n_math"] < 50 and tuned["noise"]
+    base, tuned = reports["base"], reports["tuned"]
+    assert tuned["n_instructions"] == 20 and tuned["n_math"] == 49
+    assert base["math_thinking_on"] <= 0.1 and tuned["math_thinking_on"] >= 0.5
+    math = tuned["details"]["math"]
+    assert sum(m["thinking_on"]["reasoning"].startswith("Ones: ") for m in math) >= 0.8 * len(math)
+    assert sum("Ones" not in m["thinking_off"]["answer"] for m in math) >= 0.8 * len(math)
+    assert tuned["switch_thinking_on"] >= 0.7 and tuned["switch_thinking_off"] >= 0.8
+    for mode in ("on", "off"):
+        assert tuned[f"instructions_thinking_{mode}"] >= base[f"instructions_thinking_{mode}"] - 0.2
     assert tuned["math_source"]["training_data_fingerprint"] == \
         json.loads((smoke_run / "data_report.json").read_text())["fingerprint"]
 

@@ -59,32 +59,37 @@ def test_the_switch_score_falls_when_a_template_breaks_the_switch(smoke_run, smo
     assert broken["switch"] < kept["switch"]
 
 
-def test_a_falling_switch_warns_while_training_and_stops_the_export(smoke_run, tmp_path, capsys):
-    """The smoke run's random tiny model loses what switch it had (its smoke.yaml never warns: noise); under a
-    threshold it crosses, the warning prints at the evaluation and the export is refused unless allowed."""
+def test_a_falling_switch_warns_while_training_and_stops_the_export(run_copy, tmp_path, capsys):
+    """A run whose thinking switch fell while it trained (the smoke run's records with its last switch score set to 0,
+    as a run that lost its thinking-off mode logs it): the warning prints at the evaluation, and the export is refused
+    unless allowed."""
     from transformers import TrainerState
 
     from kit.config import load_config
     from kit.export.export import ExportError, export_run
     from kit.training.trainer import switch_watch
 
-    records = read_metrics(smoke_run)
-    (_, first), (last_step, last) = switch_curve(records)[0], switch_curve(records)[-1]
-    assert last < first, "the smoke run's switch no longer falls: pick another way to break it"
-    drop = (first - last) / 2
+    run = run_copy(checkpoints=False)
+    records = read_metrics(run)
+    records[max(i for i, r in enumerate(records) if "eval_switch" in r)]["eval_switch"] = 0.0
+    (run / "logs" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (_, first), (last_step, _) = switch_curve(records)[0], switch_curve(records)[-1]
+    assert first > 0, "the smoke run's base passes no switch prompt: nothing can fall"
+    drop = first / 2
     watch, state = switch_watch(drop), TrainerState()
     for record in records:
         state.log_history.append(record)
         watch.on_log(None, state, None, logs=record)
     warned = capsys.readouterr().out
-    assert f"warning: the thinking switch scored {last:.2f} at step {last_step}, down from {first:.2f}" in warned
-    cfg = load_config(smoke_run / "config.yaml", [f"train.switch_drop={drop}", f"export.out_dir={tmp_path}",
-                                                  "export.formats=[adapter]"])
+    assert f"warning: the thinking switch scored 0.00 at step {last_step}, down from {first:.2f}" in warned
+    out = tmp_path / "export"
+    cfg = load_config(run / "config.yaml", [f"train.switch_drop={drop}", f"export.out_dir={out}",
+                                            "export.formats=[adapter]"])
     with pytest.raises(ExportError, match="may ignore enable_thinking; nothing was exported"):
-        export_run(smoke_run, cfg)
-    assert not any(tmp_path.iterdir())
+        export_run(run, cfg)
+    assert not out.exists() or not any(out.iterdir())
     cfg.export.allow_broken_switch = True
-    assert export_run(smoke_run, cfg).folders["adapter"].is_dir()
+    assert export_run(run, cfg).folders["adapter"].is_dir()
 
 
 def test_the_loss_plots_draw_each_source_against_its_step_0(smoke_run):

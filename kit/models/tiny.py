@@ -180,8 +180,9 @@ def _pretrain(random_dir: Path, out: Path, seed: int) -> None:
     """Next-token training on the toy world's base documents, a batch padded to its longest, written to `out` as a
     model of its own. Copying digits from the question comes abruptly, after a number of steps that varies with the
     initialisation (~500-800), so the loop checks every 100 steps and, once half of the held-out sums come out right,
-    decays the learning rate to 0 over `cooldown` steps, which brings nearly all of them. A plain loop: at this size
-    the Trainer's overhead would be most of the time."""
+    decays the learning rate to 0 over `cooldown` steps. Two threads on any machine, so the same sums are added in
+    the same order and a 2-core CI machine learns the base a developer's did. A plain loop: at this size the Trainer's
+    overhead would be most of the time."""
     import random
     import shutil
 
@@ -190,6 +191,8 @@ def _pretrain(random_dir: Path, out: Path, seed: int) -> None:
 
     from kit.models.toy import base_document
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
     tokenizer = AutoTokenizer.from_pretrained(random_dir)
     model = AutoModelForCausalLM.from_pretrained(random_dir)
     p, pad = PRETRAINING, tokenizer.pad_token_id
@@ -213,6 +216,7 @@ def _pretrain(random_dir: Path, out: Path, seed: int) -> None:
         step += 1
         if cooling_from is None and step % 100 == 0 and (step >= p["max_steps"] or _sums_right(model, tokenizer) >= .5):
             cooling_from = step
+    torch.set_num_threads(threads)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     shutil.copy(random_dir / "generation_config.json", out)
