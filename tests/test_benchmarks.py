@@ -27,7 +27,7 @@ def test_held_out_depends_on_the_problem_text_only():
 
 
 def test_held_out_problems_never_reach_training(smoke_cfg, tiny_tokenizer, tmp_path):
-    cfg = smoke_cfg()
+    cfg = smoke_cfg("data.reasoning.max_rows=0")  # the whole file, as the evaluation reads it
     prepared = prepare_data(cfg, tiny_tokenizer, progress=False)
     held = prepared.report["sources"]["reasoning"]["dropped"]["filtered_held_out"]
     assert 0.05 * 400 < held < 0.15 * 400
@@ -45,11 +45,12 @@ def test_every_copy_of_a_problem_is_on_the_same_side(smoke_cfg, tiny_tokenizer, 
     twice = rows + [{**r, "generated_solution": r["generated_solution"] + "\nAnother solution."} for r in rows]
     path = tmp_path / "twice.parquet"
     pq.write_table(pa.Table.from_pylist(twice), path)
-    cfg = smoke_cfg(f"data.reasoning.path={path}")
-    once = prepare_data(smoke_cfg(), tiny_tokenizer, progress=False).report["sources"]["reasoning"]["dropped"]
+    whole = smoke_cfg("data.reasoning.max_rows=0")
+    cfg = smoke_cfg(f"data.reasoning.path={path}", "data.reasoning.max_rows=0")
+    once = prepare_data(whole, tiny_tokenizer, progress=False).report["sources"]["reasoning"]["dropped"]
     report = prepare_data(cfg, tiny_tokenizer, progress=False).report["sources"]["reasoning"]["dropped"]
     assert report["filtered_held_out"] == 2 * once["filtered_held_out"]
-    assert math_rows(cfg, 1000, cache_dir=tmp_path) == math_rows(smoke_cfg(), 1000, cache_dir=tmp_path)  # once each
+    assert math_rows(cfg, 1000, cache_dir=tmp_path) == math_rows(whole, 1000, cache_dir=tmp_path)  # once each
 
 
 def test_no_held_out_share_is_refused_in_one_sentence(smoke_cfg, tmp_path):

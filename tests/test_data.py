@@ -279,15 +279,15 @@ def test_redraw_each_epoch_draws_another_subset(tiny_tokenizer, smoke_cfg):
 
 
 def test_report_counts_sources_lengths_and_drops(tiny_tokenizer, smoke_cfg):
-    report = _prepare(smoke_cfg("model.max_seq_length=100", "data.overlong=drop"), tiny_tokenizer).report
+    report = _prepare(smoke_cfg("model.max_seq_length=108", "data.overlong=drop"), tiny_tokenizer).report
     reasoning = report["sources"]["reasoning"]
-    assert reasoning["rows_read"] == 400 and reasoning["dropped"]["too_long"] > 0
+    assert reasoning["rows_read"] == 343 and reasoning["dropped"]["too_long"] > 0
     assert reasoning["rows_read"] == reasoning["rows_valid"] + sum(reasoning["dropped"].values())
     assert reasoning["rows_kept"] == reasoning["rows_valid"] - reasoning["rows_untokenized"]
-    assert reasoning["length"]["max"] <= 100
-    truncated = _prepare(smoke_cfg("model.max_seq_length=100", "data.overlong=truncate"), tiny_tokenizer)
+    assert reasoning["length"]["max"] <= 108
+    truncated = _prepare(smoke_cfg("model.max_seq_length=108", "data.overlong=truncate"), tiny_tokenizer)
     assert "too_long" not in truncated.report["sources"]["reasoning"]["dropped"]
-    assert max(len(ids) for ids in truncated.train["input_ids"]) == 100
+    assert max(len(ids) for ids in truncated.train["input_ids"]) == 108
 
 
 def test_filters_and_schema_drift(tiny_tokenizer, smoke_cfg):
@@ -379,12 +379,12 @@ def test_chat_that_runs_short_of_the_ratio_is_said(tiny_tokenizer, smoke_cfg, ca
     with pytest.raises(DataError, match=r"chat runs short: its 0 usable rows keep data.chat_ratio=0.25 by rows only "
                                         r"with 2 of the \d+ reasoning rows; add chat data"):
         _prepare(smoke_cfg("data.chat.max_chars=1"), tiny_tokenizer)  # every chat row filtered out
-    with pytest.raises(DataError, match=r"chat runs short: its \d+ usable rows keep data.chat_ratio=0.5"):
-        _prepare(smoke_cfg("data.chat_ratio=0.5"), tiny_tokenizer)  # fewer chat rows than reasoning rows
+    with pytest.raises(DataError, match=r"chat runs short: its \d+ usable rows keep data.chat_ratio=0.6"):
+        _prepare(smoke_cfg("data.chat_ratio=0.6"), tiny_tokenizer)  # as many chat rows as reasoning rows
     with pytest.raises(DataError, match=r"chat runs short: its \d+ usable rows keep data.chat_ratio=0.8"):
         _prepare(smoke_cfg("data.chat_ratio=0.8"), tiny_tokenizer)  # 4 chat rows a reasoning row: some chat is left
-    half = _prepare(smoke_cfg("data.chat_ratio=0.5", "data.allow_shortfall=true"), tiny_tokenizer)
-    assert half.report["mix"]["chat_share_rows"] == pytest.approx(0.5, abs=0.01)
+    more = _prepare(smoke_cfg("data.chat_ratio=0.6", "data.allow_shortfall=true"), tiny_tokenizer)
+    assert more.report["mix"]["chat_share_rows"] == pytest.approx(0.6, abs=0.01)
     assert "data.allow_shortfall=true, so the smaller mix is used" in capsys.readouterr().out
 
 
@@ -413,8 +413,8 @@ def test_skip_mode_counts_bad_rows_in_the_report(tiny_tokenizer, smoke_cfg, tmp_
 
 
 @pytest.mark.parametrize("settings", [
-    ["data.on_bad_row=skip", "model.max_seq_length=100", "data.overlong=drop"],  # bad rows, too long, a subset of chat
-    ["data.on_bad_row=error", "model.max_seq_length=100", "data.overlong=drop", "data.redraw_each_epoch=true",
+    ["data.on_bad_row=skip", "model.max_seq_length=108", "data.overlong=drop"],  # bad rows, too long, a subset of chat
+    ["data.on_bad_row=error", "model.max_seq_length=108", "data.overlong=drop", "data.redraw_each_epoch=true",
      "train.num_train_epochs=2"],  # two passes over the shared chat
     ["data.cache_pools=true", "data.reasoning.max_rows=60"],  # the sweep's cached pools; a source stopped early
 ])

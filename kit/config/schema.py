@@ -37,7 +37,7 @@ def knob(default: Any, help: str, **checks: Any) -> Any:
 
 @dataclass
 class ModelConfig:
-    name: str = knob("tiny", "tiny (random weights, built locally), a Qwen3 name (Qwen3-14B; `qwen3-kit download` "
+    name: str = knob("tiny", "tiny (a toy-world Qwen3 built locally), a Qwen3 name (Qwen3-14B; `qwen3-kit download` "
                              "lists them), a repo id, or a local folder")
     source: Literal["modelscope", "huggingface", "local"] = knob("modelscope", "where `name` is downloaded from")
     cache_dir: str = knob("", "\"\" = /root/autodl-tmp/qwen3-kit where it exists (AutoDL data disk), else "
