@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import tokenize
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,18 +108,22 @@ def mutant(source: str, index: int) -> tuple[str, int, str]:
 
 def statements(source: str) -> dict[int, str]:
     """Each line's whole logical line (a statement spread over several lines joined), comments cut and whitespace
-    collapsed: the key an equivalent mutant is listed by, so that it matches wherever the statement breaks."""
-    lines, out, first = source.splitlines(), {}, None
+    collapsed: the key an equivalent mutant is listed by, so that it matches wherever the statement breaks. A text
+    the module holds more than once (`return None`) gets ` @n`, its n-th occurrence, so one entry covers one."""
+    lines, spans, first = source.splitlines(), [], None
     for token in tokenize.generate_tokens(iter(source.splitlines(keepends=True)).__next__):
         if token.type == tokenize.COMMENT:
             row, col = token.start
             lines[row - 1] = lines[row - 1][:col]
         elif token.type == tokenize.NEWLINE:
-            text = " ".join(" ".join(lines[first - 1:token.start[0]]).split())
-            out.update(dict.fromkeys(range(first, token.start[0] + 1), text))
+            spans.append((first, token.start[0], " ".join(" ".join(lines[first - 1:token.start[0]]).split())))
             first = None
         elif first is None and token.type not in (tokenize.NL, tokenize.INDENT, tokenize.DEDENT):
             first = token.start[0]
+    out, seen, texts = {}, Counter(), Counter(text for _, _, text in spans)
+    for first, last, text in spans:
+        seen[text] += 1
+        out.update(dict.fromkeys(range(first, last + 1), f"{text} @{seen[text]}" if texts[text] > 1 else text))
     return out
 
 
