@@ -115,6 +115,18 @@ def test_wandb_online_without_a_key_is_refused_before_any_work(monkeypatch, tmp_
     assert load_config(None, ["tracking.wandb=online"]).tracking.wandb == "online"
 
 
+def test_wandb_online_takes_the_key_wandb_login_saved(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("NETRC", raising=False)
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    assert load_config(None, ["tracking.wandb=online"]).tracking.wandb == "online"
+    (tmp_path / ".netrc").write_text("machine elsewhere.org login user password x\n")
+    with pytest.raises(ConfigError, match="tracking.wandb is online but no W&B API key is set"):
+        load_config(None, ["tracking.wandb=online"])
+
+
 def test_bad_value_type_is_one_sentence():
     with pytest.raises(ConfigError, match="'lora.r' must be a number, got 'big'"):
         load_config(None, ["lora.r=big"])
@@ -213,6 +225,8 @@ PROBLEMS = [  # (overrides, the sentence the user gets)
     ([f"data.sources=[{{path: {EXTRA}, share: 0.5}}]", "data.chat_ratio=1"],
      "the shares of the sources add up to 1.5; they must add up to 1."),
     (["data.sources=[{path: data/none-such.jsonl}]"], "data.sources[0].path 'data/none-such.jsonl' (relative to"),
+    ([f"data.sources=[{{path: {EXTRA}}}, {{path: {EXTRA}, share: 1, max_rows: -1}}]"],
+     "data.sources[1].share is 1.0; it must be in [0, 1) (this source's share of the mix"),
     (["grpo.correct_weight=0", "grpo.format_weight=0", "grpo.length_weight=0"],
      "grpo.correct_weight, format_weight and length_weight are all 0: there is nothing to reward."),
     (["grpo.prompts_per_step=3", "grpo.num_generations=2", "grpo.per_device_train_batch_size=4"],
@@ -239,7 +253,9 @@ def test_each_problem_is_one_sentence_naming_the_key_and_the_fix(overrides, said
     ["grpo.prompts_per_step=3", "grpo.num_generations=2", "grpo.per_device_train_batch_size=6"],
     ["grpo.correct_weight=0", "grpo.format_weight=0",
                                              "grpo.length_weight=0.1"],
-    ["model.name=tiny", "model.source=local"], ["eval.base_endpoint=https://example.org/v1"],
+    ["grpo.correct_weight=0.5", "grpo.format_weight=0.5", "grpo.length_weight=0"],  # any weight set rewards
+    ["grpo.correct_weight=0.1", "grpo.format_weight=0", "grpo.length_weight=0.1"],
+    ["model.name=tiny", "model.source=local"], ["eval.base_endpoint=https://example.org/v1"], ["model.adapter=data"],
     ["model.name=Qwen3-8B", "model.source=modelscope"],
     ["model.name=./a-folder-not-yet-made", "model.source=huggingface"],
 ])
