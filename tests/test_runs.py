@@ -127,7 +127,7 @@ def test_a_finished_run_is_the_named_one_or_the_newest_with_an_adapter(tmp_path)
 
 
 def test_one_process_holds_a_run_and_a_second_is_told_who(tmp_path):
-    run = tmp_path / "run"
+    run = tmp_path / "runs" / "run"  # neither folder made yet: the lock makes them
     with run_lock(run):
         assert (run / ".lock").read_text() == f"{os.getpid()} trained"
         with pytest.raises(KitError, match=rf"is being trained by process {os.getpid()}; wait for it to end or stop "
@@ -206,6 +206,7 @@ def test_resume_never_starts_again_and_auto_continues_from_the_newest_whole_chec
     assert not cut.exists()  # a cut checkpoint goes, whatever is resumed
     assert resume_point(_cfg(tmp_path), run) == str(run / "checkpoints" / "checkpoint-50")
     assert resume_point(_cfg(tmp_path, "train.resume=never"), run) is None
+    assert resume_point(_cfg(tmp_path, "train.resume=never"), tmp_path / "never-trained") is None
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]
     assert resume_point(_cfg(tmp_path), run) is None
 
