@@ -153,6 +153,27 @@ def test_streamed_merge_equals_peft_merge_and_unload(tmp_path, sharded, rslora):
         assert not (merged / "model.safetensors.index.json").exists()
 
 
+@pytest.mark.parametrize("sharded", [False, True], ids=["one-fp32-file", "bf16-shards"])
+def test_a_tensor_that_is_not_floats_is_copied_as_it_is(tmp_path, sharded):
+    """Integer buffers some checkpoints carry (position ids, quantization maps) keep their dtype and bytes."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    base, adapter = _small_model(tmp_path, sharded=sharded, rslora=False)
+    shard = sorted(base.glob("*.safetensors"))[0]
+    tensors, ids = load_file(shard), torch.arange(-3, 40, dtype=torch.int64)
+    save_file({**tensors, "model.position_ids": ids}, shard, metadata={"format": "pt"})
+    if sharded:
+        index = json.loads((base / "model.safetensors.index.json").read_text())
+        index["weight_map"]["model.position_ids"] = shard.name
+        (base / "model.safetensors.index.json").write_text(json.dumps(index))
+    (tmp_path / "merged").mkdir()
+    merge_lora(adapter, base, tmp_path / "merged")
+    merged = load_file(tmp_path / "merged" / shard.name)
+    assert merged["model.position_ids"].dtype == torch.int64 and torch.equal(merged["model.position_ids"], ids)
+    assert merged.keys() == tensors.keys() | {"model.position_ids"}
+
+
 def test_a_merge_through_a_small_buffer_adds_every_row():
     """The sum is computed a slice of rows at a time: any buffer size gives every row its `scale * B @ A`."""
     import torch
