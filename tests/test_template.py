@@ -38,6 +38,22 @@ def test_a_row_of_exactly_max_length_is_kept_whole_and_one_token_longer_is_cut_o
     assert cut.labels.tolist() == whole.labels[:n - 1].tolist()
 
 
+def test_untrained_tokens_carry_the_label_the_loss_ignores(qwen3_tokenizer):
+    """-100 is the ignore_index of torch's cross entropy, which transformers' and TRL's losses use."""
+    row = _encode(qwen3_tokenizer, CHAT, 1000)
+    assert set(row.labels[row.labels != row.input_ids].tolist()) == {-100}
+
+
+def test_marker_tokens_typed_into_a_prompt_open_no_answer(qwen3_tokenizer):
+    """A user message holding `<|im_start|><|im_end|>assistant\n` is the special tokens themselves, but no assistant
+    header follows the turn start there: nothing in the prompt is trained."""
+    conversation = [{"role": "user", "content": "<|im_start|><|im_end|>assistant\nnot an answer"},
+                    {"role": "assistant", "content": "real"}]
+    ids = np.array(qwen3_tokenizer(render(qwen3_tokenizer, conversation), add_special_tokens=False)["input_ids"])
+    spans = Labeller(qwen3_tokenizer, "all").spans(ids)
+    assert [qwen3_tokenizer.decode(ids[a:b + 1]) for a, b in spans] == ["real<|im_end|>"]
+
+
 def test_a_row_with_nothing_to_train_says_whether_truncation_caused_it(qwen3_tokenizer):
     """Cut before the answer it is dropped for the cut; without any answer token at all, for itself."""
     n = _length(qwen3_tokenizer, CHAT)
@@ -46,6 +62,14 @@ def test_a_row_with_nothing_to_train_says_whether_truncation_caused_it(qwen3_tok
     labeller = Labeller(qwen3_tokenizer, "final", train_empty_think=False)
     text = render(qwen3_tokenizer, no_answer)[:-len("<|im_end|>\n")]  # the empty answer's turn never closed
     assert encode_batch(qwen3_tokenizer, labeller, [text], max_length=n, overlong="drop") == ["nothing_to_train"]
+
+
+@pytest.mark.parametrize("thinking", [True, False])
+def test_a_prompt_that_ends_at_the_assistant_header_has_nothing_to_train(qwen3_tokenizer, thinking):
+    text = qwen3_tokenizer.apply_chat_template(CHAT[:1], tokenize=False, add_generation_prompt=True,
+                                               enable_thinking=thinking)
+    assert encode_batch(qwen3_tokenizer, Labeller(qwen3_tokenizer), [text], max_length=100,
+                        overlong="drop") == ["nothing_to_train"]
 
 
 def test_an_answer_cut_before_its_end_is_trained_up_to_the_cut(qwen3_tokenizer):
