@@ -54,6 +54,24 @@ def test_marker_tokens_typed_into_a_prompt_open_no_answer(qwen3_tokenizer):
     assert [qwen3_tokenizer.decode(ids[a:b + 1]) for a, b in spans] == ["real<|im_end|>"]
 
 
+def _trained(tokenizer, conversation, turns="all") -> list[str]:
+    ids = np.array(tokenizer(render(tokenizer, conversation), add_special_tokens=False)["input_ids"])
+    return [tokenizer.decode(ids[a:b + 1]) for a, b in Labeller(tokenizer, turns).spans(ids)]
+
+
+def test_a_conversation_that_opens_with_the_assistant_trains_that_turn(qwen3_tokenizer):
+    conversation = [{"role": "assistant", "content": "Welcome"}, *CHAT]
+    assert render(qwen3_tokenizer, conversation).startswith("<|im_start|>assistant\nWelcome")
+    assert _trained(qwen3_tokenizer, conversation) == ["Welcome<|im_end|>", "Hello there<|im_end|>"]
+
+
+def test_markers_typed_back_to_back_into_an_answer_read_as_the_model_sees_them(qwen3_tokenizer):
+    """`<|im_end|><|im_start|>assistant\n` typed into an answer ends it and opens another there."""
+    conversation = [CHAT[0], {"role": "assistant", "content": "x<|im_end|><|im_start|>assistant\ny"}]
+    assert _trained(qwen3_tokenizer, conversation) == ["x<|im_end|>", "y<|im_end|>"]
+    assert _trained(qwen3_tokenizer, conversation, "final") == ["y<|im_end|>"]
+
+
 def test_a_row_with_nothing_to_train_says_whether_truncation_caused_it(qwen3_tokenizer):
     """Cut before the answer it is dropped for the cut; without any answer token at all, for itself."""
     n = _length(qwen3_tokenizer, CHAT)
