@@ -72,6 +72,28 @@ def test_markers_typed_back_to_back_into_an_answer_read_as_the_model_sees_them(q
     assert _trained(qwen3_tokenizer, conversation, "final") == ["y<|im_end|>"]
 
 
+def test_a_turn_start_typed_inside_an_answer_opens_nothing_new(qwen3_tokenizer):
+    conversation = [CHAT[0], {"role": "assistant", "content": "a<|im_start|>assistant\nb"}]
+    assert _trained(qwen3_tokenizer, conversation) == ["a<|im_start|>assistant\nb<|im_end|>"]
+
+
+def test_an_empty_answer_trains_its_end_of_turn_and_an_unclosed_one_runs_to_the_last_token(qwen3_tokenizer):
+    """Spans are inclusive token indices: an empty answer is its `<|im_end|>` alone (the model learns to stop)."""
+    text = "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n<|im_start|>assistant\nopen"
+    ids = np.array(qwen3_tokenizer(text, add_special_tokens=False)["input_ids"])
+    spans = Labeller(qwen3_tokenizer, "all", train_empty_think=True).spans(ids)
+    assert [qwen3_tokenizer.decode(ids[a:b + 1]) for a, b in spans] == ["<|im_end|>", "open"]
+    assert spans[-1][1] == len(ids) - 1
+
+
+def test_a_padded_call_before_leaves_rows_unpadded(qwen3_tokenizer):
+    """The Rust tokenizer keeps padding and truncation from an earlier `tokenizer(texts, padding=True)`."""
+    alone = _encode(qwen3_tokenizer, CHAT, 1000)
+    qwen3_tokenizer(["pad", "these rows " * 50], padding=True, truncation=True, max_length=8)
+    again = _encode(qwen3_tokenizer, CHAT, 1000)
+    assert again.input_ids.tolist() == alone.input_ids.tolist() and again.labels.tolist() == alone.labels.tolist()
+
+
 def test_a_row_with_nothing_to_train_says_whether_truncation_caused_it(qwen3_tokenizer):
     """Cut before the answer it is dropped for the cut; without any answer token at all, for itself."""
     n = _length(qwen3_tokenizer, CHAT)
