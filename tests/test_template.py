@@ -86,12 +86,16 @@ def test_an_empty_answer_trains_its_end_of_turn_and_an_unclosed_one_runs_to_the_
     assert spans[-1][1] == len(ids) - 1
 
 
-def test_a_padded_call_before_leaves_rows_unpadded(qwen3_tokenizer):
+@pytest.mark.parametrize("left_on", [dict(padding=True), dict(truncation=True, max_length=8)])
+def test_a_padded_or_truncating_call_before_leaves_rows_whole_and_unpadded(qwen3_tokenizer, left_on):
     """The Rust tokenizer keeps padding and truncation from an earlier `tokenizer(texts, padding=True)`."""
-    alone = _encode(qwen3_tokenizer, CHAT, 1000)
-    qwen3_tokenizer(["pad", "these rows " * 50], padding=True, truncation=True, max_length=8)
-    again = _encode(qwen3_tokenizer, CHAT, 1000)
-    assert again.input_ids.tolist() == alone.input_ids.tolist() and again.labels.tolist() == alone.labels.tolist()
+    texts = [render(qwen3_tokenizer, c) for c in (CHAT, TWO_TURNS)]
+    labeller = Labeller(qwen3_tokenizer)
+    alone = [encode_batch(qwen3_tokenizer, labeller, [t], max_length=1000, overlong="drop")[0] for t in texts]
+    qwen3_tokenizer(["pad", "these rows " * 50], **left_on)
+    together = encode_batch(qwen3_tokenizer, labeller, texts, max_length=1000, overlong="drop")
+    assert [e.input_ids.tolist() for e in together] == [e.input_ids.tolist() for e in alone]
+    assert [e.labels.tolist() for e in together] == [e.labels.tolist() for e in alone]
 
 
 def test_a_row_with_nothing_to_train_says_whether_truncation_caused_it(qwen3_tokenizer):
@@ -110,6 +114,7 @@ def test_a_prompt_that_ends_at_the_assistant_header_has_nothing_to_train(qwen3_t
                                                enable_thinking=thinking)
     assert encode_batch(qwen3_tokenizer, Labeller(qwen3_tokenizer), [text], max_length=100,
                         overlong="drop") == ["nothing_to_train"]
+    assert Labeller(qwen3_tokenizer).spans(np.array(qwen3_tokenizer(text, add_special_tokens=False)["input_ids"])) == []
 
 
 def test_an_answer_cut_before_its_end_is_trained_up_to_the_cut(qwen3_tokenizer):
