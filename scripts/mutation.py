@@ -20,10 +20,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tokenize
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EQUIVALENT = ROOT / "tests" / "mutation_equivalent.txt"  # "path | the line's code | mutation  # why it changes nothing"
+EQUIVALENT = ROOT / "tests" / "mutation_equivalent.txt"  # "path | statement (joined) | mutation  # why it is harmless"
 SWAPS = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
          ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.Add: ast.Sub, ast.Sub: ast.Add,
          ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Mult, ast.And: ast.Or, ast.Or: ast.And}
@@ -104,9 +106,30 @@ def mutant(source: str, index: int) -> tuple[str, int, str]:
     return ast.unparse(_Mutate(site).visit(tree)), line, what
 
 
+def statements(source: str) -> dict[int, str]:
+    """Each line's whole logical line (a statement spread over several lines joined), comments cut and whitespace
+    collapsed: the key an equivalent mutant is listed by, so that it matches wherever the statement breaks. A text
+    the module holds more than once (`return None`) gets ` @n`, its n-th occurrence, so one entry covers one."""
+    lines, spans, first = source.splitlines(), [], None
+    for token in tokenize.generate_tokens(iter(source.splitlines(keepends=True)).__next__):
+        if token.type == tokenize.COMMENT:
+            row, col = token.start
+            lines[row - 1] = lines[row - 1][:col]
+        elif token.type == tokenize.NEWLINE:
+            spans.append((first, token.start[0], " ".join(" ".join(lines[first - 1:token.start[0]]).split())))
+            first = None
+        elif first is None and token.type not in (tokenize.NL, tokenize.INDENT, tokenize.DEDENT):
+            first = token.start[0]
+    out, seen, texts = {}, Counter(), Counter(text for _, _, text in spans)
+    for first, last, text in spans:
+        seen[text] += 1
+        out.update(dict.fromkeys(range(first, last + 1), f"{text} @{seen[text]}" if texts[text] > 1 else text))
+    return out
+
+
 def equivalent(module: str) -> set[tuple[str, str]]:
-    """(the line's code, the mutation) of each mutant judged equivalent: by code, not number, so edits above it
-    do not lose it."""
+    """(the statement's code, the mutation) of each mutant judged equivalent: by code, not number, so edits above
+    it do not lose it."""
     if not EQUIVALENT.is_file():
         return set()
     entries = [line.split("#")[0].split(" | ") for line in EQUIVALENT.read_text(encoding="utf-8").splitlines()]
@@ -128,7 +151,7 @@ def main() -> None:
             _, line, what = mutant(source, i)
             print(f"{args.module}:{line}: {what}")
         return
-    known, survivors, lines = equivalent(args.module), [], source.splitlines()
+    known, survivors, keys = equivalent(args.module), [], statements(source)
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "repo"
         shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", ".venv*", "runs", "__pycache__"))
@@ -146,9 +169,9 @@ def main() -> None:
                                         timeout=args.timeout).returncode != 0
             except subprocess.TimeoutExpired:
                 killed = True  # a mutant that hangs the tests is noticed
-            same = (lines[line - 1].strip(), what) in known
-            if not killed and not same:
-                survivors.append(f"{args.module}:{line}: {what}")
+            same = (keys[line], what) in known
+            if not killed and not same:  # with its entry for tests/mutation_equivalent.txt, should it be one
+                survivors.append(f"{args.module}:{line}: {what}\n    {args.module} | {keys[line]} | {what}  # why")
             status = "killed" if killed else "equivalent" if same else "SURVIVED"
             print(f"{i + 1}/{count} {args.module}:{line}: {what}: {status}", flush=True)
     score = 1 - len(survivors) / max(1, count)

@@ -115,6 +115,18 @@ def test_wandb_online_without_a_key_is_refused_before_any_work(monkeypatch, tmp_
     assert load_config(None, ["tracking.wandb=online"]).tracking.wandb == "online"
 
 
+def test_wandb_online_takes_the_key_wandb_login_saved(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("NETRC", raising=False)
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    assert load_config(None, ["tracking.wandb=online"]).tracking.wandb == "online"
+    (tmp_path / ".netrc").write_text("machine elsewhere.org login user password x\n")
+    with pytest.raises(ConfigError, match="tracking.wandb is online but no W&B API key is set"):
+        load_config(None, ["tracking.wandb=online"])
+
+
 def test_bad_value_type_is_one_sentence():
     with pytest.raises(ConfigError, match="'lora.r' must be a number, got 'big'"):
         load_config(None, ["lora.r=big"])
@@ -192,3 +204,60 @@ def test_a_section_that_is_not_a_mapping_is_reported_even_with_one_of_its_keys_o
     name = section.split(":")[0]
     with pytest.raises(ConfigError, match=f"'{name}' must be a mapping of its keys"):
         load_config(path, [f"{name}.{'r=8' if name == 'lora' else 'max_steps=3'}"])
+
+
+EXTRA = "data/custom_messages.jsonl"  # a file of the repository's: a source that exists
+PROBLEMS = [  # (overrides, the sentence the user gets)
+    (["train.max_steps=0", "train.num_train_epochs=0"],
+     "train.max_steps and train.num_train_epochs are both 0; set one of them."),
+    (["model.source=local", "model.name=/nowhere/qwen3"], "model.name '/nowhere/qwen3' is not a folder, and "
+                                                           "model.source is local."),
+    (["model.adapter=/nowhere/adapter"], "model.adapter '/nowhere/adapter' is not a folder."),
+    (["eval.instructions=/nowhere/if.jsonl"], "eval.instructions '/nowhere/if.jsonl' is not a file (\"\" skips"),
+    (["eval.base_endpoint=localhost:8000"], "eval.base_endpoint 'localhost:8000' is not an http(s) URL"),
+    (["data.chat.share=0.5"], "data.chat.share is set by data.chat_ratio; set that instead."),
+    (["data.reasoning.path=", "data.chat.path="], "the mix has no source: give data.reasoning.path, data.chat.path"),
+    (["data.reasoning.min_pass_rate=0.8", "data.reasoning.max_pass_rate=0.5"],
+     "data.reasoning: min_pass_rate 0.8 is above max_pass_rate 0.5."),
+    ([f"data.sources=[{{path: {EXTRA}, share: 0.8}}]", "data.chat_ratio=0.2"],
+     "the shares of the sources add up to 1: with sources that give all their rows (reasoning) they must stay "
+     "below 1, else add up to 1."),
+    ([f"data.sources=[{{path: {EXTRA}, share: 0.5}}]", "data.chat_ratio=1"],
+     "the shares of the sources add up to 1.5; they must add up to 1."),
+    (["data.sources=[{path: data/none-such.jsonl}]"], "data.sources[0].path 'data/none-such.jsonl' (relative to"),
+    ([f"data.sources=[{{path: {EXTRA}}}, {{path: {EXTRA}, share: 1, max_rows: -1}}]"],
+     "data.sources[1].share is 1.0; it must be in [0, 1) (this source's share of the mix"),
+    (["grpo.correct_weight=0", "grpo.format_weight=0", "grpo.length_weight=0"],
+     "grpo.correct_weight, format_weight and length_weight are all 0: there is nothing to reward."),
+    (["grpo.prompts_per_step=3", "grpo.num_generations=2", "grpo.per_device_train_batch_size=4"],
+     "grpo.per_device_train_batch_size is 4; it must divide the 6 completions of a step"),
+]
+
+
+@pytest.mark.parametrize("overrides,said", PROBLEMS, ids=[p[1].split(" ")[0] for p in PROBLEMS])
+def test_each_problem_is_one_sentence_naming_the_key_and_the_fix(overrides, said):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, overrides)
+    assert said in str(e.value)
+    assert str(e.value).count(" is ") <= 3 + said.count(" is "), str(e.value)  # this problem, not a pile of others
+
+
+@pytest.mark.parametrize("overrides", [
+    ["train.max_steps=0", "train.num_train_epochs=1"], ["train.max_steps=5", "train.num_train_epochs=0"],
+    ["data.reasoning.min_pass_rate=0.5", "data.reasoning.max_pass_rate=0.5"],
+    [f"data.sources=[{{path: {EXTRA}, share: 0.5}}]", "data.chat_ratio=0.4"],  # 0.9 beside the whole reasoning
+    [f"data.sources=[{{path: {EXTRA}, share: 0.25}}]", "data.chat_ratio=0.75", "data.reasoning.path="],  # 1 in all
+    ["data.chat_ratio=1", "data.reasoning.path="], ["data.chat_ratio=0", "data.chat.path="],
+    [f"data.sources=[{{path: {EXTRA}, share: 0.6}}, {{path: {EXTRA}, share: 0.4}}]", "data.chat_ratio=1",
+     "data.chat.path="],
+    ["grpo.prompts_per_step=3", "grpo.num_generations=2", "grpo.per_device_train_batch_size=6"],
+    ["grpo.correct_weight=0", "grpo.format_weight=0",
+                                             "grpo.length_weight=0.1"],
+    ["grpo.correct_weight=0.5", "grpo.format_weight=0.5", "grpo.length_weight=0"],  # any weight set rewards
+    ["grpo.correct_weight=0.1", "grpo.format_weight=0", "grpo.length_weight=0.1"],
+    ["model.name=tiny", "model.source=local"], ["eval.base_endpoint=https://example.org/v1"], ["model.adapter=data"],
+    ["model.name=Qwen3-8B", "model.source=modelscope"],
+    ["model.name=./a-folder-not-yet-made", "model.source=huggingface"],
+])
+def test_settings_the_docs_allow_load(overrides):
+    load_config(None, overrides)

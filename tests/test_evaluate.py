@@ -28,6 +28,17 @@ def test_math_scorer(answer, expected, correct):
 def test_last_boxed_handles_nested_braces():
     assert last_boxed("\\boxed{\\frac{a}{b}} and \\boxed{\\frac{1}{\\sqrt{2}}}") == "\\frac{1}{\\sqrt{2}}"
     assert last_boxed("\\boxed{unclosed") is None
+    assert last_boxed("\\boxed{a}b}") == "a" and last_boxed("\\boxed{}") == ""
+    assert last_boxed("\\boxed{{x}}") == "{x}"
+    assert last_boxed("no box {at all}") is None and last_boxed("no box, but a brace}") is None
+
+
+@pytest.mark.parametrize("answer,expected", [("\\boxed{4}", ""), ("\\boxed{4}", "  "), ("\\boxed{}", ""),
+                                             ("\\boxed{}", "4"), ("\\boxed{4", "4"), ("\\boxed{\\\\}", "\\\\"),
+                                             ("there is no such number", "None")])  # a gold answer of "None"
+def test_an_answer_without_something_to_compare_is_wrong(answer, expected):
+    """No gold answer, an empty or unclosed box, or text math-verify reads as nothing: never counted right."""
+    assert math_correct(answer, expected) is False
 
 
 def _generator(on_text: str, off_text: str, chat_on: str = "<think>\nok\n</think>\n\n- a\n- b",

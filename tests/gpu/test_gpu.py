@@ -54,16 +54,25 @@ def _python(code: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_unsloth_trains_in_4bit(unsloth_run):
-    losses = _losses(unsloth_run)
+def _trained(run, losses) -> None:
+    """Every step logged a finite loss, the loss fell, and the run's adapter is whole (rank 32, as asked)."""
+    import math
+
+    from kit.training.runs import adapter_problem
+
+    assert len(losses) >= 10 and all(math.isfinite(x) for x in losses), losses
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
-    assert (unsloth_run / "adapter" / "adapter_model.safetensors").is_file()
+    assert adapter_problem(run / "adapter") is None
+    assert json.loads((run / "adapter" / "adapter_config.json").read_text())["r"] == 32
+
+
+def test_unsloth_trains_in_4bit(unsloth_run):
+    _trained(unsloth_run, _losses(unsloth_run))
 
 
 def test_hf_baseline_trains_in_4bit(shape_dir, tmp_path):
     run = _train(shape_dir, tmp_path, "hf")
-    losses = _losses(run)
-    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    _trained(run, _losses(run))
 
 
 def test_continuing_an_adapter_keeps_unsloths_checkpointing_and_kernels(unsloth_run, shape_dir):
@@ -90,28 +99,39 @@ print(json.dumps({{"new": state(""), "continued": state("{unsloth_run / 'adapter
 """
     result = _python(probe)
     assert result["continued"]["checkpointing"] == "unsloth"
+    # Unsloth's own LoRA forward on every layer (unsloth/models/llama.py patches each layer's mlp and apply_qkv).
+    assert len(result["new"]["mlp"]) == 1 and result["new"]["mlp"] != ["Qwen3MLP.forward"], result
+    assert result["new"]["attention"] == ["apply_lora_qkv"], result
     assert result["continued"] == result["new"]
 
 
 def test_unsloth_inference_with_base_and_adapter(unsloth_run, shape_dir):
-    """Random weights at a real shape draw ids from Qwen3's whole vocabulary, and those above the tiny tokenizer's
-    decode to '': the reply is counted in tokens, as generate returned them, not in text."""
+    """The adapter is on the loaded model and the reply is the text of the tokens generated. Random weights at a real
+    shape draw ids from Qwen3's whole vocabulary, and those above the tiny tokenizer's decode to '': they are
+    suppressed, so every generated token is one the tokenizer writes as text."""
     probe = f"""
 import json
 from kit.inference.generate import chat, load_for_inference
 model, tokenizer = load_for_inference("{unsloth_run / 'adapter'}", base="{shape_dir}", backend="unsloth")
-counts, generate = [], model.generate
+generated, generate = [], model.generate
 
-def counted(**inputs):
+def kept(**inputs):
     out = generate(**inputs)
-    counts.append(out.shape[1] - inputs["input_ids"].shape[1])
+    generated.append(out[0, inputs["input_ids"].shape[1]:].tolist())
     return out
 
-model.generate = counted
-chat(model, tokenizer, "What is 2 + 2?", thinking=False, max_new_tokens=8, min_new_tokens=8)
-print(json.dumps({{"new_tokens": counts}}))
+model.generate = kept
+unknown = list(range(len(tokenizer), model.config.vocab_size))
+reply = chat(model, tokenizer, "What is 2 + 2?", thinking=False, max_new_tokens=8, min_new_tokens=8,
+             suppress_tokens=unknown)
+print(json.dumps({{"generated": generated, "text": reply.text,
+                  "decoded": tokenizer.decode(generated[0], skip_special_tokens=True),
+                  "lora_layers": sum(name.endswith("lora_A") for name, _ in model.named_modules())}}))
 """
-    assert _python(probe)["new_tokens"] == [8]  # min_new_tokens: no early end-of-turn from random weights
+    result = _python(probe)
+    assert len(result["generated"]) == 1 and len(result["generated"][0]) == 8  # min_new_tokens: no early end
+    assert result["text"] == result["decoded"] and result["text"].strip(), result  # text, and the tokens' own
+    assert result["lora_layers"] == 28 * 7  # the adapter's seven projections on each of the 0.6B shape's layers
 
 
 def test_merged_4bit_export_through_unsloth(unsloth_run, tmp_path):
@@ -119,7 +139,10 @@ def test_merged_4bit_export_through_unsloth(unsloth_run, tmp_path):
             "export.formats=[merged_4bit_forced]"]
     result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert list((tmp_path / "merged_4bit_forced").glob("*.safetensors"))
+    merged = tmp_path / "merged_4bit_forced"
+    assert list(merged.glob("*.safetensors"))
+    config = json.loads((merged / "config.json").read_text())
+    assert config["architectures"] == ["Qwen3ForCausalLM"] and "quantization_config" in config, config
 
 
 def test_auto_picks_unsloth_on_a_gpu():
