@@ -308,7 +308,7 @@ def test_config_and_plan_are_printed_before_training(tmp_path, tiny_dir):
                  "LoRA      r=8 alpha=32 on q_proj, k_proj", "backend   hf, optimizer adamw_torch",
                  "VRAM      none (CPU run)", "data      ", "output",
                  "steps     1 x batch 8 (8 x 1 accumulation) = 8 rows, 2.1% of an epoch (376 rows)",
-                 "switch    4 prompts x 2 modes, up to 32 new tokens each, at step 0 and every 25 steps (1 check)"):
+                 "switch    4 prompts x 2 modes, up to 96 new tokens each, at step 0 and every 25 steps (1 check)"):
         assert line in plan
     assert "chat share:" in result.stdout  # the data report
     # Quiet: no torch/torchao deprecations, no bitsandbytes advice, no dict dumps of the logs.
