@@ -22,7 +22,7 @@ def test_smoke_run_learns_and_writes_a_complete_run_folder(smoke_run):
     losses = _losses(smoke_run)
     assert len(losses) == 100
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
-    assert last < first - 1.0, f"the loss did not visibly fall: {first:.2f} -> {last:.2f}"
+    assert last < first / 10, f"the loss did not visibly fall: {first:.3f} -> {last:.3f}"
     assert (smoke_run / "config.yaml").is_file() and (smoke_run / "data_report.json").is_file()
     assert (smoke_run / "adapter" / "adapter_model.safetensors").is_file()
     assert (smoke_run / "adapter" / "tokenizer.json").is_file()
@@ -37,11 +37,20 @@ def test_smoke_run_learns_and_writes_a_complete_run_folder(smoke_run):
     means = [r["eval_loss"] for r in records if "eval_loss" in r]
     assert means == pytest.approx([(18 * r + 6 * c) / 24 for (_, r), (_, c) in zip(curves["reasoning"],
                                                                                    curves["chat"], strict=True)])
-    assert curves["reasoning"][-1][1] < curves["reasoning"][0][1] - 1.0  # trained on: the held-out rows' loss falls
+    assert curves["reasoning"][-1][1] < curves["reasoning"][0][1] / 10  # trained on: the held-out rows' loss falls
     # The thinking switch, checked with each evaluation and logged in its record: step 0 is the base model's.
     assert [(r["step"], "eval_loss" in r) for r in records if "eval_switch" in r] == [(s, True) for s in
                                                                                       [0, 25, 50, 75, 100]]
     assert all(0 <= v <= 1 for _, v in switch_curve(records))
+
+
+def test_the_smoke_runs_losses_are_pinned(smoke_run):
+    """The README's first command at its fixed seeds, as torchtune's recipe tests pin theirs: the pretrained base's
+    loss on the eval rows (step 0) and the first three training losses, to a relative 1e-3 (another CPU may add in
+    another order; a change to the data, the template, the labels, the base or the optimizer moves them further)."""
+    records = read_metrics(smoke_run)
+    assert _losses(smoke_run)[:3] == pytest.approx([0.56606, 0.63810, 0.54846], rel=1e-3)
+    assert [r["eval_loss"] for r in records if "eval_loss" in r][0] == pytest.approx(1.03329, rel=1e-3)
 
 
 def test_the_switch_score_falls_when_a_template_breaks_the_switch(smoke_run, smoke_cfg):
@@ -55,7 +64,7 @@ def test_the_switch_score_falls_when_a_template_breaks_the_switch(smoke_run, smo
     kept = check(model, tokenizer)
     tokenizer.chat_template = tokenizer.chat_template.replace("{{- '<think>\\n\\n</think>\\n\\n' }}", "")
     broken = check(model, tokenizer)
-    assert broken["switch_thinking_off"] == 0 < kept["switch_thinking_off"], (kept, broken)
+    assert broken["switch_thinking_off"] <= kept["switch_thinking_off"] - 0.25, (kept, broken)
     assert broken["switch"] < kept["switch"]
 
 
@@ -141,8 +150,8 @@ def test_continue_training_an_adapter(smoke_run, tmp_path):
     cfg = load_config(ROOT / "configs/smoke.yaml", [f"model.adapter={smoke_run / 'adapter'}", "train.max_steps=3",
                                                     f"train.output_dir={tmp_path}", "train.run_name=more"])
     result = train(cfg, progress=False)
-    # Continued from the trained adapter, the loss starts where the smoke run ended, not at the untrained 7+.
-    assert result.losses[0][1] < _losses(smoke_run)[0] - 1.0
+    # Continued from the trained adapter, the loss starts where the smoke run ended, not where it began.
+    assert result.losses[0][1] < _losses(smoke_run)[0] / 10
 
 
 def _train_cli(out, *extra, wait_for_checkpoint=False):
@@ -298,8 +307,8 @@ def test_config_and_plan_are_printed_before_training(tmp_path, tiny_dir):
     for line in (f"model     tiny ({tiny_dir}), fp32 weights (no GPU: 4-bit needs one)",  # the precision really used
                  "LoRA      r=8 alpha=32 on q_proj, k_proj", "backend   hf, optimizer adamw_torch",
                  "VRAM      none (CPU run)", "data      ", "output",
-                 "steps     1 x batch 8 (8 x 1 accumulation) = 8 rows, 1.7% of an epoch (460 rows)",
-                 "switch    4 prompts x 2 modes, up to 32 new tokens each, at step 0 and every 25 steps (1 check)"):
+                 "steps     1 x batch 8 (8 x 1 accumulation) = 8 rows, 2.1% of an epoch (376 rows)",
+                 "switch    4 prompts x 2 modes, up to 96 new tokens each, at step 0 and every 25 steps (1 check)"):
         assert line in plan
     assert "chat share:" in result.stdout  # the data report
     # Quiet: no torch/torchao deprecations, no bitsandbytes advice, no dict dumps of the logs.
