@@ -14,11 +14,15 @@ GPU_SHARED = ROOT.parent / "shared" / "gpu"  # pack.sh and the GPU image's packa
 GPU_PACK = ROOT / ".gpu-site" / "site.tar.xz"
 
 
+def _gpu_session(config) -> bool:
+    selected = config.option.markexpr or ""
+    return "gpu" in selected and "not gpu" not in selected
+
+
 def pytest_configure(config):
     """The CPU suite pins CPU behaviour (fp32, exact resumes), so on a GPU machine it hides the GPUs and runs the
     same way; `pytest -m gpu tests/gpu` keeps them. Set before anything here imports torch."""
-    selected = config.option.markexpr or ""
-    if "gpu" not in selected or "not gpu" in selected:
+    if not _gpu_session(config):
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
@@ -70,13 +74,16 @@ def link_tiny_default(cache: Path) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def kit_cache(tmp_path_factory) -> Path:
-    """Every test writes downloads, prepared data and models into one temporary cache, never the user's."""
+def kit_cache(tmp_path_factory, pytestconfig) -> Path:
+    """Every test writes downloads, prepared data and models into one temporary cache, never the user's. The tiny
+    default is in it first, as scripts reach it by name; not in a GPU session, whose tests build published shapes:
+    pretraining it there would spend minutes of a lease."""
     cache = tmp_path_factory.mktemp("kit-cache")
     os.environ["QWEN3_KIT_CACHE"] = str(cache)
     os.environ.setdefault("WANDB_MODE", "disabled")
     os.environ["TOKENIZERS_PARALLELISM"] = "true"
-    link_tiny_default(cache)
+    if not _gpu_session(pytestconfig):
+        link_tiny_default(cache)
     return cache
 
 
