@@ -68,7 +68,7 @@ def build_tiny_tokenizer(vocab_size: int = 2048):
 
 
 def qwen3_config(vocab_size: int = VOCAB, **overrides):
-    """The tiny `Qwen3Config` (~3.6M parameters), or any other shape through `overrides`."""
+    """The tiny `Qwen3Config` (~0.8M parameters), or any other shape through `overrides`."""
     from transformers import Qwen3Config
 
     values = dict(architectures=["Qwen3ForCausalLM"],  # as published: vLLM picks the model class from it
@@ -163,7 +163,7 @@ PRETRAINING = {"batch": 16, "lr": 5e-3, "cooldown": 200, "max_steps": 2000}
 def build_tiny_model(folder: str | Path | None = None, *, seed: int = 0) -> Path:
     """The built-in tiny default, cached under the kit's cache root: a tiny random Qwen3 (`build_random_qwen3`)
     pretrained once, in a few minutes on a CPU, on the base half of the toy world (kit.models.toy). It knows that world
-    as a real base knows language (it works sums as plain text, and chats with thinking on and off) but not the task
+    as a real base knows language (it works sums, and chats with thinking on and off) but not the task
     SFT teaches: a problem in the chat template answered with its steps in a think block and a boxed result.
     `pretraining.json` in the folder says how long it trained and how many sums it then worked right."""
     from kit.files import atomic_folder
@@ -180,9 +180,9 @@ def _pretrain(random_dir: Path, out: Path, seed: int) -> None:
     """Next-token training on the toy world's base documents, a batch padded to its longest, written to `out` as a
     model of its own. Copying digits from the question comes abruptly, after a number of steps that varies with the
     initialisation (~500-800), so the loop checks every 100 steps and, once half of the held-out sums come out right,
-    decays the learning rate to 0 over `cooldown` steps. Two threads on any machine, so the same sums are added in
-    the same order and a 2-core CI machine learns the base a developer's did. A plain loop: at this size the Trainer's
-    overhead would be most of the time."""
+    decays the learning rate to 0 over `cooldown` steps. Two threads on any machine, so floating-point reductions run
+    in the same order and a 2-core CI machine learns the base a developer's did. A plain loop: at this size the
+    Trainer's overhead would be most of the time."""
     import random
     import shutil
 

@@ -1,14 +1,14 @@
 """The toy world of the built-in tiny model: two-digit sums worked column by column, and short chat about numbers
 that keeps instructions a program can check.
 
-    row = math_row(rng, side="data")   # {"problem", "think", "answer", "expected"}: "What is 47 + 38?" in steps
-    turn = chat_turn(rng, side="data") # {"prompt", "reasoning", "reply", "checks"}: "Give 3 facts about 12, ..."
+    row = math_row(rng, where="data")    # {"problem", "think", "answer", "expected"}: "What is 47 + 38?" in steps
+    turn = chat_turn(rng, where="data")  # {"prompt", "reasoning", "reply", "checks"}: "Give 3 facts about 12, ..."
 
 The world is cut in two halves by a keyed hash of each sum and prompt. kit.models.tiny pretrains the tiny base on
-the "base" half, as a real base learns language: sums as plain worked text, and chat in Qwen3's template, thinking on
-and off. scripts/make_sample_data.py writes `data/` from the "data" half in the real data sets' schemas. So the base
-has seen no problem or prompt of `data/`, and has never answered a problem in the chat template with its steps in a
-think block and the result boxed: supervised fine-tuning teaches that, and the kit's measurements see it.
+the "base" half, as a real base learns language: sums worked as plain text and in chat, and chat in Qwen3's template,
+thinking on and off. scripts/make_sample_data.py writes `data/` from the "data" half in the real data sets' schemas.
+So the base has seen no problem or prompt of `data/`, and has never answered a problem in the chat template with its
+steps in a think block and the result boxed: supervised fine-tuning teaches that, and the kit's measurements see it.
 """
 
 from __future__ import annotations
@@ -109,8 +109,12 @@ def conversation(rng: random.Random, where: str, i: int, thinking: bool = False)
     if i % 5 == 4 or (where == "base" and i % 5 == 2):
         a, b = pair(rng, where)
         said, steps = f"{a} + {b} = {a + b}.", sum_steps(a, b)
-        reply = ({"content": said, "reasoning": steps} if thinking else {"content": steps}) if where == "base" \
-            else {"content": said}
+        if where == "data":
+            reply = {"content": said}
+        elif thinking:
+            reply = {"content": said, "reasoning": steps}
+        else:
+            reply = {"content": steps}
         return messages + [{"role": "user", "content": rng.choice(PHRASES).format(a=a, b=b)},
                            {"role": "assistant", **reply}]
     for _ in range(2 if i % 3 == 1 else 1):
