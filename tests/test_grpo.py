@@ -3,6 +3,7 @@ taken by eval and export, resume after preemption, and the rewards scoring what 
 
 import json
 import os
+import re
 import shutil
 import signal
 
@@ -29,13 +30,13 @@ def test_grpo_run_folder_logs_each_reward_and_scores_before_and_after(grpo_run, 
     config = yaml.safe_load((grpo_run / "config.yaml").read_text())
     assert config["model"]["adapter"] == str(smoke_run / "adapter") and config["grpo"]["run_name"] == "smoke-grpo"
     steps = [r for r in _records(grpo_run) if "reward" in r]
-    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    assert [r["step"] for r in steps] == list(range(1, 17))
     for r in steps:  # each reward on its own, beside their weighted sum
         assert r["reward"] == pytest.approx(r["rewards/correct/mean"] + 0.2 * r["rewards/format/mean"], abs=1e-6)
-        assert 0 < r["completions/mean_length"] <= 48
+        assert 0 < r["completions/mean_length"] <= 96
     # guard rollouts-with-adapter, once after the first update: the rollouts are the SFT adapter's, not the base's
     assert [r["step"] for r in steps if "guard/rollout_gap" in r] == [2] and steps[1]["guard/rollout_gap"] > 0
-    assert sorted(p.name for p in (grpo_run / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert sorted(p.name for p in (grpo_run / "checkpoints").glob("checkpoint-*")) == ["checkpoint-16", "checkpoint-8"]
     assert (grpo_run / "adapter" / "tokenizer.json").is_file()
     assert 0 < _largest_difference(grpo_run, smoke_run) < 1e-2  # the SFT adapter, trained a little further
     checks = json.loads((grpo_run / "logs" / "before_after.json").read_text())
@@ -44,12 +45,29 @@ def test_grpo_run_folder_logs_each_reward_and_scores_before_and_after(grpo_run, 
         assert checks[when]["switch_thinking_off"] is not None  # the mode RL on thinking traces can erode
 
 
+def test_grpo_unlearns_the_slips_sft_taught_on_problems_neither_stage_trained_on(grpo_run):
+    """Half of the sample traces with a carry drop it (scripts/make_sample_data.py), and SFT learns the slip with the
+    steps; GRPO's correctness reward, on problems past the rows SFT read, unlearns it. Scored on the 40 held-out sums
+    (greedy, thinking on), which neither stage trained on: 31/40 before (Wilson 95 % 0.62-0.88), 40/40 after
+    (0.91-1) at seeds 1, 2, 4 and 3407, 39/40 at seed 5, 16 steps of 4 problems x 8 completions."""
+    report = json.loads((grpo_run / "data_report.json").read_text())
+    assert report["prompts"]["skipped_rows"] == 343 and report["prompts"]["problems"] == 48  # past SFT's 343 rows
+    checks = json.loads((grpo_run / "logs" / "before_after.json").read_text())
+    before, after = checks["before"], checks["after"]
+    assert before["n_math"] == after["n_math"] == 40
+    assert before["math_thinking_on"] <= 0.85 and after["math_thinking_on"] >= 0.95
+    slips = [row["thinking_on"]["reasoning"] for row in before["details"]["math"] if not row["thinking_on"]["correct"]]
+    assert slips and all(re.match(r"Ones: \d \+ \d = 1\d\. Write \d, carry 0\.", trace) for trace in slips)  # dropped
+    for kept in ("switch_thinking_off", "instructions_thinking_off"):  # what RL on thinking traces can erode
+        assert after[kept] >= before[kept] - 0.1
+
+
 def test_prompts_leave_out_every_problem_the_evaluation_holds_out(smoke_cfg, tiny_tokenizer):
     from kit.data.formats import held_out
     from kit.data.prompts import grpo_prompts
     from kit.evaluation.benchmarks import math_rows
 
-    cfg = smoke_cfg("grpo.max_steps=1000")  # more problems than the sample has: every row is read
+    cfg = smoke_cfg("grpo.max_steps=1000", "grpo.skip_rows=0")  # more problems than the sample has: every row read
     prompts = grpo_prompts(cfg, tiny_tokenizer)
     dropped = prompts.report["sources"]["reasoning"]["dropped"]
     assert dropped["filtered_held_out"] > 0 and dropped["duplicate_problem"] > 0
@@ -84,7 +102,7 @@ def test_a_preempted_grpo_run_resumes_to_the_same_adapter(grpo_run, smoke_run, t
 
     class PreemptedAfterFirstCheckpoint(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
-            if state.global_step == 2:
+            if state.global_step == 8:
                 os.kill(os.getpid(), signal.SIGTERM)
 
     # The same run as the session's, but from model.adapter and unscored: what it trains is the same.
@@ -93,11 +111,11 @@ def test_a_preempted_grpo_run_resumes_to_the_same_adapter(grpo_run, smoke_run, t
                                                     "grpo.eval_before_after=false"])
     stopped = grpo(cfg, progress=False, callbacks=[PreemptedAfterFirstCheckpoint()])
     run = tmp_path / "smoke-grpo"
-    assert stopped.interrupted and stopped.signal == signal.SIGTERM and stopped.steps == 3
-    assert not (run / "adapter").exists() and (run / "checkpoints" / "checkpoint-3").is_dir()
+    assert stopped.interrupted and stopped.signal == signal.SIGTERM and stopped.steps == 9
+    assert not (run / "adapter").exists() and (run / "checkpoints" / "checkpoint-9").is_dir()
     resumed = grpo(cfg, progress=False)
-    assert not resumed.interrupted and resumed.steps == 4
-    assert [step for step, _ in resumed.rewards] == [1, 2, 3, 4]  # the steps after the checkpoint logged once
+    assert not resumed.interrupted and resumed.steps == 16
+    assert [step for step, _ in resumed.rewards] == list(range(1, 17))  # the steps after the checkpoint logged once
     assert _largest_difference(run, grpo_run) < 1e-5
     straight = {r["step"]: r for r in _records(grpo_run) if "reward" in r}
     for r in _records(run):
@@ -119,7 +137,7 @@ def test_a_run_stopped_while_scored_after_grpo_is_scored_when_rerun(grpo_run, sm
         grpo(load_config(ROOT / "configs/smoke.yaml", [*same, "data.reasoning.max_rows=50"]), progress=False)
     # A chat setting, which GRPO never reads, is no other run.
     result = grpo(load_config(ROOT / "configs/smoke.yaml", [*same, "data.chat_ratio=0.2"]), progress=False)
-    assert result.steps == 4 and not result.interrupted  # nothing trained again
+    assert result.steps == 16 and not result.interrupted  # nothing trained again
     after = json.loads((grpo_run / "logs" / "before_after.json").read_text())["after"]
     assert result.checks["after"] == after | {"model": str(run / "adapter")}  # the scores the run itself got
 
@@ -134,7 +152,7 @@ def test_grpo_starts_from_a_finished_sft_run_that_held_out_the_same_problems(smo
     cfg = start(smoke_cfg(f"train.output_dir={smoke_run.parent}", "train.run_name=smoke", "grpo.start_from=base"))
     assert cfg.model.adapter == "" and cfg.grpo.run_name == "smoke-grpo"
     short = smoke_cfg("model.max_seq_length=128")  # SFT at a length GRPO's settings do not fit: a valid config
-    with pytest.raises(ConfigError, match=r"grpo.max_prompt_length \+ grpo.max_completion_length is 96 \+ 48, more "
+    with pytest.raises(ConfigError, match=r"grpo.max_prompt_length \+ grpo.max_completion_length is 64 \+ 96, more "
                                           r"than model.max_seq_length 128"):
         start(short)  # GRPO says so when it starts
     with pytest.raises(ConfigError, match=r"data.reasoning.heldout is 0: .* or set grpo.eval_before_after=false"):
@@ -158,7 +176,7 @@ def test_grpo_settings_are_validated_with_the_config(smoke_cfg):
                   "grpo.format_weight=0", "grpo.generation=sglang")
     assert "grpo.num_generations is 1; it must be at least 2 (completions per problem, compared with each other)" \
         in str(e.value)
-    assert "grpo.per_device_train_batch_size is 3; it must divide the 2 completions of a step" in str(e.value)
+    assert "grpo.per_device_train_batch_size is 3; it must divide the 4 completions of a step" in str(e.value)
     assert "there is nothing to reward" in str(e.value) and "grpo.generation" in str(e.value)
 
 
@@ -179,7 +197,7 @@ def test_rewards_score_what_the_evaluation_scores(qwen3_tokenizer, smoke_cfg):
               for f in functions}
     assert scored["correct"] == {"right": 1, "wrong": 0, "cut off": 0, "two blocks": 1, "no reasoning": 1}
     assert scored["format"] == {"right": 1, "wrong": 1, "cut off": 0, "two blocks": 0, "no reasoning": 0}
-    assert scored["length"]["right"] == -len(ids[0]) / 48
+    assert scored["length"]["right"] == -len(ids[0]) / 96
     off = reward_functions(smoke_cfg("grpo.thinking=false", "grpo.format_weight=1").grpo, qwen3_tokenizer)[0][1]
     assert off(completion_ids=ids) == [0, 0, 0, 0, 1]  # thinking off: an answer with no think tag
 
