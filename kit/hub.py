@@ -1,13 +1,9 @@
 """Qwen3 weights from ModelScope (default) or Hugging Face onto the data disk: resolved, checked, verified.
 
     dl = download_model("Qwen3-14B")                       # unsloth/Qwen3-14B-unsloth-bnb-4bit from ModelScope
-    dl = download_model("Qwen3-14B", variant="base_16bit")  # Qwen/Qwen3-14B, what a merge for vLLM needs
-    dl = download_model("Qwen3-8B", allow_patterns=["*.json"])   # tokenizer and config only
 
-Downloads go through the real `modelscope` client (or `huggingface_hub`, honouring HF_ENDPOINT), which resumes
-partial files. Afterwards every file the repo lists is checked for presence, size and sha256 (the client can
-report success with files missing), and a manifest is written: a second call finds the complete copy and
-returns at once, without touching the network.
+The hub's own client downloads (resuming partial files); every listed file is then checked for size and sha256,
+since the client can report success with files missing, and a manifest lets a second call return offline.
 """
 
 from __future__ import annotations

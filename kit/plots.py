@@ -1,6 +1,4 @@
-"""Plots for the notebooks: what a person would rather look at than read.
-
-Each function takes the kit's own results and returns a matplotlib Figure (shown inline by Jupyter).
+"""Plots for the notebooks: each function takes the kit's own results and returns a matplotlib Figure.
 """
 
 from __future__ import annotations

@@ -1,9 +1,4 @@
-"""Lines a user cannot act on, filtered by their exact message in one place; errors always get through.
-
-    install()                       # first thing in the CLI and in kit.setup, before torch is imported
-    with retries_held_back(): ...   # ModelScope's retry warnings are shown only if the block fails
-
-Each filter names the logger and the message it drops, and why the line is noise for a user of the kit.
+"""Lines a user cannot act on, filtered by their exact message in one place, each with why; errors always get through.
 """
 
 from __future__ import annotations

@@ -1,10 +1,5 @@
-"""Every value of a config checked before any work starts, each problem naming the key and the fix.
-
-    problems(cfg)   # ["train.optim is 'adam'; use auto or one of transformers' optimizers ...", ...]
-
-Types and `Literal` choices are checked as the tree is built (kit.config.parse); here are the ranges the fields
-declare in their metadata, and what no single field can say: paths, the names libraries accept, how the sources'
-shares add up, GRPO's batch arithmetic.
+"""Every value of a config checked before any work starts, each problem naming the key and the fix: the ranges the
+fields declare, and what no single field can say (paths, library names, shares, GRPO's batch arithmetic).
 """
 
 from __future__ import annotations

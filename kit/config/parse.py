@@ -2,11 +2,8 @@
 
     cfg = load_config("configs/smoke.yaml", ["lora.r=16", "train.neftune_noise_alpha=5"])
 
-`build` fills each dataclass from its section, keeping the defaults for what is not given; a value not of its field's
-type (or not one of its `Literal` choices) is reported and the default kept, so one pass names every problem. A key
-under `train` or `grpo` that the kit does not know but TRL's SFTConfig/GRPOConfig does is passed through, typed by
-TRL's own annotation. Names from TRL, LLaMA-Factory and ms-swift that the kit spells otherwise are answered with the
-kit's key.
+A key under `train` or `grpo` that TRL's SFTConfig/GRPOConfig knows is passed through, typed by TRL's annotation;
+names from TRL, LLaMA-Factory and ms-swift that the kit spells otherwise are answered with the kit's key.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """One small converter per source format, each turning a raw row into `[{"role", "content"}, ...]`, and the checks
-every row passes: its format read off its fields, its think block, and whether its problem is held out for eval.
-
-A new format is one converter and its entry in FORMATS (the fields that identify it). Every problem raises `BadRow`,
-which names the field; the caller adds the source, file and row (kit.data.sources).
+every row passes. A new format is one converter and its entry in FORMATS; every problem raises `BadRow`, naming the
+field (the caller adds source, file and row).
 """
 
 from __future__ import annotations

@@ -1,12 +1,6 @@
 """How many rows each source gives the mix, so that every source with a share is that share of it, by rows or by
-trained tokens; and the eval rows held out of every epoch.
-
-The sources without a share ("whole": the recipe's reasoning) are one pool, all of which is used; each source with
-a share is a pool of its own, drawn to be that share of the mix (TRL's DatasetConfig.fraction, and the recipe's
-n_chat = int(n_reasoning * r / (1 - r)) by rows). By tokens a shared pool gives the prefix whose trained (labelled)
-token count is closest to its share of the signal. When a shared pool runs short, or a cap (data.max_rows,
-data.max_tokens: all tokens, the compute) binds, fewer whole rows are taken so that every share still holds: the
-largest mix that satisfies everything. Without a whole pool, the first source drives and the others follow it.
+trained tokens (docs/data.md), and the eval rows held out of every epoch. When a pool runs short or a cap binds,
+fewer whole rows are taken so that every share still holds.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """The data pipeline: sources -> conversations -> the chat template -> tokens and labels -> the mix, on `datasets`.
 
     prepared = prepare_data(cfg, tokenizer)       # kit.data.prepare_data
-    prepared.train[0]["input_ids"], prepared.report["mix"]["chat_share_trained_tokens"]
 
-Each source's rows are converted and checked as they stream in (kit.data.sources) into a `Dataset` on disk, encoded
-by `Dataset.map` on every core (kit.data.template), mixed by the shares (kit.data.mix) and written with `select` +
-`save_to_disk`, so memory stays flat however large a source. A shared source (the chat) is tokenized only as far as
-the mix can use it, unless its pool is kept for other shares (`data.cache_pools`, the sweep's). The result is found
-again under a fingerprint of everything that shapes it (config, tokenizer, source files): one hash, where datasets'
-own cache would re-read every source to fingerprint each step. It is built in a temporary folder renamed into place
-when complete, so a failure leaves nothing half-written.
+Rows stream into a `Dataset` on disk, so memory stays flat however large a source. The result is found again under
+one fingerprint of everything that shapes it (config, tokenizer, source files), where datasets' own cache would
+re-read every source to fingerprint each step; it is renamed into place only when complete.
 """
 
 from __future__ import annotations

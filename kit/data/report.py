@@ -1,9 +1,5 @@
 """What a prepared mix holds: the data report and its table, the mix at other chat ratios, and padding waste.
-
-Three counts of size, since they answer different questions: rows (the reference recipe's ratio), all tokens (the
-compute a step costs) and trained tokens (the labelled ones: the share of the training signal, what
-`ratio_by: tokens` balances). A source's rows always add up: read = valid + dropped (each cause counted, too long
-included), and valid = kept + the rows never tokenized (a shared source is tokenized only as far as the mix needs).
+Sizes in rows (the recipe's ratio), all tokens (the compute) and trained tokens (the signal); read = valid + dropped.
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
 """The sources a mix reads, and their rows, streamed a file (or a hub shard) at a time.
 
-    for name, src in mix_sources(cfg.data): ...          # the recipe's reasoning and chat, then data.sources
-    for conversation in conversations(name, src, stats, "error", cache_dir): ...
-
-Local files: `.jsonl` (one object per line), `.json` (a list of objects), `.parquet`, or a folder of them. Hub data
-sets (ModelScope, Hugging Face) are fetched shard by shard through kit.hub as the stream reaches them, so `max_rows`
-on a 3.2M-row split downloads only the shards it reads (datasets' own streaming reaches Hugging Face, not ModelScope).
-JSON and JSONL are read by hand: a bad line must be named by its file and line and skipped where data.on_bad_row
-says so, which datasets' readers, failing the whole file, cannot do.
+Hub data sets are fetched shard by shard through kit.hub as the stream reaches them (datasets' streaming cannot
+reach ModelScope). JSON and JSONL are read by hand: a bad line must be named by file and line and skipped where
+data.on_bad_row says so, which datasets' readers, failing the whole file, cannot do.
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
-"""Conversations through the tokenizer's own chat template, tokenized, with the assistant parts labelled.
-
-The text is exactly `tokenizer.apply_chat_template(messages, tokenize=False)`; labels are the token ids inside
-assistant turns (from after `<|im_start|>assistant\\n` through `<|im_end|>`) and -100 everywhere else.
-Which turns are trained, and whether a chat row's empty `<think>\\n\\n</think>\\n\\n` is, are options
-(`data.train_turns`, `data.train_empty_think`); docs/data.md explains the defaults.
-
-The turns are found from the token ids alone, so the tokenizer never computes character offsets (the costly part
-of `tokenizer(texts)`): in every Qwen3 template `<|im_start|>` and `<|im_end|>` are single special tokens, and the
-text between them is matched token by token. Where the header's last newline merges with the answer's first
-characters into one token (an answer that starts with a newline), that token is trained, as it holds answer text.
+"""Conversations through the tokenizer's own chat template, tokenized, with the assistant parts labelled (-100
+elsewhere); which turns are trained are options (docs/data.md). The turns are found from the token ids alone
+(`<|im_start|>`/`<|im_end|>` are single tokens), so the tokenizer never computes character offsets, the costly part.
 """
 
 from __future__ import annotations

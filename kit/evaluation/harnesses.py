@@ -1,13 +1,5 @@
-"""Hand-off to the harnesses users trust, and Qwen's published figures beside the kit's own.
-
-    print(write_configs(Path("runs/x/harnesses"), cfg))   # `qwen3-kit eval --run runs/x --harnesses`
-    print(published_table(reports, cfg))                  # under `qwen3-kit eval`'s table
-
-The configs point EvalScope and lm-evaluation-harness at the served export (`eval.endpoint`, the model
-`eval.endpoint_model`, as `qwen3-kit export` prints the serve command), one per thinking mode, each with Qwen's
-sampling preset for the mode and `chat_template_kwargs.enable_thinking` in the request. vLLM's qwen3 reasoning parser
-already keeps the trace out of `content`; the think-stripping each harness has (EvalScope's `remove_until` filter,
-lm-evaluation-harness's `think_end_token`) covers a server started without it.
+"""Hand-off to the harnesses users trust (EvalScope and lm-evaluation-harness configs for the served export, one per
+thinking mode), and Qwen's published figures beside the kit's own.
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """Did math improve, and did the thinking switch and instruction following survive? The base against the tuned.
 
     reports = evaluate_run("runs/qwen3-14b-math", cfg)      # what scripts/eval.py runs; writes <run>/eval.json
-    print(compare(reports)); print(show_replies(reports))
-    report = evaluate(generate, math_rows, instructions)   # one model, any generator
 
-A generator is any `fn(conversations, thinking) -> list[Reply]`: the local model (`local_generator`) or an
-OpenAI-compatible server (`kit.inference.endpoint.endpoint_generator`: vLLM serving the export), so the scores are the
-same whatever produced the text. Every prompt is generated twice, thinking on and off:
-- math: the last `\\boxed{}` of the answer against `expected_answer` with math-verify (1/2 == 0.5);
-- switch: on, a closed non-empty think block and an answer; off, an answer with no reasoning leaking into it.
-  Scored on every prompt: a tuned model that stops thinking on chat-like prompts is the failure to catch;
-- instructions: verifiable instructions (`kit.evaluation.instructions`): the share of prompts whose every instruction
-  was kept (IFEval's strict prompt-level accuracy) and the share of single instructions kept.
+A generator is any `fn(conversations, thinking) -> list[Reply]` (the local model or an OpenAI-compatible server), so
+the scores are the same whatever produced the text. Every prompt is generated thinking on and off; docs/evaluation.md
+says what each score counts.
 """
 
 from __future__ import annotations

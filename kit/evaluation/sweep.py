@@ -1,22 +1,10 @@
 """A chat-ratio sweep: a short run per ratio, each evaluated, and the ratios that no other beats on both sides.
 
     sweep = run_sweep(cfg, [0.1, 0.25, 0.5])    # what `qwen3-kit sweep x.yaml data.chat_ratio=0.1,0.25,0.5` runs
-    print(format_table(sweep)); kit.plots.ratio_front(sweep.points)
 
-Each point is a run folder `<train.output_dir>/<name>-sweep/<name>-chat<ratio>` (name: `train.run_name`, else
-"ratio"), trained by `kit.training.sft.train` (a preempted point resumes from its checkpoint) and scored by
-`kit.evaluation.scores.evaluate_run` against the base model, which is generated once for every point. The sources are
-tokenized once for all points (`data.cache_pools`): a point's data is a draw from the cached pools, and every
-point's mix is drawn before the first trains, so a ratio the data cannot keep stops the sweep at once. A point is
-done when its row (`<run>/sweep_point.json`) was written under the same settings (the whole config but tracking): a
-rerun skips it; otherwise its run is trained (resumed, or found complete, as `train` does) and evaluated again.
-`sweep.json`, `sweep.md` and `front.png` sit beside the points, rewritten after each one.
-
-The front: math gain (tuned minus base, thinking on) against instruction-following change (tuned minus base, the
-mean of thinking on and off), higher better on both. A ratio is on it when no other ratio is at least as good on
-both and better on one. The thinking switch is not an axis but a verdict, marked: a ratio whose switch fell more
-than `train.switch_drop` below the base's, at evaluation or while training (its score from step 0 to the end), is a
-bad choice wherever it sits.
+The sources are tokenized once for all points and every point's mix is drawn before the first trains; the base model
+is evaluated once. A point is done when its `sweep_point.json` was written under the same settings (all but
+tracking): a rerun skips it. How to read the front: docs/data.md.
 """
 
 from __future__ import annotations
@@ -265,8 +253,8 @@ def _run_point(point: Config, base: dict | None, progress: bool) -> tuple[dict |
 
 
 def run_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> Sweep:
-    """Train and evaluate a run per chat ratio (as the module docstring says), print the plan first and the time
-    left after each point, and write the table and the plot; returns the `Sweep`. Rerun to continue a stopped one."""
+    """Train and evaluate a run per chat ratio, printing the plan first and the time left after each point, and
+    write the table and the plot; returns the `Sweep`. Rerun to continue a stopped one."""
     sweep = Sweep(sweep_folder(cfg)[0], sorted(ratios))
     print(plan_sweep(cfg, sweep.ratios, progress=progress), flush=True)
     for ratio in sweep.ratios:  # before anything trains

@@ -1,13 +1,10 @@
 """Export a trained adapter for serving: the adapter alone, or merged into the 16-bit base for vLLM.
 
-    result = export_run("runs/qwen3-14b-math", cfg)    # kit.export.export.export_run
-    print(result.serve_command)
+    result = export_run("runs/qwen3-14b-math", cfg)
 
-The merge goes into the 16-bit base weights (`Qwen/Qwen3-<size>` from ModelScope through `kit.hub`), never into
-dequantized 4-bit weights and never through a Hugging Face download; it runs on the CPU a tensor at a time
-(`kit.export.merge`), so it needs no GPU and never the whole model in memory. Each export is written into a temporary
-folder and renamed into place when complete, so an interrupted export never leaves a folder vLLM would load half
-of. After writing, the merged model's logits are compared with base + adapter.
+The merge goes into the 16-bit base (from ModelScope through kit.hub), never into dequantized 4-bit weights, on the
+CPU a tensor at a time (kit.export.merge); each export is renamed into place when complete, then its logits are
+compared with base + adapter.
 """
 
 from __future__ import annotations

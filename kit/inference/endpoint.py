@@ -1,15 +1,9 @@
-"""Generate through an OpenAI-compatible server, e.g. vLLM serving the export: the model users actually serve,
-with the engine they serve it with.
+"""Generate through an OpenAI-compatible server, e.g. vLLM serving the export: the model users actually serve.
 
     generate = endpoint_generator("http://localhost:8000/v1", max_new_tokens=1024)
-    replies = generate([[{"role": "user", "content": "What is 7 * 8?"}]], False)   # thinking off
-    replies[0].answer
 
-Each request sets `chat_template_kwargs.enable_thinking` explicitly and Qwen's sampling preset for the mode (as
-`kit.inference.generate` does locally), so the scores do not depend on the server's defaults. A reply is rebuilt into
-the text the model generated and split by `kit.inference.generate.split_reasoning`, the same function the local path
-uses: with vLLM's `--reasoning-parser qwen3` the think block arrives in `message.reasoning` (`reasoning_content` on
-older servers), without a parser inside `content`.
+Each request sets `enable_thinking` and the mode's sampling preset explicitly, so scores do not depend on the
+server's defaults; replies are split by the same `split_reasoning` the local path uses.
 """
 
 from __future__ import annotations

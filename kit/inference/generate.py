@@ -2,10 +2,6 @@
 
     model, tokenizer = load_for_inference("runs/smoke/adapter")         # base + adapter (base read from it)
     replies = generate(model, tokenizer, [[{"role": "user", "content": "2+2?"}]], thinking=False)
-    replies[0].answer, replies[0].reasoning
-
-Prompts go through the tokenizer's chat template with `enable_thinking`, exactly as vLLM's
-`chat_template_kwargs` do, and sampling uses Qwen's presets for each mode unless overridden.
 """
 
 from __future__ import annotations

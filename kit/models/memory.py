@@ -1,16 +1,8 @@
 """Estimate peak GPU memory for LoRA on Qwen3, and pick the largest model and batch that fit a GPU.
 
     estimate("14B", seq_len=2048, batch=2).total_gb        # about 14 GB with unsloth
-    recommend(24)                                         # -> the largest Qwen3 and batch for a 24 GB card
-    grpo_estimate_for(cfg)                                # GRPO: a training pass plus what generation holds
 
-The formula (docs/memory.md compares it with published figures): weights (4-bit linears at 0.516 bytes per
-parameter with their quantization constants, a share kept 16-bit by Unsloth's dynamic quantization, 16-bit
-embeddings and head) + LoRA (fp32 weights and grads, optimizer state) + activations (with checkpointing: the
-saved layer inputs, offloaded to CPU by Unsloth, plus one layer's recompute) + logits (full fp32 for `hf`,
-chunked by Unsloth's fused loss) + a fixed CUDA context/allocator overhead. GRPO adds generation: the KV cache
-of every completion of a step at once (prompts x generations sequences of prompt + completion tokens, 16-bit keys
-and values of every layer's KV heads), what transformers' generate holds; vLLM takes its own share of the GPU instead.
+docs/memory.md gives the formula's terms and compares it with published figures.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """Every Qwen3 model the kit knows, one profile each: its repos, shape, chat template family, sampling and parser.
 
     profile = find("Qwen3-14B")        # also "qwen3-14b", "14B", "unsloth/Qwen3-14B-unsloth-bnb-4bit", a folder of it
-    profile.repo("base_16bit"), profile.params(), profile.linear_shapes()
 
-Names are matched exactly (a repo id, or a folder named after one, as the kit's downloads are): `find` never takes
-Qwen3-4B-Instruct-2507 for Qwen3-4B. The hub (kit.models.hub), the memory estimate (kit.models.memory), the export's
-16-bit base and the served template's settings all read these records. Shapes are those of each published
-config.json; the hybrid models share the vocabulary, head size and chat template (templates/qwen3.jinja).
+Names are matched exactly: `find` never takes Qwen3-4B-Instruct-2507 for Qwen3-4B.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
-"""The two training backends, chosen in one place, and model/tokenizer loading.
+"""The training backends, chosen in one place, and model/tokenizer loading: `unsloth` (a CUDA GPU, 4-bit, fused
+kernels), `hf` (transformers + peft: the CPU path and the speed baseline), `auto` (unsloth where a GPU is).
 
-- `unsloth` (CUDA GPU): `FastLanguageModel` in 4-bit with Unsloth's fused kernels and offloaded checkpointing.
-- `hf` (CPU or GPU): transformers + peft, bitsandbytes nf4 on a GPU; the CPU path and the speed baseline.
-- `auto`: unsloth where a CUDA GPU is present, else hf.
-
-Unsloth patches transformers, trl and peft when it is imported, so it must be imported before them.
-`activate_backend` is that one deliberate place: scripts call it right after reading the config.
+Unsloth patches transformers, trl and peft when imported, so `activate_backend` imports it first, deliberately.
 """
 
 from __future__ import annotations

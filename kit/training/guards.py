@@ -1,9 +1,5 @@
-"""Guards against the silent failures of fine-tuning, each a named stop (GuardError) or warning before or while
-training: `label-coverage`, `pad-token`, `finite-loss`, `same-template`, `packing`, `rollouts-with-adapter`.
-
-Each was seen in the field running for weeks unnoticed: a think-block mask that dropped every sample, NaN losses from
-the pad token, an exported template unlike the trained one, packed rows attending to each other, GRPO rollouts
-sampled from the base with the adapter ignored. A guard says which it is, what it saw, and what to do.
+"""Guards against the silent failures of fine-tuning, each a named stop (GuardError) or warning, each seen in the field
+running unnoticed: `label-coverage`, `pad-token`, `finite-loss`, `same-template`, `packing`, `rollouts-with-adapter`.
 """
 
 from __future__ import annotations

@@ -3,10 +3,7 @@
     <train.output_dir>/<train.run_name>/
         config.yaml  data_report.json  logs/metrics.jsonl  logs/resumes.jsonl  checkpoints/checkpoint-<step>/  adapter/
 
-config.yaml is the config the run started with; a resume with other settings is recorded in logs/resumes.jsonl, and
-refused where it would continue a different run (model, LoRA shape, data). `adapter/` appears whole or not at all.
-`finished_run(cfg)` is how chat, export and evaluation (scripts and notebooks) find a trained adapter without
-training anything.
+A resume with other settings is recorded in logs/resumes.jsonl, and refused where it would continue a different run.
 """
 
 from __future__ import annotations

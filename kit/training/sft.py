@@ -1,12 +1,9 @@
 """Train a LoRA adapter on the prepared mix with TRL's SFTTrainer, resumable after preemption.
 
     result = train(load_config("configs/smoke.yaml"))
-    result.adapter_dir, result.losses
 
-Three steps, each readable on its own: `prepare_run` (the run folder, the data, the plan, where to resume),
-`fit` (model, trainer, signals, tracking) and `finish` (the adapter, the result). The run folder is described in
-kit.training.runs. With `train.resume=auto` a rerun continues from the newest checkpoint; SIGTERM (a preempted rented
-GPU) or Ctrl-C saves a checkpoint before the process exits.
+`prepare_run` (folder, data, plan, where to resume), `fit` (model, trainer, signals) and `finish` (the adapter).
+SIGTERM (a preempted rented GPU) or Ctrl-C saves a checkpoint before the process exits.
 """
 
 from __future__ import annotations
