@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # configs/ and data/ paths in shipped configs are relative to it
-DATA_DIR = PROJECT_ROOT / "data"
 AUTODL_DATA_DISK = Path("/root/autodl-tmp")
 
 

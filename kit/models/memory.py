@@ -7,7 +7,7 @@ docs/memory.md gives the formula's terms and compares it with published figures.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from kit.models.profiles import HEAD_DIM, TRAINABLE, VOCAB, find
 from kit.paths import PROJECT_ROOT
@@ -33,10 +33,6 @@ class Estimate:
     def total_gb(self) -> float:
         return (self.weights_gb + self.lora_gb + self.activations_gb + self.logits_gb + self.overhead_gb
                 + self.generation_gb)
-
-    def as_dict(self) -> dict:
-        return {**{k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(self).items()},
-                "total_gb": round(self.total_gb, 2)}
 
     def __str__(self) -> str:
         generation = f", generation {self.generation_gb:.1f}" if self.generation_gb else ""

@@ -22,17 +22,13 @@ class BackendError(KitError, RuntimeError):
     pass
 
 
-def cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def pick_backend(name: str, model: str = "") -> str:
     """'auto' -> 'unsloth' with a CUDA GPU, else 'hf'. Without a usable GPU, unsloth is an error, and so is auto for a
     real `model` (anything but the tiny default): its weights would be downloaded for a CPU run that cannot finish.
     The error says why the GPU is missing (kit.machine)."""
-    if cuda_available():
+    import torch
+
+    if torch.cuda.is_available():
         return "unsloth" if name == "auto" else name
     if name == "unsloth":
         raise BackendError(f"train.backend=unsloth needs a CUDA GPU and none is usable: {no_gpu_reason()}; "
