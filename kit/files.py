@@ -26,12 +26,8 @@ def _alive(pid: int) -> bool:
 
 @contextmanager
 def atomic_folder(target: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `target`; when the block completes it replaces `target` in one rename.
-
-    An interrupted or failed block leaves `target` as it was (absent or the previous version), so nothing ever loads
-    half a folder. What killed processes left beside it (their temporary folders, a previous version moved aside) is
-    removed; what live ones are using is left alone.
-    """
+    """Yield a temporary folder beside `target` that replaces it in one rename when the block completes: a failed
+    block leaves `target` as it was. Leftovers of killed processes are removed; those of live ones are left alone."""
     target.parent.mkdir(parents=True, exist_ok=True)
     # The temporary folder of a killed build, or the previous version a killed replacement had moved aside.
     for stale in [*target.parent.glob(f".{target.name}.tmp-*"), *target.parent.glob(f".{target.name}.old-*")]:
@@ -137,9 +133,8 @@ def free_gb(folder: Path) -> float:
 
 @contextmanager
 def writing_into(folder: Path, needed_gb: float | None = None) -> Iterator[None]:
-    """For the block, which writes into `folder`: a full disk becomes one KitError naming the folder, the space
-    free and, where known, the space needed, checked before the block starts (what was complete before stays: every
-    write is atomic)."""
+    """For the block, which writes into `folder`: a full disk becomes one KitError naming the folder, the space free
+    and (checked before the block starts) the space `needed`."""
     def full() -> KitError:
         need = f"; this needs about {needed_gb:.2f} GB" if needed_gb else ""
         return KitError(f"the disk holding {folder} is full ({free_gb(folder):.2f} GB free{need}): free space there or "

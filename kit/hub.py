@@ -74,9 +74,8 @@ class Download:
 
 
 def resolve_repo(name: str, variant: str = "dynamic_4bit") -> str:
-    """`Qwen3-14B` (or `qwen3-14b`, `14B`) -> the repo id of that variant, matched exactly (kit.models.profiles);
-    a full `owner/name` id passes through. Raises RepoNotFound with the close matches for an unknown name, or why the
-    kit does not train a model it knows (a MoE, a Qwen3-2507 without the thinking switch)."""
+    """`Qwen3-14B` (or `qwen3-14b`, `14B`) -> the repo id of that variant; an `owner/name` id passes through. Raises
+    RepoNotFound with close matches, or why the kit does not train a model it knows."""
     if variant not in VARIANTS:
         raise ValueError(f"variant '{variant}' is not one of {', '.join(VARIANTS)}.")
     if "/" in name:
@@ -231,14 +230,8 @@ def download_model(name: str, *, source: str = "modelscope", variant: str = "dyn
                    revision: str = "", allow_patterns: list[str] | None = None, token: str = "") -> Download:
     """Download (or find) a model repo and return its verified local folder.
 
-    Args:
-        name: `Qwen3-14B`, a full repo id, or (with source=local) a folder.
-        source: modelscope | huggingface.
-        variant: dynamic_4bit (train) | bnb_4bit | base_16bit (merge for vLLM).
-        allow_patterns: only files matching these globs (e.g. ["*.json"] for tokenizer and config).
-    Raises:
-        RepoNotFound, NetworkUnreachable, DiskFull, ChecksumMismatch, IncompleteDownload (all HubError).
-    """
+    `name`: `Qwen3-14B` or a repo id; `source`: modelscope | huggingface; `variant`: dynamic_4bit (train) | bnb_4bit
+    | base_16bit (merge); `allow_patterns`: only matching files. Raises HubError subclasses, one sentence each."""
     repo_id = resolve_repo(name, variant)
     folder = model_folder(repo_id, source, cache_dir, revision)
     manifest = _manifest_path(folder, allow_patterns)
@@ -293,12 +286,9 @@ def _snapshot(repo_id: str, source: str, folder: Path, *, revision: str, allow_p
 
 
 def resolve_model(model, variant: str = "") -> Path:
-    """The local folder of a `ModelConfig`: the tiny default (built once), a local folder, or a download.
-
-    `variant` defaults to what training needs (dynamic 4-bit, or the 16-bit weights when `model.load_in_4bit` is
-    off); an export asks for `base_16bit`: a Qwen3 named by any of its repos then resolves to Qwen/Qwen3-<size>, and
-    a folder holding 4-bit weights is refused.
-    """
+    """The local folder of a `ModelConfig`: the tiny default, a local folder, or a download. `variant` defaults to
+    what training needs; `base_16bit` (export) resolves any Qwen3 repo to Qwen/Qwen3-<size> and refuses 4-bit
+    weights."""
     if model.name == "tiny":
         from kit.models.tiny import build_tiny_model
 

@@ -49,9 +49,8 @@ def ratio_composition(sweep: list[dict]):
 
 
 def _draw_losses(ax, records: list[dict], title: str) -> None:
-    """The training loss, each source's eval loss, and (dotted, across) each source's eval loss at step 0: the
-    model before training, the reference a climbing chat loss is read against; the thinking switch's score on the
-    right axis, where it was checked."""
+    """The training loss, each source's eval loss with its step-0 value dotted across (what a climbing chat loss is
+    read against), and the thinking switch on the right axis where it was checked."""
     from kit.training.metrics import eval_curves, switch_curve
 
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
@@ -138,9 +137,8 @@ def evaluation(reports: dict[str, dict]):
 
 
 def ratio_front(points: list[dict]):
-    """A chat-ratio sweep (`kit.evaluation.sweep`'s rows): math gain against instruction-following change, each ratio
-    labelled, the ratios on the front ringed, joined and named, a broken thinking switch a red cross; the base at the
-    origin."""
+    """A sweep's rows: math gain against instruction-following change, the front ringed and joined, a broken thinking
+    switch a red cross, the base at the origin."""
 
     def xy(rows):
         return [p["math_gain"] for p in rows], [p["instructions_change"] for p in rows]

@@ -166,9 +166,8 @@ def set_overrides(tree: dict, overrides: list[str]) -> list[str]:
 
 @cache
 def library_fields(file: str, cls: str) -> dict[str, str]:
-    """A TRL or transformers dataclass's fields and their annotations, read from its source: importing them while
-    the config is checked would come before unsloth's import (kit.training.backends.activate_backend), which must come
-    first. The class's bases in the same library (TrainingArguments) are read too."""
+    """A TRL or transformers dataclass's fields and annotations (its in-library bases' too), read from its source:
+    importing them now would come before unsloth's import, which must come first."""
     package, _, rest = file.partition("/")
     spec = importlib.util.find_spec(package)  # finds the package without importing it
     tree = ast.parse(Path(spec.submodule_search_locations[0], rest).read_text(encoding="utf-8"))

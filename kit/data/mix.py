@@ -118,9 +118,8 @@ class Draw:
 
 def draw(pools: list[np.ndarray], shares: list[float | None], sizes: Sizes, *, by: str, seed: int, eval_rows: int,
          epochs: int = 1, redraw: bool = False, max_rows: int = 0, max_tokens: int = 0) -> Draw:
-    """Shuffle each pool (row ids, `sizes` indexed by them) by the seed, hold the eval rows out, and take each epoch's
-    mix from the fronts. `pools[0]` is the whole pool (`shares[0]` None) or the first shared source; with `redraw`
-    each shared pool is shuffled anew each epoch (seed + epoch), its eval rows still held out."""
+    """Shuffle each pool by the seed, hold the eval rows out and take each epoch's mix from the fronts; `pools[0]` is
+    the whole pool (`shares[0]` None) or the first shared one; with `redraw` shared pools are reshuffled each epoch."""
 
     def shuffled(ids: np.ndarray, s: int) -> np.ndarray:
         return ids[np.random.default_rng(s).permutation(len(ids))]

@@ -21,9 +21,8 @@ READ_BATCH = 1024  # rows per parquet record batch
 
 
 def mix_sources(d) -> list[tuple[str, object]]:
-    """(name, SourceConfig) of each source the mix reads: the recipe's reasoning (all its rows) unless chat_ratio is 1,
-    its chat at data.chat_ratio of the mix unless that is 0 (a source with no path is none), then data.sources, each
-    named by its file or data set, with its own share."""
+    """(name, SourceConfig) of each source the mix reads: the recipe's reasoning (unless chat_ratio is 1), its chat
+    (unless chat_ratio is 0 or it has no path), then data.sources, each with its own share."""
     out = [("reasoning", d.reasoning)] if d.chat_ratio < 1 and d.reasoning.path else []
     out += [("chat", replace(d.chat, share=d.chat_ratio))] if d.chat_ratio > 0 and d.chat.path else []
     for src in d.sources:
@@ -138,9 +137,8 @@ def iter_source(src, cache_dir: Path) -> Iterator[RawRow | MalformedRow]:
 
 
 def source_identity(src, cache_dir: Path) -> dict:
-    """What makes a source's content what it is, for the prepared data's fingerprint: a local file's size and time, a
-    hub data set's split as the hub lists it now (each shard's size and hash), so a re-published set is prepared
-    again."""
+    """What makes a source's content what it is, for the fingerprint: a file's size and time, or a hub split's
+    listing (sizes and hashes), so a re-published set is prepared again."""
     if src.where != "local":
         from kit.hub import content_id, dataset_listing, split_shards
 

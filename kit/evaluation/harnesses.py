@@ -28,9 +28,8 @@ MODES = {"thinking": True, "non-thinking": False}
 
 
 def published_table(reports: dict[str, dict], cfg) -> str:
-    """The published figures of the base size beside the user's (base and tuned, thinking on / off, in percent):
-    the math row the run scored (eval.math math500, aime24 or aime25) and the instruction row, whose prompts are the
-    kit's own IFEval-style ones, not IFEval's. "" for a model the report does not cover (the tiny one)."""
+    """Qwen's published figures for the base size beside the user's (math row as eval.math, the instruction row); ""
+    for a model they do not cover (the tiny one)."""
     profile = find(cfg.model.name)
     if profile is None or profile.size not in PUBLISHED:
         return ""

@@ -209,9 +209,8 @@ def _endpoint_generator(which: str, cfg, progress: bool, keep: Path) -> tuple[Ge
 
 def _reports(cfg, adapter: Path, math: list[dict], instructions: list, progress: bool, base: dict | None,
              kept: dict[str, Path]) -> dict[str, dict]:
-    """The base's (`base` when given) and the tuned model's reports, each from its endpoint (replies kept in
-    `kept[which]`) or from one local load of the base with the adapter: disabled for the base's replies, then merged
-    into the weights for the tuned's (`merge_for_decoding`), which decode at a merged model's speed."""
+    """The base's (`base` when given) and the tuned model's reports, from endpoints or one local load: the adapter
+    disabled for the base, then merged for the tuned (decoding at a merged model's speed)."""
     from contextlib import nullcontext
 
     from kit.hub import resolve_model
@@ -251,12 +250,8 @@ def eval_set(cfg) -> tuple[list[dict], list]:
 
 
 def evaluate_run(run_dir: str | Path, cfg, *, progress: bool = True, base: dict | None = None) -> dict[str, dict]:
-    """Evaluate the base model and the run's tuned adapter as `cfg.eval` says; write `<run>/eval.json`. `base`, the
-    base model's report from another run with the same model and `cfg.eval` (a sweep's), is used, not generated again.
-
-    Raises `EvalError` (one sentence) when the run has nothing tuned to evaluate, or when its held-out problems
-    cannot be trusted to be held out.
-    """
+    """Evaluate the base model and the run's tuned adapter as `cfg.eval` says and write `<run>/eval.json`; `base`, a
+    report from a run with the same model and eval (a sweep's), is reused. Raises EvalError in one sentence."""
     run_dir = Path(run_dir)
     e = cfg.eval
     adapter = tuned_adapter(run_dir, e.adapter)

@@ -82,12 +82,10 @@ def point_config(cfg: Config, ratio: float) -> Config:
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the points that no other point matches or beats on both coordinates while beating on one (higher
-    is better on each): the choices worth weighing. Equal points are all kept.
+    """Indices of the points no other matches or beats on both coordinates while beating on one (higher is better).
 
     >>> pareto_front([(0.1, -0.2), (0.05, 0.0), (0.0, -0.1), (0.1, -0.2)])
-    [0, 1, 3]
-    """
+    [0, 1, 3]"""
     return [i for i, (x, y) in enumerate(points)
             if not any(a >= x and b >= y and (a, b) != (x, y) for a, b in points)]
 
@@ -101,9 +99,8 @@ def _mean(a: float | None, b: float | None) -> float | None:
 
 
 def point_row(ratio: float, run: Path, reports: dict, records: list[dict], data_report: dict, drop: float) -> dict:
-    """A point's row: the mix it trained on, its gains over the base, its switch (broken: more than `drop` below the
-    base's), and each source's eval loss and the switch at step 0 and at the end (from its metrics records).
-    `on_front` is set by `mark_front`."""
+    """A point's row: its mix, its gains over the base, whether its switch held (within `drop` of the base's) and the
+    eval losses and switch at step 0 and at the end; `on_front` is set by `mark_front`."""
     from kit.training.metrics import broken_switch, eval_curves, switch_curve
 
     base, tuned, mix = reports["base"], reports["tuned"], data_report["mix"]
@@ -160,8 +157,7 @@ def _save(path: Path, identity: dict, value: dict) -> None:
 
 
 def prepare_points(points: list[Config], *, progress: bool = True) -> list[dict]:
-    """Each point's data report, its mix prepared as its training will find it (the sources tokenized once, for
-    the first; a draw from the cached pools for the rest). A ratio the data cannot keep (chat runs short) stops the
+    """Each point's data report, its mix prepared as training will find it; a ratio the data cannot keep stops the
     sweep here, before anything trains, every such ratio named."""
     from kit.data import prepare_data
     from kit.data.prepare import Shortfall

@@ -122,11 +122,9 @@ def _in_threads(one, n: int, concurrency: int, bar) -> list:
 def endpoint_generator(base_url: str, model: str = "", *, max_new_tokens: int = 1024, seed: int = 0,
                        concurrency: int = 8, progress: str | None = None, timeout: float = 600,
                        keep: Path | None = None):
-    """A generator (`fn(conversations, thinking) -> list[Reply]`) over a server: `concurrency` requests in flight,
-    a progress bar named `progress` (None = no bar), `timeout` seconds for each reply. Request i uses seed `seed + i`:
-    reproducible where the server honours seeds (vLLM does). With `keep` (a JSON-lines file) each reply is written as
-    it arrives and a rerun reuses those asked with the same model, prompt, mode, budget and seed, so an interrupted
-    evaluation loses nothing."""
+    """A generator over a server: `concurrency` requests in flight, request i seeded `seed + i`. With `keep` (JSON
+    lines) each reply is saved as it arrives and reused by a rerun asking the same, so an interrupted evaluation
+    loses nothing."""
     from tqdm.auto import tqdm
 
     from kit.files import append_line, read_jsonl

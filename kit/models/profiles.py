@@ -93,9 +93,8 @@ TRAINABLE = [p.size for p in PROFILES.values() if not p.refused]  # smallest fir
 
 
 def find(name: str) -> Profile | None:
-    """The profile a name refers to, exactly: `Qwen3-14B` (any case), `14B`, one of its repo ids (or Unsloth's
-    16-bit copy, `unsloth/Qwen3-14B`), or a folder named
-    after one (`.../unsloth--Qwen3-14B-unsloth-bnb-4bit`, as the kit's downloads are); None for anything else."""
+    """The profile a name refers to, exactly: `Qwen3-14B` (any case), `14B`, one of its repo ids (or
+    `unsloth/Qwen3-14B`), or a folder named after one, as the kit's downloads are; None for anything else."""
     key = Path(name).name.replace("--", "/") if "--" in Path(name).name else name
     for profile in PROFILES.values():
         names = {profile.name, profile.size, f"unsloth/{profile.name}", *(profile.repo(v) for v in VARIANTS)}

@@ -23,9 +23,8 @@ class BackendError(KitError, RuntimeError):
 
 
 def pick_backend(name: str, model: str = "") -> str:
-    """'auto' -> 'unsloth' with a CUDA GPU, else 'hf'. Without a usable GPU, unsloth is an error, and so is auto for a
-    real `model` (anything but the tiny default): its weights would be downloaded for a CPU run that cannot finish.
-    The error says why the GPU is missing (kit.machine)."""
+    """'auto' -> 'unsloth' with a CUDA GPU, else 'hf'. Without a usable GPU unsloth is an error, and so is auto for a
+    real `model`: its weights would be downloaded for a CPU run that cannot finish."""
     import torch
 
     if torch.cuda.is_available():

@@ -41,8 +41,7 @@ def label_coverage(report: dict) -> list[str]:
 
 
 def pad_token(model, tokenizer) -> None:
-    """guard `pad-token`: the pad token lies inside the model's embeddings, and a batch padded as the trainer pads
-    (right, masked, labels -100) gives a finite loss: a pad id past the embeddings or a NaN embedding row stops here,
+    """guard `pad-token`: the pad id lies inside the embeddings and a right-padded batch gives a finite loss, checked
     before the first step."""
     import torch
 
@@ -81,8 +80,7 @@ def finite_loss():
 
 def same_template(reference, other, what: str) -> None:
     """guard `same-template`: `other` (an exported tokenizer) renders TEMPLATE_PROBE byte for byte as `reference`
-    (the one training rendered the data with) does: the training text, and the generation prompt with thinking on
-    and off, as vLLM renders it for a request's chat_template_kwargs."""
+    does, with thinking on and off, as vLLM renders it."""
     renders = [(TEMPLATE_PROBE, {}), *((TEMPLATE_PROBE[:-1], {"add_generation_prompt": True, "enable_thinking": mode})
                                       for mode in (True, False))]
     for conversation, kwargs in renders:
@@ -96,8 +94,7 @@ def same_template(reference, other, what: str) -> None:
 
 
 def packing_leak(model, batch: dict) -> float:
-    """How far the logits of the second row of a padding-free packed sequence (`batch`: input_ids and position_ids,
-    which restart at 0 for each row, as TRL's collator gives them) move when that row runs alone, as a share of its
+    """How far the second row of a padding-free packed `batch` moves its logits when run alone, as a share of its
     largest logit: 0 where rows cannot see each other."""
     import torch
 
@@ -114,9 +111,8 @@ def packing_leak(model, batch: dict) -> float:
 
 
 def packing(trainer) -> None:
-    """guard `packing`: in the first packed sequence holding two rows or more, the second row's logits are those it
-    has alone: rows neither attend to nor predict each other (TRL's collator masks each row's first label). Padding-
-    free packing leaves the row boundaries to the attention reading position_ids; one that does not is caught here."""
+    """guard `packing`: in the first packed sequence of two rows or more, the second row's logits are those it has
+    alone (padding-free packing relies on the attention reading position_ids)."""
     rows = trainer.train_dataset
     index = next((i for i, n in enumerate(rows.select(range(min(len(rows), 256)))["seq_lengths"]) if len(n) > 1), None)
     if index is None:
@@ -130,9 +126,8 @@ def packing(trainer) -> None:
 
 
 def rollout_gap(model, prompt_ids: list[list[int]], completion_ids: list[list[int]], rows: int = 4) -> float:
-    """The mean log-probability per completion token under the policy (adapter on) minus under the base (adapter
-    off), over the first `rows` rollouts: in expectation the policy's KL from the base (> 0) when the policy sampled
-    them, minus the base's KL from the policy (< 0) when the base did."""
+    """Mean log-probability per completion token under the policy minus under the base, over the first `rows`
+    rollouts: > 0 (the policy's KL from the base) when the policy sampled them, < 0 when the base did."""
     import torch
 
     gaps = []

@@ -110,12 +110,8 @@ def finished_run(cfg: Config) -> Path:
 
 @contextmanager
 def run_lock(run: Path, doing: str = "trained") -> Iterator[None]:
-    """One process per run folder (training it, or exporting it): a second one is refused with the first one's PID
-    and what it is doing, so a retrain cannot pull the adapter from under an export.
-
-    The lock (fcntl on `<run>/.lock`) is released by the kernel when the holder exits, however it exits, so a
-    preempted run never leaves a stale lock behind.
-    """
+    """One process per run folder (training or exporting it): a second is refused with the first's PID and task. The
+    lock (fcntl on `<run>/.lock`) dies with its holder, so a preempted run leaves none behind."""
     import fcntl
 
     run.mkdir(parents=True, exist_ok=True)
@@ -181,9 +177,8 @@ def resume_point(cfg: Config, folder: Path) -> str | None:
 
 def record_config(cfg: Config, folder: Path, resume: str | None,
                   identity: tuple[str, ...] = IDENTITY_PREFIXES) -> None:
-    """config.yaml for a new run; for one that has trained, the saved config stays, what differs is checked and
-    recorded in logs/resumes.jsonl, and a change of model, LoRA shape or data (the keys under `identity`) is refused
-    unless allowed."""
+    """config.yaml for a new run; for one that has trained, what differs is recorded in logs/resumes.jsonl, and a
+    change of model, LoRA shape or data (`identity`) is refused unless allowed."""
     if not (folder / "config.yaml").is_file() or not (resume or has_adapter(folder)):
         save_config(cfg, folder / "config.yaml")
         return

@@ -311,13 +311,9 @@ def already_trained(run: Run) -> TrainResult | None:
 
 
 def train(cfg: Config, *, progress: bool = True, callbacks: list | None = None) -> TrainResult:
-    """Prepare data, load the model with a LoRA adapter, train, and save the adapter into the run folder.
-
-    `callbacks` are extra `transformers.TrainerCallback`s (e.g. `kit.plots.live_loss_plot()` in a notebook).
-    Under `torchrun` or `accelerate launch` the same call trains data-parallel: rank 0 downloads, prepares the
-    data and writes the run folder first; the other ranks wait and reuse its cache. A second process training the
-    same run folder is refused.
-    """
+    """Prepare data, load the model with a LoRA adapter, train, and save the adapter into the run folder. `callbacks`
+    are extra TrainerCallbacks. Under torchrun or accelerate the same call trains data-parallel (rank 0 prepares
+    first)."""
     backend = activate_backend(cfg.train.backend, cfg.model.name)  # unsloth before transformers/trl/peft
     import torch
     from accelerate import PartialState

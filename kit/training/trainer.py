@@ -115,9 +115,8 @@ def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True
 
 def build_trainer(cfg: Config, model, tokenizer, train_dataset, eval_dataset, out: Path, *, epochs: int = 1,
                   progress: bool = True, callbacks: list | None = None, eval_on_start: bool = False, switch=None):
-    """The SFTTrainer the kit trains with, on datasets already tokenized and labelled (input_ids, labels).
-    `eval_dataset` may be a dict of named sets (`by_source`): each is evaluated and logged on its own; `switch`
-    (`switch_check`'s function) scores the thinking switch at each evaluation, watched by `switch_watch`."""
+    """The SFTTrainer on data already tokenized and labelled; `eval_dataset` may be a dict of named sets
+    (`by_source`), and `switch` (`switch_check`'s function) scores the thinking switch at each evaluation."""
     from transformers import PrinterCallback
 
     has_eval = eval_dataset is not None and len(eval_dataset) > 0
@@ -135,10 +134,8 @@ SWITCH_PROMPTS = ["What is 12 + 30?", "Name the capital of France.", "用一句�
 
 
 def switch_check(cfg: Config, backend: str):
-    """The thinking switch of the model being trained, scored as Qwen's ThinkFollow: SWITCH_PROMPTS (short answers,
-    short thoughts) generated thinking on and off, `train.switch_tokens` new tokens each with Qwen's presets and a fixed
-    seed, judged by kit.evaluation.scores.switch_ok. Returns `fn(model, tokenizer) -> {"switch": both modes' mean,
-    "switch_thinking_on": ..., "switch_thinking_off": ...}`; training's random state is left as it was."""
+    """`fn(model, tokenizer) -> {"switch", "switch_thinking_on", "switch_thinking_off"}`: SWITCH_PROMPTS generated
+    thinking on and off with Qwen's presets, judged as Qwen's ThinkFollow; training's random state is left as it was."""
     from kit.evaluation.scores import local_generator, switch_shares
 
     conversations = [[{"role": "user", "content": p}] for p in SWITCH_PROMPTS]
