@@ -74,8 +74,7 @@ def append_line(path: Path, record: dict) -> None:
 
 
 def read_json(path: Path, fix: str):
-    """A JSON file the kit wrote; one that is missing, cut short, not UTF-8 or not JSON raises KitError naming it and
-    `fix` (what the user does about it)."""
+    """A JSON file the kit wrote; missing or damaged raises KitError naming it and `fix`."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -87,8 +86,7 @@ def read_json(path: Path, fix: str):
 
 
 def read_cache(path: Path):
-    """A JSON file the kit can make again (a sweep point's row, a base model's scores): None when it is absent, or
-    damaged (said), so that it is made again rather than trusted or fatal."""
+    """A JSON file the kit can make again: None when absent or damaged (said), so it is remade, not trusted."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -99,8 +97,8 @@ def read_cache(path: Path):
 
 
 def read_jsonl(path: Path, fix: str) -> list[dict]:
-    """The records of a JSON-lines file the kit appends to; a cut-off last line (a power cut during an append) is
-    dropped, any other bad line raises KitError naming the file, the line and `fix`."""
+    """The records of a JSON-lines file; a cut-off last line is dropped, any other bad line raises KitError with
+    `fix`."""
     data = Path(path).read_bytes() if Path(path).is_file() else b""
     lines, records = data.split(b"\n"), []
     for number, line in enumerate(lines, start=1):

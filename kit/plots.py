@@ -7,8 +7,7 @@ from pathlib import Path
 
 
 def _figure(width: float = 7, height: float = 3.5, **grid):
-    """A figure already closed in pyplot: Jupyter shows the returned figure once, and nothing is left open. `grid`:
-    plt.subplots' own (ncols=2, ...)."""
+    """A figure already closed in pyplot, so Jupyter shows it once; `grid`: plt.subplots' own (ncols=2, ...)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(width, height), layout="constrained", **grid)
@@ -137,8 +136,7 @@ def evaluation(reports: dict[str, dict]):
 
 
 def ratio_front(points: list[dict]):
-    """A sweep's rows: math gain against instruction-following change, the front ringed and joined, a broken thinking
-    switch a red cross, the base at the origin."""
+    """A sweep's rows: math gain against instruction change, the front ringed, a broken switch a red cross."""
 
     def xy(rows):
         return [p["math_gain"] for p in rows], [p["instructions_change"] for p in rows]

@@ -30,8 +30,7 @@ class _Drop(logging.Filter):
 
 
 def install() -> None:
-    """Drop the lines in NOISE. Idempotent; call it before torch and bitsandbytes are imported (their loggers are
-    the same objects before and after)."""
+    """Drop the lines in NOISE; idempotent; call it before torch and bitsandbytes are imported."""
     for name, prefix in NOISE:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Drop) and f.prefix == prefix for f in logger.filters):

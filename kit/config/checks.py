@@ -20,8 +20,7 @@ def problems(cfg) -> list[str]:
 
 
 def _ranges(node, where: str = "") -> list[str]:
-    """The `range=(low, high)` each field's metadata declares (low exclusive with `above`, high with `open`), through
-    the whole tree."""
+    """The `range=(low, high)` each field's metadata declares, through the whole tree."""
     out = []
     for f in dataclasses.fields(node):
         value, key, m = getattr(node, f.name), f"{where}{f.name}", f.metadata
@@ -47,8 +46,7 @@ def _steps(cfg) -> list[str]:
 
 
 def _model(m) -> list[str]:
-    """A Qwen3 name is one the kit trains (kit.models.profiles, matched exactly); repo ids and folders are taken as
-    they are, unless they name a model the kit refuses."""
+    """A Qwen3 name is one the kit trains; repo ids and folders pass unless they name a model the kit refuses."""
     from kit.models.profiles import find, nearest
 
     profile = find(m.name)
@@ -114,8 +112,7 @@ def enum_values(file: str, enum: str) -> frozenset[str]:
 
 
 def _sources(d) -> list[str]:
-    """Each source the mix reads (kit.data.sources.mix_sources) has a place to read from, and the shares leave room
-    for the sources that give all their rows."""
+    """Each source the mix reads has a place to read from, and the shares leave room for the whole sources."""
     from kit.data.sources import mix_sources
 
     if d.chat.share is not None:
@@ -156,8 +153,7 @@ def _tracking(cfg) -> list[str]:
 
 
 def _grpo(g) -> list[str]:
-    """GRPO's batch arithmetic; how its lengths fit model.max_seq_length is checked when GRPO starts, so that an SFT
-    config need not make room for GRPO's defaults."""
+    """GRPO's batch arithmetic (its lengths are checked when GRPO starts: an SFT config need not fit them)."""
     out, completions = [], g.prompts_per_step * g.num_generations
     if g.per_device_train_batch_size and completions % g.per_device_train_batch_size:  # 0: a range problem
         out.append(f"grpo.per_device_train_batch_size is {g.per_device_train_batch_size}; it must divide the "

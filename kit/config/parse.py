@@ -139,8 +139,7 @@ def _unknown(key: str, valid: list[str], where: str) -> str:
 
 
 def set_overrides(tree: dict, overrides: list[str]) -> list[str]:
-    """Apply `a.b=value` overrides to `tree` (values parsed as YAML; keys judged by `build`, as the file's are);
-    returns a problem per override that is not key=value."""
+    """Apply `a.b=value` overrides (YAML values) to `tree`; a problem per override that is not key=value."""
     problems = []
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -180,8 +179,7 @@ def library_fields(file: str, cls: str) -> dict[str, str]:
 
 
 def _passed_through(section: str, key: str, value: Any, where: str, ours: list[str]) -> Any:
-    """A key of `train`/`grpo` the kit does not know, typed as TRL's dataclass types it; _BadValue when TRL does not
-    know it either, or when the kit sets it itself."""
+    """A `train`/`grpo` key typed as TRL's dataclass types it; _BadValue where TRL lacks it or the kit sets it."""
     file, cls = PASSED_TO[section]
     known = library_fields(file, cls)
     if key in SET_BY_KIT:

@@ -68,8 +68,7 @@ class Plan:
         return bool((self.max_rows and sum(counts) > self.max_rows) or (self.max_tokens and tokens > self.max_tokens))
 
     def largest(self) -> list[int]:
-        """The counts of the largest feasible mix: the need of every pool grows with k, so the feasible k form a
-        prefix, found by bisection."""
+        """The counts of the largest feasible mix: feasible k form a prefix (needs grow with k), found by bisection."""
         lo, hi = 0, len(self.pools[0].tokens)
         while lo < hi:
             mid = (lo + hi + 1) // 2

@@ -141,8 +141,7 @@ def _encode(pool: Pool, rows: np.ndarray, cfg, tokenizer, work: Path, progress: 
 
 
 def _subset(pool: Pool, need: float, cfg) -> np.ndarray:
-    """The converted rows of a shared pool worth tokenizing: a seeded random subset large enough for `need` rows or
-    trained tokens (estimated from characters at `need`'s rate), or all of them."""
+    """The rows of a shared pool worth tokenizing: a seeded subset large enough for `need` (from characters), or all."""
     n = len(pool.converted)
     order = np.random.default_rng(cfg.data.seed).permutation(n)
     if cfg.data.ratio_by == "rows":
@@ -155,8 +154,7 @@ def _subset(pool: Pool, need: float, cfg) -> np.ndarray:
 
 
 def _pools(cfg, tokenizer, root: Path, work: Path, epochs: int, progress: bool) -> list[Pool]:
-    """Every source converted; the whole ones encoded in full, the shared ones as far as the mix needs (all of
-    them with data.cache_pools, or without a whole source to size them by)."""
+    """Every source converted, the whole ones encoded in full, the shared ones as far as the mix needs."""
     pools = [_cached_pool(name, src, cfg, tokenizer, root, progress) if cfg.data.cache_pools else
              Pool(name, src, *_converted(name, src, cfg, root, work)) for name, src in mix_sources(cfg.data)]
     whole = [p for p in pools if p.whole]

@@ -1,4 +1,4 @@
-"""What a prepared mix holds: the data report and its table, the mix at other chat ratios, and padding waste.
+"""What a prepared mix holds: the data report and its table, and the mix at other chat ratios.
 Sizes in rows (the recipe's ratio), all tokens (the compute) and trained tokens (the signal); read = valid + dropped.
 """
 
@@ -127,23 +127,3 @@ def ratio_sweep(prepared, ratios: list[float], by: str = "rows") -> list[dict]:
         out.append({"chat_ratio": ratio, "by": by, **{f"reasoning_{k}": n for k, n in r.items()},
                     **{f"chat_{k}": n for k, n in c.items()}, **{f"chat_{k}": v for k, v in _shares(c, total).items()}})
     return out
-
-
-def padding_share(lengths: list[int], batch: int, *, packed: bool = False, seq: int = 0) -> float:
-    """Share of pad tokens when rows (in this order) are batched and padded to each batch's longest row; with
-    `packed`, rows are first packed best-fit-decreasing into sequences of at most `seq` tokens."""
-    import bisect
-
-    if packed:
-        free: list[int] = []  # the room left in each pack, sorted
-        for n in sorted(lengths, reverse=True):
-            i = bisect.bisect_left(free, n)  # the fullest pack this row still fits in
-            room = free.pop(i) if i < len(free) else seq
-            bisect.insort(free, room - n)
-        lengths = [seq - room for room in free]
-    padded = total = 0
-    for i in range(0, len(lengths), batch):
-        chunk = lengths[i:i + batch]
-        padded += max(chunk) * len(chunk)
-        total += sum(chunk)
-    return (padded - total) / padded if padded else 0.0

@@ -121,8 +121,7 @@ def local_files(src) -> list[Path]:
 
 
 def iter_source(src, cache_dir: Path) -> Iterator[RawRow | MalformedRow]:
-    """All rows of a source, streamed; a source with no row at all is an error naming it (an empty file would
-    otherwise just leave it out of the mix)."""
+    """All rows of a source, streamed; a source without a row is an error naming it, not silently left out."""
     from kit.hub import dataset_files
 
     files = read_files(local_files(src)) if src.where == "local" else \
@@ -179,8 +178,8 @@ def checked(name: str, raw, on_bad_row: str, convert: Callable):
 
 
 def conversations(name: str, src, counts: Counts, on_bad_row: str, cache_dir: Path) -> Iterator[list[dict]]:
-    """Valid conversations of a source, in file order, counting reads and drops into `counts`; the format (and with
-    role auto, the role) is read off the first row when the source says auto."""
+    """Valid conversations of a source in file order, counted into `counts`; an auto format (and role) read off row
+    1."""
     fmt = None if src.format == "auto" else src.format
     for raw in iter_source(src, cache_dir):
         counts.read += 1

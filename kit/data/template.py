@@ -23,8 +23,7 @@ class Encoded:
 
 
 def content_chars(conversation: list[dict], train_turns: str) -> tuple[int, int]:
-    """Content characters of a conversation, and of the assistant turns that `train_turns` trains: what a row costs
-    and what it trains, estimated before tokenizing."""
+    """Content characters of a conversation and of its trained assistant turns: a row's cost, before tokenizing."""
     sizes = [len(m["content"]) + len(m.get("reasoning_content") or "") for m in conversation]
     answers = [n for n, m in zip(sizes, conversation, strict=True) if m["role"] == "assistant"]
     return sum(sizes), answers[-1] if train_turns == "final" else sum(answers)
@@ -54,8 +53,8 @@ class Labeller:
         return self._texts[token]
 
     def _match(self, ids: np.ndarray, i: int, offset: int, expected: str) -> tuple[int, int] | None:
-        """Where the text from token `i` (its first `offset` characters consumed) continues after `expected`:
-        `(token, offset)`, or None if the text does not start with `expected`."""
+        """`(token, offset)` where the text from token `i` (`offset` characters in) continues after `expected`, or
+        None."""
         while expected:
             if i == len(ids):
                 return None

@@ -130,8 +130,7 @@ def show_replies(reports: dict[str, dict], section: str = "math", limit: int = 3
 
 def local_generator(model, tokenizer, *, max_new_tokens: int, seed: int = 0, batch_size: int = 8,
                     progress: str | None = None) -> Generator:
-    """A generator over a loaded model: `kit.inference.generate.generate_batched` with a fixed seed, budget and batch
-    size."""
+    """A generator over a loaded model: `generate_batched` with a fixed seed, budget and batch size."""
     from kit.inference.generate import generate_batched
 
     def run(conversations: list[list[dict]], thinking: bool) -> list[Reply]:
@@ -192,8 +191,8 @@ def _say_if_short(what: str, got: int, asked: int) -> None:
 
 
 def _endpoint_generator(which: str, cfg, progress: bool, keep: Path) -> tuple[Generator, str] | None:
-    """The generator of a model served at eval.endpoint (tuned) or eval.base_endpoint, writing its replies to `keep` as
-    they come, and what it is; None if none."""
+    """(generator, what it is) for eval.endpoint (tuned) or eval.base_endpoint, keeping replies in `keep`; None if
+    unset."""
     e = cfg.eval
     url, name = (e.base_endpoint, e.base_endpoint_model) if which == "base" else (e.endpoint, e.endpoint_model)
     if not url:

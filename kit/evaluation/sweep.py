@@ -45,8 +45,7 @@ class Sweep:
 
 
 def split_ratios(settings: list[str]) -> tuple[list[float], list[str]]:
-    """The ratios of `data.chat_ratio=0.1,0.25,0.5` among command-line settings, and the other settings; SweepError
-    without two ratios or more."""
+    """(the ratios of `data.chat_ratio=0.1,0.25,0.5`, the other settings); SweepError without two ratios or more."""
     swept = [o for o in settings if o.partition("=")[0].strip() == SWEPT]
     rest = [o for o in settings if o not in swept]
     if len(swept) != 1:
@@ -132,8 +131,7 @@ def mark_front(points: list[dict]) -> None:
 
 
 def _identity(cfg: Config, *sections: str) -> dict:
-    """The config sections a saved result depends on (all but tracking and where the sweep lives when none are
-    named: a sweep folder moved elsewhere keeps its points)."""
+    """The config sections a saved result depends on (none named: all but tracking and the sweep's location)."""
     tree = to_dict(cfg)
     tree["train"].pop("output_dir")
     return {k: v for k, v in tree.items() if k in sections or (not sections and k != "tracking")}
@@ -157,8 +155,7 @@ def _save(path: Path, identity: dict, value: dict) -> None:
 
 
 def prepare_points(points: list[Config], *, progress: bool = True) -> list[dict]:
-    """Each point's data report, its mix prepared as training will find it; a ratio the data cannot keep stops the
-    sweep here, before anything trains, every such ratio named."""
+    """Each point's data report, its mix prepared for training; ratios the data cannot keep stop the sweep first."""
     from kit.data import prepare_data
     from kit.data.prepare import Shortfall
     from kit.evaluation.scores import held_out_rows
@@ -210,8 +207,7 @@ def plan_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> st
 
 
 def _check_trained_as(point: Config) -> None:
-    """A point's run folder that has trained under other settings (other steps, data, model: anything but eval and
-    tracking) is not this sweep's point: refused, rather than reported as if it were."""
+    """Refuse a point's run folder trained under other settings (anything but eval and tracking)."""
     from kit.training.runs import NOT_IDENTITY, config_changes, has_adapter, newest_checkpoint
 
     run = Path(point.train.output_dir) / point.train.run_name
@@ -228,8 +224,7 @@ def _check_trained_as(point: Config) -> None:
 
 
 def _run_point(point: Config, base: dict | None, progress: bool) -> tuple[dict | None, dict | None, int]:
-    """Train (resume, or find trained, as `kit.training.sft.train` does) and evaluate one point: (its row, or None
-    when its training was stopped; the base model's report; the signal that stopped it)."""
+    """Train and evaluate one point: (its row, or None when stopped; the base model's report; the stopping signal)."""
     from kit.evaluation.scores import REWRITE_REPORT, evaluate_run
     from kit.files import read_json
     from kit.machine import release_memory

@@ -191,8 +191,7 @@ def max_lora_rank(adapter: Path) -> int:
 
 def serve_instructions(merged: Path | None, adapter: Path | None, base: Path | None,
                        thinking_default: bool = True) -> tuple[str, str]:
-    """The `vllm serve` command (the merged folder, or the 16-bit base with the adapter) and a client snippet
-    for both thinking modes."""
+    """The `vllm serve` command (merged folder, or base with adapter) and a client snippet for both thinking modes."""
     if merged is not None:
         command = f"vllm serve {merged} --reasoning-parser qwen3 --served-model-name qwen3-kit"
     else:
@@ -237,8 +236,7 @@ def made_from(adapter: Path, cfg: Config) -> dict:
 
 
 def _stale(folder: Path, record: dict) -> str:
-    """What differs between an existing export and `record` ('' when it was made from the same): a rebuilt adapter,
-    other settings, or no record at all (made before exports kept one)."""
+    """What differs between an existing export and `record` ('' when made from the same)."""
     from kit.files import read_cache
 
     saved = read_cache(folder / MADE_FROM)  # absent or damaged: nothing to trust, so made again

@@ -48,8 +48,7 @@ class Profile:
         return self.name.removeprefix("Qwen3-")
 
     def repo(self, variant: str) -> str:
-        """A variant's repo id (the same on ModelScope and Hugging Face): `unsloth/Qwen3-14B-unsloth-bnb-4bit`,
-        `unsloth/Qwen3-14B-bnb-4bit`, `Qwen/Qwen3-14B`."""
+        """A variant's repo id, the same on ModelScope and Hugging Face (`Qwen/Qwen3-14B`, ...)."""
         return {"dynamic_4bit": f"unsloth/{self.name}-unsloth-bnb-4bit", "bnb_4bit": f"unsloth/{self.name}-bnb-4bit",
                 "base_16bit": f"Qwen/{self.name}"}[variant]
 

@@ -39,8 +39,7 @@ def pick_backend(name: str, model: str = "") -> str:
 
 
 def activate_backend(name: str, model: str = "") -> str:
-    """Resolve the backend (`model`: the model about to be trained or evaluated, see pick_backend) and, for unsloth,
-    import it now, before transformers/trl/peft are imported."""
+    """Resolve the backend (see pick_backend) and, for unsloth, import it now, before transformers/trl/peft."""
     backend = pick_backend(name, model)
     if backend == "unsloth" and "unsloth" not in sys.modules:
         early = [m for m in PATCHED_BY_UNSLOTH if m in sys.modules]

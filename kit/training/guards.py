@@ -41,8 +41,7 @@ def label_coverage(report: dict) -> list[str]:
 
 
 def pad_token(model, tokenizer) -> None:
-    """guard `pad-token`: the pad id lies inside the embeddings and a right-padded batch gives a finite loss, checked
-    before the first step."""
+    """guard `pad-token`: the pad id lies inside the embeddings and a right-padded batch gives a finite loss."""
     import torch
 
     pad, rows = tokenizer.pad_token_id, model.get_input_embeddings().num_embeddings
@@ -94,8 +93,7 @@ def same_template(reference, other, what: str) -> None:
 
 
 def packing_leak(model, batch: dict) -> float:
-    """How far the second row of a padding-free packed `batch` moves its logits when run alone, as a share of its
-    largest logit: 0 where rows cannot see each other."""
+    """How far a packed `batch`'s second row moves its logits when run alone, as a share of its largest logit."""
     import torch
 
     starts = (batch["position_ids"][0] == 0).nonzero().flatten().tolist() + [batch["input_ids"].shape[1]]
@@ -146,8 +144,7 @@ def rollout_gap(model, prompt_ids: list[list[int]], completion_ids: list[list[in
 
 
 def rollouts_with_adapter(gap: float, step: int) -> str:
-    """guard `rollouts-with-adapter`: the warning for `rollout_gap` at `step`, or "" where the rollouts look sampled
-    with the adapter."""
+    """guard `rollouts-with-adapter`: the warning for `rollout_gap` at `step`, or "" where the rollouts look right."""
     if gap >= 0:
         return ""
     return (f"guard rollouts-with-adapter: the rollouts at step {step} are {-gap:.3f} nats a token likelier under the "

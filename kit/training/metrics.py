@@ -52,8 +52,8 @@ def switch_curve(records: list[dict]) -> list[tuple[int, float]]:
 
 
 def broken_switch(records: list[dict], drop: float) -> str:
-    """Why the run's thinking switch counts as broken (its last score more than `drop` below its step-0 score), or
-    "" where it held or was not measured from step 0."""
+    """Why the switch counts as broken (its last score over `drop` below step 0's), or "" where it held or is
+    unknown."""
     curve = switch_curve(records)
     if not curve or curve[0][0] != 0 or curve[-1][1] >= curve[0][1] - drop:
         return ""

@@ -50,8 +50,7 @@ def flops_per_token(config, seq: int, lora_params: int, checkpointing: bool) -> 
 
 
 def largest_fitting(fits, start: int, step: int, limit: int) -> int:
-    """The largest multiple of `step` up to `limit` where `fits(n)` holds (0: none): from `start`, doubling while
-    it fits (halving while not), then bisection."""
+    """The largest multiple of `step` up to `limit` where `fits(n)` (0: none): doubling or halving, then bisection."""
     good, bad = 0, limit + step  # fits(good) held (0: nothing yet); fits(bad) failed (or is past the limit)
     n = min(max(start // step * step, step), limit)
     while bad - good > step:
@@ -195,8 +194,7 @@ def _full_rows(tokenizer, rows: int, length: int):
 
 def _steps(cfg: Config, backend: str, model, tokenizer, rows, steps: int, length: int, batch: int,
            accum: int) -> dict:
-    """`steps` optimizer steps of the kit's trainer on `rows`: times, tokens/s, peak memory, the model's mode; a
-    failure is a result (`fits` False with the error)."""
+    """`steps` optimizer steps on `rows`: times, tokens/s, peak memory, mode; a failure is a result (`fits` False)."""
     import torch
 
     from kit.training.trainer import build_trainer
@@ -250,8 +248,7 @@ def _peak() -> dict:
 
 
 def _clock(on_gpu: bool):
-    """A callback timing each optimizer step end to end, counting its tokens, and noting the model's mode as the
-    first step begins (Unsloth switches it in train())."""
+    """A callback timing each optimizer step end to end, counting its tokens, noting the model's mode at the first."""
     import torch
     from transformers import TrainerCallback
 

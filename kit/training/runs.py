@@ -177,8 +177,7 @@ def resume_point(cfg: Config, folder: Path) -> str | None:
 
 def record_config(cfg: Config, folder: Path, resume: str | None,
                   identity: tuple[str, ...] = IDENTITY_PREFIXES) -> None:
-    """config.yaml for a new run; for one that has trained, what differs is recorded in logs/resumes.jsonl, and a
-    change of model, LoRA shape or data (`identity`) is refused unless allowed."""
+    """config.yaml for a new run; a resumed one's changes go to logs/resumes.jsonl, `identity` changes are refused."""
     if not (folder / "config.yaml").is_file() or not (resume or has_adapter(folder)):
         save_config(cfg, folder / "config.yaml")
         return

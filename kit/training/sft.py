@@ -102,8 +102,7 @@ def mix_epochs(cfg: Config) -> int:
 
 
 def epoch_share(run: Run) -> str:
-    """How much of one epoch's mix the steps cover: rows seen against the rows of a mix (packed: tokens, as a packed
-    row is one full sequence of several examples)."""
+    """How much of one epoch's mix the steps cover, in rows (packed: tokens)."""
     t, mix = run.cfg.train, run.prepared.report["mix"]
     batch = t.per_device_train_batch_size * t.gradient_accumulation_steps * run.state.num_processes
     seen, epoch, unit = run.steps * batch, len(run.prepared.train) / run.epochs, "rows"
@@ -187,8 +186,7 @@ def prepare_run(cfg: Config, backend: str, state, folder: Path, progress: bool =
 
 
 def announce(run: Run, report: str, plan: str) -> None:
-    """data_report.json written; the settings that differ from the defaults, the data `report`, the `plan` and the
-    resume point printed, before the model loads."""
+    """Write data_report.json; print the changed settings, the `report`, the `plan` and the resume point."""
     write_atomic(run.folder / "data_report.json", json.dumps(run.prepared.report, indent=2))
     settings = ", ".join(f"{k}={v}" for k, v in changed(run.cfg).items())
     print(f"config: {run.folder / 'config.yaml'} (set: {settings or 'all defaults'})")
@@ -265,8 +263,7 @@ def build(run: Run, callbacks: list | None = None, progress: bool = True):
 
 
 def save_adapter(run: Run, trainer) -> None:
-    """`<run>/adapter` (weights and tokenizer) in one rename, by the main process: a run is complete exactly when
-    this folder exists."""
+    """`<run>/adapter` in one rename, by the main process: a run is complete exactly when it exists."""
     if run.main:
         with atomic_folder(run.folder / "adapter") as tmp:
             trainer.save_model(str(tmp))
@@ -295,8 +292,7 @@ def run_trainer(run: Run, trainer, stop) -> TrainResult:
 
 
 def already_trained(run: Run) -> TrainResult | None:
-    """The result without training, where the run needs none: complete already, or killed during its final save
-    (its checkpoint at the last step becomes the adapter)."""
+    """The result without training where none is needed: complete, or killed during its final save."""
     done = checkpoint_step(run.resume) if run.resume else 0
     if not run.resume or done < run.steps:
         return None

@@ -23,8 +23,7 @@ def optimizer_name(cfg: Config, on_gpu: bool) -> str:
 
 
 def whole_run_train_loss(state, logs: dict) -> None:
-    """transformers divides a session's summed loss by every step of the run, too low after a resume: the final
-    `train_loss` becomes the mean over the whole run instead."""
+    """The final `train_loss` as the mean over the whole run (transformers' is too low after a resume)."""
     losses = [h["loss"] for h in state.log_history if "loss" in h]
     if "train_loss" in logs and losses:
         logs["train_loss"] = sum(losses) / len(losses)
@@ -152,8 +151,7 @@ def switch_check(cfg: Config, backend: str):
 
 @contextmanager
 def random_state_kept() -> Iterator[None]:
-    """Python's, numpy's and torch's random states as they were after the block: what training draws next is the
-    same whether the block ran or not."""
+    """Python's, numpy's and torch's random states restored after the block: training draws the same either way."""
     import random
 
     import numpy as np
@@ -198,8 +196,7 @@ def by_source(dataset) -> dict:
 
 
 def progress_display(bar: bool = True) -> list:
-    """The training display, in place of transformers' dict dumps: a bar with the latest loss (and GRPO's reward) and
-    learning rate as its postfix (none without `bar`), and one line per evaluation."""
+    """The training display in place of transformers' dict dumps: a bar (none without `bar`), a line per evaluation."""
     return [_training_bar(bar), _evaluation_lines(bar)]
 
 
@@ -295,8 +292,7 @@ def switch_watch(drop: float):
 
 
 def time_left(after: int = 3):
-    """A callback printing once, when `after` steps beyond the first are timed, how long the rest should take (the
-    first step is left out: it holds compilation and warm-up)."""
+    """A callback printing once, `after` steps past the first (warm-up), how long the rest should take."""
     import time
 
     from tqdm.auto import tqdm
@@ -328,8 +324,7 @@ def duration(seconds: float) -> str:
 
 
 def metrics_log(run: Path):
-    """A callback writing every logged metric to `<run>/logs/metrics.jsonl`, one JSON line each, for plots and for
-    reading after a crash."""
+    """A callback appending every logged metric to `<run>/logs/metrics.jsonl`, for plots and after a crash."""
     from transformers import TrainerCallback
 
     from kit.files import append_line
@@ -343,8 +338,7 @@ def metrics_log(run: Path):
 
 
 def stop_request():
-    """A callback that, once `request()`ed (by a signal handler), saves a checkpoint after the current step and
-    stops training: how a preempted rented GPU keeps its work."""
+    """A callback that, once `request()`ed, saves a checkpoint after the current step and stops training."""
     from transformers import TrainerCallback
 
     class StopRequest(TrainerCallback):
