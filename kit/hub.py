@@ -103,8 +103,7 @@ def content_id(files: list[dict]) -> str:
 
 
 def _read_manifest(manifest: Path) -> list[dict] | None:
-    """The files a complete download recorded; None when there is no manifest or it cannot be read (a copy cut
-    short by a full disk, say): the download is then verified afresh."""
+    """The files a complete download recorded; None without a readable manifest (the download is verified afresh)."""
     try:
         return json.loads(manifest.read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -117,8 +116,7 @@ def _manifest_path(folder: Path, patterns: list[str] | None) -> Path:
 
 
 def listing(repo_id: str, source: str, *, repo_type: str = "model", revision: str = "", token: str = "") -> list[dict]:
-    """Every file of a model or data set repo as the hub lists it now: `{"path", "size", "sha256"}`; raises
-    RepoNotFound / NetworkUnreachable / HubError in one sentence."""
+    """Every file of a model or data set repo as the hub lists it now (path, size, sha256); HubError in one sentence."""
     endpoint = hub_endpoint(source)
     try:
         if source == "modelscope":
@@ -318,8 +316,7 @@ def _dataset_folder(src, cache_dir: Path) -> Path:
 
 
 def dataset_listing(src, cache_dir: Path) -> list[dict]:
-    """A hub data set's files as the hub lists them now, saved beside its shards; where the hub cannot be reached,
-    the saved listing, with a note saying so."""
+    """A hub data set's listing, saved beside its shards; the saved one (said) where the hub cannot be reached."""
     saved = _dataset_folder(src, cache_dir) / ".kit-listing.json"
     try:
         files = listing(src.path, src.where, repo_type="dataset", revision=src.revision)
@@ -333,8 +330,7 @@ def dataset_listing(src, cache_dir: Path) -> list[dict]:
 
 
 def split_shards(src, files: list[dict]) -> list[dict]:
-    """The listed data files of the source's split (and subset), in order: `data/cot-00000-of-00144.parquet`,
-    `train/part-0.parquet`, ...; a DataError naming the files there are when none is."""
+    """The listed data files of the source's split (and subset), in order; a DataError naming the files when none is."""
     from kit.data.formats import DataError
 
     data = [f for f in files if Path(f["path"]).suffix in DATA_SUFFIXES
@@ -350,8 +346,7 @@ def split_shards(src, files: list[dict]) -> list[dict]:
 
 
 def dataset_files(src, cache_dir: Path):
-    """The split's files, each fetched (resumable, by the hub's own client) when the stream reaches it; a complete
-    copy is used as it is, so a second pass over the source stays offline."""
+    """The split's files, each fetched by the hub's client when the stream reaches it; a complete copy is used as is."""
     folder = _dataset_folder(src, cache_dir)
     for shard in split_shards(src, dataset_listing(src, cache_dir)):
         local = folder / shard["path"]

@@ -170,8 +170,7 @@ def held_out(conversation: list[dict], share: float) -> bool:
 
 
 def to_messages(row: dict, src, fmt: str | None = None) -> list[dict]:
-    """One raw row in format `fmt` (default: the source's, or read off the row) as messages; raises `BadRow` or
-    `Filtered` (left out by a filter, or held out for eval)."""
+    """One raw row in format `fmt` as messages; raises `BadRow`, or `Filtered` (left out by a filter, or held out)."""
     fmt = fmt or src.format
     found = detect(row)
     if fmt == "auto" and found is None:

@@ -44,8 +44,7 @@ def _rows(source, cache_dir: Path) -> Iterator[dict]:
 
 
 def _file_rows(path: Path) -> Iterator[dict]:
-    """A local file's rows; a line that is not a JSON object, or a row without a problem or an answer, is an error
-    naming the file, the line and the field (a file of one's own is meant to be scored whole)."""
+    """A local file's rows; a bad line or a row missing a problem or answer is an error naming file, line and field."""
     from kit.data.sources import MalformedRow, read_files
 
     for raw in read_files([path]):  # that it is a file, the config's checks said

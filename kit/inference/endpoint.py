@@ -29,8 +29,7 @@ class EndpointError(KitError, RuntimeError):
 
 
 def _call(method: str, url: str, timeout: float = 600, **kwargs) -> dict:
-    """One request's JSON, retried with backoff on a 5xx answer or a cut connection; whatever else is wrong (no
-    server, a timeout, a 4xx, a body that is not JSON) in one sentence."""
+    """One request's JSON, retried with backoff on a 5xx or a cut connection; anything else wrong in one sentence."""
     import requests
 
     for wait in (*RETRIES, None):

@@ -51,11 +51,6 @@ def _checked(path: Path) -> tuple[Path, bool]:
                    "adapter_config.json.")
 
 
-def _adapter_base(adapter: Path) -> str:
-    """The base recorded in the adapter, read as JSON: importing peft here would import transformers before unsloth."""
-    return json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
-
-
 def load_for_inference(path: str | Path, *, base: str | Path | None = None, backend: str = "auto",
                        load_in_4bit: bool = True, dtype: str = "auto"):
     """(model in eval mode, tokenizer) from a model folder (base or merged) or an adapter folder, whose base defaults
@@ -65,7 +60,9 @@ def load_for_inference(path: str | Path, *, base: str | Path | None = None, back
     from kit.training.backends import activate_backend
 
     path, is_adapter = _checked(Path(path))
-    base_path = Path(base) if base else (Path(_adapter_base(path)) if is_adapter else path)
+    if not base and is_adapter:  # the base it records, read as JSON: peft would import transformers before unsloth
+        base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+    base_path = Path(base) if base else path
     if not (base_path / "config.json").is_file():
         raise KitError(f"the base model {shown(base_path)} of {shown(path)} is not on this machine; pass the base "
                        "model's folder (--base, or base= in Python).")

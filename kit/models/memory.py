@@ -94,8 +94,8 @@ def plan_table(gpus: tuple[int, ...] = (24, 32, 48, 80), *, seq_len: int = 2048,
 
 
 def estimate_for(cfg, backend: str = "unsloth", *, seq_len: int = 0, batch: int = 0) -> Estimate | None:
-    """The estimate for a config's model and settings on a GPU (a pass of `batch` sequences of `seq_len` tokens,
-    by default train.*'s); None for a model the formula does not cover (the tiny default, a MoE, an unknown folder)."""
+    """The estimate for a config's model and settings on a GPU; None where the formula does not apply (tiny, MoE,
+    folder)."""
     from kit.training.trainer import optimizer_name
 
     model = find(cfg.model.name)
@@ -115,8 +115,8 @@ def kv_cache_gb(size: str, tokens: int) -> float:
 
 
 def grpo_estimate_for(cfg, backend: str = "unsloth") -> Estimate | None:
-    """GRPO's peak for a config on a GPU: a training pass of grpo.per_device_train_batch_size completions of prompt +
-    completion tokens, plus the KV cache of the step's completions generated together; None as for estimate_for."""
+    """GRPO's peak for a config: a training pass plus the KV cache of the step's completions; None as for
+    estimate_for."""
     g = cfg.grpo
     length = g.max_prompt_length + g.max_completion_length
     est = estimate_for(cfg, backend, seq_len=length, batch=g.per_device_train_batch_size)

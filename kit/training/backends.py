@@ -201,8 +201,7 @@ def precision(cfg: Config, backend: str, on_gpu: bool) -> str:
 
 
 def _device_map(on_gpu: bool) -> dict | None:
-    """Each process's whole model on its own GPU (plain data parallel); none where FSDP or DeepSpeed ZeRO-3 shard
-    the model themselves (transformers refuses a device_map under ZeRO-3, and one defeats FSDP)."""
+    """Each process's whole model on its own GPU; none where FSDP or DeepSpeed ZeRO-3 shard the model themselves."""
     from transformers.distributed.fsdp import is_fsdp_enabled
     from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
@@ -243,8 +242,7 @@ LOADERS = {"unsloth": _load_unsloth, "hf": _load_hf}
 
 
 def load_for_training(cfg: Config, backend: str, *, vllm: bool = False):
-    """The base model with a trainable LoRA adapter (new, or `model.adapter` continued), and its tokenizer; with
-    `vllm` (unsloth only), a vLLM engine sharing its weights too, for GRPO's generation."""
+    """The model with a trainable LoRA (new, or `model.adapter` continued) and its tokenizer; `vllm`: for GRPO."""
     from kit.hub import resolve_model
 
     if cfg.model.adapter:

@@ -26,8 +26,7 @@ def source_key(name: str) -> str:
 
 
 def read_metrics(run: str | Path) -> list[dict]:
-    """Every logged record of a run, in order (`{"step": 25, "eval_chat_loss": 1.9, ...}`); none before it logs. A
-    last line cut by a power cut is dropped; a damaged one elsewhere is an error naming it."""
+    """Every logged record of a run, in order (none before it logs); a cut-off last line is dropped."""
     return read_jsonl(Path(run) / "logs" / "metrics.jsonl", "remove that line (or the file: its records are for plots "
                       "and sweeps, not for resuming) and run again.")
 
