@@ -50,8 +50,8 @@ def atomic_folder(target: Path) -> Iterator[Path]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write a text file in one rename, synced first: a reader (even after a power cut) finds the old content or the
-    new, never a truncated file; a failed write leaves no temporary behind."""
+    """Write a text file in one rename, synced first: a reader finds the old content or the new, never a truncated
+    file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:

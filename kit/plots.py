@@ -93,8 +93,7 @@ def sweep_losses(points: list[dict]):
 
 
 def rewards(run_dir: str | Path):
-    """A GRPO run's rewards by step (the weighted sum and each reward's mean, from logs/metrics.jsonl), with the mean
-    completion length on the right axis: a length penalty, or traces cut off at the limit, show there."""
+    """A GRPO run's rewards by step (sum and each reward), with the mean completion length dotted on the right axis."""
     from kit.training.metrics import read_metrics
 
     fig, ax = _figure()
@@ -167,8 +166,7 @@ def ratio_front(points: list[dict]):
 
 
 def live_loss_plot():
-    """A TrainerCallback redrawing the losses in a notebook cell as training runs (`train(cfg, callbacks=[...])`):
-    the training loss, each source's eval loss against its value at step 0, and the thinking switch."""
+    """A TrainerCallback redrawing `losses` in a notebook cell as training runs (`train(cfg, callbacks=[...])`)."""
     from transformers import TrainerCallback
 
     from kit.training.metrics import SWITCH, source_losses

@@ -102,8 +102,8 @@ def _library_names(cfg) -> list[str]:
 
 @cache
 def enum_values(file: str, enum: str) -> frozenset[str]:
-    """The string values of an enum in transformers' `file`, read from its source: importing transformers while the
-    config is checked would come before unsloth's import, which must come first."""
+    """The string values of an enum in transformers' `file`, read from source: importing it now would precede
+    unsloth."""
     spec = importlib.util.find_spec("transformers")  # finds the package without importing it
     tree = ast.parse(Path(spec.submodule_search_locations[0], file).read_text(encoding="utf-8"))
     body = next(node.body for node in tree.body if isinstance(node, ast.ClassDef) and node.name == enum)

@@ -60,8 +60,7 @@ class _BadValue(ValueError):
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """The config from a YAML file (optional) plus `key=value` overrides, validated; raises `ConfigError` listing
-    every problem (unknown keys with the nearest valid one, wrong types, values that cannot work)."""
+    """The config from a YAML file (optional) plus `key=value` overrides; raises `ConfigError` listing every problem."""
     from kit.config.checks import problems as invalid
     from kit.models.profiles import PROJECTIONS
 

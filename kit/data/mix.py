@@ -81,8 +81,8 @@ class Plan:
 
 
 def split_eval(sizes: list[int], weights: list[float], eval_rows: int) -> list[int]:
-    """Eval rows to hold out of each pool, in proportion to its weight in the mix (largest remainders, so they add up
-    to eval_rows; at least one of each where possible), never a whole pool: training needs rows of every source."""
+    """Eval rows per pool in proportion to its weight (largest remainders, at least one where possible), never a
+    whole pool."""
     if eval_rows <= 0:
         return [0] * len(sizes)
     exact = [eval_rows * w / sum(weights) for w in weights]

@@ -172,8 +172,8 @@ def _pools(cfg, tokenizer, root: Path, work: Path, epochs: int, progress: bool) 
 
 
 def _cached_pool(name: str, src, cfg, tokenizer, root: Path, progress: bool) -> Pool:
-    """With data.cache_pools (the sweep's), a source encoded in full once, kept under the pool cache by everything that
-    shapes it but its share, so a mix at another share reads it instead of tokenizing again."""
+    """With data.cache_pools (the sweep's), a source encoded in full once and cached by all that shapes it but its
+    share."""
     from datasets import concatenate_datasets, load_from_disk
 
     d, whole = cfg.data, {k: v for k, v in asdict(src).items() if k != "share"}

@@ -89,8 +89,7 @@ def format_report(report: dict) -> str:
 
 
 def save_pools(folder: Path, pools: list, drawn) -> None:
-    """The whole pool's and the chat pool's token counts in draw order, for `ratio_sweep`; chat rows never tokenized
-    are counted at their estimated lengths (their characters at the tokenized rows' rates)."""
+    """The whole and chat pools' token counts in draw order, for `ratio_sweep` (untokenized rows estimated)."""
     sizes, empty = Sizes.concat([p.sizes for p in pools]), Sizes.concat([])
     whole = any(p.whole for p in pools)
     groups = ([sizes.take(drawn.pools[0])] if whole else []) + [sizes.take(g) for g in drawn.pools[int(whole):]]

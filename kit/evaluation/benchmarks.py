@@ -48,7 +48,6 @@ def _file_rows(path: Path) -> Iterator[dict]:
     from kit.data.sources import MalformedRow, read_files
 
     for raw in read_files([path]):  # that it is a file, the config's checks said
-
         if isinstance(raw, MalformedRow):
             raise EvalDataError(f"eval.math: {raw}; fix or remove that line.")
         problem, answer = problem_and_answer(raw.data)

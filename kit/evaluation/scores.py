@@ -60,8 +60,8 @@ def _reply(r: Reply) -> dict:
 
 
 def evaluate(generate: Generator, math_rows: list[dict], instructions: list) -> dict:
-    """Score one model. `math_rows` need `problem` and `expected_answer`; `instructions` are
-    `kit.evaluation.instructions.Instruction`s. Returns each metric of `METRICS`, the counts, and per-prompt details."""
+    """Score one model on `math_rows` (problem, expected_answer) and `instructions`: METRICS, counts, per-prompt
+    details."""
     from kit.evaluation.instructions import follows
 
     prompts = [[{"role": "user", "content": t}] for t in

@@ -179,8 +179,7 @@ def prepare_points(points: list[Config], *, progress: bool = True) -> list[dict]
 
 
 def plan_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> str:
-    """What the sweep will cost, before it starts: each ratio's mix and steps, the runs x steps in all, the
-    evaluation, and the VRAM of one run. Prepares every point's data (`prepare_points`), which training reuses."""
+    """What the sweep will cost, before it starts (mixes, steps, evaluation, VRAM); prepares every point's data."""
     import torch
 
     from kit.models.memory import estimate_for
@@ -244,8 +243,8 @@ def _run_point(point: Config, base: dict | None, progress: bool) -> tuple[dict |
 
 
 def run_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> Sweep:
-    """Train and evaluate a run per chat ratio, printing the plan first and the time left after each point, and
-    write the table and the plot; returns the `Sweep`. Rerun to continue a stopped one."""
+    """Train and evaluate a run per ratio, printing the plan and the time left, writing table and plot; rerun to
+    continue."""
     sweep = Sweep(sweep_folder(cfg)[0], sorted(ratios))
     print(plan_sweep(cfg, sweep.ratios, progress=progress), flush=True)
     for ratio in sweep.ratios:  # before anything trains

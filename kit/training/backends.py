@@ -94,8 +94,7 @@ def load_tokenizer(cfg: Config):
 
 
 def check_thinking_switch(folder: Path) -> None:
-    """The recipe trains and checks Qwen3's thinking switch: a model whose chat template lacks it is refused before
-    it loads (a local folder or repo id the profiles could not name, e.g. a Qwen3-2507 copy)."""
+    """Refuse, before it loads, a model whose chat template lacks Qwen3's thinking switch (e.g. a Qwen3-2507 copy)."""
     template = " ".join(p.read_text(encoding="utf-8", errors="replace") for p in
                         (Path(folder) / "tokenizer_config.json", Path(folder) / "chat_template.jinja") if p.is_file())
     if "enable_thinking" not in template:

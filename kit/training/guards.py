@@ -63,8 +63,7 @@ def pad_token(model, tokenizer) -> None:
 
 
 def finite_loss():
-    """guard `finite-loss`: a callback stopping the run at the first logged training or eval loss that is NaN or
-    infinite (transformers' logging_nan_inf_filter, which would hide it, is off: kit.training.trainer)."""
+    """guard `finite-loss`: a callback stopping the run at the first NaN or infinite training or eval loss."""
     from transformers import TrainerCallback
 
     class FiniteLoss(TrainerCallback):

@@ -66,8 +66,8 @@ def largest_fitting(fits, start: int, step: int, limit: int) -> int:
 
 def probe(cfg: Config, *, price_per_hour: float | None = None, steps: int = 3, search: bool = True,
           cap_gib: float = 0, max_seq: int = 32768) -> dict:
-    """Measure `cfg` on this machine and return what probe.json holds. Raises KitError without a usable GPU (but for
-    the tiny default), and after the measurements when one failed other than by running out of memory."""
+    """Measure `cfg` here and return probe.json's content; KitError without a GPU (but for tiny) or a failed
+    measurement."""
     import torch
 
     if not torch.cuda.is_available() and cfg.model.name not in ("", "tiny"):

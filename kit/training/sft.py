@@ -163,8 +163,7 @@ def switch_line(cfg: Config, steps: int, eval_rows: int) -> str:
 
 
 def prepare_run(cfg: Config, backend: str, state, folder: Path, progress: bool = True) -> Run:
-    """Where the run resumes, its config recorded (or a resume that would continue a different run refused), the
-    prepared data (rank 0 first; the others reuse its cache) and the report and plan printed."""
+    """Resume point, recorded config, prepared data (rank 0 first) and the report and plan printed."""
     resume = resume_point(cfg, folder) if state.is_main_process else None
     if state.is_main_process:
         (folder / "logs").mkdir(parents=True, exist_ok=True)
@@ -198,8 +197,7 @@ def announce(run: Run, report: str, plan: str) -> None:
 
 @contextmanager
 def signals_stop(stop, announce: bool = True) -> Iterator[None]:
-    """For the block, SIGTERM (a preempted rented GPU) and Ctrl-C ask `stop` to end training after the current step
-    with a checkpoint, said at once; a second Ctrl-C stops at once, without one."""
+    """SIGTERM and Ctrl-C ask `stop` to end after this step with a checkpoint; a second Ctrl-C stops at once."""
 
     def handle(signum, frame):
         if stop.requested and signum == signal.SIGINT:
@@ -277,8 +275,7 @@ def fit(run: Run, callbacks: list | None = None, progress: bool = True) -> Train
 
 
 def run_trainer(run: Run, trainer, stop) -> TrainResult:
-    """Train from the resume point to the end, or until a signal asks `stop` to end it (then the newest checkpoint is
-    the state); the handlers stay until the adapter is in place, so a signal during the final save cannot cut it."""
+    """Train to the end or until `stop`; the signal handlers stay until the adapter is in place, so no save is cut."""
     if run.main:  # the steps after the checkpoint (all of them without one) are trained again: their records go
         keep_metrics_until(run.folder, checkpoint_step(run.resume) if run.resume else -1)
     with tracking(run) as handle, signals_stop(stop, announce=run.main):

@@ -67,8 +67,7 @@ def _trainer_class():
 
 
 def run_arguments(cfg: Config, out: Path, save_steps: int, warmup_steps: int) -> dict:
-    """The TrainingArguments every trainer of the kit shares: checkpoints, precision, optimizer and schedule, logging,
-    tracking. `train.*` sets them; each trainer adds its own steps, batch and learning rate."""
+    """The TrainingArguments every trainer of the kit shares; each adds its own steps, batch and learning rate."""
     import torch
 
     on_gpu = torch.cuda.is_available()
@@ -90,8 +89,7 @@ def run_arguments(cfg: Config, out: Path, save_steps: int, warmup_steps: int) ->
 
 
 def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True, eval_on_start: bool = False):
-    """The `SFTConfig` of a run from the kit's config: the one mapping from our keys to TRL's. `eval_on_start`
-    evaluates before the first step: the reference the eval curves start from (not again on a resume)."""
+    """The `SFTConfig` from the kit's config; `eval_on_start`: the step-0 reference the eval curves start from."""
     from trl import SFTConfig
 
     t = cfg.train
@@ -263,8 +261,7 @@ def _evaluation_lines(bar: bool):
 
 
 def _eval_line(state, logs: dict, sources: dict[str, float]) -> str:
-    """`step 25/100: eval loss 5.9469 (reasoning 5.8638, chat 6.1920), thinking switch 1.00`: the mean, then each
-    source's, then the switch's score where it was checked."""
+    """`step 25/100: eval loss 5.9469 (reasoning 5.8638, chat 6.1920), thinking switch 1.00`."""
     from kit.training.metrics import SWITCH
 
     each = ", ".join(f"{name} {loss:.4f}" for name, loss in sources.items())
@@ -274,8 +271,8 @@ def _eval_line(state, logs: dict, sources: dict[str, float]) -> str:
 
 
 def switch_watch(drop: float):
-    """A callback warning, at each evaluation, while the thinking switch's score lies more than `drop` below its
-    step-0 value (kit.training.metrics.broken_switch): the run is teaching the model to ignore enable_thinking."""
+    """A callback warning while the switch's score lies over `drop` below step 0's: the run teaches it to ignore
+    thinking."""
     from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
