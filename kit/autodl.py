@@ -1,13 +1,8 @@
 """AutoDL bootstrap: every cache on the data disk, a Jupyter kernel that uses them, and a check of GPU, driver, torch.
 
-    bash scripts/setup_autodl.sh                 # the one command: this, after the venv and the install
-    qwen3-kit setup --root /root/autodl-tmp      # this part alone: the env file, the kernel, the checks
-
-An AutoDL system disk holds 30 GB, which pip's wheel cache (torch alone is about 3 GB), Hugging Face, ModelScope,
-Triton's compiled kernels and the kit's models fill in one run; the data disk (/root/autodl-tmp) is where they
-belong. CACHES is the one list of them: the shell script evals `qwen3-kit setup --print-env` before installing, so
-pip's cache lands there too, new shells read the env file through ~/.bashrc, and the Jupyter kernel carries the same
-variables (AutoDL's JupyterLab is started before any .bashrc is read).
+An AutoDL system disk holds 30 GB, which pip, the hubs, Triton and the kit's models fill in one run. CACHES is the one
+list: scripts/setup_autodl.sh evals `qwen3-kit setup --print-env` before installing, new shells read the env file,
+and the Jupyter kernel carries the same variables (JupyterLab starts before any .bashrc is read).
 """
 
 from __future__ import annotations

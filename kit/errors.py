@@ -6,8 +6,7 @@ class KitError(Exception):
 
 
 class Terminated(BaseException):
-    """SIGTERM outside the training loop (which saves a checkpoint instead): unwinds like Ctrl-C, so atomic writes
-    clean up, and ends with a line and exit status 143."""
+    """SIGTERM outside the training loop: unwinds like Ctrl-C (atomic writes clean up), exit status 143."""
 
 
 def _stop(signum, frame):

@@ -26,12 +26,8 @@ def _alive(pid: int) -> bool:
 
 @contextmanager
 def atomic_folder(target: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `target`; when the block completes it replaces `target` in one rename.
-
-    An interrupted or failed block leaves `target` as it was (absent or the previous version), so nothing ever loads
-    half a folder. What killed processes left beside it (their temporary folders, a previous version moved aside) is
-    removed; what live ones are using is left alone.
-    """
+    """Yield a temporary folder beside `target` that replaces it in one rename when the block completes: a failed
+    block leaves `target` as it was. Leftovers of killed processes are removed; those of live ones are left alone."""
     target.parent.mkdir(parents=True, exist_ok=True)
     # The temporary folder of a killed build, or the previous version a killed replacement had moved aside.
     for stale in [*target.parent.glob(f".{target.name}.tmp-*"), *target.parent.glob(f".{target.name}.old-*")]:
@@ -54,8 +50,8 @@ def atomic_folder(target: Path) -> Iterator[Path]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write a text file in one rename, synced first: a reader (even after a power cut) finds the old content or the
-    new, never a truncated file; a failed write leaves no temporary behind."""
+    """Write a text file in one rename, synced first: a reader finds the old content or the new, never a truncated
+    file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -78,8 +74,7 @@ def append_line(path: Path, record: dict) -> None:
 
 
 def read_json(path: Path, fix: str):
-    """A JSON file the kit wrote; one that is missing, cut short, not UTF-8 or not JSON raises KitError naming it and
-    `fix` (what the user does about it)."""
+    """A JSON file the kit wrote; missing or damaged raises KitError naming it and `fix`."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -91,8 +86,7 @@ def read_json(path: Path, fix: str):
 
 
 def read_cache(path: Path):
-    """A JSON file the kit can make again (a sweep point's row, a base model's scores): None when it is absent, or
-    damaged (said), so that it is made again rather than trusted or fatal."""
+    """A JSON file the kit can make again: None when absent or damaged (said), so it is remade, not trusted."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -103,8 +97,8 @@ def read_cache(path: Path):
 
 
 def read_jsonl(path: Path, fix: str) -> list[dict]:
-    """The records of a JSON-lines file the kit appends to; a cut-off last line (a power cut during an append) is
-    dropped, any other bad line raises KitError naming the file, the line and `fix`."""
+    """The records of a JSON-lines file; a cut-off last line is dropped, any other bad line raises KitError with
+    `fix`."""
     data = Path(path).read_bytes() if Path(path).is_file() else b""
     lines, records = data.split(b"\n"), []
     for number, line in enumerate(lines, start=1):
@@ -137,9 +131,8 @@ def free_gb(folder: Path) -> float:
 
 @contextmanager
 def writing_into(folder: Path, needed_gb: float | None = None) -> Iterator[None]:
-    """For the block, which writes into `folder`: a full disk becomes one KitError naming the folder, the space
-    free and, where known, the space needed, checked before the block starts (what was complete before stays: every
-    write is atomic)."""
+    """For the block, which writes into `folder`: a full disk becomes one KitError naming the folder, the space free
+    and (checked before the block starts) the space `needed`."""
     def full() -> KitError:
         need = f"; this needs about {needed_gb:.2f} GB" if needed_gb else ""
         return KitError(f"the disk holding {folder} is full ({free_gb(folder):.2f} GB free{need}): free space there or "

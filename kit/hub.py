@@ -1,13 +1,9 @@
 """Qwen3 weights from ModelScope (default) or Hugging Face onto the data disk: resolved, checked, verified.
 
     dl = download_model("Qwen3-14B")                       # unsloth/Qwen3-14B-unsloth-bnb-4bit from ModelScope
-    dl = download_model("Qwen3-14B", variant="base_16bit")  # Qwen/Qwen3-14B, what a merge for vLLM needs
-    dl = download_model("Qwen3-8B", allow_patterns=["*.json"])   # tokenizer and config only
 
-Downloads go through the real `modelscope` client (or `huggingface_hub`, honouring HF_ENDPOINT), which resumes
-partial files. Afterwards every file the repo lists is checked for presence, size and sha256 (the client can
-report success with files missing), and a manifest is written: a second call finds the complete copy and
-returns at once, without touching the network.
+The hub's own client downloads (resuming partial files); every listed file is then checked for size and sha256,
+since the client can report success with files missing, and a manifest lets a second call return offline.
 """
 
 from __future__ import annotations
@@ -78,9 +74,8 @@ class Download:
 
 
 def resolve_repo(name: str, variant: str = "dynamic_4bit") -> str:
-    """`Qwen3-14B` (or `qwen3-14b`, `14B`) -> the repo id of that variant, matched exactly (kit.models.profiles);
-    a full `owner/name` id passes through. Raises RepoNotFound with the close matches for an unknown name, or why the
-    kit does not train a model it knows (a MoE, a Qwen3-2507 without the thinking switch)."""
+    """`Qwen3-14B` (or `qwen3-14b`, `14B`) -> the repo id of that variant; an `owner/name` id passes through. Raises
+    RepoNotFound with close matches, or why the kit does not train a model it knows."""
     if variant not in VARIANTS:
         raise ValueError(f"variant '{variant}' is not one of {', '.join(VARIANTS)}.")
     if "/" in name:
@@ -108,8 +103,7 @@ def content_id(files: list[dict]) -> str:
 
 
 def _read_manifest(manifest: Path) -> list[dict] | None:
-    """The files a complete download recorded; None when there is no manifest or it cannot be read (a copy cut
-    short by a full disk, say): the download is then verified afresh."""
+    """The files a complete download recorded; None without a readable manifest (the download is verified afresh)."""
     try:
         return json.loads(manifest.read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -122,8 +116,7 @@ def _manifest_path(folder: Path, patterns: list[str] | None) -> Path:
 
 
 def listing(repo_id: str, source: str, *, repo_type: str = "model", revision: str = "", token: str = "") -> list[dict]:
-    """Every file of a model or data set repo as the hub lists it now: `{"path", "size", "sha256"}`; raises
-    RepoNotFound / NetworkUnreachable / HubError in one sentence."""
+    """Every file of a model or data set repo as the hub lists it now (path, size, sha256); HubError in one sentence."""
     endpoint = hub_endpoint(source)
     try:
         if source == "modelscope":
@@ -235,14 +228,8 @@ def download_model(name: str, *, source: str = "modelscope", variant: str = "dyn
                    revision: str = "", allow_patterns: list[str] | None = None, token: str = "") -> Download:
     """Download (or find) a model repo and return its verified local folder.
 
-    Args:
-        name: `Qwen3-14B`, a full repo id, or (with source=local) a folder.
-        source: modelscope | huggingface.
-        variant: dynamic_4bit (train) | bnb_4bit | base_16bit (merge for vLLM).
-        allow_patterns: only files matching these globs (e.g. ["*.json"] for tokenizer and config).
-    Raises:
-        RepoNotFound, NetworkUnreachable, DiskFull, ChecksumMismatch, IncompleteDownload (all HubError).
-    """
+    `name`: `Qwen3-14B` or a repo id; `source`: modelscope | huggingface; `variant`: dynamic_4bit (train) | bnb_4bit
+    | base_16bit (merge); `allow_patterns`: only matching files. Raises HubError subclasses, one sentence each."""
     repo_id = resolve_repo(name, variant)
     folder = model_folder(repo_id, source, cache_dir, revision)
     manifest = _manifest_path(folder, allow_patterns)
@@ -297,12 +284,9 @@ def _snapshot(repo_id: str, source: str, folder: Path, *, revision: str, allow_p
 
 
 def resolve_model(model, variant: str = "") -> Path:
-    """The local folder of a `ModelConfig`: the tiny default (built once), a local folder, or a download.
-
-    `variant` defaults to what training needs (dynamic 4-bit, or the 16-bit weights when `model.load_in_4bit` is
-    off); an export asks for `base_16bit`: a Qwen3 named by any of its repos then resolves to Qwen/Qwen3-<size>, and
-    a folder holding 4-bit weights is refused.
-    """
+    """The local folder of a `ModelConfig`: the tiny default, a local folder, or a download. `variant` defaults to
+    what training needs; `base_16bit` (export) resolves any Qwen3 repo to Qwen/Qwen3-<size> and refuses 4-bit
+    weights."""
     if model.name == "tiny":
         from kit.models.tiny import build_tiny_model
 
@@ -332,8 +316,7 @@ def _dataset_folder(src, cache_dir: Path) -> Path:
 
 
 def dataset_listing(src, cache_dir: Path) -> list[dict]:
-    """A hub data set's files as the hub lists them now, saved beside its shards; where the hub cannot be reached,
-    the saved listing, with a note saying so."""
+    """A hub data set's listing, saved beside its shards; the saved one (said) where the hub cannot be reached."""
     saved = _dataset_folder(src, cache_dir) / ".kit-listing.json"
     try:
         files = listing(src.path, src.where, repo_type="dataset", revision=src.revision)
@@ -347,8 +330,7 @@ def dataset_listing(src, cache_dir: Path) -> list[dict]:
 
 
 def split_shards(src, files: list[dict]) -> list[dict]:
-    """The listed data files of the source's split (and subset), in order: `data/cot-00000-of-00144.parquet`,
-    `train/part-0.parquet`, ...; a DataError naming the files there are when none is."""
+    """The listed data files of the source's split (and subset), in order; a DataError naming the files when none is."""
     from kit.data.formats import DataError
 
     data = [f for f in files if Path(f["path"]).suffix in DATA_SUFFIXES
@@ -364,8 +346,7 @@ def split_shards(src, files: list[dict]) -> list[dict]:
 
 
 def dataset_files(src, cache_dir: Path):
-    """The split's files, each fetched (resumable, by the hub's own client) when the stream reaches it; a complete
-    copy is used as it is, so a second pass over the source stays offline."""
+    """The split's files, each fetched by the hub's client when the stream reaches it; a complete copy is used as is."""
     folder = _dataset_folder(src, cache_dir)
     for shard in split_shards(src, dataset_listing(src, cache_dir)):
         local = folder / shard["path"]

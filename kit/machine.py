@@ -1,12 +1,6 @@
-"""The machine: is a CUDA GPU usable here, and if not, why (the torch build, hidden devices, the NVIDIA driver and its
-age); how torch uses the CPU's cores.
-
-    no_gpu_reason()                                          # "" when torch sees a GPU, else one clause with the fix
-    driver_problem("535.104.05", "13.0", "2.14.1+cu130")     # pure: the driver too old for torch's CUDA, or None
-
-AutoDL hosts often run drivers older than the CUDA build of the registry's torch (13.0); torch then sees no GPU and
-says why only in a warning. The floors are NVIDIA's minor-version compatibility: a CUDA 12.x build runs on any driver
-from 525.60.13, a 13.x build from 580.65.06 (docs.nvidia.com/deploy/cuda-compatibility).
+"""The machine: is a CUDA GPU usable here, and if not, why (the torch build, hidden devices, the NVIDIA driver); how
+torch uses the CPU's cores. The driver floors are NVIDIA's minor-version compatibility: CUDA 12.x from 525.60.13,
+13.x from 580.65.06 (docs.nvidia.com/deploy/cuda-compatibility).
 """
 
 from __future__ import annotations

@@ -17,8 +17,7 @@ from kit.training.backends import activate_backend
 
 
 def setup(config: str, overrides: list[str] | None = None) -> Config:
-    """Work from the project root, load the config with its overrides, and activate its backend; lines a user
-    cannot act on are filtered (kit.quiet)."""
+    """Work from the project root, load the config with overrides, activate its backend; noise filtered (kit.quiet)."""
     install()
     os.chdir(PROJECT_ROOT)
     cfg = load_config(config, overrides or [])

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # configs/ and data/ paths in shipped configs are relative to it
-DATA_DIR = PROJECT_ROOT / "data"
 AUTODL_DATA_DISK = Path("/root/autodl-tmp")
 
 
@@ -32,8 +31,7 @@ def local_matches(path: str) -> list[Path]:
 
 
 def shown(path: str | Path) -> str:
-    """A path as a message names it; a relative one says what it is relative to (scripts: the folder they were
-    started in; notebooks: the project root, where kit.setup moves)."""
+    """A path as a message names it; a relative one says what it is relative to (the folder a script started in)."""
     if Path(path).expanduser().is_absolute():
         return f"'{path}'"
     return f"'{path}' (relative to {Path.cwd()})"

@@ -1,6 +1,4 @@
-"""Plots for the notebooks: what a person would rather look at than read.
-
-Each function takes the kit's own results and returns a matplotlib Figure (shown inline by Jupyter).
+"""Plots for the notebooks: each function takes the kit's own results and returns a matplotlib Figure.
 """
 
 from __future__ import annotations
@@ -9,8 +7,7 @@ from pathlib import Path
 
 
 def _figure(width: float = 7, height: float = 3.5, **grid):
-    """A figure already closed in pyplot: Jupyter shows the returned figure once, and nothing is left open. `grid`:
-    plt.subplots' own (ncols=2, ...)."""
+    """A figure already closed in pyplot, so Jupyter shows it once; `grid`: plt.subplots' own (ncols=2, ...)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(width, height), layout="constrained", **grid)
@@ -51,9 +48,8 @@ def ratio_composition(sweep: list[dict]):
 
 
 def _draw_losses(ax, records: list[dict], title: str) -> None:
-    """The training loss, each source's eval loss, and (dotted, across) each source's eval loss at step 0: the
-    model before training, the reference a climbing chat loss is read against; the thinking switch's score on the
-    right axis, where it was checked."""
+    """The training loss, each source's eval loss with its step-0 value dotted across (what a climbing chat loss is
+    read against), and the thinking switch on the right axis where it was checked."""
     from kit.training.metrics import eval_curves, switch_curve
 
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
@@ -97,8 +93,7 @@ def sweep_losses(points: list[dict]):
 
 
 def rewards(run_dir: str | Path):
-    """A GRPO run's rewards by step (the weighted sum and each reward's mean, from logs/metrics.jsonl), with the mean
-    completion length on the right axis: a length penalty, or traces cut off at the limit, show there."""
+    """A GRPO run's rewards by step (sum and each reward), with the mean completion length dotted on the right axis."""
     from kit.training.metrics import read_metrics
 
     fig, ax = _figure()
@@ -140,9 +135,7 @@ def evaluation(reports: dict[str, dict]):
 
 
 def ratio_front(points: list[dict]):
-    """A chat-ratio sweep (`kit.evaluation.sweep`'s rows): math gain against instruction-following change, each ratio
-    labelled, the ratios on the front ringed, joined and named, a broken thinking switch a red cross; the base at the
-    origin."""
+    """A sweep's rows: math gain against instruction change, the front ringed, a broken switch a red cross."""
 
     def xy(rows):
         return [p["math_gain"] for p in rows], [p["instructions_change"] for p in rows]
@@ -173,8 +166,7 @@ def ratio_front(points: list[dict]):
 
 
 def live_loss_plot():
-    """A TrainerCallback redrawing the losses in a notebook cell as training runs (`train(cfg, callbacks=[...])`):
-    the training loss, each source's eval loss against its value at step 0, and the thinking switch."""
+    """A TrainerCallback redrawing `losses` in a notebook cell as training runs (`train(cfg, callbacks=[...])`)."""
     from transformers import TrainerCallback
 
     from kit.training.metrics import SWITCH, source_losses

@@ -1,9 +1,4 @@
-"""Lines a user cannot act on, filtered by their exact message in one place; errors always get through.
-
-    install()                       # first thing in the CLI and in kit.setup, before torch is imported
-    with retries_held_back(): ...   # ModelScope's retry warnings are shown only if the block fails
-
-Each filter names the logger and the message it drops, and why the line is noise for a user of the kit.
+"""Lines a user cannot act on, filtered by their exact message in one place, each with why; errors always get through.
 """
 
 from __future__ import annotations
@@ -35,8 +30,7 @@ class _Drop(logging.Filter):
 
 
 def install() -> None:
-    """Drop the lines in NOISE. Idempotent; call it before torch and bitsandbytes are imported (their loggers are
-    the same objects before and after)."""
+    """Drop the lines in NOISE; idempotent; call it before torch and bitsandbytes are imported."""
     for name, prefix in NOISE:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Drop) and f.prefix == prefix for f in logger.filters):

@@ -412,11 +412,30 @@ def merge(base: str, lora_r: int = 32, out: str = "", check: bool = True) -> dic
     return result
 
 
+def padding_share(lengths: list[int], batch: int, *, packed: bool = False, seq: int = 0) -> float:
+    """Share of pad tokens when rows (in this order) are batched and padded to each batch's longest row; with
+    `packed`, rows are first packed best-fit-decreasing into sequences of at most `seq` tokens."""
+    import bisect
+
+    if packed:
+        free: list[int] = []  # the room left in each pack, sorted
+        for n in sorted(lengths, reverse=True):
+            i = bisect.bisect_left(free, n)  # the fullest pack this row still fits in
+            room = free.pop(i) if i < len(free) else seq
+            bisect.insort(free, room - n)
+        lengths = [seq - room for room in free]
+    padded = total = 0
+    for i in range(0, len(lengths), batch):
+        chunk = lengths[i:i + batch]
+        padded += max(chunk) * len(chunk)
+        total += sum(chunk)
+    return (padded - total) / padded if padded else 0.0
+
+
 def padding(seq: int = 2048, batch: int = 2) -> dict:
     """The share of pad tokens in batches of the real mix (sample data, the tiny tokenizer), padded and packed."""
     from kit.config import load_config
     from kit.data import prepare_data
-    from kit.data.report import padding_share
     from kit.training.backends import load_tokenizer
 
     cfg = load_config(ROOT / "configs" / "smoke.yaml", [f"model.max_seq_length={seq}"])

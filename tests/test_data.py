@@ -432,15 +432,6 @@ def test_every_sources_rows_add_up(tiny_tokenizer, smoke_cfg, tmp_path, settings
     assert any(s["dropped"] for s in report["sources"].values())
 
 
-def test_padding_share():
-    from kit.data.report import padding_share
-
-    assert padding_share([1, 3], 2) == pytest.approx(1 / 3)  # one batch padded to 3: 2 of 6 tokens are padding
-    assert padding_share([1, 3], 2, packed=True, seq=4) == 0.0  # one full pack
-    assert padding_share([3, 3, 3], 2, packed=True, seq=4) == 0.0  # three packs of 3, batched as [3, 3] and [3]
-    assert padding_share([2, 2, 3], 2, packed=True, seq=4) == pytest.approx(1 / 8)  # packs 4 and 3: one pad token
-
-
 def test_modelscope_datasets_stream_shard_by_shard(tiny_tokenizer, smoke_cfg, monkeypatch, tmp_path):
     """The default sources: data sets on ModelScope, fetched by the real client from a fake ModelScope, one shard
     at a time, so `max_rows` on the huge `cot` split downloads only the shards it reads."""

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from scripts.gpu_check import padding_share
 from tests.conftest import gpu_image_env, run_script
 
 PARTS = ["preflight", "probe:tiny:hf", "search:tiny:hf", "tests", "grpo:tiny", "padding", "merge:tiny"]
@@ -85,3 +86,10 @@ def test_work_that_needs_no_gpu_is_kept_off_the_lease():
     assert gpu_check.GPU_PARTS[:3] == first_call
     expected = sum(gpu_check.EXPECTED_S[p.split(":")[0]] for p in first_call) + gpu_check.BUILD_S["8B"]
     assert expected <= 540  # the first call answers unsloth against hf at 8B
+
+
+def test_padding_share():
+    assert padding_share([1, 3], 2) == pytest.approx(1 / 3)  # one batch padded to 3: 2 of 6 tokens are padding
+    assert padding_share([1, 3], 2, packed=True, seq=4) == 0.0  # one full pack
+    assert padding_share([3, 3, 3], 2, packed=True, seq=4) == 0.0  # three packs of 3, batched as [3, 3] and [3]
+    assert padding_share([2, 2, 3], 2, packed=True, seq=4) == pytest.approx(1 / 8)  # packs 4 and 3: one pad token

@@ -1,10 +1,5 @@
-"""Every value of a config checked before any work starts, each problem naming the key and the fix.
-
-    problems(cfg)   # ["train.optim is 'adam'; use auto or one of transformers' optimizers ...", ...]
-
-Types and `Literal` choices are checked as the tree is built (kit.config.parse); here are the ranges the fields
-declare in their metadata, and what no single field can say: paths, the names libraries accept, how the sources'
-shares add up, GRPO's batch arithmetic.
+"""Every value of a config checked before any work starts, each problem naming the key and the fix: the ranges the
+fields declare, and what no single field can say (paths, library names, shares, GRPO's batch arithmetic).
 """
 
 from __future__ import annotations
@@ -25,8 +20,7 @@ def problems(cfg) -> list[str]:
 
 
 def _ranges(node, where: str = "") -> list[str]:
-    """The `range=(low, high)` each field's metadata declares (low exclusive with `above`, high with `open`), through
-    the whole tree."""
+    """The `range=(low, high)` each field's metadata declares, through the whole tree."""
     out = []
     for f in dataclasses.fields(node):
         value, key, m = getattr(node, f.name), f"{where}{f.name}", f.metadata
@@ -52,8 +46,7 @@ def _steps(cfg) -> list[str]:
 
 
 def _model(m) -> list[str]:
-    """A Qwen3 name is one the kit trains (kit.models.profiles, matched exactly); repo ids and folders are taken as
-    they are, unless they name a model the kit refuses."""
+    """A Qwen3 name is one the kit trains; repo ids and folders pass unless they name a model the kit refuses."""
     from kit.models.profiles import find, nearest
 
     profile = find(m.name)
@@ -109,8 +102,8 @@ def _library_names(cfg) -> list[str]:
 
 @cache
 def enum_values(file: str, enum: str) -> frozenset[str]:
-    """The string values of an enum in transformers' `file`, read from its source: importing transformers while the
-    config is checked would come before unsloth's import, which must come first."""
+    """The string values of an enum in transformers' `file`, read from source: importing it now would precede
+    unsloth."""
     spec = importlib.util.find_spec("transformers")  # finds the package without importing it
     tree = ast.parse(Path(spec.submodule_search_locations[0], file).read_text(encoding="utf-8"))
     body = next(node.body for node in tree.body if isinstance(node, ast.ClassDef) and node.name == enum)
@@ -119,8 +112,7 @@ def enum_values(file: str, enum: str) -> frozenset[str]:
 
 
 def _sources(d) -> list[str]:
-    """Each source the mix reads (kit.data.sources.mix_sources) has a place to read from, and the shares leave room
-    for the sources that give all their rows."""
+    """Each source the mix reads has a place to read from, and the shares leave room for the whole sources."""
     from kit.data.sources import mix_sources
 
     if d.chat.share is not None:
@@ -161,8 +153,7 @@ def _tracking(cfg) -> list[str]:
 
 
 def _grpo(g) -> list[str]:
-    """GRPO's batch arithmetic; how its lengths fit model.max_seq_length is checked when GRPO starts, so that an SFT
-    config need not make room for GRPO's defaults."""
+    """GRPO's batch arithmetic (its lengths are checked when GRPO starts: an SFT config need not fit them)."""
     out, completions = [], g.prompts_per_step * g.num_generations
     if g.per_device_train_batch_size and completions % g.per_device_train_batch_size:  # 0: a range problem
         out.append(f"grpo.per_device_train_batch_size is {g.per_device_train_batch_size}; it must divide the "

@@ -2,11 +2,8 @@
 
     cfg = load_config("configs/smoke.yaml", ["lora.r=16", "train.neftune_noise_alpha=5"])
 
-`build` fills each dataclass from its section, keeping the defaults for what is not given; a value not of its field's
-type (or not one of its `Literal` choices) is reported and the default kept, so one pass names every problem. A key
-under `train` or `grpo` that the kit does not know but TRL's SFTConfig/GRPOConfig does is passed through, typed by
-TRL's own annotation. Names from TRL, LLaMA-Factory and ms-swift that the kit spells otherwise are answered with the
-kit's key.
+A key under `train` or `grpo` that TRL's SFTConfig/GRPOConfig knows is passed through, typed by TRL's annotation;
+names from TRL, LLaMA-Factory and ms-swift that the kit spells otherwise are answered with the kit's key.
 """
 
 from __future__ import annotations
@@ -63,8 +60,7 @@ class _BadValue(ValueError):
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """The config from a YAML file (optional) plus `key=value` overrides, validated; raises `ConfigError` listing
-    every problem (unknown keys with the nearest valid one, wrong types, values that cannot work)."""
+    """The config from a YAML file (optional) plus `key=value` overrides; raises `ConfigError` listing every problem."""
     from kit.config.checks import problems as invalid
     from kit.models.profiles import PROJECTIONS
 
@@ -142,8 +138,7 @@ def _unknown(key: str, valid: list[str], where: str) -> str:
 
 
 def set_overrides(tree: dict, overrides: list[str]) -> list[str]:
-    """Apply `a.b=value` overrides to `tree` (values parsed as YAML; keys judged by `build`, as the file's are);
-    returns a problem per override that is not key=value."""
+    """Apply `a.b=value` overrides (YAML values) to `tree`; a problem per override that is not key=value."""
     problems = []
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -169,9 +164,8 @@ def set_overrides(tree: dict, overrides: list[str]) -> list[str]:
 
 @cache
 def library_fields(file: str, cls: str) -> dict[str, str]:
-    """A TRL or transformers dataclass's fields and their annotations, read from its source: importing them while
-    the config is checked would come before unsloth's import (kit.training.backends.activate_backend), which must come
-    first. The class's bases in the same library (TrainingArguments) are read too."""
+    """A TRL or transformers dataclass's fields and annotations (its in-library bases' too), read from its source:
+    importing them now would come before unsloth's import, which must come first."""
     package, _, rest = file.partition("/")
     spec = importlib.util.find_spec(package)  # finds the package without importing it
     tree = ast.parse(Path(spec.submodule_search_locations[0], rest).read_text(encoding="utf-8"))
@@ -184,8 +178,7 @@ def library_fields(file: str, cls: str) -> dict[str, str]:
 
 
 def _passed_through(section: str, key: str, value: Any, where: str, ours: list[str]) -> Any:
-    """A key of `train`/`grpo` the kit does not know, typed as TRL's dataclass types it; _BadValue when TRL does not
-    know it either, or when the kit sets it itself."""
+    """A `train`/`grpo` key typed as TRL's dataclass types it; _BadValue where TRL lacks it or the kit sets it."""
     file, cls = PASSED_TO[section]
     known = library_fields(file, cls)
     if key in SET_BY_KIT:

@@ -1,12 +1,7 @@
-"""The config tree: one dataclass per section, each field documented where it is defined.
+"""The config tree: one dataclass per section, each field documented (and its `range` given) in its metadata.
 
-    cfg = load_config("configs/smoke.yaml", ["data.chat_ratio=0.3", "train.max_steps=10"])
-
-Names follow the libraries the values go to (TRL's SFTConfig/GRPOConfig and transformers' TrainingArguments for
-`train` and `grpo`, peft's LoraConfig for `lora`); any other field of SFTConfig (under `train`) or GRPOConfig (under
-`grpo`) is passed through, checked against TRL's own dataclass (kit.config.parse). Each field carries its help text
-(and a `range` where one applies) in its metadata and its choices in its `Literal` type: `qwen3-kit config` prints
-them and kit.config.checks enforces them, so the documentation and the checks never drift apart.
+Names follow the libraries the values go to (TRL's SFTConfig/GRPOConfig, peft's LoraConfig); `qwen3-kit config`
+prints the metadata and kit.config.checks enforces it, so documentation and checks never drift apart.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """One small converter per source format, each turning a raw row into `[{"role", "content"}, ...]`, and the checks
-every row passes: its format read off its fields, its think block, and whether its problem is held out for eval.
-
-A new format is one converter and its entry in FORMATS (the fields that identify it). Every problem raises `BadRow`,
-which names the field; the caller adds the source, file and row (kit.data.sources).
+every row passes. A new format is one converter and its entry in FORMATS; every problem raises `BadRow`, naming the
+field (the caller adds source, file and row).
 """
 
 from __future__ import annotations
@@ -163,9 +161,8 @@ def problem_text(conversation: list[dict]) -> str:
 
 
 def held_out(conversation: list[dict], share: float) -> bool:
-    """Is this conversation's problem in the held-out `share` (0..1)? A keyed hash of the problem's own text decides,
-    so the choice is the same in every process, for any row order, shard or max_rows, and every copy of a problem
-    (OpenMathReasoning has several solutions each) lands on the same side: what eval scores was never trained on."""
+    """Is this problem in the held-out `share` (0..1)? A keyed hash of its text decides: the same in every process
+    and row order, and every copy of a problem lands on the same side, so eval never scores what was trained on."""
     if share <= 0:
         return False
     digest = hashlib.blake2b(problem_text(conversation).encode(), digest_size=8, key=HELDOUT_KEY).digest()
@@ -173,9 +170,7 @@ def held_out(conversation: list[dict], share: float) -> bool:
 
 
 def to_messages(row: dict, src, fmt: str | None = None) -> list[dict]:
-    """Convert one raw row in the format `fmt` (default: the source's, read off the row when it is auto); raises
-    `BadRow` (invalid, naming the likely format when the row is in another) or `Filtered` (left out by a filter, or
-    held out for eval)."""
+    """One raw row in format `fmt` as messages; raises `BadRow`, or `Filtered` (left out by a filter, or held out)."""
     fmt = fmt or src.format
     found = detect(row)
     if fmt == "auto" and found is None:

@@ -1,12 +1,6 @@
 """How many rows each source gives the mix, so that every source with a share is that share of it, by rows or by
-trained tokens; and the eval rows held out of every epoch.
-
-The sources without a share ("whole": the recipe's reasoning) are one pool, all of which is used; each source with
-a share is a pool of its own, drawn to be that share of the mix (TRL's DatasetConfig.fraction, and the recipe's
-n_chat = int(n_reasoning * r / (1 - r)) by rows). By tokens a shared pool gives the prefix whose trained (labelled)
-token count is closest to its share of the signal. When a shared pool runs short, or a cap (data.max_rows,
-data.max_tokens: all tokens, the compute) binds, fewer whole rows are taken so that every share still holds: the
-largest mix that satisfies everything. Without a whole pool, the first source drives and the others follow it.
+trained tokens (docs/data.md), and the eval rows held out of every epoch. When a pool runs short or a cap binds,
+fewer whole rows are taken so that every share still holds.
 """
 
 from __future__ import annotations
@@ -74,8 +68,7 @@ class Plan:
         return bool((self.max_rows and sum(counts) > self.max_rows) or (self.max_tokens and tokens > self.max_tokens))
 
     def largest(self) -> list[int]:
-        """The counts of the largest feasible mix: the need of every pool grows with k, so the feasible k form a
-        prefix, found by bisection."""
+        """The counts of the largest feasible mix: feasible k form a prefix (needs grow with k), found by bisection."""
         lo, hi = 0, len(self.pools[0].tokens)
         while lo < hi:
             mid = (lo + hi + 1) // 2
@@ -88,8 +81,8 @@ class Plan:
 
 
 def split_eval(sizes: list[int], weights: list[float], eval_rows: int) -> list[int]:
-    """Eval rows to hold out of each pool, in proportion to its weight in the mix (largest remainders, so they add up
-    to eval_rows; at least one of each where possible), never a whole pool: training needs rows of every source."""
+    """Eval rows per pool in proportion to its weight (largest remainders, at least one where possible), never a
+    whole pool."""
     if eval_rows <= 0:
         return [0] * len(sizes)
     exact = [eval_rows * w / sum(weights) for w in weights]
@@ -124,9 +117,8 @@ class Draw:
 
 def draw(pools: list[np.ndarray], shares: list[float | None], sizes: Sizes, *, by: str, seed: int, eval_rows: int,
          epochs: int = 1, redraw: bool = False, max_rows: int = 0, max_tokens: int = 0) -> Draw:
-    """Shuffle each pool (row ids, `sizes` indexed by them) by the seed, hold the eval rows out, and take each epoch's
-    mix from the fronts. `pools[0]` is the whole pool (`shares[0]` None) or the first shared source; with `redraw`
-    each shared pool is shuffled anew each epoch (seed + epoch), its eval rows still held out."""
+    """Shuffle each pool by the seed, hold the eval rows out and take each epoch's mix from the fronts; `pools[0]` is
+    the whole pool (`shares[0]` None) or the first shared one; with `redraw` shared pools are reshuffled each epoch."""
 
     def shuffled(ids: np.ndarray, s: int) -> np.ndarray:
         return ids[np.random.default_rng(s).permutation(len(ids))]

@@ -1,15 +1,10 @@
 """The data pipeline: sources -> conversations -> the chat template -> tokens and labels -> the mix, on `datasets`.
 
     prepared = prepare_data(cfg, tokenizer)       # kit.data.prepare_data
-    prepared.train[0]["input_ids"], prepared.report["mix"]["chat_share_trained_tokens"]
 
-Each source's rows are converted and checked as they stream in (kit.data.sources) into a `Dataset` on disk, encoded
-by `Dataset.map` on every core (kit.data.template), mixed by the shares (kit.data.mix) and written with `select` +
-`save_to_disk`, so memory stays flat however large a source. A shared source (the chat) is tokenized only as far as
-the mix can use it, unless its pool is kept for other shares (`data.cache_pools`, the sweep's). The result is found
-again under a fingerprint of everything that shapes it (config, tokenizer, source files): one hash, where datasets'
-own cache would re-read every source to fingerprint each step. It is built in a temporary folder renamed into place
-when complete, so a failure leaves nothing half-written.
+Rows stream into a `Dataset` on disk, so memory stays flat however large a source. The result is found again under
+one fingerprint of everything that shapes it (config, tokenizer, source files), where datasets' own cache would
+re-read every source to fingerprint each step; it is renamed into place only when complete.
 """
 
 from __future__ import annotations
@@ -146,8 +141,7 @@ def _encode(pool: Pool, rows: np.ndarray, cfg, tokenizer, work: Path, progress: 
 
 
 def _subset(pool: Pool, need: float, cfg) -> np.ndarray:
-    """The converted rows of a shared pool worth tokenizing: a seeded random subset large enough for `need` rows or
-    trained tokens (estimated from characters at `need`'s rate), or all of them."""
+    """The rows of a shared pool worth tokenizing: a seeded subset large enough for `need` (from characters), or all."""
     n = len(pool.converted)
     order = np.random.default_rng(cfg.data.seed).permutation(n)
     if cfg.data.ratio_by == "rows":
@@ -160,8 +154,7 @@ def _subset(pool: Pool, need: float, cfg) -> np.ndarray:
 
 
 def _pools(cfg, tokenizer, root: Path, work: Path, epochs: int, progress: bool) -> list[Pool]:
-    """Every source converted; the whole ones encoded in full, the shared ones as far as the mix needs (all of
-    them with data.cache_pools, or without a whole source to size them by)."""
+    """Every source converted, the whole ones encoded in full, the shared ones as far as the mix needs."""
     pools = [_cached_pool(name, src, cfg, tokenizer, root, progress) if cfg.data.cache_pools else
              Pool(name, src, *_converted(name, src, cfg, root, work)) for name, src in mix_sources(cfg.data)]
     whole = [p for p in pools if p.whole]
@@ -179,8 +172,8 @@ def _pools(cfg, tokenizer, root: Path, work: Path, epochs: int, progress: bool) 
 
 
 def _cached_pool(name: str, src, cfg, tokenizer, root: Path, progress: bool) -> Pool:
-    """With data.cache_pools (the sweep's), a source encoded in full once, kept under the pool cache by everything that
-    shapes it but its share, so a mix at another share reads it instead of tokenizing again."""
+    """With data.cache_pools (the sweep's), a source encoded in full once and cached by all that shapes it but its
+    share."""
     from datasets import concatenate_datasets, load_from_disk
 
     d, whole = cfg.data, {k: v for k, v in asdict(src).items() if k != "share"}

@@ -1,9 +1,5 @@
-"""What a prepared mix holds: the data report and its table, the mix at other chat ratios, and padding waste.
-
-Three counts of size, since they answer different questions: rows (the reference recipe's ratio), all tokens (the
-compute a step costs) and trained tokens (the labelled ones: the share of the training signal, what
-`ratio_by: tokens` balances). A source's rows always add up: read = valid + dropped (each cause counted, too long
-included), and valid = kept + the rows never tokenized (a shared source is tokenized only as far as the mix needs).
+"""What a prepared mix holds: the data report and its table, and the mix at other chat ratios.
+Sizes in rows (the recipe's ratio), all tokens (the compute) and trained tokens (the signal); read = valid + dropped.
 """
 
 from __future__ import annotations
@@ -93,8 +89,7 @@ def format_report(report: dict) -> str:
 
 
 def save_pools(folder: Path, pools: list, drawn) -> None:
-    """The whole pool's and the chat pool's token counts in draw order, for `ratio_sweep`; chat rows never tokenized
-    are counted at their estimated lengths (their characters at the tokenized rows' rates)."""
+    """The whole and chat pools' token counts in draw order, for `ratio_sweep` (untokenized rows estimated)."""
     sizes, empty = Sizes.concat([p.sizes for p in pools]), Sizes.concat([])
     whole = any(p.whole for p in pools)
     groups = ([sizes.take(drawn.pools[0])] if whole else []) + [sizes.take(g) for g in drawn.pools[int(whole):]]
@@ -131,23 +126,3 @@ def ratio_sweep(prepared, ratios: list[float], by: str = "rows") -> list[dict]:
         out.append({"chat_ratio": ratio, "by": by, **{f"reasoning_{k}": n for k, n in r.items()},
                     **{f"chat_{k}": n for k, n in c.items()}, **{f"chat_{k}": v for k, v in _shares(c, total).items()}})
     return out
-
-
-def padding_share(lengths: list[int], batch: int, *, packed: bool = False, seq: int = 0) -> float:
-    """Share of pad tokens when rows (in this order) are batched and padded to each batch's longest row; with
-    `packed`, rows are first packed best-fit-decreasing into sequences of at most `seq` tokens."""
-    import bisect
-
-    if packed:
-        free: list[int] = []  # the room left in each pack, sorted
-        for n in sorted(lengths, reverse=True):
-            i = bisect.bisect_left(free, n)  # the fullest pack this row still fits in
-            room = free.pop(i) if i < len(free) else seq
-            bisect.insort(free, room - n)
-        lengths = [seq - room for room in free]
-    padded = total = 0
-    for i in range(0, len(lengths), batch):
-        chunk = lengths[i:i + batch]
-        padded += max(chunk) * len(chunk)
-        total += sum(chunk)
-    return (padded - total) / padded if padded else 0.0

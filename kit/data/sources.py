@@ -1,13 +1,8 @@
 """The sources a mix reads, and their rows, streamed a file (or a hub shard) at a time.
 
-    for name, src in mix_sources(cfg.data): ...          # the recipe's reasoning and chat, then data.sources
-    for conversation in conversations(name, src, stats, "error", cache_dir): ...
-
-Local files: `.jsonl` (one object per line), `.json` (a list of objects), `.parquet`, or a folder of them. Hub data
-sets (ModelScope, Hugging Face) are fetched shard by shard through kit.hub as the stream reaches them, so `max_rows`
-on a 3.2M-row split downloads only the shards it reads (datasets' own streaming reaches Hugging Face, not ModelScope).
-JSON and JSONL are read by hand: a bad line must be named by its file and line and skipped where data.on_bad_row
-says so, which datasets' readers, failing the whole file, cannot do.
+Hub data sets are fetched shard by shard through kit.hub as the stream reaches them (datasets' streaming cannot
+reach ModelScope). JSON and JSONL are read by hand: a bad line must be named by file and line and skipped where
+data.on_bad_row says so, which datasets' readers, failing the whole file, cannot do.
 """
 
 from __future__ import annotations
@@ -26,9 +21,8 @@ READ_BATCH = 1024  # rows per parquet record batch
 
 
 def mix_sources(d) -> list[tuple[str, object]]:
-    """(name, SourceConfig) of each source the mix reads: the recipe's reasoning (all its rows) unless chat_ratio is 1,
-    its chat at data.chat_ratio of the mix unless that is 0 (a source with no path is none), then data.sources, each
-    named by its file or data set, with its own share."""
+    """(name, SourceConfig) of each source the mix reads: the recipe's reasoning (unless chat_ratio is 1), its chat
+    (unless chat_ratio is 0 or it has no path), then data.sources, each with its own share."""
     out = [("reasoning", d.reasoning)] if d.chat_ratio < 1 and d.reasoning.path else []
     out += [("chat", replace(d.chat, share=d.chat_ratio))] if d.chat_ratio > 0 and d.chat.path else []
     for src in d.sources:
@@ -127,8 +121,7 @@ def local_files(src) -> list[Path]:
 
 
 def iter_source(src, cache_dir: Path) -> Iterator[RawRow | MalformedRow]:
-    """All rows of a source, streamed; a source with no row at all is an error naming it (an empty file would
-    otherwise just leave it out of the mix)."""
+    """All rows of a source, streamed; a source without a row is an error naming it, not silently left out."""
     from kit.hub import dataset_files
 
     files = read_files(local_files(src)) if src.where == "local" else \
@@ -143,9 +136,8 @@ def iter_source(src, cache_dir: Path) -> Iterator[RawRow | MalformedRow]:
 
 
 def source_identity(src, cache_dir: Path) -> dict:
-    """What makes a source's content what it is, for the prepared data's fingerprint: a local file's size and time, a
-    hub data set's split as the hub lists it now (each shard's size and hash), so a re-published set is prepared
-    again."""
+    """What makes a source's content what it is, for the fingerprint: a file's size and time, or a hub split's
+    listing (sizes and hashes), so a re-published set is prepared again."""
     if src.where != "local":
         from kit.hub import content_id, dataset_listing, split_shards
 
@@ -186,8 +178,8 @@ def checked(name: str, raw, on_bad_row: str, convert: Callable):
 
 
 def conversations(name: str, src, counts: Counts, on_bad_row: str, cache_dir: Path) -> Iterator[list[dict]]:
-    """Valid conversations of a source, in file order, counting reads and drops into `counts`; the format (and with
-    role auto, the role) is read off the first row when the source says auto."""
+    """Valid conversations of a source in file order, counted into `counts`; an auto format (and role) read off row
+    1."""
     fmt = None if src.format == "auto" else src.format
     for raw in iter_source(src, cache_dir):
         counts.read += 1

@@ -1,14 +1,6 @@
-"""Conversations through the tokenizer's own chat template, tokenized, with the assistant parts labelled.
-
-The text is exactly `tokenizer.apply_chat_template(messages, tokenize=False)`; labels are the token ids inside
-assistant turns (from after `<|im_start|>assistant\\n` through `<|im_end|>`) and -100 everywhere else.
-Which turns are trained, and whether a chat row's empty `<think>\\n\\n</think>\\n\\n` is, are options
-(`data.train_turns`, `data.train_empty_think`); docs/data.md explains the defaults.
-
-The turns are found from the token ids alone, so the tokenizer never computes character offsets (the costly part
-of `tokenizer(texts)`): in every Qwen3 template `<|im_start|>` and `<|im_end|>` are single special tokens, and the
-text between them is matched token by token. Where the header's last newline merges with the answer's first
-characters into one token (an answer that starts with a newline), that token is trained, as it holds answer text.
+"""Conversations through the tokenizer's own chat template, tokenized, with the assistant parts labelled (-100
+elsewhere); which turns are trained are options (docs/data.md). The turns are found from the token ids alone
+(`<|im_start|>`/`<|im_end|>` are single tokens), so the tokenizer never computes character offsets, the costly part.
 """
 
 from __future__ import annotations
@@ -31,8 +23,7 @@ class Encoded:
 
 
 def content_chars(conversation: list[dict], train_turns: str) -> tuple[int, int]:
-    """Content characters of a conversation, and of the assistant turns that `train_turns` trains: what a row costs
-    and what it trains, estimated before tokenizing."""
+    """Content characters of a conversation and of its trained assistant turns: a row's cost, before tokenizing."""
     sizes = [len(m["content"]) + len(m.get("reasoning_content") or "") for m in conversation]
     answers = [n for n, m in zip(sizes, conversation, strict=True) if m["role"] == "assistant"]
     return sum(sizes), answers[-1] if train_turns == "final" else sum(answers)
@@ -62,8 +53,8 @@ class Labeller:
         return self._texts[token]
 
     def _match(self, ids: np.ndarray, i: int, offset: int, expected: str) -> tuple[int, int] | None:
-        """Where the text from token `i` (its first `offset` characters consumed) continues after `expected`:
-        `(token, offset)`, or None if the text does not start with `expected`."""
+        """`(token, offset)` where the text from token `i` (`offset` characters in) continues after `expected`, or
+        None."""
         while expected:
             if i == len(ids):
                 return None

@@ -1,13 +1,5 @@
-"""Math problems to score: the held-out slice of the training source, a published benchmark, or a local file.
-
-    rows = math_rows(cfg, n=100)         # [{"problem", "expected_answer"}, ...], each problem once
-
-- `heldout` (the default): the problems of `data.reasoning` that `data.reasoning.heldout` kept out of training
-  (`kit.data.heldout`), read from the same source with the same filters, so they are of the same kind and difficulty.
-- `math500`, `gsm8k`, `aime24`, `aime25`: the published test sets, from ModelScope through the kit's hub, in their
-  published schemas (the copies EvalScope itself reads).
-- a `.jsonl` / `.json` / `.parquet` file with a problem column (`problem` or `question`) and an answer column
-  (`expected_answer`, `answer` or `solution`; GSM8K's `... #### 42` and a `\\boxed{}` solution are understood).
+"""Math problems to score: `heldout` (the problems data.reasoning.heldout kept out of training), a published set
+(math500, gsm8k, aime24, aime25, from ModelScope), or a local file with a problem and an answer column.
 """
 
 from __future__ import annotations
@@ -52,12 +44,10 @@ def _rows(source, cache_dir: Path) -> Iterator[dict]:
 
 
 def _file_rows(path: Path) -> Iterator[dict]:
-    """A local file's rows; a line that is not a JSON object, or a row without a problem or an answer, is an error
-    naming the file, the line and the field (a file of one's own is meant to be scored whole)."""
+    """A local file's rows; a bad line or a row missing a problem or answer is an error naming file, line and field."""
     from kit.data.sources import MalformedRow, read_files
 
     for raw in read_files([path]):  # that it is a file, the config's checks said
-
         if isinstance(raw, MalformedRow):
             raise EvalDataError(f"eval.math: {raw}; fix or remove that line.")
         problem, answer = problem_and_answer(raw.data)

@@ -1,13 +1,5 @@
-"""Hand-off to the harnesses users trust, and Qwen's published figures beside the kit's own.
-
-    print(write_configs(Path("runs/x/harnesses"), cfg))   # `qwen3-kit eval --run runs/x --harnesses`
-    print(published_table(reports, cfg))                  # under `qwen3-kit eval`'s table
-
-The configs point EvalScope and lm-evaluation-harness at the served export (`eval.endpoint`, the model
-`eval.endpoint_model`, as `qwen3-kit export` prints the serve command), one per thinking mode, each with Qwen's
-sampling preset for the mode and `chat_template_kwargs.enable_thinking` in the request. vLLM's qwen3 reasoning parser
-already keeps the trace out of `content`; the think-stripping each harness has (EvalScope's `remove_until` filter,
-lm-evaluation-harness's `think_end_token`) covers a server started without it.
+"""Hand-off to the harnesses users trust (EvalScope and lm-evaluation-harness configs for the served export, one per
+thinking mode), and Qwen's published figures beside the kit's own.
 """
 
 from __future__ import annotations
@@ -36,9 +28,8 @@ MODES = {"thinking": True, "non-thinking": False}
 
 
 def published_table(reports: dict[str, dict], cfg) -> str:
-    """The published figures of the base size beside the user's (base and tuned, thinking on / off, in percent):
-    the math row the run scored (eval.math math500, aime24 or aime25) and the instruction row, whose prompts are the
-    kit's own IFEval-style ones, not IFEval's. "" for a model the report does not cover (the tiny one)."""
+    """Qwen's published figures for the base size beside the user's (math row as eval.math, the instruction row); ""
+    for a model they do not cover (the tiny one)."""
     profile = find(cfg.model.name)
     if profile is None or profile.size not in PUBLISHED:
         return ""

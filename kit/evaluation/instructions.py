@@ -1,12 +1,5 @@
-"""Instruction following, checked by code (IFEval-style): did the model keep the word limit, the bullet count, the
-language, the JSON format it was asked for?
-
-    prompts = load_instructions("data/eval/instructions.jsonl")
-    results = follows(prompts[0], "- one\\n- two\\n- three")   # one bool per instruction of the prompt
-
-Each line of the file is `{"id", "prompt", "checks": [{"check": "<name>", ...its arguments}]}`; the checks below
-are the vocabulary. They read the answer only (after `</think>`), so a model that thinks still has to deliver the
-format in its answer. Word counts take each Chinese character as a word.
+"""Instruction following, checked by code (IFEval-style). Each line of the file is `{"id", "prompt", "checks":
+[{"check": "<name>", ...}]}`; checks read the answer only (after `</think>`); each Chinese character counts as a word.
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """Did math improve, and did the thinking switch and instruction following survive? The base against the tuned.
 
     reports = evaluate_run("runs/qwen3-14b-math", cfg)      # what scripts/eval.py runs; writes <run>/eval.json
-    print(compare(reports)); print(show_replies(reports))
-    report = evaluate(generate, math_rows, instructions)   # one model, any generator
 
-A generator is any `fn(conversations, thinking) -> list[Reply]`: the local model (`local_generator`) or an
-OpenAI-compatible server (`kit.inference.endpoint.endpoint_generator`: vLLM serving the export), so the scores are the
-same whatever produced the text. Every prompt is generated twice, thinking on and off:
-- math: the last `\\boxed{}` of the answer against `expected_answer` with math-verify (1/2 == 0.5);
-- switch: on, a closed non-empty think block and an answer; off, an answer with no reasoning leaking into it.
-  Scored on every prompt: a tuned model that stops thinking on chat-like prompts is the failure to catch;
-- instructions: verifiable instructions (`kit.evaluation.instructions`): the share of prompts whose every instruction
-  was kept (IFEval's strict prompt-level accuracy) and the share of single instructions kept.
+A generator is any `fn(conversations, thinking) -> list[Reply]` (the local model or an OpenAI-compatible server), so
+the scores are the same whatever produced the text. Every prompt is generated thinking on and off; docs/evaluation.md
+says what each score counts.
 """
 
 from __future__ import annotations
@@ -67,8 +60,8 @@ def _reply(r: Reply) -> dict:
 
 
 def evaluate(generate: Generator, math_rows: list[dict], instructions: list) -> dict:
-    """Score one model. `math_rows` need `problem` and `expected_answer`; `instructions` are
-    `kit.evaluation.instructions.Instruction`s. Returns each metric of `METRICS`, the counts, and per-prompt details."""
+    """Score one model on `math_rows` (problem, expected_answer) and `instructions`: METRICS, counts, per-prompt
+    details."""
     from kit.evaluation.instructions import follows
 
     prompts = [[{"role": "user", "content": t}] for t in
@@ -137,8 +130,7 @@ def show_replies(reports: dict[str, dict], section: str = "math", limit: int = 3
 
 def local_generator(model, tokenizer, *, max_new_tokens: int, seed: int = 0, batch_size: int = 8,
                     progress: str | None = None) -> Generator:
-    """A generator over a loaded model: `kit.inference.generate.generate_batched` with a fixed seed, budget and batch
-    size."""
+    """A generator over a loaded model: `generate_batched` with a fixed seed, budget and batch size."""
     from kit.inference.generate import generate_batched
 
     def run(conversations: list[list[dict]], thinking: bool) -> list[Reply]:
@@ -199,8 +191,8 @@ def _say_if_short(what: str, got: int, asked: int) -> None:
 
 
 def _endpoint_generator(which: str, cfg, progress: bool, keep: Path) -> tuple[Generator, str] | None:
-    """The generator of a model served at eval.endpoint (tuned) or eval.base_endpoint, writing its replies to `keep` as
-    they come, and what it is; None if none."""
+    """(generator, what it is) for eval.endpoint (tuned) or eval.base_endpoint, keeping replies in `keep`; None if
+    unset."""
     e = cfg.eval
     url, name = (e.base_endpoint, e.base_endpoint_model) if which == "base" else (e.endpoint, e.endpoint_model)
     if not url:
@@ -216,9 +208,8 @@ def _endpoint_generator(which: str, cfg, progress: bool, keep: Path) -> tuple[Ge
 
 def _reports(cfg, adapter: Path, math: list[dict], instructions: list, progress: bool, base: dict | None,
              kept: dict[str, Path]) -> dict[str, dict]:
-    """The base's (`base` when given) and the tuned model's reports, each from its endpoint (replies kept in
-    `kept[which]`) or from one local load of the base with the adapter: disabled for the base's replies, then merged
-    into the weights for the tuned's (`merge_for_decoding`), which decode at a merged model's speed."""
+    """The base's (`base` when given) and the tuned model's reports, from endpoints or one local load: the adapter
+    disabled for the base, then merged for the tuned (decoding at a merged model's speed)."""
     from contextlib import nullcontext
 
     from kit.hub import resolve_model
@@ -258,12 +249,8 @@ def eval_set(cfg) -> tuple[list[dict], list]:
 
 
 def evaluate_run(run_dir: str | Path, cfg, *, progress: bool = True, base: dict | None = None) -> dict[str, dict]:
-    """Evaluate the base model and the run's tuned adapter as `cfg.eval` says; write `<run>/eval.json`. `base`, the
-    base model's report from another run with the same model and `cfg.eval` (a sweep's), is used, not generated again.
-
-    Raises `EvalError` (one sentence) when the run has nothing tuned to evaluate, or when its held-out problems
-    cannot be trusted to be held out.
-    """
+    """Evaluate the base model and the run's tuned adapter as `cfg.eval` says and write `<run>/eval.json`; `base`, a
+    report from a run with the same model and eval (a sweep's), is reused. Raises EvalError in one sentence."""
     run_dir = Path(run_dir)
     e = cfg.eval
     adapter = tuned_adapter(run_dir, e.adapter)

@@ -1,22 +1,10 @@
 """A chat-ratio sweep: a short run per ratio, each evaluated, and the ratios that no other beats on both sides.
 
     sweep = run_sweep(cfg, [0.1, 0.25, 0.5])    # what `qwen3-kit sweep x.yaml data.chat_ratio=0.1,0.25,0.5` runs
-    print(format_table(sweep)); kit.plots.ratio_front(sweep.points)
 
-Each point is a run folder `<train.output_dir>/<name>-sweep/<name>-chat<ratio>` (name: `train.run_name`, else
-"ratio"), trained by `kit.training.sft.train` (a preempted point resumes from its checkpoint) and scored by
-`kit.evaluation.scores.evaluate_run` against the base model, which is generated once for every point. The sources are
-tokenized once for all points (`data.cache_pools`): a point's data is a draw from the cached pools, and every
-point's mix is drawn before the first trains, so a ratio the data cannot keep stops the sweep at once. A point is
-done when its row (`<run>/sweep_point.json`) was written under the same settings (the whole config but tracking): a
-rerun skips it; otherwise its run is trained (resumed, or found complete, as `train` does) and evaluated again.
-`sweep.json`, `sweep.md` and `front.png` sit beside the points, rewritten after each one.
-
-The front: math gain (tuned minus base, thinking on) against instruction-following change (tuned minus base, the
-mean of thinking on and off), higher better on both. A ratio is on it when no other ratio is at least as good on
-both and better on one. The thinking switch is not an axis but a verdict, marked: a ratio whose switch fell more
-than `train.switch_drop` below the base's, at evaluation or while training (its score from step 0 to the end), is a
-bad choice wherever it sits.
+The sources are tokenized once for all points and every point's mix is drawn before the first trains; the base model
+is evaluated once. A point is done when its `sweep_point.json` was written under the same settings (all but
+tracking): a rerun skips it. How to read the front: docs/data.md.
 """
 
 from __future__ import annotations
@@ -57,8 +45,7 @@ class Sweep:
 
 
 def split_ratios(settings: list[str]) -> tuple[list[float], list[str]]:
-    """The ratios of `data.chat_ratio=0.1,0.25,0.5` among command-line settings, and the other settings; SweepError
-    without two ratios or more."""
+    """(the ratios of `data.chat_ratio=0.1,0.25,0.5`, the other settings); SweepError without two ratios or more."""
     swept = [o for o in settings if o.partition("=")[0].strip() == SWEPT]
     rest = [o for o in settings if o not in swept]
     if len(swept) != 1:
@@ -94,12 +81,10 @@ def point_config(cfg: Config, ratio: float) -> Config:
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the points that no other point matches or beats on both coordinates while beating on one (higher
-    is better on each): the choices worth weighing. Equal points are all kept.
+    """Indices of the points no other matches or beats on both coordinates while beating on one (higher is better).
 
     >>> pareto_front([(0.1, -0.2), (0.05, 0.0), (0.0, -0.1), (0.1, -0.2)])
-    [0, 1, 3]
-    """
+    [0, 1, 3]"""
     return [i for i, (x, y) in enumerate(points)
             if not any(a >= x and b >= y and (a, b) != (x, y) for a, b in points)]
 
@@ -113,9 +98,8 @@ def _mean(a: float | None, b: float | None) -> float | None:
 
 
 def point_row(ratio: float, run: Path, reports: dict, records: list[dict], data_report: dict, drop: float) -> dict:
-    """A point's row: the mix it trained on, its gains over the base, its switch (broken: more than `drop` below the
-    base's), and each source's eval loss and the switch at step 0 and at the end (from its metrics records).
-    `on_front` is set by `mark_front`."""
+    """A point's row: its mix, its gains over the base, whether its switch held (within `drop` of the base's) and the
+    eval losses and switch at step 0 and at the end; `on_front` is set by `mark_front`."""
     from kit.training.metrics import broken_switch, eval_curves, switch_curve
 
     base, tuned, mix = reports["base"], reports["tuned"], data_report["mix"]
@@ -147,8 +131,7 @@ def mark_front(points: list[dict]) -> None:
 
 
 def _identity(cfg: Config, *sections: str) -> dict:
-    """The config sections a saved result depends on (all but tracking and where the sweep lives when none are
-    named: a sweep folder moved elsewhere keeps its points)."""
+    """The config sections a saved result depends on (none named: all but tracking and the sweep's location)."""
     tree = to_dict(cfg)
     tree["train"].pop("output_dir")
     return {k: v for k, v in tree.items() if k in sections or (not sections and k != "tracking")}
@@ -172,9 +155,7 @@ def _save(path: Path, identity: dict, value: dict) -> None:
 
 
 def prepare_points(points: list[Config], *, progress: bool = True) -> list[dict]:
-    """Each point's data report, its mix prepared as its training will find it (the sources tokenized once, for
-    the first; a draw from the cached pools for the rest). A ratio the data cannot keep (chat runs short) stops the
-    sweep here, before anything trains, every such ratio named."""
+    """Each point's data report, its mix prepared for training; ratios the data cannot keep stop the sweep first."""
     from kit.data import prepare_data
     from kit.data.prepare import Shortfall
     from kit.evaluation.scores import held_out_rows
@@ -198,8 +179,7 @@ def prepare_points(points: list[Config], *, progress: bool = True) -> list[dict]
 
 
 def plan_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> str:
-    """What the sweep will cost, before it starts: each ratio's mix and steps, the runs x steps in all, the
-    evaluation, and the VRAM of one run. Prepares every point's data (`prepare_points`), which training reuses."""
+    """What the sweep will cost, before it starts (mixes, steps, evaluation, VRAM); prepares every point's data."""
     import torch
 
     from kit.models.memory import estimate_for
@@ -226,8 +206,7 @@ def plan_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> st
 
 
 def _check_trained_as(point: Config) -> None:
-    """A point's run folder that has trained under other settings (other steps, data, model: anything but eval and
-    tracking) is not this sweep's point: refused, rather than reported as if it were."""
+    """Refuse a point's run folder trained under other settings (anything but eval and tracking)."""
     from kit.training.runs import NOT_IDENTITY, config_changes, has_adapter, newest_checkpoint
 
     run = Path(point.train.output_dir) / point.train.run_name
@@ -244,8 +223,7 @@ def _check_trained_as(point: Config) -> None:
 
 
 def _run_point(point: Config, base: dict | None, progress: bool) -> tuple[dict | None, dict | None, int]:
-    """Train (resume, or find trained, as `kit.training.sft.train` does) and evaluate one point: (its row, or None
-    when its training was stopped; the base model's report; the signal that stopped it)."""
+    """Train and evaluate one point: (its row, or None when stopped; the base model's report; the stopping signal)."""
     from kit.evaluation.scores import REWRITE_REPORT, evaluate_run
     from kit.files import read_json
     from kit.machine import release_memory
@@ -265,8 +243,8 @@ def _run_point(point: Config, base: dict | None, progress: bool) -> tuple[dict |
 
 
 def run_sweep(cfg: Config, ratios: list[float], *, progress: bool = True) -> Sweep:
-    """Train and evaluate a run per chat ratio (as the module docstring says), print the plan first and the time
-    left after each point, and write the table and the plot; returns the `Sweep`. Rerun to continue a stopped one."""
+    """Train and evaluate a run per ratio, printing the plan and the time left, writing table and plot; rerun to
+    continue."""
     sweep = Sweep(sweep_folder(cfg)[0], sorted(ratios))
     print(plan_sweep(cfg, sweep.ratios, progress=progress), flush=True)
     for ratio in sweep.ratios:  # before anything trains

@@ -1,13 +1,10 @@
 """Export a trained adapter for serving: the adapter alone, or merged into the 16-bit base for vLLM.
 
-    result = export_run("runs/qwen3-14b-math", cfg)    # kit.export.export.export_run
-    print(result.serve_command)
+    result = export_run("runs/qwen3-14b-math", cfg)
 
-The merge goes into the 16-bit base weights (`Qwen/Qwen3-<size>` from ModelScope through `kit.hub`), never into
-dequantized 4-bit weights and never through a Hugging Face download; it runs on the CPU a tensor at a time
-(`kit.export.merge`), so it needs no GPU and never the whole model in memory. Each export is written into a temporary
-folder and renamed into place when complete, so an interrupted export never leaves a folder vLLM would load half
-of. After writing, the merged model's logits are compared with base + adapter.
+The merge goes into the 16-bit base (from ModelScope through kit.hub), never into dequantized 4-bit weights, on the
+CPU a tensor at a time (kit.export.merge); each export is renamed into place when complete, then its logits are
+compared with base + adapter.
 """
 
 from __future__ import annotations
@@ -45,11 +42,8 @@ class ExportResult:
 
 
 def with_thinking_default(template: str, thinking: bool) -> str:
-    """Qwen3's template with the mode used when a request does not set `enable_thinking`.
-
-    Qwen3 thinks unless told otherwise; with `thinking=False` a request without the flag gets the empty think
-    block, as one with `enable_thinking=False` does, so a model trained for non-thinking use behaves so when served.
-    """
+    """Qwen3's template with the mode a request that does not set `enable_thinking` gets: with `thinking=False`, the
+    empty think block, so a model trained for non-thinking use behaves so when served."""
     if thinking:
         return template
     if THINKING_OFF_CONDITION not in template:
@@ -120,11 +114,9 @@ def _first_layers(folder: Path, dtype):
 
 
 def check_merge(adapter: Path, base: Path, merged: Path, tokenizer) -> tuple[float, float]:
-    """Check the merged folder against peft's own merge of the same adapter (in fp32), both cut to their first
-    layers so the check fits in memory at any size: every changed weight equal to bf16 rounding, else ExportError.
-
-    Returns (max |merged - (base + adapter)| over the verify prompts' logits, max |logit|), for the user to see.
-    """
+    """The merged folder against peft's fp32 merge of the same adapter, both cut to their first layers (fits any
+    size): every changed weight equal to bf16 rounding, else ExportError. Returns (max logit difference, max
+    |logit|)."""
     import logging
 
     import torch
@@ -151,11 +143,8 @@ def check_merge(adapter: Path, base: Path, merged: Path, tokenizer) -> tuple[flo
 
 def export_merged(adapter: Path, base: Path, out: Path, *, thinking_default: bool = True,
                   overwrite: bool = False) -> tuple[Path, float, float]:
-    """Merge the adapter into the 16-bit base on the CPU (kit.export.merge), with the tokenizer and generation config
-    vLLM reads, then check the merged model's logits against base + adapter.
-
-    Returns (folder, max logit difference, largest logit), as `check_merge`.
-    """
+    """Merge the adapter into the 16-bit base on the CPU with the tokenizer and generation config vLLM reads, then
+    check it (`check_merge`). Returns (folder, max logit difference, largest logit)."""
     from transformers import AutoTokenizer, GenerationConfig
 
     from kit.export.merge import merge_lora
@@ -202,8 +191,7 @@ def max_lora_rank(adapter: Path) -> int:
 
 def serve_instructions(merged: Path | None, adapter: Path | None, base: Path | None,
                        thinking_default: bool = True) -> tuple[str, str]:
-    """The `vllm serve` command (the merged folder, or the 16-bit base with the adapter) and a client snippet
-    for both thinking modes."""
+    """The `vllm serve` command (merged folder, or base with adapter) and a client snippet for both thinking modes."""
     if merged is not None:
         command = f"vllm serve {merged} --reasoning-parser qwen3 --served-model-name qwen3-kit"
     else:
@@ -248,8 +236,7 @@ def made_from(adapter: Path, cfg: Config) -> dict:
 
 
 def _stale(folder: Path, record: dict) -> str:
-    """What differs between an existing export and `record` ('' when it was made from the same): a rebuilt adapter,
-    other settings, or no record at all (made before exports kept one)."""
+    """What differs between an existing export and `record` ('' when made from the same)."""
     from kit.files import read_cache
 
     saved = read_cache(folder / MADE_FROM)  # absent or damaged: nothing to trust, so made again
@@ -260,13 +247,9 @@ def _stale(folder: Path, record: dict) -> str:
 
 
 def export_run(run_dir: str | Path, cfg: Config) -> ExportResult:
-    """Export a run's adapter in every format `cfg.export.formats` names, into `cfg.export.out_dir`, holding the run's
-    lock (a retrain waits) after checking the adapter is whole.
-
-    A format whose folder exists is complete (each appears in one rename) and is kept when its `made_from.json` matches
-    this adapter and these settings; made again when it does not (said), or with `export.overwrite`: an export cut
-    short is finished by running it again, making only what is missing or stale.
-    """
+    """Export a run's adapter in every format of `cfg.export.formats`, holding the run's lock. An existing folder is
+    kept when its made_from.json matches this adapter and settings, else made again: a rerun finishes a cut-short
+    export."""
     from kit.training.metrics import broken_switch, read_metrics
     from kit.training.runs import run_lock, verify_adapter
 

@@ -1,15 +1,9 @@
-"""Generate through an OpenAI-compatible server, e.g. vLLM serving the export: the model users actually serve,
-with the engine they serve it with.
+"""Generate through an OpenAI-compatible server, e.g. vLLM serving the export: the model users actually serve.
 
     generate = endpoint_generator("http://localhost:8000/v1", max_new_tokens=1024)
-    replies = generate([[{"role": "user", "content": "What is 7 * 8?"}]], False)   # thinking off
-    replies[0].answer
 
-Each request sets `chat_template_kwargs.enable_thinking` explicitly and Qwen's sampling preset for the mode (as
-`kit.inference.generate` does locally), so the scores do not depend on the server's defaults. A reply is rebuilt into
-the text the model generated and split by `kit.inference.generate.split_reasoning`, the same function the local path
-uses: with vLLM's `--reasoning-parser qwen3` the think block arrives in `message.reasoning` (`reasoning_content` on
-older servers), without a parser inside `content`.
+Each request sets `enable_thinking` and the mode's sampling preset explicitly, so scores do not depend on the
+server's defaults; replies are split by the same `split_reasoning` the local path uses.
 """
 
 from __future__ import annotations
@@ -35,8 +29,7 @@ class EndpointError(KitError, RuntimeError):
 
 
 def _call(method: str, url: str, timeout: float = 600, **kwargs) -> dict:
-    """One request's JSON, retried with backoff on a 5xx answer or a cut connection; whatever else is wrong (no
-    server, a timeout, a 4xx, a body that is not JSON) in one sentence."""
+    """One request's JSON, retried with backoff on a 5xx or a cut connection; anything else wrong in one sentence."""
     import requests
 
     for wait in (*RETRIES, None):
@@ -128,11 +121,9 @@ def _in_threads(one, n: int, concurrency: int, bar) -> list:
 def endpoint_generator(base_url: str, model: str = "", *, max_new_tokens: int = 1024, seed: int = 0,
                        concurrency: int = 8, progress: str | None = None, timeout: float = 600,
                        keep: Path | None = None):
-    """A generator (`fn(conversations, thinking) -> list[Reply]`) over a server: `concurrency` requests in flight,
-    a progress bar named `progress` (None = no bar), `timeout` seconds for each reply. Request i uses seed `seed + i`:
-    reproducible where the server honours seeds (vLLM does). With `keep` (a JSON-lines file) each reply is written as
-    it arrives and a rerun reuses those asked with the same model, prompt, mode, budget and seed, so an interrupted
-    evaluation loses nothing."""
+    """A generator over a server: `concurrency` requests in flight, request i seeded `seed + i`. With `keep` (JSON
+    lines) each reply is saved as it arrives and reused by a rerun asking the same, so an interrupted evaluation
+    loses nothing."""
     from tqdm.auto import tqdm
 
     from kit.files import append_line, read_jsonl

@@ -2,10 +2,6 @@
 
     model, tokenizer = load_for_inference("runs/smoke/adapter")         # base + adapter (base read from it)
     replies = generate(model, tokenizer, [[{"role": "user", "content": "2+2?"}]], thinking=False)
-    replies[0].answer, replies[0].reasoning
-
-Prompts go through the tokenizer's chat template with `enable_thinking`, exactly as vLLM's
-`chat_template_kwargs` do, and sampling uses Qwen's presets for each mode unless overridden.
 """
 
 from __future__ import annotations
@@ -28,8 +24,7 @@ class Reply:
 
 
 def split_reasoning(text: str) -> Reply:
-    """Split generated text into reasoning and answer. With thinking off the prompt already holds the empty think
-    block, so the text is all answer; with thinking on it opens `<think>` itself. Repeated tags inside the reasoning
+    """Split generated text into reasoning and answer (thinking off: all answer); repeated tags inside the reasoning
     and stray `</think>` after it are dropped, as vLLM's qwen3 reasoning parser drops them."""
     body = text.lstrip()
     if "</think>" in body:
@@ -56,30 +51,18 @@ def _checked(path: Path) -> tuple[Path, bool]:
                    "adapter_config.json.")
 
 
-def _adapter_base(adapter: Path) -> str:
-    """The base recorded in the adapter, read as JSON: importing peft here would import transformers before unsloth."""
-    return json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
-
-
 def load_for_inference(path: str | Path, *, base: str | Path | None = None, backend: str = "auto",
                        load_in_4bit: bool = True, dtype: str = "auto"):
-    """Load a model folder (base or merged) or an adapter folder (with its base) for generation.
-
-    Args:
-        path: a model folder, or an adapter folder (holding adapter_config.json).
-        base: the base model folder for an adapter; default: the one recorded in the adapter.
-        backend: auto | unsloth | hf (as for training).
-        load_in_4bit: unsloth: the base in 4-bit (as trained); hf loads 16-bit weights.
-        dtype: auto (bf16 on a GPU, fp32 on a CPU) | bf16 | fp32: the compute dtype.
-    Returns:
-        (model, tokenizer), the model in eval mode.
-    """
+    """(model in eval mode, tokenizer) from a model folder (base or merged) or an adapter folder, whose base defaults
+    to the one it records. `load_in_4bit`: unsloth's base in 4-bit, as trained; `dtype`: auto | bf16 | fp32."""
     import torch
 
     from kit.training.backends import activate_backend
 
     path, is_adapter = _checked(Path(path))
-    base_path = Path(base) if base else (Path(_adapter_base(path)) if is_adapter else path)
+    if not base and is_adapter:  # the base it records, read as JSON: peft would import transformers before unsloth
+        base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+    base_path = Path(base) if base else path
     if not (base_path / "config.json").is_file():
         raise KitError(f"the base model {shown(base_path)} of {shown(path)} is not on this machine; pass the base "
                        "model's folder (--base, or base= in Python).")
@@ -101,9 +84,8 @@ def load_for_inference(path: str | Path, *, base: str | Path | None = None, back
 
 
 def merge_for_decoding(model) -> None:
-    """Merge a PeftModel's adapter into its weights (peft's `merge_adapter`), so each generated token costs what the
-    merged model's does: unmerged, every projection adds two small matmuls, +26-57 % a decoding step on a CPU. Not
-    into quantized (4-bit) weights, which merging would round; peft unmerges it inside `disable_adapter()`."""
+    """Merge a PeftModel's adapter into its weights: unmerged, every projection adds two matmuls (+26-57 % a decoding
+    step on a CPU). Not into 4-bit weights, which merging would round; `disable_adapter()` unmerges it."""
     if getattr(model.config, "quantization_config", None) is None and not any(
             getattr(module, "merged", False) for module in model.modules()):
         model.merge_adapter()
@@ -127,11 +109,8 @@ def _load_base(backend: str, folder: Path, load_in_4bit: bool, dtype):
 def generate(model, tokenizer, conversations: list[list[dict]], *, thinking: bool = True,
              max_new_tokens: int = 1024, stream: bool = False, seed: int | None = None,
              **sampling) -> list[Reply]:
-    """Reply to each conversation (a list of `{"role", "content"}`), in one padded batch.
-
-    `sampling` overrides Qwen's preset for the mode (temperature, top_p, top_k, do_sample, ...);
-    `stream=True` prints the tokens of a single conversation as they come (notebooks).
-    """
+    """Reply to each conversation in one padded batch; `sampling` overrides Qwen's preset for the mode, `stream=True`
+    prints a single conversation's tokens as they come."""
     import torch
     from transformers import TextStreamer, set_seed
 
@@ -156,12 +135,8 @@ def generate(model, tokenizer, conversations: list[list[dict]], *, thinking: boo
 
 def generate_batched(model, tokenizer, conversations: list[list[dict]], *, batch_size: int = 8,
                      progress: str | None = None, **kwargs) -> list[Reply]:
-    """`generate` for many conversations, `batch_size` at a time, in the order given back.
-
-    Batches are formed longest prompt first: rows of similar length share a batch (little padding), and a batch
-    too large for the GPU fails at once rather than at the end. `progress` names a progress bar (with ETA);
-    `kwargs` go to `generate` (thinking, max_new_tokens, seed, sampling).
-    """
+    """`generate`, `batch_size` at a time, longest prompt first (little padding; a batch too large fails at once),
+    the replies in the order given; `progress` names a progress bar."""
     from tqdm.auto import tqdm
 
     order = sorted(range(len(conversations)), key=lambda i: -sum(len(m["content"]) for m in conversations[i]))
@@ -183,10 +158,7 @@ def chat(model, tokenizer, prompt: str, *, thinking: bool = True, system: str | 
 
 
 def side_by_side(models: dict, prompts: list[str], *, max_new_tokens: int = 256, seed: int = 0):
-    """A table (pandas DataFrame) of each model's reply to each prompt, thinking on and off.
-
-    `models` maps a name to `(model, tokenizer)`, e.g. {"base": ..., "tuned": ...}.
-    """
+    """A DataFrame of each model's reply to each prompt, thinking on and off; `models`: name -> (model, tokenizer)."""
     import pandas as pd
 
     rows = []

@@ -1,21 +1,13 @@
 """Estimate peak GPU memory for LoRA on Qwen3, and pick the largest model and batch that fit a GPU.
 
     estimate("14B", seq_len=2048, batch=2).total_gb        # about 14 GB with unsloth
-    recommend(24)                                         # -> the largest Qwen3 and batch for a 24 GB card
-    grpo_estimate_for(cfg)                                # GRPO: a training pass plus what generation holds
 
-The formula (docs/memory.md compares it with published figures): weights (4-bit linears at 0.516 bytes per
-parameter with their quantization constants, a share kept 16-bit by Unsloth's dynamic quantization, 16-bit
-embeddings and head) + LoRA (fp32 weights and grads, optimizer state) + activations (with checkpointing: the
-saved layer inputs, offloaded to CPU by Unsloth, plus one layer's recompute) + logits (full fp32 for `hf`,
-chunked by Unsloth's fused loss) + a fixed CUDA context/allocator overhead. GRPO adds generation: the KV cache
-of every completion of a step at once (prompts x generations sequences of prompt + completion tokens, 16-bit keys
-and values of every layer's KV heads), what transformers' generate holds; vLLM takes its own share of the GPU instead.
+docs/memory.md gives the formula's terms and compares it with published figures.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from kit.models.profiles import HEAD_DIM, TRAINABLE, VOCAB, find
 from kit.paths import PROJECT_ROOT
@@ -41,10 +33,6 @@ class Estimate:
     def total_gb(self) -> float:
         return (self.weights_gb + self.lora_gb + self.activations_gb + self.logits_gb + self.overhead_gb
                 + self.generation_gb)
-
-    def as_dict(self) -> dict:
-        return {**{k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(self).items()},
-                "total_gb": round(self.total_gb, 2)}
 
     def __str__(self) -> str:
         generation = f", generation {self.generation_gb:.1f}" if self.generation_gb else ""
@@ -106,8 +94,8 @@ def plan_table(gpus: tuple[int, ...] = (24, 32, 48, 80), *, seq_len: int = 2048,
 
 
 def estimate_for(cfg, backend: str = "unsloth", *, seq_len: int = 0, batch: int = 0) -> Estimate | None:
-    """The estimate for a config's model and settings on a GPU (a pass of `batch` sequences of `seq_len` tokens,
-    by default train.*'s); None for a model the formula does not cover (the tiny default, a MoE, an unknown folder)."""
+    """The estimate for a config's model and settings on a GPU; None where the formula does not apply (tiny, MoE,
+    folder)."""
     from kit.training.trainer import optimizer_name
 
     model = find(cfg.model.name)
@@ -127,8 +115,8 @@ def kv_cache_gb(size: str, tokens: int) -> float:
 
 
 def grpo_estimate_for(cfg, backend: str = "unsloth") -> Estimate | None:
-    """GRPO's peak for a config on a GPU: a training pass of grpo.per_device_train_batch_size completions of prompt +
-    completion tokens, plus the KV cache of the step's completions generated together; None as for estimate_for."""
+    """GRPO's peak for a config: a training pass plus the KV cache of the step's completions; None as for
+    estimate_for."""
     g = cfg.grpo
     length = g.max_prompt_length + g.max_completion_length
     est = estimate_for(cfg, backend, seq_len=length, batch=g.per_device_train_batch_size)

@@ -1,12 +1,8 @@
 """Every Qwen3 model the kit knows, one profile each: its repos, shape, chat template family, sampling and parser.
 
     profile = find("Qwen3-14B")        # also "qwen3-14b", "14B", "unsloth/Qwen3-14B-unsloth-bnb-4bit", a folder of it
-    profile.repo("base_16bit"), profile.params(), profile.linear_shapes()
 
-Names are matched exactly (a repo id, or a folder named after one, as the kit's downloads are): `find` never takes
-Qwen3-4B-Instruct-2507 for Qwen3-4B. The hub (kit.models.hub), the memory estimate (kit.models.memory), the export's
-16-bit base and the served template's settings all read these records. Shapes are those of each published
-config.json; the hybrid models share the vocabulary, head size and chat template (templates/qwen3.jinja).
+Names are matched exactly: `find` never takes Qwen3-4B-Instruct-2507 for Qwen3-4B.
 """
 
 from __future__ import annotations
@@ -52,8 +48,7 @@ class Profile:
         return self.name.removeprefix("Qwen3-")
 
     def repo(self, variant: str) -> str:
-        """A variant's repo id (the same on ModelScope and Hugging Face): `unsloth/Qwen3-14B-unsloth-bnb-4bit`,
-        `unsloth/Qwen3-14B-bnb-4bit`, `Qwen/Qwen3-14B`."""
+        """A variant's repo id, the same on ModelScope and Hugging Face (`Qwen/Qwen3-14B`, ...)."""
         return {"dynamic_4bit": f"unsloth/{self.name}-unsloth-bnb-4bit", "bnb_4bit": f"unsloth/{self.name}-bnb-4bit",
                 "base_16bit": f"Qwen/{self.name}"}[variant]
 
@@ -97,9 +92,8 @@ TRAINABLE = [p.size for p in PROFILES.values() if not p.refused]  # smallest fir
 
 
 def find(name: str) -> Profile | None:
-    """The profile a name refers to, exactly: `Qwen3-14B` (any case), `14B`, one of its repo ids (or Unsloth's
-    16-bit copy, `unsloth/Qwen3-14B`), or a folder named
-    after one (`.../unsloth--Qwen3-14B-unsloth-bnb-4bit`, as the kit's downloads are); None for anything else."""
+    """The profile a name refers to, exactly: `Qwen3-14B` (any case), `14B`, one of its repo ids (or
+    `unsloth/Qwen3-14B`), or a folder named after one, as the kit's downloads are; None for anything else."""
     key = Path(name).name.replace("--", "/") if "--" in Path(name).name else name
     for profile in PROFILES.values():
         names = {profile.name, profile.size, f"unsloth/{profile.name}", *(profile.repo(v) for v in VARIANTS)}

@@ -1,11 +1,7 @@
-"""The two training backends, chosen in one place, and model/tokenizer loading.
+"""The training backends, chosen in one place, and model/tokenizer loading: `unsloth` (a CUDA GPU, 4-bit, fused
+kernels), `hf` (transformers + peft: the CPU path and the speed baseline), `auto` (unsloth where a GPU is).
 
-- `unsloth` (CUDA GPU): `FastLanguageModel` in 4-bit with Unsloth's fused kernels and offloaded checkpointing.
-- `hf` (CPU or GPU): transformers + peft, bitsandbytes nf4 on a GPU; the CPU path and the speed baseline.
-- `auto`: unsloth where a CUDA GPU is present, else hf.
-
-Unsloth patches transformers, trl and peft when it is imported, so it must be imported before them.
-`activate_backend` is that one deliberate place: scripts call it right after reading the config.
+Unsloth patches transformers, trl and peft when imported, so `activate_backend` imports it first, deliberately.
 """
 
 from __future__ import annotations
@@ -26,17 +22,12 @@ class BackendError(KitError, RuntimeError):
     pass
 
 
-def cuda_available() -> bool:
+def pick_backend(name: str, model: str = "") -> str:
+    """'auto' -> 'unsloth' with a CUDA GPU, else 'hf'. Without a usable GPU unsloth is an error, and so is auto for a
+    real `model`: its weights would be downloaded for a CPU run that cannot finish."""
     import torch
 
-    return torch.cuda.is_available()
-
-
-def pick_backend(name: str, model: str = "") -> str:
-    """'auto' -> 'unsloth' with a CUDA GPU, else 'hf'. Without a usable GPU, unsloth is an error, and so is auto for a
-    real `model` (anything but the tiny default): its weights would be downloaded for a CPU run that cannot finish.
-    The error says why the GPU is missing (kit.machine)."""
-    if cuda_available():
+    if torch.cuda.is_available():
         return "unsloth" if name == "auto" else name
     if name == "unsloth":
         raise BackendError(f"train.backend=unsloth needs a CUDA GPU and none is usable: {no_gpu_reason()}; "
@@ -48,8 +39,7 @@ def pick_backend(name: str, model: str = "") -> str:
 
 
 def activate_backend(name: str, model: str = "") -> str:
-    """Resolve the backend (`model`: the model about to be trained or evaluated, see pick_backend) and, for unsloth,
-    import it now, before transformers/trl/peft are imported."""
+    """Resolve the backend (see pick_backend) and, for unsloth, import it now, before transformers/trl/peft."""
     backend = pick_backend(name, model)
     if backend == "unsloth" and "unsloth" not in sys.modules:
         early = [m for m in PATCHED_BY_UNSLOTH if m in sys.modules]
@@ -104,8 +94,7 @@ def load_tokenizer(cfg: Config):
 
 
 def check_thinking_switch(folder: Path) -> None:
-    """The recipe trains and checks Qwen3's thinking switch: a model whose chat template lacks it is refused before
-    it loads (a local folder or repo id the profiles could not name, e.g. a Qwen3-2507 copy)."""
+    """Refuse, before it loads, a model whose chat template lacks Qwen3's thinking switch (e.g. a Qwen3-2507 copy)."""
     template = " ".join(p.read_text(encoding="utf-8", errors="replace") for p in
                         (Path(folder) / "tokenizer_config.json", Path(folder) / "chat_template.jinja") if p.is_file())
     if "enable_thinking" not in template:
@@ -211,8 +200,7 @@ def precision(cfg: Config, backend: str, on_gpu: bool) -> str:
 
 
 def _device_map(on_gpu: bool) -> dict | None:
-    """Each process's whole model on its own GPU (plain data parallel); none where FSDP or DeepSpeed ZeRO-3 shard
-    the model themselves (transformers refuses a device_map under ZeRO-3, and one defeats FSDP)."""
+    """Each process's whole model on its own GPU; none where FSDP or DeepSpeed ZeRO-3 shard the model themselves."""
     from transformers.distributed.fsdp import is_fsdp_enabled
     from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
@@ -253,8 +241,7 @@ LOADERS = {"unsloth": _load_unsloth, "hf": _load_hf}
 
 
 def load_for_training(cfg: Config, backend: str, *, vllm: bool = False):
-    """The base model with a trainable LoRA adapter (new, or `model.adapter` continued), and its tokenizer; with
-    `vllm` (unsloth only), a vLLM engine sharing its weights too, for GRPO's generation."""
+    """The model with a trainable LoRA (new, or `model.adapter` continued) and its tokenizer; `vllm`: for GRPO."""
     from kit.hub import resolve_model
 
     if cfg.model.adapter:

@@ -1,9 +1,5 @@
-"""Guards against the silent failures of fine-tuning, each a named stop (GuardError) or warning before or while
-training: `label-coverage`, `pad-token`, `finite-loss`, `same-template`, `packing`, `rollouts-with-adapter`.
-
-Each was seen in the field running for weeks unnoticed: a think-block mask that dropped every sample, NaN losses from
-the pad token, an exported template unlike the trained one, packed rows attending to each other, GRPO rollouts
-sampled from the base with the adapter ignored. A guard says which it is, what it saw, and what to do.
+"""Guards against the silent failures of fine-tuning, each a named stop (GuardError) or warning, each seen in the field
+running unnoticed: `label-coverage`, `pad-token`, `finite-loss`, `same-template`, `packing`, `rollouts-with-adapter`.
 """
 
 from __future__ import annotations
@@ -45,9 +41,7 @@ def label_coverage(report: dict) -> list[str]:
 
 
 def pad_token(model, tokenizer) -> None:
-    """guard `pad-token`: the pad token lies inside the model's embeddings, and a batch padded as the trainer pads
-    (right, masked, labels -100) gives a finite loss: a pad id past the embeddings or a NaN embedding row stops here,
-    before the first step."""
+    """guard `pad-token`: the pad id lies inside the embeddings and a right-padded batch gives a finite loss."""
     import torch
 
     pad, rows = tokenizer.pad_token_id, model.get_input_embeddings().num_embeddings
@@ -69,8 +63,7 @@ def pad_token(model, tokenizer) -> None:
 
 
 def finite_loss():
-    """guard `finite-loss`: a callback stopping the run at the first logged training or eval loss that is NaN or
-    infinite (transformers' logging_nan_inf_filter, which would hide it, is off: kit.training.trainer)."""
+    """guard `finite-loss`: a callback stopping the run at the first NaN or infinite training or eval loss."""
     from transformers import TrainerCallback
 
     class FiniteLoss(TrainerCallback):
@@ -85,8 +78,7 @@ def finite_loss():
 
 def same_template(reference, other, what: str) -> None:
     """guard `same-template`: `other` (an exported tokenizer) renders TEMPLATE_PROBE byte for byte as `reference`
-    (the one training rendered the data with) does: the training text, and the generation prompt with thinking on
-    and off, as vLLM renders it for a request's chat_template_kwargs."""
+    does, with thinking on and off, as vLLM renders it."""
     renders = [(TEMPLATE_PROBE, {}), *((TEMPLATE_PROBE[:-1], {"add_generation_prompt": True, "enable_thinking": mode})
                                       for mode in (True, False))]
     for conversation, kwargs in renders:
@@ -100,9 +92,7 @@ def same_template(reference, other, what: str) -> None:
 
 
 def packing_leak(model, batch: dict) -> float:
-    """How far the logits of the second row of a padding-free packed sequence (`batch`: input_ids and position_ids,
-    which restart at 0 for each row, as TRL's collator gives them) move when that row runs alone, as a share of its
-    largest logit: 0 where rows cannot see each other."""
+    """How far a packed `batch`'s second row moves its logits when run alone, as a share of its largest logit."""
     import torch
 
     starts = (batch["position_ids"][0] == 0).nonzero().flatten().tolist() + [batch["input_ids"].shape[1]]
@@ -118,9 +108,8 @@ def packing_leak(model, batch: dict) -> float:
 
 
 def packing(trainer) -> None:
-    """guard `packing`: in the first packed sequence holding two rows or more, the second row's logits are those it
-    has alone: rows neither attend to nor predict each other (TRL's collator masks each row's first label). Padding-
-    free packing leaves the row boundaries to the attention reading position_ids; one that does not is caught here."""
+    """guard `packing`: in the first packed sequence of two rows or more, the second row's logits are those it has
+    alone (padding-free packing relies on the attention reading position_ids)."""
     rows = trainer.train_dataset
     index = next((i for i, n in enumerate(rows.select(range(min(len(rows), 256)))["seq_lengths"]) if len(n) > 1), None)
     if index is None:
@@ -134,9 +123,8 @@ def packing(trainer) -> None:
 
 
 def rollout_gap(model, prompt_ids: list[list[int]], completion_ids: list[list[int]], rows: int = 4) -> float:
-    """The mean log-probability per completion token under the policy (adapter on) minus under the base (adapter
-    off), over the first `rows` rollouts: in expectation the policy's KL from the base (> 0) when the policy sampled
-    them, minus the base's KL from the policy (< 0) when the base did."""
+    """Mean log-probability per completion token under the policy minus under the base, over the first `rows`
+    rollouts: > 0 (the policy's KL from the base) when the policy sampled them, < 0 when the base did."""
     import torch
 
     gaps = []
@@ -155,8 +143,7 @@ def rollout_gap(model, prompt_ids: list[list[int]], completion_ids: list[list[in
 
 
 def rollouts_with_adapter(gap: float, step: int) -> str:
-    """guard `rollouts-with-adapter`: the warning for `rollout_gap` at `step`, or "" where the rollouts look sampled
-    with the adapter."""
+    """guard `rollouts-with-adapter`: the warning for `rollout_gap` at `step`, or "" where the rollouts look right."""
     if gap >= 0:
         return ""
     return (f"guard rollouts-with-adapter: the rollouts at step {step} are {-gap:.3f} nats a token likelier under the "

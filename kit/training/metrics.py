@@ -26,8 +26,7 @@ def source_key(name: str) -> str:
 
 
 def read_metrics(run: str | Path) -> list[dict]:
-    """Every logged record of a run, in order (`{"step": 25, "eval_chat_loss": 1.9, ...}`); none before it logs. A
-    last line cut by a power cut is dropped; a damaged one elsewhere is an error naming it."""
+    """Every logged record of a run, in order (none before it logs); a cut-off last line is dropped."""
     return read_jsonl(Path(run) / "logs" / "metrics.jsonl", "remove that line (or the file: its records are for plots "
                       "and sweeps, not for resuming) and run again.")
 
@@ -52,8 +51,8 @@ def switch_curve(records: list[dict]) -> list[tuple[int, float]]:
 
 
 def broken_switch(records: list[dict], drop: float) -> str:
-    """Why the run's thinking switch counts as broken (its last score more than `drop` below its step-0 score), or
-    "" where it held or was not measured from step 0."""
+    """Why the switch counts as broken (its last score over `drop` below step 0's), or "" where it held or is
+    unknown."""
     curve = switch_curve(records)
     if not curve or curve[0][0] != 0 or curve[-1][1] >= curve[0][1] - drop:
         return ""

@@ -1,20 +1,7 @@
-"""Before paying for hours: does a config fit this GPU, how fast does it train, how long and how much will it cost.
-
-    result = probe(load_config("configs/qwen3-14b-math.yaml"), price_per_hour=2.5)   # = qwen3-kit probe <config>
-    result["data"]["s_per_step"], result["run"]["eta_s"], result["longest_seq"]["value"], result["advice"]
-
-The config's model is loaded as training loads it (kit.training.backends) and the kit's own trainer
-(kit.training.trainer) runs a few steps: first on the config's prepared data (the time per step, hence the run's ETA and
-cost), then on rows of the full model.max_seq_length (the worst batch the data can produce: the peak memory that decides
-whether the run fits, and tokens/s and MFU at that length). Then the longest sequence at the config's batch and the
-largest batch at its length are searched, one training step a trial (doubling, then bisection; running out of memory
-answers "no"), and what to change in the config is said. Each measurement prints as soon as it exists and is saved at
-once to <run folder>/probe.json, so a probe stopped half-way keeps what it measured. With `cap_gib` it measures as on a
-smaller card: the memory this process may use is capped before the model loads, its CUDA context counted in.
-
-Without a GPU only the tiny default runs: the probe's path on the CPU, whose searches stop at twice the config's
-length and batch and say nothing about memory. scripts/gpu_check.py runs this probe at random-weight Qwen3 shapes
-for both backends, so what the benchmarks measure is what users run.
+"""Before paying for hours: does a config fit this GPU, how fast does it train, how long and how much will it cost
+(`qwen3-kit probe`, whose help says what is measured). Each finding is printed and saved to <run folder>/probe.json
+the moment it exists, so a probe stopped half-way keeps what it measured. Searches are one training step a trial
+(doubling, then bisection; running out of memory answers "no"); on a CPU they stop at twice the config's values.
 """
 
 from __future__ import annotations
@@ -48,11 +35,9 @@ def peak_tflops(device: str) -> float | None:
 
 
 def flops_per_token(config, seq: int, lora_params: int, checkpointing: bool) -> tuple[float, float]:
-    """(model FLOPs, hardware FLOPs) per trained token of LoRA on a Qwen3 `config` at sequence length `seq`.
-
-    PaLM's convention: frozen weights cost 4N (forward 2N, input gradients 2N), N counting every matmul weight, the
-    lm_head included (tied or not); attention 12 x layers x seq x (heads x head_dim), no causal discount; 6 per LoRA
-    parameter. Hardware FLOPs add the forward that gradient checkpointing recomputes."""
+    """(model FLOPs, hardware FLOPs) per trained token of LoRA on a Qwen3 `config` at length `seq`, by PaLM's
+    convention: frozen weights 4N (the lm_head counted), attention 12 x layers x seq x width, 6 per LoRA parameter;
+    hardware FLOPs add the forward that gradient checkpointing recomputes."""
     hidden, layers = config.hidden_size, config.num_hidden_layers
     attention_width = config.num_attention_heads * config.head_dim
     per_layer = (2 * hidden * attention_width + 2 * hidden * config.num_key_value_heads * config.head_dim
@@ -65,9 +50,7 @@ def flops_per_token(config, seq: int, lora_params: int, checkpointing: bool) -> 
 
 
 def largest_fitting(fits, start: int, step: int, limit: int) -> int:
-    """The largest multiple of `step` up to `limit` for which `fits(n)` holds, given that it holds below some
-    threshold: from `start`, doubling while it fits (halving while it does not), then bisection. 0 when even `step`
-    does not fit."""
+    """The largest multiple of `step` up to `limit` where `fits(n)` (0: none): doubling or halving, then bisection."""
     good, bad = 0, limit + step  # fits(good) held (0: nothing yet); fits(bad) failed (or is past the limit)
     n = min(max(start // step * step, step), limit)
     while bad - good > step:
@@ -83,10 +66,8 @@ def largest_fitting(fits, start: int, step: int, limit: int) -> int:
 
 def probe(cfg: Config, *, price_per_hour: float | None = None, steps: int = 3, search: bool = True,
           cap_gib: float = 0, max_seq: int = 32768) -> dict:
-    """Measure `cfg` on this machine: load, a few steps on its data and at full length, the longest sequence and
-    largest batch that fit, what to change. Prints each measurement, saves probe.json in the run folder and returns
-    what it holds. Raises KitError on a machine without a usable GPU for anything but the tiny default, and after
-    the measurements when one failed other than by running out of memory (probe.json keeps what was measured)."""
+    """Measure `cfg` here and return probe.json's content; KitError without a GPU (but for tiny) or a failed
+    measurement."""
     import torch
 
     if not torch.cuda.is_available() and cfg.model.name not in ("", "tiny"):
@@ -188,8 +169,7 @@ def _measure(cfg: Config, backend: str, record: _Record, price_per_hour, steps, 
 
 
 def _card(cap_gib: float) -> dict:
-    """The device, the memory this process may use (the card's, or `cap_gib` GiB) and what the CUDA context and
-    other processes already hold of it."""
+    """The device, the memory this process may use (the card's, or `cap_gib` GiB) and what is already held."""
     import torch
 
     if not torch.cuda.is_available():
@@ -214,9 +194,7 @@ def _full_rows(tokenizer, rows: int, length: int):
 
 def _steps(cfg: Config, backend: str, model, tokenizer, rows, steps: int, length: int, batch: int,
            accum: int) -> dict:
-    """`steps` optimizer steps of the kit's trainer on `rows` at `length`, `batch` x `accum`: the time per step and
-    tokens/s after the first step, the peak GPU memory, the model's mode during the steps. A failure is the result:
-    `fits` False with the error (running out of memory, or anything else)."""
+    """`steps` optimizer steps on `rows`: times, tokens/s, peak memory, mode; a failure is a result (`fits` False)."""
     import torch
 
     from kit.training.trainer import build_trainer
@@ -245,8 +223,7 @@ def _steps(cfg: Config, backend: str, model, tokenizer, rows, steps: int, length
 
 
 def _release(backend: str) -> None:
-    """Free what the last steps left, a failed attempt's included: Unsloth resets its checkpointing buffers only
-    after a train() that returned."""
+    """Free what the last steps left: Unsloth resets its checkpointing buffers only after a train() that returned."""
     import torch
 
     from kit.machine import release_memory
@@ -271,8 +248,7 @@ def _peak() -> dict:
 
 
 def _clock(on_gpu: bool):
-    """A callback timing each optimizer step, end to end (data loading included), counting its tokens, and noting
-    the model's mode as the first step begins (Unsloth switches it in train(): training, checkpointing)."""
+    """A callback timing each optimizer step end to end, counting its tokens, noting the model's mode at the first."""
     import torch
     from transformers import TrainerCallback
 
@@ -317,8 +293,7 @@ def _utilisation(model, tokens_per_s: float, length: int, checkpointing: bool, c
 
 
 def _trials(measure, record: _Record):
-    """A search along one axis (length at a fixed batch, or batch at a fixed length), each trial printed and saved
-    as it ends; an error other than running out of memory stops it, and is kept as its result."""
+    """A search along one axis, each trial saved as it ends; an error other than running out of memory stops it."""
 
     def search(axis: str, fixed: int, start: int, step: int, limit: int) -> dict:
         other = "batch" if axis == "length" else "length"
@@ -371,8 +346,8 @@ def _run_line(total: int, eta: float | None, price_per_hour: float | None, cost:
 
 
 def advice(cfg: Config, fits: bool, longest: int | None, largest: int | None) -> list[str]:
-    """What to change in `cfg`, as key=value settings with the reason: from whether full-length batches `fits`, the
-    `longest` sequence at its batch and the `largest` batch at its length (None: not searched)."""
+    """What to change in `cfg` (key=value with the reason), from whether full-length batches `fits`, the `longest`
+    sequence at its batch and the `largest` batch at its length (None: not searched)."""
     t, length = cfg.train, cfg.model.max_seq_length
     batch, effective = t.per_device_train_batch_size, t.per_device_train_batch_size * t.gradient_accumulation_steps
     # the largest batch that fits and divides the effective batch, so the accumulation keeps it

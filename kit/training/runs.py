@@ -3,10 +3,7 @@
     <train.output_dir>/<train.run_name>/
         config.yaml  data_report.json  logs/metrics.jsonl  logs/resumes.jsonl  checkpoints/checkpoint-<step>/  adapter/
 
-config.yaml is the config the run started with; a resume with other settings is recorded in logs/resumes.jsonl, and
-refused where it would continue a different run (model, LoRA shape, data). `adapter/` appears whole or not at all.
-`finished_run(cfg)` is how chat, export and evaluation (scripts and notebooks) find a trained adapter without
-training anything.
+A resume with other settings is recorded in logs/resumes.jsonl, and refused where it would continue a different run.
 """
 
 from __future__ import annotations
@@ -26,8 +23,7 @@ from kit.files import append_line, atomic_folder, read_json, write_atomic
 
 
 def run_folder(cfg: Config, state=None) -> Path:
-    """`train.output_dir/train.run_name`; without a name, a timestamp decided by the main process and shared with
-    the others (`state`: accelerate's PartialState), which would otherwise each stamp their own second."""
+    """`train.output_dir/train.run_name`; without a name a timestamp, the main process's shared with the others."""
     name = cfg.train.run_name or time.strftime("run-%Y%m%d-%H%M%S")
     if not cfg.train.run_name and state is not None and state.num_processes > 1:
         from accelerate.utils import broadcast_object_list
@@ -96,8 +92,7 @@ def verify_adapter(folder: Path) -> None:
 
 
 def finished_run(cfg: Config) -> Path:
-    """The run folder `cfg` trains into, once it holds its adapter; without `train.run_name`, the newest finished
-    run under `train.output_dir`. Raises KitError saying how to train it when there is none."""
+    """The run folder `cfg` trains into once it holds its adapter (no run_name: the newest finished); else KitError."""
     if cfg.train.run_name:
         run = Path(cfg.train.output_dir) / cfg.train.run_name
         candidates = [run] if has_adapter(run) else []
@@ -113,12 +108,8 @@ def finished_run(cfg: Config) -> Path:
 
 @contextmanager
 def run_lock(run: Path, doing: str = "trained") -> Iterator[None]:
-    """One process per run folder (training it, or exporting it): a second one is refused with the first one's PID
-    and what it is doing, so a retrain cannot pull the adapter from under an export.
-
-    The lock (fcntl on `<run>/.lock`) is released by the kernel when the holder exits, however it exits, so a
-    preempted run never leaves a stale lock behind.
-    """
+    """One process per run folder (training or exporting it): a second is refused with the first's PID and task. The
+    lock (fcntl on `<run>/.lock`) dies with its holder, so a preempted run leaves none behind."""
     import fcntl
 
     run.mkdir(parents=True, exist_ok=True)
@@ -158,8 +149,7 @@ def identity_changes(changes: dict[str, tuple], identity: tuple[str, ...] = IDEN
 
 
 def keep_metrics_until(run: Path, step: int) -> None:
-    """Drop the logged metrics of steps after `step`, which a resume from there redoes, and the stopped session's
-    end-of-training record (`train_runtime`, ...), which the resumed one writes again."""
+    """Drop the logged metrics after `step` and the end-of-training record: a resume from there writes them again."""
     from kit.training.metrics import read_metrics
 
     path = run / "logs" / "metrics.jsonl"
@@ -170,8 +160,7 @@ def keep_metrics_until(run: Path, step: int) -> None:
 
 
 def resume_point(cfg: Config, folder: Path) -> str | None:
-    """The checkpoint to continue from; with resume=never, the run's earlier checkpoints, adapter and logs go. A
-    checkpoint cut short (a kill or a full disk during its save) is removed: never resumed from, nor saved over."""
+    """The checkpoint to continue from (resume=never clears the run); a checkpoint cut short is removed."""
     if cfg.train.resume == "never":
         for stale in ("checkpoints", "adapter", "logs"):
             shutil.rmtree(folder / stale, ignore_errors=True)
@@ -184,9 +173,7 @@ def resume_point(cfg: Config, folder: Path) -> str | None:
 
 def record_config(cfg: Config, folder: Path, resume: str | None,
                   identity: tuple[str, ...] = IDENTITY_PREFIXES) -> None:
-    """config.yaml for a new run; for one that has trained, the saved config stays, what differs is checked and
-    recorded in logs/resumes.jsonl, and a change of model, LoRA shape or data (the keys under `identity`) is refused
-    unless allowed."""
+    """config.yaml for a new run; a resumed one's changes go to logs/resumes.jsonl, `identity` changes are refused."""
     if not (folder / "config.yaml").is_file() or not (resume or has_adapter(folder)):
         save_config(cfg, folder / "config.yaml")
         return
@@ -208,8 +195,8 @@ CHECKPOINT_ONLY = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "rng_st
 
 
 def adapter_from_checkpoint(checkpoint: Path, run: Path) -> Path:
-    """`<run>/adapter` written from a checkpoint saved at the final step (the adapter and tokenizer files, not the
-    optimizer's), in one rename: what a run killed during its final save needs, without training again."""
+    """`<run>/adapter` from the final step's checkpoint (not its optimizer files), for a run killed during its final
+    save."""
     skip = {p for pattern in CHECKPOINT_ONLY for p in checkpoint.glob(pattern)}
     with atomic_folder(run / "adapter") as tmp:
         for path in checkpoint.iterdir():

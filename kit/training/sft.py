@@ -1,12 +1,9 @@
 """Train a LoRA adapter on the prepared mix with TRL's SFTTrainer, resumable after preemption.
 
     result = train(load_config("configs/smoke.yaml"))
-    result.adapter_dir, result.losses
 
-Three steps, each readable on its own: `prepare_run` (the run folder, the data, the plan, where to resume),
-`fit` (model, trainer, signals, tracking) and `finish` (the adapter, the result). The run folder is described in
-kit.training.runs. With `train.resume=auto` a rerun continues from the newest checkpoint; SIGTERM (a preempted rented
-GPU) or Ctrl-C saves a checkpoint before the process exits.
+`prepare_run` (folder, data, plan, where to resume), `fit` (model, trainer, signals) and `finish` (the adapter).
+SIGTERM (a preempted rented GPU) or Ctrl-C saves a checkpoint before the process exits.
 """
 
 from __future__ import annotations
@@ -105,8 +102,7 @@ def mix_epochs(cfg: Config) -> int:
 
 
 def epoch_share(run: Run) -> str:
-    """How much of one epoch's mix the steps cover: rows seen against the rows of a mix (packed: tokens, as a packed
-    row is one full sequence of several examples)."""
+    """How much of one epoch's mix the steps cover, in rows (packed: tokens)."""
     t, mix = run.cfg.train, run.prepared.report["mix"]
     batch = t.per_device_train_batch_size * t.gradient_accumulation_steps * run.state.num_processes
     seen, epoch, unit = run.steps * batch, len(run.prepared.train) / run.epochs, "rows"
@@ -167,8 +163,7 @@ def switch_line(cfg: Config, steps: int, eval_rows: int) -> str:
 
 
 def prepare_run(cfg: Config, backend: str, state, folder: Path, progress: bool = True) -> Run:
-    """Where the run resumes, its config recorded (or a resume that would continue a different run refused), the
-    prepared data (rank 0 first; the others reuse its cache) and the report and plan printed."""
+    """Resume point, recorded config, prepared data (rank 0 first) and the report and plan printed."""
     resume = resume_point(cfg, folder) if state.is_main_process else None
     if state.is_main_process:
         (folder / "logs").mkdir(parents=True, exist_ok=True)
@@ -190,8 +185,7 @@ def prepare_run(cfg: Config, backend: str, state, folder: Path, progress: bool =
 
 
 def announce(run: Run, report: str, plan: str) -> None:
-    """data_report.json written; the settings that differ from the defaults, the data `report`, the `plan` and the
-    resume point printed, before the model loads."""
+    """Write data_report.json; print the changed settings, the `report`, the `plan` and the resume point."""
     write_atomic(run.folder / "data_report.json", json.dumps(run.prepared.report, indent=2))
     settings = ", ".join(f"{k}={v}" for k, v in changed(run.cfg).items())
     print(f"config: {run.folder / 'config.yaml'} (set: {settings or 'all defaults'})")
@@ -203,8 +197,7 @@ def announce(run: Run, report: str, plan: str) -> None:
 
 @contextmanager
 def signals_stop(stop, announce: bool = True) -> Iterator[None]:
-    """For the block, SIGTERM (a preempted rented GPU) and Ctrl-C ask `stop` to end training after the current step
-    with a checkpoint, said at once; a second Ctrl-C stops at once, without one."""
+    """SIGTERM and Ctrl-C ask `stop` to end after this step with a checkpoint; a second Ctrl-C stops at once."""
 
     def handle(signum, frame):
         if stop.requested and signum == signal.SIGINT:
@@ -268,8 +261,7 @@ def build(run: Run, callbacks: list | None = None, progress: bool = True):
 
 
 def save_adapter(run: Run, trainer) -> None:
-    """`<run>/adapter` (weights and tokenizer) in one rename, by the main process: a run is complete exactly when
-    this folder exists."""
+    """`<run>/adapter` in one rename, by the main process: a run is complete exactly when it exists."""
     if run.main:
         with atomic_folder(run.folder / "adapter") as tmp:
             trainer.save_model(str(tmp))
@@ -283,8 +275,7 @@ def fit(run: Run, callbacks: list | None = None, progress: bool = True) -> Train
 
 
 def run_trainer(run: Run, trainer, stop) -> TrainResult:
-    """Train from the resume point to the end, or until a signal asks `stop` to end it (then the newest checkpoint is
-    the state); the handlers stay until the adapter is in place, so a signal during the final save cannot cut it."""
+    """Train to the end or until `stop`; the signal handlers stay until the adapter is in place, so no save is cut."""
     if run.main:  # the steps after the checkpoint (all of them without one) are trained again: their records go
         keep_metrics_until(run.folder, checkpoint_step(run.resume) if run.resume else -1)
     with tracking(run) as handle, signals_stop(stop, announce=run.main):
@@ -298,8 +289,7 @@ def run_trainer(run: Run, trainer, stop) -> TrainResult:
 
 
 def already_trained(run: Run) -> TrainResult | None:
-    """The result without training, where the run needs none: complete already, or killed during its final save
-    (its checkpoint at the last step becomes the adapter)."""
+    """The result without training where none is needed: complete, or killed during its final save."""
     done = checkpoint_step(run.resume) if run.resume else 0
     if not run.resume or done < run.steps:
         return None
@@ -314,13 +304,9 @@ def already_trained(run: Run) -> TrainResult | None:
 
 
 def train(cfg: Config, *, progress: bool = True, callbacks: list | None = None) -> TrainResult:
-    """Prepare data, load the model with a LoRA adapter, train, and save the adapter into the run folder.
-
-    `callbacks` are extra `transformers.TrainerCallback`s (e.g. `kit.plots.live_loss_plot()` in a notebook).
-    Under `torchrun` or `accelerate launch` the same call trains data-parallel: rank 0 downloads, prepares the
-    data and writes the run folder first; the other ranks wait and reuse its cache. A second process training the
-    same run folder is refused.
-    """
+    """Prepare data, load the model with a LoRA adapter, train, and save the adapter into the run folder. `callbacks`
+    are extra TrainerCallbacks. Under torchrun or accelerate the same call trains data-parallel (rank 0 prepares
+    first)."""
     backend = activate_backend(cfg.train.backend, cfg.model.name)  # unsloth before transformers/trl/peft
     import torch
     from accelerate import PartialState

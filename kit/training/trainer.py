@@ -23,8 +23,7 @@ def optimizer_name(cfg: Config, on_gpu: bool) -> str:
 
 
 def whole_run_train_loss(state, logs: dict) -> None:
-    """transformers divides a session's summed loss by every step of the run, too low after a resume: the final
-    `train_loss` becomes the mean over the whole run instead."""
+    """The final `train_loss` as the mean over the whole run (transformers' is too low after a resume)."""
     losses = [h["loss"] for h in state.log_history if "loss" in h]
     if "train_loss" in logs and losses:
         logs["train_loss"] = sum(losses) / len(losses)
@@ -68,8 +67,7 @@ def _trainer_class():
 
 
 def run_arguments(cfg: Config, out: Path, save_steps: int, warmup_steps: int) -> dict:
-    """The TrainingArguments every trainer of the kit shares: checkpoints, precision, optimizer and schedule, logging,
-    tracking. `train.*` sets them; each trainer adds its own steps, batch and learning rate."""
+    """The TrainingArguments every trainer of the kit shares; each adds its own steps, batch and learning rate."""
     import torch
 
     on_gpu = torch.cuda.is_available()
@@ -91,8 +89,7 @@ def run_arguments(cfg: Config, out: Path, save_steps: int, warmup_steps: int) ->
 
 
 def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True, eval_on_start: bool = False):
-    """The `SFTConfig` of a run from the kit's config: the one mapping from our keys to TRL's. `eval_on_start`
-    evaluates before the first step: the reference the eval curves start from (not again on a resume)."""
+    """The `SFTConfig` from the kit's config; `eval_on_start`: the step-0 reference the eval curves start from."""
     from trl import SFTConfig
 
     t = cfg.train
@@ -115,9 +112,8 @@ def sft_config(cfg: Config, out: Path, *, epochs: int = 1, has_eval: bool = True
 
 def build_trainer(cfg: Config, model, tokenizer, train_dataset, eval_dataset, out: Path, *, epochs: int = 1,
                   progress: bool = True, callbacks: list | None = None, eval_on_start: bool = False, switch=None):
-    """The SFTTrainer the kit trains with, on datasets already tokenized and labelled (input_ids, labels).
-    `eval_dataset` may be a dict of named sets (`by_source`): each is evaluated and logged on its own; `switch`
-    (`switch_check`'s function) scores the thinking switch at each evaluation, watched by `switch_watch`."""
+    """The SFTTrainer on data already tokenized and labelled; `eval_dataset` may be a dict of named sets
+    (`by_source`), and `switch` (`switch_check`'s function) scores the thinking switch at each evaluation."""
     from transformers import PrinterCallback
 
     has_eval = eval_dataset is not None and len(eval_dataset) > 0
@@ -135,10 +131,8 @@ SWITCH_PROMPTS = ["What is 12 + 30?", "Name the capital of France.", "用一句�
 
 
 def switch_check(cfg: Config, backend: str):
-    """The thinking switch of the model being trained, scored as Qwen's ThinkFollow: SWITCH_PROMPTS (short answers,
-    short thoughts) generated thinking on and off, `train.switch_tokens` new tokens each with Qwen's presets and a fixed
-    seed, judged by kit.evaluation.scores.switch_ok. Returns `fn(model, tokenizer) -> {"switch": both modes' mean,
-    "switch_thinking_on": ..., "switch_thinking_off": ...}`; training's random state is left as it was."""
+    """`fn(model, tokenizer) -> {"switch", "switch_thinking_on", "switch_thinking_off"}`: SWITCH_PROMPTS generated
+    thinking on and off with Qwen's presets, judged as Qwen's ThinkFollow; training's random state is left as it was."""
     from kit.evaluation.scores import local_generator, switch_shares
 
     conversations = [[{"role": "user", "content": p}] for p in SWITCH_PROMPTS]
@@ -155,8 +149,7 @@ def switch_check(cfg: Config, backend: str):
 
 @contextmanager
 def random_state_kept() -> Iterator[None]:
-    """Python's, numpy's and torch's random states as they were after the block: what training draws next is the
-    same whether the block ran or not."""
+    """Python's, numpy's and torch's random states restored after the block: training draws the same either way."""
     import random
 
     import numpy as np
@@ -201,8 +194,7 @@ def by_source(dataset) -> dict:
 
 
 def progress_display(bar: bool = True) -> list:
-    """The training display, in place of transformers' dict dumps: a bar with the latest loss (and GRPO's reward) and
-    learning rate as its postfix (none without `bar`), and one line per evaluation."""
+    """The training display in place of transformers' dict dumps: a bar (none without `bar`), a line per evaluation."""
     return [_training_bar(bar), _evaluation_lines(bar)]
 
 
@@ -269,8 +261,7 @@ def _evaluation_lines(bar: bool):
 
 
 def _eval_line(state, logs: dict, sources: dict[str, float]) -> str:
-    """`step 25/100: eval loss 5.9469 (reasoning 5.8638, chat 6.1920), thinking switch 1.00`: the mean, then each
-    source's, then the switch's score where it was checked."""
+    """`step 25/100: eval loss 5.9469 (reasoning 5.8638, chat 6.1920), thinking switch 1.00`."""
     from kit.training.metrics import SWITCH
 
     each = ", ".join(f"{name} {loss:.4f}" for name, loss in sources.items())
@@ -280,8 +271,8 @@ def _eval_line(state, logs: dict, sources: dict[str, float]) -> str:
 
 
 def switch_watch(drop: float):
-    """A callback warning, at each evaluation, while the thinking switch's score lies more than `drop` below its
-    step-0 value (kit.training.metrics.broken_switch): the run is teaching the model to ignore enable_thinking."""
+    """A callback warning while the switch's score lies over `drop` below step 0's: the run teaches it to ignore
+    thinking."""
     from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
@@ -298,8 +289,7 @@ def switch_watch(drop: float):
 
 
 def time_left(after: int = 3):
-    """A callback printing once, when `after` steps beyond the first are timed, how long the rest should take (the
-    first step is left out: it holds compilation and warm-up)."""
+    """A callback printing once, `after` steps past the first (warm-up), how long the rest should take."""
     import time
 
     from tqdm.auto import tqdm
@@ -331,8 +321,7 @@ def duration(seconds: float) -> str:
 
 
 def metrics_log(run: Path):
-    """A callback writing every logged metric to `<run>/logs/metrics.jsonl`, one JSON line each, for plots and for
-    reading after a crash."""
+    """A callback appending every logged metric to `<run>/logs/metrics.jsonl`, for plots and after a crash."""
     from transformers import TrainerCallback
 
     from kit.files import append_line
@@ -346,8 +335,7 @@ def metrics_log(run: Path):
 
 
 def stop_request():
-    """A callback that, once `request()`ed (by a signal handler), saves a checkpoint after the current step and
-    stops training: how a preempted rented GPU keeps its work."""
+    """A callback that, once `request()`ed, saves a checkpoint after the current step and stops training."""
     from transformers import TrainerCallback
 
     class StopRequest(TrainerCallback):
