@@ -1,9 +1,9 @@
 """Safetensors files read and written one tensor at a time, so no step ever holds a whole model in memory.
 
     header = read_header(path)                       # {name: Entry(dtype, shape, start, end)}, nothing else read
-    write_file(path, {name: (shape, torch.bfloat16)}, make=lambda name: tensor_for(name))
+    header_bytes, data_size = encode_header({name: (shape, torch.bfloat16)})
 
-Random-weight Qwen3 models at real shapes and the 16-bit merge for vLLM go through here. The format
+The 16-bit merge for vLLM goes through here (and tests/shapes.py's random-weight models at real shapes). The format
 (github.com/huggingface/safetensors): an 8-byte little-endian header length, a JSON header naming each tensor's
 dtype, shape and byte range, then the bytes. `safetensors.safe_open` maps a whole shard into memory; these read and
 write each tensor with its own call, so the resident memory stays near the largest tensor, not the shard.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,26 +70,6 @@ def encode_header(specs: Mapping[str, tuple], metadata: dict[str, str] | None = 
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # the data starts 8-byte aligned
     return struct.pack("<Q", len(encoded)) + encoded, offset
-
-
-def write_file(path: Path, specs: Mapping[str, tuple], make: Callable[[str], object],
-               metadata: dict[str, str] | None = None) -> int:
-    """Write a safetensors file whose tensors `specs` names as `{name: (shape, torch dtype)}`, in that order.
-
-    `make(name)` is called once per tensor, just before it is written, and must return a tensor of that shape and
-    dtype; nothing else is kept, so memory stays near one tensor. Returns the bytes of tensor data written.
-    """
-    import torch
-
-    header, size = encode_header(specs, metadata)
-    with open(path, "wb") as f:
-        f.write(header)
-        for name, (shape, dtype) in specs.items():
-            tensor = make(name)
-            if tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype:
-                raise ValueError(f"{name}: made {tuple(tensor.shape)} {tensor.dtype}, declared {tuple(shape)} {dtype}")
-            f.write(memoryview(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy()))
-    return size
 
 
 def write_index(folder: Path, weight_map: dict[str, str], total_size: int) -> None:

@@ -6,8 +6,7 @@ It is the real `Qwen3ForCausalLM` architecture with a byte-level BPE tokenizer t
 (kit.models.toy): Qwen3's pre-tokenizer, its special tokens (`<|im_start|>`, `<|im_end|>`, `<think>`, ...) and Qwen3's
 own chat template, so everything rendered for it is rendered exactly as for a real Qwen3. The tiny default is
 pretrained on the toy world's base half, so fine-tuning on `data/` (its other half) teaches it something the kit's
-measurements can see. `build_random_qwen3` writes a random-weight model of any shape the same way (tests/shapes.py
-builds the published ones for the GPU check and the merge tests).
+measurements can see. tests/shapes.py builds random-weight models of the published shapes with the same tokenizer.
 """
 
 from __future__ import annotations
@@ -78,90 +77,54 @@ def qwen3_config(vocab_size: int = VOCAB, **overrides):
     return Qwen3Config(**values | overrides)
 
 
-def build_random_qwen3(folder: str | Path, *, seed: int = 0, max_shard_size: str = "5GB", **shape) -> Path:
-    """Build (once) a random-weight Qwen3 with the tiny tokenizer into `folder`, and return it.
+def tiny_config(tokenizer, **shape):
+    """The `Qwen3Config` of a model for the tiny tokenizer: the tiny default's shape, or another through `shape`."""
+    return qwen3_config(**{"vocab_size": len(tokenizer), **shape}, bos_token_id=None,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
 
-    Without `shape` it is the tiny default (fp32, its vocabulary the tokenizer's); `shape` overrides the config (a
-    published shape in bf16 with Qwen3's full vocabulary: tests/shapes.py), where speed and memory matter and the
-    weights' values do not. The architecture is laid out on the meta device (names and shapes, no memory) and each
-    tensor is drawn and written on its own, so even 32B builds on the CPU in about one tensor's memory and never
-    touches a GPU. The folder appears only when complete, so a build that was killed is never reused.
-    """
+
+def save_beside_weights(folder: Path, config, tokenizer) -> None:
+    """A model folder's files but its weights: config.json, generation_config.json (Qwen3's sampling preset, both of
+    its end tokens) and the tokenizer."""
     from transformers import GenerationConfig
 
-    from kit.files import atomic_folder
-
-    folder = Path(folder)
-    if (folder / "config.json").is_file():
-        return folder
-    with atomic_folder(folder) as tmp:
-        tokenizer = build_tiny_tokenizer()
-        config = qwen3_config(**{"vocab_size": len(tokenizer), **shape}, bos_token_id=None,
-                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-        _write_random_weights(tmp, config, config.dtype, seed, max_shard_size)
-        config.save_pretrained(tmp)
-        GenerationConfig(
-            eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")],
-            pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=0.6, top_p=0.95, top_k=20,
-        ).save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    return folder
+    config.save_pretrained(folder)
+    GenerationConfig(
+        eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")],
+        pad_token_id=tokenizer.pad_token_id, do_sample=True, temperature=0.6, top_p=0.95, top_k=20,
+    ).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
 
 
-def _write_random_weights(folder: Path, config, dtype, seed: int, max_shard_size: str) -> None:
-    """Qwen3's own initialisation (normal(0, initializer_range), norms at 1), drawn tensor by tensor into shards
-    laid out as `save_pretrained` lays them out (huggingface_hub's splitter), tied embeddings stored once."""
+def _random_tiny(folder: Path, seed: int) -> Path:
+    """The tiny default before pretraining: Qwen3's initialisation (normal(0, initializer_range), norms at 1), each
+    tensor drawn from its own seeded generator, so the same seed gives the same weights on any machine."""
     import torch
-    from huggingface_hub import split_torch_state_dict_into_shards
+    from safetensors.torch import save_file
     from transformers import Qwen3ForCausalLM
 
-    from kit.export.shards import write_file, write_index
-
-    with torch.device("meta"):
-        model = Qwen3ForCausalLM(config).to(dtype)
+    tokenizer = build_tiny_tokenizer()
+    model = Qwen3ForCausalLM(config := tiny_config(tokenizer))
     tied = set(model._tied_weights_keys or {}) if config.tie_word_embeddings else set()
-    tensors = {name: t for name, t in model.state_dict().items() if name not in tied}
-    order = {name: i for i, name in enumerate(tensors)}
-
-    def draw(name: str):
-        if name.endswith("norm.weight"):
-            return torch.ones(tensors[name].shape, dtype=dtype)
-        return _normal(tensors[name].shape, dtype, config.initializer_range, seed * 100_003 + order[name])
-
-    split = split_torch_state_dict_into_shards(tensors, max_shard_size=max_shard_size)
-    for filename, names in split.filename_to_tensors.items():
-        write_file(folder / filename, {n: (tuple(tensors[n].shape), dtype) for n in names}, draw)
-    if split.is_sharded:
-        write_index(folder, split.tensor_to_filename, split.metadata["total_size"])
-
-
-RANDOM_CHUNK = 1 << 24  # values per thread: normal_ runs on one core, so a large tensor is filled in parallel
-
-
-def _normal(shape, dtype, std: float, seed: int):
-    """A tensor of normal(0, std) values, the same for the same seed on any machine, drawn on every core."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    import torch
-
-    out = torch.empty(shape, dtype=dtype)
-    flat = out.view(-1)
-
-    def fill(start: int) -> None:
-        generator = torch.Generator().manual_seed(seed * 65_537 + start // RANDOM_CHUNK)
-        flat[start:start + RANDOM_CHUNK].normal_(0, std, generator=generator)
-
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        list(pool.map(fill, range(0, flat.numel(), RANDOM_CHUNK)))
-    return out
+    tensors = {name: tensor for name, tensor in model.state_dict().items() if name not in tied}
+    with torch.no_grad():
+        for i, (name, tensor) in enumerate(tensors.items()):
+            if name.endswith("norm.weight"):
+                tensor.fill_(1)
+            else:
+                tensor.normal_(0, config.initializer_range,
+                               generator=torch.Generator().manual_seed((seed * 100_003 + i) * 65_537))
+    folder.mkdir()
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    save_beside_weights(folder, config, tokenizer)
+    return folder
 
 
 PRETRAINING = {"batch": 16, "lr": 5e-3, "cooldown": 200, "max_steps": 2000}
 
 
 def build_tiny_model(folder: str | Path | None = None, *, seed: int = 0) -> Path:
-    """The built-in tiny default, cached under the kit's cache root: a tiny random Qwen3 (`build_random_qwen3`)
+    """The built-in tiny default, cached under the kit's cache root: a tiny random Qwen3
     pretrained once, in a few minutes on a CPU, on the base half of the toy world (kit.models.toy). It knows that world
     as a real base knows language (it works sums, and chats with thinking on and off) but not the task
     SFT teaches: a problem in the chat template answered with its steps in a think block and a boxed result.
@@ -172,7 +135,7 @@ def build_tiny_model(folder: str | Path | None = None, *, seed: int = 0) -> Path
     if not (folder / "config.json").is_file():
         print(f"pretraining the tiny default on the toy world, once (a few minutes on 2 cores) -> {folder}")
         with atomic_folder(folder) as tmp:
-            _pretrain(build_random_qwen3(tmp / "random", seed=seed), tmp, seed)
+            _pretrain(_random_tiny(tmp / "random", seed), tmp, seed)
     return folder
 
 
