@@ -95,7 +95,8 @@ def test_a_bom_is_accepted_and_other_encodings_or_a_missing_file_named(tmp_path)
     assert load_instructions(path)[0].prompt == "Say hi."  # as Windows Notepad saves it
     latin = json.dumps({"prompt": "Un café ?", "checks": [{"check": "in_english"}]}, ensure_ascii=False)
     path.write_bytes(("\n" + latin).encode("latin-1"))  # saved in Latin-1
-    with pytest.raises(DataError, match=r"mine.jsonl line 2: not UTF-8 text \(byte 0xe9\); save the file as UTF-8"):
+    with pytest.raises(DataError, match=r"mine.jsonl line 2: not UTF-8 text \(byte 0xe9 at column 19\); save the file "
+                                        r"as UTF-8"):
         load_instructions(path)
     with pytest.raises(DataError, match=r"absent.jsonl: cannot be read \(No such file or directory\)"):
         load_instructions(tmp_path / "absent.jsonl")

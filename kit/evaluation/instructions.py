@@ -160,32 +160,20 @@ def _check_spec(spec, where: str) -> None:
             raise DataError(f"{where}: check '{name}' argument '{key}' must be {kind}, got {value!r}.")
 
 
-def _lines(path: Path) -> list[str]:
-    """A text file's lines; a byte-order mark accepted, a missing file or one not in UTF-8 said in one sentence."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror}).") from None
-    try:
-        return raw.decode("utf-8-sig").splitlines()
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise DataError(f"{path} line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save the file as UTF-8.") \
-            from None
-
-
 def load_instructions(path: str | Path, n: int = 0) -> list[Instruction]:
     """The prompts of a JSONL file (the first n; 0 = all), each check validated against the vocabulary."""
+    from kit.data.sources import MalformedRow, read_files
+
     items = []
-    for number, line in enumerate(_lines(Path(path)), start=1):
-        if not line.strip():
-            continue
-        where = f"{path} line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where}: invalid JSON ({e.msg}).") from None
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+    try:
+        rows = list(read_files([Path(path)]))  # the training data's reader: a byte-order mark, UTF-8 and JSON checked
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror}).") from None
+    for raw in rows:
+        if isinstance(raw, MalformedRow):
+            raise DataError(f"{raw}.")
+        row, number, where = raw.data, raw.line, f"{path} line {raw.line}"
+        if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
             raise DataError(f"{where}: field 'prompt' must be non-empty text.")
         if not isinstance(row.get("checks"), list) or not row["checks"]:
             raise DataError(f"{where}: field 'checks' must be a non-empty list.")
