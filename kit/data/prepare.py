@@ -23,7 +23,6 @@ import numpy as np
 from kit.data.formats import DataError
 from kit.data.mix import Draw, Sizes, draw
 from kit.data.sources import Counts, conversations, mix_sources, source_identity
-from kit.errors import KitError
 from kit.files import atomic_folder, writing_into
 from kit.paths import shown
 
@@ -33,6 +32,7 @@ FORMAT_VERSION = 6  # bump when the prepared files' layout, labelling, mix or re
 # that leaves out more than 10 % of it (else the second pass that a subset too small costs outweighs the saving).
 MARGIN, SPARE_ROWS, SELECT_BELOW = 1.15, 64, 0.9
 PARALLEL_FROM = 2048  # rows; below this a pool of processes costs more than it saves
+WRITE_BATCH = 1000  # converted rows held before they are written
 EVAL_SHARE_SAID = 0.2  # an eval split holding out more of a source than this is said
 
 
@@ -90,32 +90,31 @@ def column(dataset, name: str) -> np.ndarray:
 
 
 def _converted(name: str, src, cfg, root: Path, work: Path):
-    """A source's valid conversations as a Dataset on disk (JSON text and sizes in characters), and its counts."""
+    """A source's valid conversations as a Dataset on disk (JSON text and sizes in characters), and its counts:
+    written a batch at a time by datasets' ArrowWriter (`Dataset.from_generator` encodes each row on its own)."""
     from datasets import Dataset, Features, Value
-    from datasets.exceptions import DatasetGenerationError
+    from datasets.arrow_writer import ArrowWriter
+
+    from kit.data.template import content_chars
 
     counts = Counts(name, src.role, src.path)
-
-    def rows():
-        from kit.data.template import content_chars
-
+    features = Features({"conversation": Value("string"), "chars": Value("int64"), "trained_chars": Value("int64")})
+    path = work / "convert" / f"{name}.arrow"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    batch = {column: [] for column in features}
+    with ArrowWriter(features=features, path=str(path)) as writer:
         for conversation in conversations(name, src, counts, cfg.data.on_bad_row, root / "datasets"):
             chars, trained = content_chars(conversation, cfg.data.train_turns)
-            yield {"conversation": json.dumps(conversation, ensure_ascii=False), "chars": chars,
-                   "trained_chars": trained}
-
-    features = Features({"conversation": Value("string"), "chars": Value("int64"), "trained_chars": Value("int64")})
-    try:
-        data = Dataset.from_generator(rows, features=features, cache_dir=str(work / "convert"),
-                                      fingerprint=_hash({"work": str(work), "name": name}))
-    except DatasetGenerationError as e:  # datasets wraps what the rows raised: the kit's own sentence comes through
-        cause = e.__cause__ or e.__context__
-        raise cause if isinstance(cause, KitError) else e from None
-    except ValueError:  # no valid row at all ("corresponds to no data"): an empty pool, reported as such
-        if counts.valid:
-            raise
-        data = Dataset.from_dict({name: [] for name in features}, features=features)
-    return counts, data
+            batch["conversation"].append(json.dumps(conversation, ensure_ascii=False))
+            batch["chars"].append(chars)
+            batch["trained_chars"].append(trained)
+            if len(batch["chars"]) == WRITE_BATCH:
+                writer.write_batch(batch)
+                batch = {column: [] for column in features}
+        if batch["chars"]:
+            writer.write_batch(batch)
+        writer.finalize()
+    return counts, Dataset.from_file(str(path))
 
 
 def _encode(pool: Pool, rows: np.ndarray, cfg, tokenizer, work: Path, progress: bool) -> None:
