@@ -64,6 +64,10 @@ class Pool:
     def whole(self) -> bool:
         return self.src.share is None
 
+    def chars(self, name: str = "chars") -> np.ndarray:
+        """Each converted row's size in characters: `chars` (all content) or `trained_chars`."""
+        return column(self.converted, name)
+
 
 def tokenizer_fingerprint(tokenizer) -> str:
     h = hashlib.sha256(str(tokenizer.chat_template).encode())
@@ -152,7 +156,7 @@ def _subset(pool: Pool, need: float, cfg) -> np.ndarray:
     if cfg.data.ratio_by == "rows":
         take = int(need * MARGIN)
     else:
-        trained = column(pool.converted, "trained_chars")[order]
+        trained = pool.chars("trained_chars")[order]
         take = int(np.searchsorted(np.cumsum(trained), need * MARGIN)) + 1
     take += cfg.data.eval_rows + SPARE_ROWS
     return np.sort(order[:take]) if take < SELECT_BELOW * n else np.arange(n)
@@ -203,7 +207,7 @@ def _cached_pool(name: str, src, cfg, tokenizer, root: Path, progress: bool) -> 
 
 
 def _trained_per_char(pools: list[Pool]) -> float:
-    chars = sum(int(column(p.converted, "trained_chars")[p.encoded].sum()) for p in pools)
+    chars = sum(int(p.chars("trained_chars")[p.encoded].sum()) for p in pools)
     return sum(int(p.sizes.trained.sum()) for p in pools) / max(1, chars)
 
 

@@ -98,9 +98,7 @@ def save_pools(folder: Path, pools: list, drawn) -> None:
     chat_sizes = groups[int(whole) + shared.index(chat)] if chat else empty
     if chat is not None and chat.converted is not None and len(chat.encoded) < len(chat.converted):
         left = np.setdiff1d(np.arange(len(chat.converted)), chat.encoded)
-        from kit.data.prepare import column
-
-        chars = [column(chat.converted, c) for c in ("chars", "trained_chars")]
+        chars = [chat.chars(c) for c in ("chars", "trained_chars")]
         estimated = [np.round(c[left] * s.sum() / max(1, c[chat.encoded].sum())).astype(np.int64)
                      for s, c in zip((chat.sizes.tokens, chat.sizes.trained), chars, strict=True)]
         chat_sizes = Sizes.concat([chat_sizes, Sizes(*estimated)])
