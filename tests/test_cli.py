@@ -230,7 +230,7 @@ def test_a_signal_landing_in_a_finalizer_is_not_lost(sig, status, name):
     ran on to the end, exit status 0). The signal is sent again once the finalizer is done."""
     code = """
 import time
-from kit.errors import cli
+from kit.cli import run_command
 
 class Slow:
     def __del__(self):
@@ -242,7 +242,7 @@ def main():
         Slow()  # dies at once: its finalizer runs
         time.sleep(0.5)
 
-cli(main)
+run_command(main)
 """
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -136,9 +136,9 @@ def test_replies_are_kept_as_they_come_and_reused_by_a_rerun(server, tmp_path):
 
 def test_ctrl_c_stops_a_hung_request_at_once(server):
     code = f"""
-from kit.errors import cli
+from kit.cli import run_command
 from kit.inference.endpoint import endpoint_generator
-cli(lambda: endpoint_generator({server.url!r})([[{{"role": "user", "content": "Hi"}}]], False))
+run_command(lambda: endpoint_generator({server.url!r})([[{{"role": "user", "content": "Hi"}}]], False))
 """
     server.plan = ["hang"]
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE, text=True,
