@@ -115,6 +115,17 @@ def run_limit(tokenizer, reasoning: Path, chat: Path, n_chat: int) -> Clock:
     return clock
 
 
+def limit_in_a_child(tokenizer_dir: str, reasoning: Path, chat: Path, n_chat: int) -> Clock:
+    """`run_limit` in a fresh process: once the kit has encoded a pool in forked processes, Hugging Face tokenizers
+    turns its threads off in this one, and the limit would tokenize on one core."""
+    env = {k: v for k, v in os.environ.items() if k != "TOKENIZERS_PARALLELISM"}  # which tokenizers set to false
+    out = subprocess.run([sys.executable, __file__, "--limit-child", str(reasoning), str(chat), str(n_chat),
+                          "--tokenizer", tokenizer_dir], capture_output=True, text=True, check=True, env=env)
+    clock = Clock()
+    clock.wall, clock.cpu = json.loads(out.stdout.strip().splitlines()[-1])
+    return clock
+
+
 def run_reference(tokenizer, model_dir: Path, reasoning: Path, chat: Path, max_len: int) -> tuple[Clock, int]:
     """Unsloth's Qwen3 reasoning-conversational notebook, step by step."""
     import pandas as pd
@@ -190,7 +201,7 @@ def timings(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         reasoning, chat = write_rows(Path(tmp), args.rows, args.chat_rows or args.rows)
         cold, cached, mix = run_kit(tokenizer, reasoning, chat, args.max_len, Path(tmp) / "cache")
-        limit = run_limit(tokenizer, reasoning, chat, mix["chat_rows"])
+        limit = limit_in_a_child(args.tokenizer, reasoning, chat, mix["chat_rows"])
         ref, ref_rows = run_reference(tokenizer, build_tiny_model(), reasoning, chat, args.max_len)
     results = {"reasoning_rows": args.rows, "chat_rows": args.chat_rows or args.rows,
                "rows_in_mix": {"kit": mix["train_rows"], "reference": ref_rows}, "cpus": os.cpu_count(),
@@ -236,10 +247,18 @@ def main() -> None:
     parser.add_argument("--tokenizer", default=str(QWEN3_TOKENIZER))
     parser.add_argument("--rss", type=int, nargs="*", default=[], help="row counts for the RSS-in-streaming check")
     parser.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--limit-child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     if args.rss_child:
         return rss_child(*args.rss_child, args.tokenizer, args.max_len)
+    if args.limit_child:
+        from transformers import AutoTokenizer
+
+        reasoning, chat, n_chat = args.limit_child
+        clock = run_limit(AutoTokenizer.from_pretrained(args.tokenizer), Path(reasoning), Path(chat), int(n_chat))
+        print(json.dumps([clock.wall, clock.cpu]))
+        return None
     results = timings(args)
     results["rss"] = memory(args)
     if args.json:

@@ -117,7 +117,8 @@ class DataConfig:
                                         "smaller mix")
     redraw_each_epoch: bool = knob(False, "a fresh draw of each shared source (the chat) each epoch: more of it "
                                           "is seen")
-    num_proc: int = knob(0, "processes rendering and tokenizing; 0 = every core", range=(0, None))
+    num_proc: int = knob(0, "processes rendering and tokenizing a large source; 0 = every core; up to 2, one "
+                            "process, its tokenizer on every core", range=(0, None))
     cache_pools: bool = knob(False, "keep sources tokenized for any share (the sweep sets it): all rows, more disk")
 
 

@@ -32,6 +32,9 @@ FORMAT_VERSION = 6  # bump when the prepared files' layout, labelling, mix or re
 # that leaves out more than 10 % of it (else the second pass that a subset too small costs outweighs the saving).
 MARGIN, SPARE_ROWS, SELECT_BELOW = 1.15, 64, 0.9
 PARALLEL_FROM = 2048  # rows; below this a pool of processes costs more than it saves
+# cores: up to two, one process keeps them busy (the tokenizer's threads, and the rendering beside them), where forked
+# workers lose those threads: 1.15x the limit against 1.99x on 2 cores (docs/benchmarks.md)
+IN_PROCESS_UP_TO = 2
 WRITE_BATCH = 1000  # converted rows held before they are written
 EVAL_SHARE_SAID = 0.2  # an eval split holding out more of a source than this is said
 
@@ -134,7 +137,7 @@ def _encode(pool: Pool, rows: np.ndarray, cfg, tokenizer, work: Path, progress: 
     if len(rows):
         part = pool.converted.select(rows).map(
             encoder(tokenizer, cfg.data, cfg.model.max_seq_length, pool.name), batched=True, batch_size=256,
-            num_proc=procs if len(rows) >= PARALLEL_FROM and procs > 1 else None, features=features,
+            num_proc=procs if len(rows) >= PARALLEL_FROM and procs > IN_PROCESS_UP_TO else None, features=features,
             remove_columns=pool.converted.column_names,
             cache_file_name=str(work / f"{pool.name}-{len(pool.parts)}.arrow"),
             new_fingerprint=_hash({"pool": pool.name, "part": len(pool.parts)}),
