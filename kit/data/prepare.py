@@ -252,7 +252,7 @@ def _check_shares(cfg, pools: list[Pool], drawn: Draw) -> None:
     print(f"warning: {found}; data.allow_shortfall=true, so the smaller mix is used.")
 
 
-def _check_rows(pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> None:
+def _check_rows(cfg, pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> None:
     """Every source gives the mix rows, and the eval split leaves most of each source to train on."""
     def per_pool(ids: np.ndarray) -> np.ndarray:
         return np.bincount(np.searchsorted(offsets, ids, side="right") - 1, minlength=len(pools))
@@ -261,10 +261,16 @@ def _check_rows(pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> None:
                                    strict=True):
         usable, where = len(pool.sizes.tokens), f"source '{pool.name}' ({shown(pool.src.path)})"
         if usable and not trained:
-            why = f"its share {pool.src.share} of the mix rounds to 0 rows" if pool.src.share is not None else \
-                "data.max_rows or data.max_tokens leaves none of its rows"
-            raise DataError(f"{where} gives the mix no row of its {usable}: {why}; raise its share, or give it no "
-                            "share to train all its rows.")
+            if pool.src.share is not None:
+                why = f"its share {pool.src.share} of the mix rounds to 0 rows; raise its share, or give it no share " \
+                    "to train all its rows"
+            elif held == usable:
+                why = f"the eval split (data.eval_rows={cfg.data.eval_rows}) holds out all of them; lower " \
+                    "data.eval_rows or add rows"
+            else:
+                why = "data.max_rows, data.max_tokens or a shared source that runs short (data.allow_shortfall) " \
+                    "leaves none of them; raise the cap or lower the shares"
+            raise DataError(f"{where} gives the mix no row of its {usable}: {why}.")
         if held > EVAL_SHARE_SAID * usable:
             print(f"warning: {where}: the eval split holds out {held} of its {usable} usable rows, leaving "
                   f"{usable - held} to train on; lower data.eval_rows or add rows.")
@@ -330,7 +336,7 @@ def prepare_data(cfg, tokenizer, *, cache_dir: str | Path | None = None, epochs:
                 raise DataError("the mix is empty: no source row survived conversion and filtering ("
                                 + ", ".join(f"{p.name}: {dict(p.counts.dropped + p.length_drops)}" for p in pools)
                                 + ").")
-            _check_rows(pools, drawn, offsets)
+            _check_rows(cfg, pools, drawn, offsets)
             _write(tmp, pools, drawn)
             save_pools(tmp, pools, drawn)
             report = build_report(cfg, pools, offsets, drawn, fp, time.perf_counter() - started)
