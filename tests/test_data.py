@@ -586,8 +586,9 @@ def test_a_source_that_would_give_no_row_is_refused(tiny_tokenizer, smoke_cfg, t
 
 
 def test_a_source_the_eval_split_takes_whole_is_refused_naming_data_eval_rows(tiny_tokenizer):
-    """The README's "your data alone" on configs/own-data.yaml (27 rows) with an eval split as large as the mix:
-    the sources whose rows all went to eval are named with the setting that took them, not with a cap."""
+    """The README's "your data alone" on configs/own-data.yaml (27 rows): with an eval split as large as the mix the
+    source whose rows all went to eval is named with the setting that took them (not a cap); with the README's
+    data.eval_rows=6 every source trains."""
     from kit.config import load_config
 
     cfg = load_config(Path(__file__).parent.parent / "configs" / "own-data.yaml",
@@ -595,6 +596,10 @@ def test_a_source_the_eval_split_takes_whole_is_refused_naming_data_eval_rows(ti
     with pytest.raises(DataError, match=r"source 'custom_\w+' \(.*\) gives the mix no row of its \d+: the eval split "
                                         r"\(data.eval_rows=27\) holds out all of them; lower data.eval_rows"):
         _prepare(cfg, tiny_tokenizer)
+    cfg.data.eval_rows = 6  # as the README's command has it
+    sources = _prepare(cfg, tiny_tokenizer).report["sources"]
+    assert sorted(sources) == ["custom_alpaca", "custom_messages", "custom_sharegpt"]
+    assert all(s["rows_used"] for s in sources.values())
 
 
 def test_an_eval_split_taking_much_of_a_small_source_is_said(tiny_tokenizer, smoke_cfg, capsys):
