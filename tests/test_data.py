@@ -571,6 +571,7 @@ def test_own_data_beside_the_recipe_as_the_shipped_example_config_says(tiny_toke
         s = sources[name]
         assert (s["role"], s["rows_read"], s["rows_kept"], s["rows_used"] + s["eval_rows"]) == ("chat", rows, rows,
                                                                                                  rows)
+        assert s["eval_rows"] >= 1  # each source its own eval loss, however small beside the recipe's reasoning
     assert sources["chat"]["share_rows"] == pytest.approx(0.25, abs=0.01)  # the recipe's ratio still holds
 
 
@@ -585,18 +586,18 @@ def test_a_source_that_would_give_no_row_is_refused(tiny_tokenizer, smoke_cfg, t
         _prepare(cfg, tiny_tokenizer)
 
 
-def test_a_source_the_eval_split_takes_whole_is_refused_naming_data_eval_rows(tiny_tokenizer):
-    """The README's "your data alone" on configs/own-data.yaml (27 rows): with an eval split as large as the mix the
-    source whose rows all went to eval is named with the setting that took them (not a cap); with the README's
-    data.eval_rows=6 every source trains."""
+def test_an_eval_split_larger_than_what_it_leaves_is_refused_and_the_readme_command_trains_every_source(
+        tiny_tokenizer):
+    """The README's "your data alone" on configs/own-data.yaml (27 rows): its data.eval_rows=24 would leave 4 rows
+    to train on, refused with the numbers; with the README's data.eval_rows=6 every source trains."""
     from kit.config import load_config
 
     cfg = load_config(Path(__file__).parent.parent / "configs" / "own-data.yaml",
-                      ["data.chat_ratio=0", 'data.reasoning.path=""', "data.eval_rows=27"])
-    with pytest.raises(DataError, match=r"source 'custom_\w+' \(.*\) gives the mix no row of its \d+: the eval split "
-                                        r"\(data.eval_rows=27\) holds out all of them; lower data.eval_rows"):
+                      ["data.chat_ratio=0", 'data.reasoning.path=""'])
+    with pytest.raises(DataError, match=r"^the eval split \(data.eval_rows=24\) holds out 23 of the sources' 27 "
+                                        r"usable rows, leaving 4 to train on; lower data.eval_rows or add rows.$"):
         _prepare(cfg, tiny_tokenizer)
-    cfg.data.eval_rows = 6  # as the README's command has it
+    cfg.data.eval_rows = 6
     sources = _prepare(cfg, tiny_tokenizer).report["sources"]
     assert sorted(sources) == ["custom_alpaca", "custom_messages", "custom_sharegpt"]
     assert all(s["rows_used"] for s in sources.values())

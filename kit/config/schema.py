@@ -105,7 +105,7 @@ class DataConfig:
     max_rows: int = knob(0, "0 = no cap on the mix's rows; the shares are kept under the cap", range=(0, None))
     max_tokens: int = knob(0, "0 = no cap on the mix's tokens", range=(0, None))
     seed: int = knob(3407, "same seed, same mix")
-    eval_rows: int = knob(32, "rows held out of the mix for the eval loss, split by share (0 = no eval split)",
+    eval_rows: int = knob(32, "rows held out for the eval loss, from each source as it is in the mix (0 = none)",
                           range=(0, None))
     overlong: Literal["drop", "truncate"] = knob("drop", "rows longer than model.max_seq_length")
     train_turns: Literal["final", "all"] = knob("final", "which assistant turns of a multi-turn row are trained "

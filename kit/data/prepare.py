@@ -26,7 +26,7 @@ from kit.data.sources import Counts, conversations, mix_sources, source_identity
 from kit.files import atomic_folder, writing_into
 from kit.paths import shown
 
-FORMAT_VERSION = 6  # bump when the prepared files' layout, labelling, mix or report changes
+FORMAT_VERSION = 7  # bump when the prepared files' layout, labelling, mix or report changes
 # A shared source is tokenized only as far as the mix needs, estimated from its characters: this much more than the
 # estimate, and these rows more (on a small mix 15 % is a handful of rows, too few to absorb the drops), and only if
 # that leaves out more than 10 % of it (else the second pass that a subset too small costs outweighs the saving).
@@ -218,12 +218,8 @@ def _draw(cfg, pools: list[Pool], epochs: int) -> tuple[Draw, np.ndarray]:
     """The mix's row ids (every pool's kept rows laid end to end), and each row id's offset table."""
     offsets = np.cumsum([0] + [len(p.sizes.tokens) for p in pools])
     ids = [np.arange(offsets[i], offsets[i + 1]) for i in range(len(pools))]
-    whole = [i for i, p in enumerate(pools) if p.whole]
-    groups = ([np.concatenate([ids[i] for i in whole])] if whole else []) + [ids[i] for i, p in enumerate(pools)
-                                                                               if not p.whole]
-    shares = ([None] if whole else []) + [p.src.share for p in pools if not p.whole]
     d = cfg.data
-    drawn = draw(groups, shares, Sizes.concat([p.sizes for p in pools]), by=d.ratio_by, seed=d.seed,
+    drawn = draw(ids, [p.src.share for p in pools], Sizes.concat([p.sizes for p in pools]), by=d.ratio_by, seed=d.seed,
                  eval_rows=d.eval_rows, epochs=epochs, redraw=d.redraw_each_epoch, max_rows=d.max_rows,
                  max_tokens=d.max_tokens)
     return drawn, offsets
@@ -253,10 +249,16 @@ def _check_shares(cfg, pools: list[Pool], drawn: Draw) -> None:
 
 
 def _check_rows(cfg, pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> None:
-    """Every source gives the mix rows, and the eval split leaves most of each source to train on."""
+    """The eval split leaves more rows to train on than it holds out, every source gives the mix rows, and the eval
+    split leaves most of each source to train on (said)."""
     def per_pool(ids: np.ndarray) -> np.ndarray:
         return np.bincount(np.searchsorted(offsets, ids, side="right") - 1, minlength=len(pools))
 
+    held_out, usable = len(drawn.eval_ids), sum(len(p.sizes.tokens) for p in pools)
+    if held_out > usable - held_out:
+        raise DataError(f"the eval split (data.eval_rows={cfg.data.eval_rows}) holds out {held_out} of the sources' "
+                        f"{usable} usable rows, leaving {usable - held_out} to train on; lower data.eval_rows or add "
+                        "rows.")
     for pool, trained, held in zip(pools, per_pool(np.concatenate(drawn.mixes)), per_pool(drawn.eval_ids),
                                    strict=True):
         usable, where = len(pool.sizes.tokens), f"source '{pool.name}' ({shown(pool.src.path)})"
@@ -264,9 +266,6 @@ def _check_rows(cfg, pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> Non
             if pool.src.share is not None:
                 why = f"its share {pool.src.share} of the mix rounds to 0 rows; raise its share, or give it no share " \
                     "to train all its rows"
-            elif held == usable:
-                why = f"the eval split (data.eval_rows={cfg.data.eval_rows}) holds out all of them; lower " \
-                    "data.eval_rows or add rows"
             else:
                 why = "data.max_rows, data.max_tokens or a shared source that runs short (data.allow_shortfall) " \
                     "leaves none of them; raise the cap or lower the shares"
