@@ -149,16 +149,25 @@ def set_overrides(tree: dict, overrides: list[str]) -> list[str]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw  # not YAML (e.g. an unbalanced bracket): the text itself, judged by its field's type
-        *sections, leaf = key.strip().split(".")
+        parts = key.strip().split(".")
         node = tree
-        for part in sections:
-            if node.get(part) is None:  # absent, or an empty section (`train:` alone)
+        for depth, part in enumerate(parts):
+            above = ".".join(parts[:depth])
+            if isinstance(node, list):  # data.sources.0.share: an index into the list
+                if not (part.isdigit() and int(part) < len(node)):
+                    has = f"a list of {len(node)}, so '{part}' must be an index (0 to {len(node) - 1}); or give" \
+                        if node else "empty: give"
+                    problems.append(f"'{key}': {above} is {has} the whole list, e.g. {above}=[{{path: my.jsonl}}].")
+                    break
+                part = int(part)
+            elif not isinstance(node, dict):
+                problems.append(f"'{key}': {above} is {node!r}, not a section with keys.")
+                break
+            if depth == len(parts) - 1:
+                node[part] = value
+            elif isinstance(node, dict) and node.get(part) is None:  # absent, or an empty section (`train:` alone)
                 node[part] = {}
-            if not isinstance(node[part], dict):
-                break  # a section that is not a mapping: `build` says so
             node = node[part]
-        else:
-            node[leaf] = value
     return problems
 
 
