@@ -376,10 +376,11 @@ def test_bytes_that_are_not_utf8_name_file_and_line(tiny_tokenizer, smoke_cfg, t
 
 
 def test_chat_that_runs_short_of_the_ratio_is_said(tiny_tokenizer, smoke_cfg, capsys):
-    with pytest.raises(DataError, match=r"chat runs short: its 0 usable rows keep data.chat_ratio=0.25 by rows only "
-                                        r"with 2 of the \d+ reasoning rows; add chat data"):
+    with pytest.raises(DataError, match=r"^source 'chat' \(.*finetome_sample.jsonl.*\) has no usable row: of the 300 "
+                                        r"read, dropped 300 filtered_max_chars \(too_long: longer than "):
         _prepare(smoke_cfg("data.chat.max_chars=1"), tiny_tokenizer)  # every chat row filtered out
-    with pytest.raises(DataError, match=r"chat runs short: its \d+ usable rows keep data.chat_ratio=0.6"):
+    with pytest.raises(DataError, match=r"chat runs short: its \d+ usable rows keep data.chat_ratio=0.6 by rows only "
+                                        r"with \d+ of the \d+ rows of reasoning; add chat data"):
         _prepare(smoke_cfg("data.chat_ratio=0.6"), tiny_tokenizer)  # as many chat rows as reasoning rows
     with pytest.raises(DataError, match=r"chat runs short: its \d+ usable rows keep data.chat_ratio=0.8"):
         _prepare(smoke_cfg("data.chat_ratio=0.8"), tiny_tokenizer)  # 4 chat rows a reasoning row: some chat is left
@@ -601,6 +602,16 @@ def test_an_eval_split_larger_than_what_it_leaves_is_refused_and_the_readme_comm
     sources = _prepare(cfg, tiny_tokenizer).report["sources"]
     assert sorted(sources) == ["custom_alpaca", "custom_messages", "custom_sharegpt"]
     assert all(s["rows_used"] for s in sources.values())
+
+
+def test_a_whole_source_with_no_usable_row_is_refused_with_its_drops(tiny_tokenizer, smoke_cfg):
+    """It was trained around in silence: every row of your own file dropped, the mix made of the others."""
+    cfg = smoke_cfg()
+    cfg.data.sources = [SourceConfig(path=str(Path(__file__).parent.parent / "data" / "custom_messages.jsonl"),
+                                     max_chars=5)]
+    with pytest.raises(DataError, match=r"^source 'custom_messages' \(.*\) has no usable row: of the 12 read, "
+                                        r"dropped 12 filtered_max_chars \(too_long: "):
+        _prepare(cfg, tiny_tokenizer)
 
 
 def test_an_eval_split_taking_much_of_a_small_source_is_said(tiny_tokenizer, smoke_cfg, capsys):

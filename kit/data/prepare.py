@@ -225,8 +225,23 @@ def _draw(cfg, pools: list[Pool], epochs: int) -> tuple[Draw, np.ndarray]:
     return drawn, offsets
 
 
+def _drops(pool: Pool) -> str:
+    """Why a source's rows were dropped, as the report counts them: `10 unknown_role, 2 too_long`."""
+    return ", ".join(f"{n} {why}" for why, n in sorted((pool.counts.dropped + pool.length_drops).items())) or "none"
+
+
 class Shortfall(DataError):
     """A shared source too short for its share, unless data.allow_shortfall: a matter of the shares, not the data."""
+
+
+def _check_usable(pools: list[Pool]) -> None:
+    """Every source keeps a row after conversion, filters and the length limit."""
+    for pool in pools:
+        if not len(pool.sizes.tokens):
+            raise DataError(f"source '{pool.name}' ({shown(pool.src.path)}) has no usable row: of the "
+                            f"{pool.counts.read} read, dropped {_drops(pool)} (too_long: longer than "
+                            "model.max_seq_length; filtered_*: the source's filters; any other: data.on_bad_row=error "
+                            "names the first such row).")
 
 
 def _check_shares(cfg, pools: list[Pool], drawn: Draw) -> None:
@@ -241,7 +256,7 @@ def _check_shares(cfg, pools: list[Pool], drawn: Draw) -> None:
     d, kept = cfg.data, whole - drawn.left_out
     asked = f"data.chat_ratio={d.chat_ratio}" if short.name == "chat" else f"its share {short.src.share}"
     found = (f"{short.name} runs short: its {len(short.sizes.tokens)} usable rows keep {asked} by {d.ratio_by} only "
-             f"with {kept} of the {whole} {'reasoning' if len(pools) == 2 else 'other'} rows")
+             f"with {kept} of the {whole} rows of {', '.join(p.name for p in pools if p.whole)}")
     if not d.allow_shortfall:
         raise Shortfall(f"{found}; add {short.name} data, lower its share, cap data.max_rows, or set "
                         "data.allow_shortfall=true to train on the smaller mix.")
@@ -269,7 +284,7 @@ def _check_rows(cfg, pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> Non
             else:
                 why = "data.max_rows, data.max_tokens or a shared source that runs short (data.allow_shortfall) " \
                     "leaves none of them; raise the cap or lower the shares"
-            raise DataError(f"{where} gives the mix no row of its {usable}: {why}.")
+            raise DataError(f"{where} gives the mix no row of its {pool.counts.valid}: {why}.")
         if held > EVAL_SHARE_SAID * usable:
             print(f"warning: {where}: the eval split holds out {held} of its {usable} usable rows, leaving "
                   f"{usable - held} to train on; lower data.eval_rows or add rows.")
@@ -330,11 +345,8 @@ def prepare_data(cfg, tokenizer, *, cache_dir: str | Path | None = None, epochs:
                     if len(rest):
                         _encode(pool, rest, cfg, tokenizer, work, progress)
                 drawn, offsets = _draw(cfg, pools, epochs)
+            _check_usable(pools)
             _check_shares(cfg, pools, drawn)
-            if not sum(len(m) for m in drawn.mixes):
-                raise DataError("the mix is empty: no source row survived conversion and filtering ("
-                                + ", ".join(f"{p.name}: {dict(p.counts.dropped + p.length_drops)}" for p in pools)
-                                + ").")
             _check_rows(cfg, pools, drawn, offsets)
             _write(tmp, pools, drawn)
             save_pools(tmp, pools, drawn)
