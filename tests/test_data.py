@@ -614,9 +614,11 @@ def test_a_whole_source_with_no_usable_row_is_refused_with_its_drops(tiny_tokeni
         _prepare(cfg, tiny_tokenizer)
 
 
-def test_an_eval_split_taking_much_of_a_small_source_is_said(tiny_tokenizer, smoke_cfg, capsys):
+def test_an_eval_split_taking_much_of_a_small_source_is_said_each_time_the_mix_is_used(tiny_tokenizer, smoke_cfg,
+                                                                                       capsys):
     cfg = smoke_cfg("data.chat_ratio=0", "data.reasoning.max_rows=30", "data.eval_rows=12")
-    prepared = _prepare(cfg, tiny_tokenizer)
-    assert prepared.report["mix"]["eval_rows"] == 12
-    assert "the eval split holds out 12 of its 30 usable rows, leaving 18 to train on; lower data.eval_rows" \
-        in capsys.readouterr().out
+    said = "the eval split holds out 12 of its 30 usable rows, leaving 18 to train on; lower data.eval_rows"
+    for cached in (False, True):  # prepare, then train: the reused mix says it again
+        prepared = _prepare(cfg, tiny_tokenizer)
+        assert prepared.cached == cached and prepared.report["mix"]["eval_rows"] == 12
+        assert said in capsys.readouterr().out and said in prepared.report["warnings"][0]

@@ -26,7 +26,7 @@ from kit.data.sources import Counts, conversations, mix_sources, source_identity
 from kit.files import atomic_folder, writing_into
 from kit.paths import shown
 
-FORMAT_VERSION = 7  # bump when the prepared files' layout, labelling, mix or report changes
+FORMAT_VERSION = 8  # bump when the prepared files' layout, labelling, mix or report changes
 # A shared source is tokenized only as far as the mix needs, estimated from its characters: this much more than the
 # estimate, and these rows more (on a small mix 15 % is a handful of rows, too few to absorb the drops), and only if
 # that leaves out more than 10 % of it (else the second pass that a subset too small costs outweighs the saving).
@@ -244,11 +244,11 @@ def _check_usable(pools: list[Pool]) -> None:
                             "names the first such row).")
 
 
-def _check_shares(cfg, pools: list[Pool], drawn: Draw) -> None:
-    """A shared source that runs out bounds the whole mix: keeping its share leaves rows of the whole sources out
-    (all of them, when none of its rows survived). That stops with the numbers, or goes on with a warning."""
+def _check_shares(cfg, pools: list[Pool], drawn: Draw) -> list[str]:
+    """A shared source that runs out bounds the whole mix: keeping its share leaves rows of the whole sources out.
+    That stops with the numbers, or goes on with a warning (returned)."""
     if not drawn.left_out:
-        return
+        return []
     shared = [p for p in pools if not p.whole]
     # the draw's pool 0 is the whole sources together, or (without any) the first shared source
     short = shared[drawn.shortest - (len(shared) < len(pools))]
@@ -260,12 +260,12 @@ def _check_shares(cfg, pools: list[Pool], drawn: Draw) -> None:
     if not d.allow_shortfall:
         raise Shortfall(f"{found}; add {short.name} data, lower its share, cap data.max_rows, or set "
                         "data.allow_shortfall=true to train on the smaller mix.")
-    print(f"warning: {found}; data.allow_shortfall=true, so the smaller mix is used.")
+    return [f"{found}; data.allow_shortfall=true, so the smaller mix is used."]
 
 
-def _check_rows(cfg, pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> None:
-    """The eval split leaves more rows to train on than it holds out, every source gives the mix rows, and the eval
-    split leaves most of each source to train on (said)."""
+def _check_rows(cfg, pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> list[str]:
+    """The eval split leaves more rows to train on than it holds out, and every source gives the mix rows; the
+    warnings: an eval split that holds out much of a source."""
     def per_pool(ids: np.ndarray) -> np.ndarray:
         return np.bincount(np.searchsorted(offsets, ids, side="right") - 1, minlength=len(pools))
 
@@ -274,6 +274,7 @@ def _check_rows(cfg, pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> Non
         raise DataError(f"the eval split (data.eval_rows={cfg.data.eval_rows}) holds out {held_out} of the sources' "
                         f"{usable} usable rows, leaving {usable - held_out} to train on; lower data.eval_rows or add "
                         "rows.")
+    warnings = []
     for pool, trained, held in zip(pools, per_pool(np.concatenate(drawn.mixes)), per_pool(drawn.eval_ids),
                                    strict=True):
         usable, where = len(pool.sizes.tokens), f"source '{pool.name}' ({shown(pool.src.path)})"
@@ -286,8 +287,9 @@ def _check_rows(cfg, pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> Non
                     "leaves none of them; raise the cap or lower the shares"
             raise DataError(f"{where} gives the mix no row of its {pool.counts.valid}: {why}.")
         if held > EVAL_SHARE_SAID * usable:
-            print(f"warning: {where}: the eval split holds out {held} of its {usable} usable rows, leaving "
-                  f"{usable - held} to train on; lower data.eval_rows or add rows.")
+            warnings.append(f"{where}: the eval split holds out {held} of its {usable} usable rows, leaving "
+                            f"{usable - held} to train on; lower data.eval_rows or add rows.")
+    return warnings
 
 
 def _write(folder: Path, pools: list[Pool], drawn: Draw) -> None:
@@ -300,8 +302,11 @@ def _write(folder: Path, pools: list[Pool], drawn: Draw) -> None:
 
 
 def _load(path: Path, report: dict, cached: bool) -> Prepared:
+    """The prepared mix, its warnings said each time it is used (a reused mix keeps them: they still hold)."""
     from datasets import load_from_disk
 
+    for warning in report["warnings"]:
+        print(f"warning: {warning}")
     return Prepared(load_from_disk(str(path / "train")),
                     load_from_disk(str(path / "eval")) if report["mix"]["eval_rows"] else None, report, path, cached)
 
@@ -346,11 +351,10 @@ def prepare_data(cfg, tokenizer, *, cache_dir: str | Path | None = None, epochs:
                         _encode(pool, rest, cfg, tokenizer, work, progress)
                 drawn, offsets = _draw(cfg, pools, epochs)
             _check_usable(pools)
-            _check_shares(cfg, pools, drawn)
-            _check_rows(cfg, pools, drawn, offsets)
+            warnings = _check_shares(cfg, pools, drawn) + _check_rows(cfg, pools, drawn, offsets)
             _write(tmp, pools, drawn)
             save_pools(tmp, pools, drawn)
-            report = build_report(cfg, pools, offsets, drawn, fp, time.perf_counter() - started)
+            report = build_report(cfg, pools, offsets, drawn, fp, time.perf_counter() - started, warnings)
             (tmp / "report.json").write_text(json.dumps(report, indent=2))
             shutil.rmtree(work, ignore_errors=True)
     finally:
