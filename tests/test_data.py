@@ -502,6 +502,24 @@ def test_unreachable_dataset_hub_names_the_fix(tiny_tokenizer, smoke_cfg, monkey
         prepare_data(cfg, tiny_tokenizer, cache_dir=tmp_path, progress=False)
 
 
+@pytest.mark.parametrize("hub", ["unreachable", "without it"])
+def test_a_mistyped_local_path_read_as_a_data_set_id_says_so(tiny_tokenizer, smoke_cfg, monkeypatch, tmp_path, hub):
+    from kit.hub import HubError
+    from tests.fake_modelscope import FakeModelScope
+
+    fake = FakeModelScope().start()
+    monkeypatch.setenv("MODELSCOPE_ENDPOINT", "http://127.0.0.1:9" if hub == "unreachable" else fake.endpoint)
+    cfg = smoke_cfg()
+    cfg.data.sources = [SourceConfig(path="data/custom_alpaca")]  # the file is data/custom_alpaca.jsonl
+    try:
+        with pytest.raises(HubError, match=r"\(No file or folder 'data/custom_alpaca' \(relative to .*\) exists "
+                                           r"either, so it was read as a data set id: if it is a local path, correct "
+                                           r"it.\)$"):
+            prepare_data(cfg, tiny_tokenizer, cache_dir=tmp_path, progress=False)
+    finally:
+        fake.stop()
+
+
 def test_chat_is_tokenized_only_as_far_as_the_mix_needs(tiny_tokenizer, smoke_cfg):
     prepared = _prepare(smoke_cfg("data.seed=21", "data.eval_rows=0"), tiny_tokenizer)
     mix, chat = prepared.report["mix"], prepared.report["sources"]["chat"]
