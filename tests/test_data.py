@@ -322,7 +322,11 @@ BAD_ROWS = {
     "malformed_json": ('{"conversations": [', r"chat.jsonl line 2: invalid JSON"),
     "missing_field": (json.dumps({"text": "hi"}), r"source 'chat' \(.*chat.jsonl\) row 2: field 'conversations'"),
     "empty_content": (json.dumps({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": " "}]}),
-                      r"row 2: field 'value': empty"),
+                      r"row 2: field 'conversations\[1\].value': empty"),
+    # auto reads the format off row 1: a row in another one is named, and the fix is a source per format
+    "wrong_format": (json.dumps({"instruction": "Hi", "output": "Hello."}),
+                     r"row 2: field 'instruction, output': this row is in the alpaca format, not sharegpt: the "
+                     r"source's first row was sharegpt, and a source holds one format: give each format its own"),
     "unknown_role": (json.dumps({"conversations": [{"from": "bot", "value": "Hi"}, {"from": "gpt", "value": "x"}]}),
                      r"row 2: field 'conversations\[0\].from': unknown role 'bot'"),
     # Reasoning traces as the real data holds them when a generation was cut or glued together.
@@ -335,10 +339,21 @@ BAD_ROWS = {
 }
 
 
+def test_sharegpt_turns_written_as_role_and_content_are_read(tiny_tokenizer, smoke_cfg, tmp_path):
+    turns = json.dumps({"conversations": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo."}]})
+    cfg, _ = _bad_cfg(smoke_cfg, tmp_path, [GOOD, turns, GOOD], "data.eval_rows=0")
+    assert _prepare(cfg, tiny_tokenizer).report["sources"]["chat"]["rows_valid"] == 3
+    no_role = json.dumps({"conversations": [{"value": "Hi"}, {"from": "gpt", "value": "x"}]})
+    cfg, _ = _bad_cfg(smoke_cfg, tmp_path, [GOOD, no_role, GOOD])
+    with pytest.raises(DataError, match=r"row 2: field 'conversations\[0\].from': missing \(a turn is \{from, value\} "
+                                        r"or \{role, content\}\)"):
+        _prepare(cfg, tiny_tokenizer)
+
+
 @pytest.mark.parametrize("reason", list(BAD_ROWS))
 def test_bad_input_is_an_error_naming_file_row_and_field(tiny_tokenizer, smoke_cfg, tmp_path, kit_cache, reason):
     line, message = BAD_ROWS[reason]
-    cfg, _ = _bad_cfg(smoke_cfg, tmp_path, [GOOD, line, GOOD])
+    cfg, _ = _bad_cfg(smoke_cfg, tmp_path, [GOOD, line, GOOD], "data.chat.format=auto")
     before = sorted((kit_cache / "prepared").glob("*")) if (kit_cache / "prepared").exists() else []
     with pytest.raises(ValueError, match=message):
         _prepare(cfg, tiny_tokenizer)
