@@ -609,6 +609,17 @@ def test_own_data_beside_the_recipe_as_the_shipped_example_config_says(tiny_toke
     assert sources["chat"]["share_rows"] == pytest.approx(0.25, abs=0.01)  # the recipe's ratio still holds
 
 
+def test_a_source_is_named_by_its_file_or_by_the_words_around_its_glob():
+    """The names the report and the eval losses (eval_<name>_loss) carry; a glob was named '*'."""
+    from kit.config import load_config
+    from kit.data.sources import mix_sources
+
+    cfg = load_config(None, ["data.sources=[{path: data/custom_alpaca.jsonl}, {path: data/custom_*.jsonl}, "
+                             "{path: data/eval/*.jsonl}, {path: data/eval/*.jsonl}]"])
+    assert [name for name, _ in mix_sources(cfg.data)] == ["reasoning", "chat", "custom_alpaca", "custom", "eval",
+                                                           "eval5"]
+
+
 def test_a_source_that_would_give_no_row_is_refused(tiny_tokenizer, smoke_cfg, tmp_path):
     one = tmp_path / "mine.jsonl"
     one.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"},
