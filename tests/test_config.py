@@ -38,6 +38,9 @@ def test_a_setting_through_a_list_takes_an_index_and_through_a_value_is_refused(
 def test_unknown_key_names_the_nearest_valid_one():
     with pytest.raises(ConfigError, match=r"unknown key 'data.chat_ratoi'.*Did you mean 'data.chat_ratio'"):
         load_config(None, ["data.chat_ratoi=0.3"])
+    with pytest.raises(ConfigError, match=r"unknown key 'data.share': here it is data.reasoning.share or "
+                                          r"data.chat.share or data.sources.<i>.share."):  # a share indented too little
+        load_config(None, ["data.share=0.1"])
 
 
 def test_unknown_key_in_yaml(tmp_path):

@@ -110,11 +110,16 @@ def fields(cls) -> dict[str, Any]:
 
 
 def leaves(cls, prefix: str = "") -> dict[str, list[str]]:
-    """Each field name of the tree under `cls` -> the dotted keys that end in it (`max_steps` -> [train.max_steps])."""
+    """Each field name of the tree under `cls` -> the dotted keys that end in it (`max_steps` -> [train.max_steps]);
+    a list of sections gives `data.sources.<i>.share`."""
     out: dict[str, list[str]] = {}
     for name, kind in fields(cls).items():
-        for leaf, keys in (leaves(kind, f"{prefix}{name}.") if dataclasses.is_dataclass(kind)
-                           else {name: [prefix + name]}).items():
+        item = (typing.get_args(kind) or [None])[0] if typing.get_origin(kind) is list else None
+        if dataclasses.is_dataclass(kind) or dataclasses.is_dataclass(item):
+            below = leaves(kind if item is None else item, f"{prefix}{name}.{'' if item is None else '<i>.'}")
+        else:
+            below = {name: [prefix + name]}
+        for leaf, keys in below.items():
             out.setdefault(leaf, []).extend(keys)
     return out
 
