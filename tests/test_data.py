@@ -648,6 +648,17 @@ def test_an_eval_split_larger_than_what_it_leaves_is_refused_and_the_readme_comm
     assert all(s["rows_used"] for s in sources.values())
 
 
+def test_with_every_source_shared_the_source_that_bounds_the_mix_is_said(tiny_tokenizer):
+    from kit.config import load_config
+
+    cfg = load_config(Path(__file__).parent.parent / "configs" / "own-data.yaml", [
+        "data.chat_ratio=0", 'data.reasoning.path=""', "data.eval_rows=4", "data.sources=[{path: "
+        "data/finetome_sample.jsonl, share: 0.5}, {path: data/custom_sharegpt.jsonl, share: 0.5}]"])
+    assert _prepare(cfg, tiny_tokenizer).report["warnings"] == [
+        "custom_sharegpt's 12 usable rows at its share 0.5 bound the mix at 20 rows, so finetome_sample gives 10 of "
+        "its 298; add custom_sharegpt rows or lower its share to use more."]
+
+
 def test_a_whole_source_with_no_usable_row_is_refused_with_its_drops(tiny_tokenizer, smoke_cfg):
     """It was trained around in silence: every row of your own file dropped, the mix made of the others."""
     cfg = smoke_cfg()

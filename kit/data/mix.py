@@ -112,7 +112,7 @@ class Draw:
     pools: list[np.ndarray]  # each shuffled pool less its eval rows (shared ones: epoch 0's): what other shares draw
     exhausted: bool = False  # in some epoch a shared pool ran out before the whole pool did
     left_out: int = 0  # whole rows an epoch left out because a shared pool ran out (not a cap): the shortfall
-    shortest: int = 0  # the pool that ran out
+    shortest: int = 0  # the pool that ran out (0: none did)
 
 
 def draw(pools: list[np.ndarray], shares: list[float | None], sizes: Sizes, *, by: str, seed: int, eval_rows: int,
@@ -148,9 +148,10 @@ def draw(pools: list[np.ndarray], shares: list[float | None], sizes: Sizes, *, b
         counts = plan.largest()
         if counts[0] < len(current[0]) and plan.short(counts[0] + 1):
             out.exhausted = True
-            if whole and plan.bound_by_a_share(counts[0]):
-                out.left_out = max(out.left_out, len(current[0]) - counts[0])
+            if plan.bound_by_a_share(counts[0]):
                 out.shortest = next(i for i, n in enumerate(plan.counts(counts[0] + 1)) if n > len(current[i]))
+                if whole:
+                    out.left_out = max(out.left_out, len(current[0]) - counts[0])
         mix = np.concatenate([p[:n] for p, n in zip(current, counts, strict=True)])
         out.mixes.append(mix[np.random.default_rng(seed + epoch).permutation(len(mix))])
     return out

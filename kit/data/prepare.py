@@ -246,10 +246,16 @@ def _check_usable(pools: list[Pool]) -> None:
 
 def _check_shares(cfg, pools: list[Pool], drawn: Draw) -> list[str]:
     """A shared source that runs out bounds the whole mix: keeping its share leaves rows of the whole sources out.
-    That stops with the numbers, or goes on with a warning (returned)."""
-    if not drawn.left_out:
-        return []
+    That stops with the numbers, or goes on with a warning (returned). With every source shared, the first to run
+    out bounds the mix by design: said, with what the first source gives."""
     shared = [p for p in pools if not p.whole]
+    if not drawn.left_out:
+        if len(shared) < len(pools) or not drawn.shortest:
+            return []
+        short, used = shared[drawn.shortest], int(np.isin(drawn.pools[0], drawn.mixes[0]).sum())
+        return [f"{short.name}'s {len(short.sizes.tokens)} usable rows at its share {short.src.share} bound the mix "
+                f"at {len(drawn.mixes[0])} rows, so {shared[0].name} gives {used} of its {len(drawn.pools[0])}; add "
+                f"{short.name} rows or lower its share to use more."]
     # the draw's pool 0 is the whole sources together, or (without any) the first shared source
     short = shared[drawn.shortest - (len(shared) < len(pools))]
     whole = len(drawn.pools[0])  # the driving rows, less their eval rows
