@@ -243,7 +243,8 @@ PROBLEMS = [  # (overrides, the sentence the user gets)
      "the shares of the sources add up to 1.5; they must add up to 1."),
     (["data.sources=[{path: data/none-such.jsonl}]"], "data.sources[0].path 'data/none-such.jsonl' (relative to"),
     ([f"data.sources=[{{path: {EXTRA}}}, {{path: {EXTRA}, share: 1, max_rows: -1}}]"],
-     "data.sources[1].share is 1.0; it must be in [0, 1) (this source's share of the mix"),
+     "data.sources[1].share is 1.0; it must be in (0, 1) (this source's share of the mix"),
+    ([f"data.sources=[{{path: {EXTRA}, share: 0}}]"], "data.sources[0].share is 0.0; it must be in (0, 1)"),
     (["grpo.correct_weight=0", "grpo.format_weight=0", "grpo.length_weight=0"],
      "grpo.correct_weight, format_weight and length_weight are all 0: there is nothing to reward."),
 

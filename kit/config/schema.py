@@ -59,7 +59,7 @@ class SourceConfig:
         "auto", "reasoning: replies carry <think> traces; chat: plain replies (Qwen3's template gives them an empty "
                 "think block); auto: read off the first row")
     share: float | None = knob(None, "this source's share of the mix (by data.ratio_by); null = all of its rows",
-                               range=(0, 1), open=True)
+                               range=(0, 1), above=True, open=True)
     max_rows: int = knob(0, "0 = all rows; else the first N rows that pass the filters", range=(0, None))
     problem_types: list[str] = knob([], "openmath: keep only these problem_type values")
     min_pass_rate: float = knob(0.0, "openmath: drop rows below this pass_rate_72b_tir (\"n/a\" rows are kept)",
