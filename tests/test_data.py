@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -657,6 +658,13 @@ def test_with_every_source_shared_the_source_that_bounds_the_mix_is_said(tiny_to
     assert _prepare(cfg, tiny_tokenizer).report["warnings"] == [
         "custom_sharegpt's 12 usable rows at its share 0.5 bound the mix at 20 rows, so finetome_sample gives 10 of "
         "its 298; add custom_sharegpt rows or lower its share to use more."]
+
+
+def test_a_source_losing_most_of_its_rows_is_said_with_the_fix(tiny_tokenizer, smoke_cfg):
+    warnings = _prepare(smoke_cfg("model.max_seq_length=104"), tiny_tokenizer).report["warnings"]
+    assert len(warnings) == 1 and re.fullmatch(
+        r"source 'reasoning' \(.*\): 1\d\d of its 343 rows were dropped \(43 filtered_held_out, 1\d\d too_long\); a "
+        r"higher model.max_seq_length keeps the too_long ones.", warnings[0])
 
 
 def test_a_whole_source_with_no_usable_row_is_refused_with_its_drops(tiny_tokenizer, smoke_cfg):

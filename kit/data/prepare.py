@@ -37,6 +37,7 @@ PARALLEL_FROM = 2048  # rows; below this a pool of processes costs more than it 
 IN_PROCESS_UP_TO = 2
 WRITE_BATCH = 1000  # converted rows held before they are written
 EVAL_SHARE_SAID = 0.2  # an eval split holding out more of a source than this is said
+DROPS_SAID = 0.5  # a source losing more of its rows than this to bad rows or the length limit is said
 
 
 @dataclass
@@ -292,6 +293,13 @@ def _check_rows(cfg, pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> lis
                 why = "data.max_rows, data.max_tokens or a shared source that runs short (data.allow_shortfall) " \
                     "leaves none of them; raise the cap or lower the shares"
             raise DataError(f"{where} gives the mix no row of its {pool.counts.valid}: {why}.")
+        drops = pool.counts.dropped + pool.length_drops
+        lost = {why: n for why, n in drops.items() if not why.startswith("filtered")}  # a filter's drops are asked
+        if sum(lost.values()) > DROPS_SAID * pool.counts.read:
+            fixes = (["a higher model.max_seq_length keeps the too_long ones"] if "too_long" in lost else []) + \
+                (["data.on_bad_row=error names the first bad one"] if set(lost) - {"too_long"} else [])
+            warnings.append(f"{where}: {sum(lost.values())} of its {pool.counts.read} rows were dropped "
+                            f"({_drops(pool)}); {' and '.join(fixes)}.")
         if held > EVAL_SHARE_SAID * usable:
             warnings.append(f"{where}: the eval split holds out {held} of its {usable} usable rows, leaving "
                             f"{usable - held} to train on; lower data.eval_rows or add rows.")
