@@ -393,7 +393,7 @@ def test_bytes_that_are_not_utf8_name_file_and_line(tiny_tokenizer, smoke_cfg, t
 
 def test_chat_that_runs_short_of_the_ratio_is_said(tiny_tokenizer, smoke_cfg, capsys):
     with pytest.raises(DataError, match=r"^source 'chat' \(.*finetome_sample.jsonl.*\) has no usable row: of the 300 "
-                                        r"read, dropped 300 filtered_max_chars \(too_long: longer than "):
+                                        r"read, dropped 300 filtered_max_chars; filtered_\* rows are the"):
         _prepare(smoke_cfg("data.chat.max_chars=1"), tiny_tokenizer)  # every chat row filtered out
     with pytest.raises(DataError, match=r"chat runs short: its \d+ usable rows keep data.chat_ratio=0.6 by rows only "
                                         r"with \d+ of the \d+ rows of reasoning; add chat data"):
@@ -664,7 +664,7 @@ def test_a_source_losing_most_of_its_rows_is_said_with_the_fix(tiny_tokenizer, s
     warnings = _prepare(smoke_cfg("model.max_seq_length=104"), tiny_tokenizer).report["warnings"]
     assert len(warnings) == 1 and re.fullmatch(
         r"source 'reasoning' \(.*\): 1\d\d of its 343 rows were dropped \(43 filtered_held_out, 1\d\d too_long\); a "
-        r"higher model.max_seq_length keeps the too_long ones.", warnings[0])
+        r"higher model.max_seq_length \(or data.overlong=truncate\) keeps the too_long rows.", warnings[0])
 
 
 def test_a_whole_source_with_no_usable_row_is_refused_with_its_drops(tiny_tokenizer, smoke_cfg):
@@ -673,7 +673,7 @@ def test_a_whole_source_with_no_usable_row_is_refused_with_its_drops(tiny_tokeni
     cfg.data.sources = [SourceConfig(path=str(Path(__file__).parent.parent / "data" / "custom_messages.jsonl"),
                                      max_chars=5)]
     with pytest.raises(DataError, match=r"^source 'custom_messages' \(.*\) has no usable row: of the 12 read, "
-                                        r"dropped 12 filtered_max_chars \(too_long: "):
+                                        r"dropped 12 filtered_max_chars; filtered_\* rows are the source's filters"):
         _prepare(cfg, tiny_tokenizer)
 
 

@@ -231,6 +231,23 @@ def _drops(pool: Pool) -> str:
     return ", ".join(f"{n} {why}" for why, n in sorted((pool.counts.dropped + pool.length_drops).items())) or "none"
 
 
+FIXES = {  # a drop's reason -> what keeps such rows
+    "too_long": "a higher model.max_seq_length (or data.overlong=truncate) keeps the too_long rows",
+    "nothing_to_train_after_truncation": "a higher model.max_seq_length keeps the answers truncation cut off",
+    "nothing_to_train": "kit.show_row shows how a row is labelled (docs/data.md)",
+}
+
+
+def _fixes(reasons) -> str:
+    """What to change for each kind of drop among `reasons`."""
+    said = [FIXES[why] for why in sorted(reasons) if why in FIXES]
+    if any(why.startswith("filtered") for why in reasons):
+        said.append("filtered_* rows are the source's filters at work")
+    if any(why not in FIXES and not why.startswith("filtered") for why in reasons):
+        said.append("data.on_bad_row=error names the first bad row")
+    return "; ".join(said)
+
+
 class Shortfall(DataError):
     """A shared source too short for its share, unless data.allow_shortfall: a matter of the shares, not the data."""
 
@@ -240,9 +257,8 @@ def _check_usable(pools: list[Pool]) -> None:
     for pool in pools:
         if not len(pool.sizes.tokens):
             raise DataError(f"source '{pool.name}' ({shown(pool.src.path)}) has no usable row: of the "
-                            f"{pool.counts.read} read, dropped {_drops(pool)} (too_long: longer than "
-                            "model.max_seq_length; filtered_*: the source's filters; any other: data.on_bad_row=error "
-                            "names the first such row).")
+                            f"{pool.counts.read} read, dropped {_drops(pool)}; "
+                            f"{_fixes(pool.counts.dropped + pool.length_drops)}.")
 
 
 def _check_shares(cfg, pools: list[Pool], drawn: Draw) -> list[str]:
@@ -296,10 +312,8 @@ def _check_rows(cfg, pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> lis
         drops = pool.counts.dropped + pool.length_drops
         lost = {why: n for why, n in drops.items() if not why.startswith("filtered")}  # a filter's drops are asked
         if sum(lost.values()) > DROPS_SAID * pool.counts.read:
-            fixes = (["a higher model.max_seq_length keeps the too_long ones"] if "too_long" in lost else []) + \
-                (["data.on_bad_row=error names the first bad one"] if set(lost) - {"too_long"} else [])
             warnings.append(f"{where}: {sum(lost.values())} of its {pool.counts.read} rows were dropped "
-                            f"({_drops(pool)}); {' and '.join(fixes)}.")
+                            f"({_drops(pool)}); {_fixes(lost)}.")
         if held > EVAL_SHARE_SAID * usable:
             warnings.append(f"{where}: the eval split holds out {held} of its {usable} usable rows, leaving "
                             f"{usable - held} to train on; lower data.eval_rows or add rows.")
