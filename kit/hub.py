@@ -19,7 +19,7 @@ from pathlib import Path
 from kit.errors import KitError
 from kit.files import write_atomic
 from kit.models.profiles import PROFILES, VARIANTS, find, nearest
-from kit.paths import cache_root
+from kit.paths import cache_root, shown
 from kit.quiet import retries_held_back
 
 NETWORK_HINT = {
@@ -322,11 +322,22 @@ def dataset_listing(src, cache_dir: Path) -> list[dict]:
         files = listing(src.path, src.where, repo_type="dataset", revision=src.revision)
     except NetworkUnreachable as error:
         if not saved.is_file():
-            raise
+            raise _maybe_a_path(error, src) from None
         print(f"note: {error} Using the listing saved on {time.ctime(saved.stat().st_mtime)}.")
         return json.loads(saved.read_text())
+    except HubError as error:
+        raise _maybe_a_path(error, src) from None
     write_atomic(saved, json.dumps(files))
     return files
+
+
+def _maybe_a_path(error: HubError, src) -> HubError:
+    """A hub error for a path that hub: auto took for a data set id only because no such file is here: a mistyped
+    local path (`data/my_skill` for `data/my_skill.jsonl`) must not read as a network or hub problem alone."""
+    if src.hub != "auto":
+        return error
+    return type(error)(f"{error} (No file or folder {shown(src.path)} exists either, so it was read as a data set "
+                       "id: if it is a local path, correct it.)")
 
 
 def split_shards(src, files: list[dict]) -> list[dict]:

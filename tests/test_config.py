@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,25 @@ def test_overrides_are_typed_and_nested():
     assert cfg.train.learning_rate == 1e-4
 
 
+@pytest.mark.parametrize("override,said", [
+    ("data.sources.share=0.5", "'data.sources.share': data.sources is a list of 3, so 'share' must be an index (0 to "
+                               "2); or give the whole list, e.g. data.sources=[{path: my.jsonl}]."),
+    ("data.sources.3.share=0.5", "'data.sources.3.share': data.sources is a list of 3, so '3' must be an index"),
+    ("data.chat_ratio.x=1", "'data.chat_ratio.x': data.chat_ratio is 0.25, not a section with keys."),
+])
+def test_a_setting_through_a_list_takes_an_index_and_through_a_value_is_refused(override, said):
+    own = load_config(ROOT / "configs/own-data.yaml", ["data.sources.2.share=0.1"])
+    assert [s.share for s in own.data.sources] == [None, None, 0.1] and own.data.sources[2].format == "alpaca"
+    with pytest.raises(ConfigError, match=re.escape(said)):  # these were dropped without a word
+        load_config(ROOT / "configs/own-data.yaml", [override])
+
+
 def test_unknown_key_names_the_nearest_valid_one():
     with pytest.raises(ConfigError, match=r"unknown key 'data.chat_ratoi'.*Did you mean 'data.chat_ratio'"):
         load_config(None, ["data.chat_ratoi=0.3"])
+    with pytest.raises(ConfigError, match=r"unknown key 'data.share': here it is data.reasoning.share or "
+                                          r"data.chat.share or data.sources.<i>.share."):  # a share indented too little
+        load_config(None, ["data.share=0.1"])
 
 
 def test_unknown_key_in_yaml(tmp_path):
@@ -226,9 +243,11 @@ PROBLEMS = [  # (overrides, the sentence the user gets)
      "the shares of the sources add up to 1.5; they must add up to 1."),
     (["data.sources=[{path: data/none-such.jsonl}]"], "data.sources[0].path 'data/none-such.jsonl' (relative to"),
     ([f"data.sources=[{{path: {EXTRA}}}, {{path: {EXTRA}, share: 1, max_rows: -1}}]"],
-     "data.sources[1].share is 1.0; it must be in [0, 1) (this source's share of the mix"),
+     "data.sources[1].share is 1.0; it must be in (0, 1) (this source's share of the mix"),
+    ([f"data.sources=[{{path: {EXTRA}, share: 0}}]"], "data.sources[0].share is 0.0; it must be in (0, 1)"),
     (["grpo.correct_weight=0", "grpo.format_weight=0", "grpo.length_weight=0"],
      "grpo.correct_weight, format_weight and length_weight are all 0: there is nothing to reward."),
+
     (["grpo.prompts_per_step=3", "grpo.num_generations=2", "grpo.per_device_train_batch_size=4"],
      "grpo.per_device_train_batch_size is 4; it must divide the 6 completions of a step"),
 ]
@@ -246,6 +265,7 @@ def test_each_problem_is_one_sentence_naming_the_key_and_the_fix(overrides, said
     ["train.max_steps=0", "train.num_train_epochs=1"], ["train.max_steps=5", "train.num_train_epochs=0"],
     ["data.reasoning.min_pass_rate=0.5", "data.reasoning.max_pass_rate=0.5"],
     [f"data.sources=[{{path: {EXTRA}, share: 0.5}}]", "data.chat_ratio=0.4"],  # 0.9 beside the whole reasoning
+    [f"data.sources=[{{path: {EXTRA}}}]", "data.sources.0.share=0.5"],  # an index into the list
     [f"data.sources=[{{path: {EXTRA}, share: 0.25}}]", "data.chat_ratio=0.75", "data.reasoning.path="],  # 1 in all
     ["data.chat_ratio=1", "data.reasoning.path="], ["data.chat_ratio=0", "data.chat.path="],
     [f"data.sources=[{{path: {EXTRA}, share: 0.6}}, {{path: {EXTRA}, share: 0.4}}]", "data.chat_ratio=1",

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -322,7 +323,11 @@ BAD_ROWS = {
     "malformed_json": ('{"conversations": [', r"chat.jsonl line 2: invalid JSON"),
     "missing_field": (json.dumps({"text": "hi"}), r"source 'chat' \(.*chat.jsonl\) row 2: field 'conversations'"),
     "empty_content": (json.dumps({"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": " "}]}),
-                      r"row 2: field 'value': empty"),
+                      r"row 2: field 'conversations\[1\].value': empty"),
+    # auto reads the format off row 1: a row in another one is named, and the fix is a source per format
+    "wrong_format": (json.dumps({"instruction": "Hi", "output": "Hello."}),
+                     r"row 2: field 'instruction, output': this row is in the alpaca format, not sharegpt: the "
+                     r"source's first row was sharegpt, and a source holds one format: give each format its own"),
     "unknown_role": (json.dumps({"conversations": [{"from": "bot", "value": "Hi"}, {"from": "gpt", "value": "x"}]}),
                      r"row 2: field 'conversations\[0\].from': unknown role 'bot'"),
     # Reasoning traces as the real data holds them when a generation was cut or glued together.
@@ -335,10 +340,21 @@ BAD_ROWS = {
 }
 
 
+def test_sharegpt_turns_written_as_role_and_content_are_read(tiny_tokenizer, smoke_cfg, tmp_path):
+    turns = json.dumps({"conversations": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo."}]})
+    cfg, _ = _bad_cfg(smoke_cfg, tmp_path, [GOOD, turns, GOOD], "data.eval_rows=0")
+    assert _prepare(cfg, tiny_tokenizer).report["sources"]["chat"]["rows_valid"] == 3
+    no_role = json.dumps({"conversations": [{"value": "Hi"}, {"from": "gpt", "value": "x"}]})
+    cfg, _ = _bad_cfg(smoke_cfg, tmp_path, [GOOD, no_role, GOOD])
+    with pytest.raises(DataError, match=r"row 2: field 'conversations\[0\].from': missing \(a turn is \{from, value\} "
+                                        r"or \{role, content\}\)"):
+        _prepare(cfg, tiny_tokenizer)
+
+
 @pytest.mark.parametrize("reason", list(BAD_ROWS))
 def test_bad_input_is_an_error_naming_file_row_and_field(tiny_tokenizer, smoke_cfg, tmp_path, kit_cache, reason):
     line, message = BAD_ROWS[reason]
-    cfg, _ = _bad_cfg(smoke_cfg, tmp_path, [GOOD, line, GOOD])
+    cfg, _ = _bad_cfg(smoke_cfg, tmp_path, [GOOD, line, GOOD], "data.chat.format=auto")
     before = sorted((kit_cache / "prepared").glob("*")) if (kit_cache / "prepared").exists() else []
     with pytest.raises(ValueError, match=message):
         _prepare(cfg, tiny_tokenizer)
@@ -376,10 +392,11 @@ def test_bytes_that_are_not_utf8_name_file_and_line(tiny_tokenizer, smoke_cfg, t
 
 
 def test_chat_that_runs_short_of_the_ratio_is_said(tiny_tokenizer, smoke_cfg, capsys):
-    with pytest.raises(DataError, match=r"chat runs short: its 0 usable rows keep data.chat_ratio=0.25 by rows only "
-                                        r"with 2 of the \d+ reasoning rows; add chat data"):
+    with pytest.raises(DataError, match=r"^source 'chat' \(.*finetome_sample.jsonl.*\) has no usable row: of the 300 "
+                                        r"read, dropped 300 filtered_max_chars; filtered_\* rows are the"):
         _prepare(smoke_cfg("data.chat.max_chars=1"), tiny_tokenizer)  # every chat row filtered out
-    with pytest.raises(DataError, match=r"chat runs short: its \d+ usable rows keep data.chat_ratio=0.6"):
+    with pytest.raises(DataError, match=r"chat runs short: its \d+ usable rows keep data.chat_ratio=0.6 by rows only "
+                                        r"with \d+ of the \d+ rows of reasoning; add chat data"):
         _prepare(smoke_cfg("data.chat_ratio=0.6"), tiny_tokenizer)  # as many chat rows as reasoning rows
     with pytest.raises(DataError, match=r"chat runs short: its \d+ usable rows keep data.chat_ratio=0.8"):
         _prepare(smoke_cfg("data.chat_ratio=0.8"), tiny_tokenizer)  # 4 chat rows a reasoning row: some chat is left
@@ -501,6 +518,24 @@ def test_unreachable_dataset_hub_names_the_fix(tiny_tokenizer, smoke_cfg, monkey
         prepare_data(cfg, tiny_tokenizer, cache_dir=tmp_path, progress=False)
 
 
+@pytest.mark.parametrize("hub", ["unreachable", "without it"])
+def test_a_mistyped_local_path_read_as_a_data_set_id_says_so(tiny_tokenizer, smoke_cfg, monkeypatch, tmp_path, hub):
+    from kit.hub import HubError
+    from tests.fake_modelscope import FakeModelScope
+
+    fake = FakeModelScope().start()
+    monkeypatch.setenv("MODELSCOPE_ENDPOINT", "http://127.0.0.1:9" if hub == "unreachable" else fake.endpoint)
+    cfg = smoke_cfg()
+    cfg.data.sources = [SourceConfig(path="data/custom_alpaca")]  # the file is data/custom_alpaca.jsonl
+    try:
+        with pytest.raises(HubError, match=r"\(No file or folder 'data/custom_alpaca' \(relative to .*\) exists "
+                                           r"either, so it was read as a data set id: if it is a local path, correct "
+                                           r"it.\)$"):
+            prepare_data(cfg, tiny_tokenizer, cache_dir=tmp_path, progress=False)
+    finally:
+        fake.stop()
+
+
 def test_chat_is_tokenized_only_as_far_as_the_mix_needs(tiny_tokenizer, smoke_cfg):
     prepared = _prepare(smoke_cfg("data.seed=21", "data.eval_rows=0"), tiny_tokenizer)
     mix, chat = prepared.report["mix"], prepared.report["sources"]["chat"]
@@ -571,7 +606,19 @@ def test_own_data_beside_the_recipe_as_the_shipped_example_config_says(tiny_toke
         s = sources[name]
         assert (s["role"], s["rows_read"], s["rows_kept"], s["rows_used"] + s["eval_rows"]) == ("chat", rows, rows,
                                                                                                  rows)
+        assert s["eval_rows"] >= 1  # each source its own eval loss, however small beside the recipe's reasoning
     assert sources["chat"]["share_rows"] == pytest.approx(0.25, abs=0.01)  # the recipe's ratio still holds
+
+
+def test_a_source_is_named_by_its_file_or_by_the_words_around_its_glob():
+    """The names the report and the eval losses (eval_<name>_loss) carry; a glob was named '*'."""
+    from kit.config import load_config
+    from kit.data.sources import mix_sources
+
+    cfg = load_config(None, ["data.sources=[{path: data/custom_alpaca.jsonl}, {path: data/custom_*.jsonl}, "
+                             "{path: data/eval/*.jsonl}, {path: data/eval/*.jsonl}]"])
+    assert [name for name, _ in mix_sources(cfg.data)] == ["reasoning", "chat", "custom_alpaca", "custom", "eval",
+                                                           "eval5"]
 
 
 def test_a_source_that_would_give_no_row_is_refused(tiny_tokenizer, smoke_cfg, tmp_path):
@@ -585,9 +632,56 @@ def test_a_source_that_would_give_no_row_is_refused(tiny_tokenizer, smoke_cfg, t
         _prepare(cfg, tiny_tokenizer)
 
 
-def test_an_eval_split_taking_much_of_a_small_source_is_said(tiny_tokenizer, smoke_cfg, capsys):
+def test_an_eval_split_larger_than_what_it_leaves_is_refused_and_the_readme_command_trains_every_source(
+        tiny_tokenizer):
+    """The README's "your data alone" on configs/own-data.yaml (27 rows): its data.eval_rows=24 would leave 4 rows
+    to train on, refused with the numbers; with the README's data.eval_rows=6 every source trains."""
+    from kit.config import load_config
+
+    cfg = load_config(Path(__file__).parent.parent / "configs" / "own-data.yaml",
+                      ["data.chat_ratio=0", 'data.reasoning.path=""'])
+    with pytest.raises(DataError, match=r"^the eval split \(data.eval_rows=24\) holds out 23 of the sources' 27 "
+                                        r"usable rows, leaving 4 to train on; lower data.eval_rows or add rows.$"):
+        _prepare(cfg, tiny_tokenizer)
+    cfg.data.eval_rows = 6
+    sources = _prepare(cfg, tiny_tokenizer).report["sources"]
+    assert sorted(sources) == ["custom_alpaca", "custom_messages", "custom_sharegpt"]
+    assert all(s["rows_used"] for s in sources.values())
+
+
+def test_with_every_source_shared_the_source_that_bounds_the_mix_is_said(tiny_tokenizer):
+    from kit.config import load_config
+
+    cfg = load_config(Path(__file__).parent.parent / "configs" / "own-data.yaml", [
+        "data.chat_ratio=0", 'data.reasoning.path=""', "data.eval_rows=4", "data.sources=[{path: "
+        "data/finetome_sample.jsonl, share: 0.5}, {path: data/custom_sharegpt.jsonl, share: 0.5}]"])
+    assert _prepare(cfg, tiny_tokenizer).report["warnings"] == [
+        "custom_sharegpt's 12 usable rows at its share 0.5 bound the mix at 20 rows, so finetome_sample gives 10 of "
+        "its 298; add custom_sharegpt rows or lower its share to use more."]
+
+
+def test_a_source_losing_most_of_its_rows_is_said_with_the_fix(tiny_tokenizer, smoke_cfg):
+    warnings = _prepare(smoke_cfg("model.max_seq_length=104"), tiny_tokenizer).report["warnings"]
+    assert len(warnings) == 1 and re.fullmatch(
+        r"source 'reasoning' \(.*\): 1\d\d of its 343 rows were dropped \(43 filtered_held_out, 1\d\d too_long\); a "
+        r"higher model.max_seq_length \(or data.overlong=truncate\) keeps the too_long rows.", warnings[0])
+
+
+def test_a_whole_source_with_no_usable_row_is_refused_with_its_drops(tiny_tokenizer, smoke_cfg):
+    """It was trained around in silence: every row of your own file dropped, the mix made of the others."""
+    cfg = smoke_cfg()
+    cfg.data.sources = [SourceConfig(path=str(Path(__file__).parent.parent / "data" / "custom_messages.jsonl"),
+                                     max_chars=5)]
+    with pytest.raises(DataError, match=r"^source 'custom_messages' \(.*\) has no usable row: of the 12 read, "
+                                        r"dropped 12 filtered_max_chars; filtered_\* rows are the source's filters"):
+        _prepare(cfg, tiny_tokenizer)
+
+
+def test_an_eval_split_taking_much_of_a_small_source_is_said_each_time_the_mix_is_used(tiny_tokenizer, smoke_cfg,
+                                                                                       capsys):
     cfg = smoke_cfg("data.chat_ratio=0", "data.reasoning.max_rows=30", "data.eval_rows=12")
-    prepared = _prepare(cfg, tiny_tokenizer)
-    assert prepared.report["mix"]["eval_rows"] == 12
-    assert "the eval split holds out 12 of its 30 usable rows, leaving 18 to train on; lower data.eval_rows" \
-        in capsys.readouterr().out
+    said = "the eval split holds out 12 of its 30 usable rows, leaving 18 to train on; lower data.eval_rows"
+    for cached in (False, True):  # prepare, then train: the reused mix says it again
+        prepared = _prepare(cfg, tiny_tokenizer)
+        assert prepared.cached == cached and prepared.report["mix"]["eval_rows"] == 12
+        assert said in capsys.readouterr().out and said in prepared.report["warnings"][0]

@@ -10,24 +10,26 @@ from kit.training import guards
 from kit.training.guards import GuardError
 
 
-def test_label_coverage_stops_on_a_source_whose_every_row_lost_its_labels(smoke_cfg, tiny_tokenizer, tmp_path):
-    """A source whose answers all fall past the truncation keeps no row: the data stage alone would train the mix
-    without it, silently; the guard names it. The smoke mix itself passes."""
+def test_a_source_whose_every_row_lost_its_labels_is_refused_and_a_thinly_labelled_one_is_said(
+        smoke_cfg, tiny_tokenizer, tmp_path):
+    """A source whose answers all fall past the truncation keeps no row: the data stage names it with the fix (the
+    mix would train without it, silently). The smoke mix passes the guard; a source labelled thinly is said."""
     from kit.config.schema import SourceConfig
     from kit.data import prepare_data
+    from kit.data.formats import DataError
 
     long = tmp_path / "long.jsonl"
     long.write_text("".join(json.dumps({"messages": [{"role": "user", "content": "word " * 700},
                                                      {"role": "assistant", "content": "ok"}]}) + "\n"
                             for _ in range(8)))
     cfg = smoke_cfg("data.overlong=truncate")
-    assert guards.label_coverage(prepare_data(cfg, tiny_tokenizer, progress=False).report) == []
-    cfg.data.sources = [SourceConfig(path=str(long), format="messages", role="chat")]
     report = prepare_data(cfg, tiny_tokenizer, progress=False).report
-    with pytest.raises(GuardError, match="guard label-coverage: source 'long' trains no token: none of its 8 rows "
-                                         "was kept \\(8 nothing_to_train_after_truncation\\)"):
-        guards.label_coverage(report)
-    report["sources"].pop("long")
+    assert guards.label_coverage(report) == []
+    cfg.data.sources = [SourceConfig(path=str(long), format="messages", role="chat")]
+    with pytest.raises(DataError, match=r"source 'long' \(.*\) has no usable row: of the 8 read, dropped 8 "
+                                        r"nothing_to_train_after_truncation; a higher model.max_seq_length keeps the "
+                                        r"answers truncation cut off.$"):
+        prepare_data(cfg, tiny_tokenizer, progress=False)
     report["sources"]["chat"]["trained_tokens_used"] = report["sources"]["chat"]["tokens_used"] // 100
     chat = report["sources"]["chat"]
     assert guards.label_coverage(report) == [

@@ -42,6 +42,18 @@ def test_the_eval_split_follows_the_shares_and_spares_every_pool():
     assert split_eval([50, 50], [0.5, 0.5], 0) == [0, 0]
 
 
+def test_each_whole_pool_holds_out_its_own_eval_rows_and_a_cap_draws_from_all_of_them():
+    ids, sizes = pools(1000, 12, 3, 400)
+    drawn = draw(ids, [None, None, None, 0.25], sizes, by="rows", seed=1, eval_rows=24)
+    held = [int(np.isin(p, drawn.eval_ids).sum()) for p in ids]
+    assert sum(held) == 24 and all(held)  # the 3-row source too: every source has its eval loss
+    whole = np.concatenate(ids[:3])
+    assert np.isin(whole[~np.isin(whole, drawn.eval_ids)], drawn.mixes[0]).all()  # the rest of them all train
+    ids, sizes = pools(300, 300, 400)
+    capped = draw(ids, [None, None, 0.2], sizes, by="rows", seed=1, eval_rows=0, max_rows=100)
+    assert [np.isin(capped.mixes[0], p).sum() > 20 for p in ids] == [True, True, False]  # ~40 of 80 each, not 80 + 0
+
+
 @pytest.mark.parametrize("ratio", [0.0, 0.1, 0.25, 0.5, 0.9])
 def test_by_rows_is_the_reference_recipes_arithmetic(ratio):
     ids, sizes = pools(19252, 200000)

@@ -110,11 +110,16 @@ def fields(cls) -> dict[str, Any]:
 
 
 def leaves(cls, prefix: str = "") -> dict[str, list[str]]:
-    """Each field name of the tree under `cls` -> the dotted keys that end in it (`max_steps` -> [train.max_steps])."""
+    """Each field name of the tree under `cls` -> the dotted keys that end in it (`max_steps` -> [train.max_steps]);
+    a list of sections gives `data.sources.<i>.share`."""
     out: dict[str, list[str]] = {}
     for name, kind in fields(cls).items():
-        for leaf, keys in (leaves(kind, f"{prefix}{name}.") if dataclasses.is_dataclass(kind)
-                           else {name: [prefix + name]}).items():
+        item = (typing.get_args(kind) or [None])[0] if typing.get_origin(kind) is list else None
+        if dataclasses.is_dataclass(kind) or dataclasses.is_dataclass(item):
+            below = leaves(kind if item is None else item, f"{prefix}{name}.{'' if item is None else '<i>.'}")
+        else:
+            below = {name: [prefix + name]}
+        for leaf, keys in below.items():
             out.setdefault(leaf, []).extend(keys)
     return out
 
@@ -149,16 +154,25 @@ def set_overrides(tree: dict, overrides: list[str]) -> list[str]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw  # not YAML (e.g. an unbalanced bracket): the text itself, judged by its field's type
-        *sections, leaf = key.strip().split(".")
+        parts = key.strip().split(".")
         node = tree
-        for part in sections:
-            if node.get(part) is None:  # absent, or an empty section (`train:` alone)
+        for depth, part in enumerate(parts):
+            above = ".".join(parts[:depth])
+            if isinstance(node, list):  # data.sources.0.share: an index into the list
+                if not (part.isdigit() and int(part) < len(node)):
+                    has = f"a list of {len(node)}, so '{part}' must be an index (0 to {len(node) - 1}); or give" \
+                        if node else "empty: give"
+                    problems.append(f"'{key}': {above} is {has} the whole list, e.g. {above}=[{{path: my.jsonl}}].")
+                    break
+                part = int(part)
+            elif not isinstance(node, dict):
+                problems.append(f"'{key}': {above} is {node!r}, not a section with keys.")
+                break
+            if depth == len(parts) - 1:
+                node[part] = value
+            elif isinstance(node, dict) and node.get(part) is None:  # absent, or an empty section (`train:` alone)
                 node[part] = {}
-            if not isinstance(node[part], dict):
-                break  # a section that is not a mapping: `build` says so
             node = node[part]
-        else:
-            node[leaf] = value
     return problems
 
 

@@ -59,7 +59,7 @@ class SourceConfig:
         "auto", "reasoning: replies carry <think> traces; chat: plain replies (Qwen3's template gives them an empty "
                 "think block); auto: read off the first row")
     share: float | None = knob(None, "this source's share of the mix (by data.ratio_by); null = all of its rows",
-                               range=(0, 1), open=True)
+                               range=(0, 1), above=True, open=True)
     max_rows: int = knob(0, "0 = all rows; else the first N rows that pass the filters", range=(0, None))
     problem_types: list[str] = knob([], "openmath: keep only these problem_type values")
     min_pass_rate: float = knob(0.0, "openmath: drop rows below this pass_rate_72b_tir (\"n/a\" rows are kept)",
@@ -105,7 +105,7 @@ class DataConfig:
     max_rows: int = knob(0, "0 = no cap on the mix's rows; the shares are kept under the cap", range=(0, None))
     max_tokens: int = knob(0, "0 = no cap on the mix's tokens", range=(0, None))
     seed: int = knob(3407, "same seed, same mix")
-    eval_rows: int = knob(32, "rows held out of the mix for the eval loss, split by share (0 = no eval split)",
+    eval_rows: int = knob(32, "rows held out for the eval loss, from each source as it is in the mix (0 = none)",
                           range=(0, None))
     overlong: Literal["drop", "truncate"] = knob("drop", "rows longer than model.max_seq_length")
     train_turns: Literal["final", "all"] = knob("final", "which assistant turns of a multi-turn row are trained "

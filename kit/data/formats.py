@@ -37,13 +37,15 @@ class Filtered(Exception):
         self.reason = reason
 
 
-def _text(row: dict, key: str) -> str:
+def _text(row: dict, key: str, field: str = "") -> str:
+    """`row[key]` as non-empty text; `field` names it in the error (a turn's: `messages[1].content`)."""
+    field = field or key
     if key not in row or row[key] is None:
-        raise BadRow("missing_field", key, "missing")
+        raise BadRow("missing_field", field, "missing")
     if not isinstance(row[key], str):
-        raise BadRow("bad_type", key, f"expected text, got {type(row[key]).__name__}")
+        raise BadRow("bad_type", field, f"expected text, got {type(row[key]).__name__}")
     if not row[key].strip():
-        raise BadRow("empty_content", key, "empty")
+        raise BadRow("empty_content", field, "empty")
     return row[key]
 
 
@@ -96,18 +98,21 @@ def openmath(row: dict, src) -> list[dict]:
 
 
 def sharegpt(row: dict, src) -> list[dict]:
-    """FineTome-100k and other ShareGPT rows: `conversations` of `{from, value}`; human/gpt/system roles."""
+    """FineTome-100k and other ShareGPT rows: `conversations` of `{from, value}` (or, as many sets write them,
+    `{role, content}`); human/gpt/system roles, or user/assistant/system."""
     key = "conversation" if "conversation" in row and "conversations" not in row else "conversations"
     messages = []
     for i, turn in enumerate(_list(row, key, "turns")):
         if not isinstance(turn, dict):
             raise BadRow("bad_type", f"{key}[{i}]", "expected an object with 'from' and 'value'")
-        role = SHAREGPT_ROLES.get(turn.get("from"))
+        who, text = ("role", "content") if "from" not in turn and "role" in turn else ("from", "value")
+        role = SHAREGPT_ROLES.get(turn.get(who))
         if role is None:
-            raise BadRow("unknown_role", f"{key}[{i}].from",
-                         f"unknown role {turn.get('from')!r} (expected human, gpt or system)")
-        content = _text(turn, "value")
-        messages.append({"role": role, "content": check_think(content, f"{key}[{i}].value") if role == "assistant"
+            raise BadRow("unknown_role" if who in turn else "missing_field", f"{key}[{i}].{who}",
+                         f"unknown role {turn.get(who)!r} (expected human, gpt or system)" if who in turn else
+                         "missing (a turn is {from, value} or {role, content})")
+        content = _text(turn, text, f"{key}[{i}].{text}")
+        messages.append({"role": role, "content": check_think(content, f"{key}[{i}].{text}") if role == "assistant"
                          else content})
     return _turns(messages, key)
 
@@ -120,7 +125,7 @@ def messages(row: dict, src) -> list[dict]:
         if role not in ("user", "assistant", "system"):
             raise BadRow("unknown_role", f"messages[{i}].role",
                          f"unknown role {role!r} (expected user, assistant or system)")
-        content = _text(turn, "content")
+        content = _text(turn, "content", f"messages[{i}].content")
         message = {"role": role, "content": check_think(content, f"messages[{i}].content") if role == "assistant"
                    else content}
         if turn.get("reasoning_content"):
@@ -177,8 +182,10 @@ def to_messages(row: dict, src, fmt: str | None = None) -> list[dict]:
         raise BadRow("unknown_format", ", ".join(sorted(row)[:6]) or "(none)", "no known format has these fields ("
                      + "; ".join(f"{name}: {', '.join(keys)}" for name, (_, keys) in FORMATS.items()) + ")")
     if fmt != "auto" and found not in (None, fmt) and not set(FORMATS[fmt][1]) <= set(row):
+        fix = f"the source's first row was {fmt}, and a source holds one format: give each format its own source" \
+            if src.format == "auto" else f"set the source's format to {found} (or auto)"
         raise BadRow("wrong_format", ", ".join(FORMATS[found][1]), f"this row is in the {found} format, not "
-                     f"{fmt}: set the source's format to {found} (or auto)")
+                     f"{fmt}: {fix}")
     conversation = FORMATS[found if fmt == "auto" else fmt][0](row, src)
     if src.max_chars and sum(len(m["content"]) for m in conversation) > src.max_chars:
         raise Filtered("max_chars")

@@ -112,33 +112,46 @@ class Draw:
     pools: list[np.ndarray]  # each shuffled pool less its eval rows (shared ones: epoch 0's): what other shares draw
     exhausted: bool = False  # in some epoch a shared pool ran out before the whole pool did
     left_out: int = 0  # whole rows an epoch left out because a shared pool ran out (not a cap): the shortfall
-    shortest: int = 0  # the pool that ran out
+    shortest: int = 0  # the pool that ran out (0: none did)
 
 
 def draw(pools: list[np.ndarray], shares: list[float | None], sizes: Sizes, *, by: str, seed: int, eval_rows: int,
          epochs: int = 1, redraw: bool = False, max_rows: int = 0, max_tokens: int = 0) -> Draw:
-    """Shuffle each pool by the seed, hold the eval rows out and take each epoch's mix from the fronts; `pools[0]` is
-    the whole pool (`shares[0]` None) or the first shared one; with `redraw` shared pools are reshuffled each epoch."""
+    """Shuffle each pool by the seed, hold its eval rows out and take each epoch's mix from the fronts. The pools
+    whose share is None (whole) drive the mix laid together, as the draw's pool 0; without any, the first shared pool
+    drives. Each pool, a whole one too, holds out its own eval rows (so each source has an eval loss); with `redraw`
+    shared pools are reshuffled each epoch."""
 
     def shuffled(ids: np.ndarray, s: int) -> np.ndarray:
         return ids[np.random.default_rng(s).permutation(len(ids))]
 
-    weights = [1 - sum(s for s in shares if s is not None) if s is None else s for s in shares]
+    whole = [i for i, s in enumerate(shares) if s is None]
+    rest, n_whole = 1 - sum(s for s in shares if s is not None), sum(len(pools[i]) for i in whole)
+    weights = [rest * len(p) / max(n_whole, 1) if s is None else s for p, s in zip(pools, shares, strict=True)]
     order = [shuffled(p, seed) for p in pools]
     held = [o[len(o) - e:] if e else o[:0] for o, e in zip(order, split_eval([len(p) for p in pools], weights,
                                                                             eval_rows), strict=True)]
-    out = Draw([], np.concatenate(held) if held else np.zeros(0, np.int64),
-               [o[:len(o) - len(h)] for o, h in zip(order, held, strict=True)])
+    kept = [o[:len(o) - len(h)] for o, h in zip(order, held, strict=True)]
+    shared = [i for i, s in enumerate(shares) if s is not None]
+    groups = [kept[i] for i in shared]  # the draw's pools: the whole ones laid together first (reshuffled if several)
+    if whole:
+        groups.insert(0, kept[whole[0]] if len(whole) == 1 else
+                      shuffled(np.concatenate([kept[i] for i in whole]), seed))
+    behind = ([None] if whole else []) + shared  # the pool behind each group
+    group_weights = ([rest] if whole else []) + [shares[i] for i in shared]
+    out = Draw([], np.concatenate(held) if held else np.zeros(0, np.int64), groups)
     for epoch in range(epochs):
-        current = [out.pools[0]] + [out.pools[i] if epoch == 0 or not redraw else
-                                    _without(shuffled(pools[i], seed + epoch), held[i]) for i in range(1, len(pools))]
-        plan = Plan([sizes.take(p) for p in current], weights, weights[0], by, max_rows, max_tokens)
+        current = [groups[0]] + [groups[g] if epoch == 0 or not redraw else
+                                 _without(shuffled(pools[behind[g]], seed + epoch), held[behind[g]])
+                                 for g in range(1, len(groups))]
+        plan = Plan([sizes.take(p) for p in current], group_weights, group_weights[0], by, max_rows, max_tokens)
         counts = plan.largest()
         if counts[0] < len(current[0]) and plan.short(counts[0] + 1):
             out.exhausted = True
-            if shares[0] is None and plan.bound_by_a_share(counts[0]):
-                out.left_out = max(out.left_out, len(current[0]) - counts[0])
+            if plan.bound_by_a_share(counts[0]):
                 out.shortest = next(i for i, n in enumerate(plan.counts(counts[0] + 1)) if n > len(current[i]))
+                if whole:
+                    out.left_out = max(out.left_out, len(current[0]) - counts[0])
         mix = np.concatenate([p[:n] for p, n in zip(current, counts, strict=True)])
         out.mixes.append(mix[np.random.default_rng(seed + epoch).permutation(len(mix))])
     return out

@@ -26,7 +26,7 @@ from kit.data.sources import Counts, conversations, mix_sources, source_identity
 from kit.files import atomic_folder, writing_into
 from kit.paths import shown
 
-FORMAT_VERSION = 6  # bump when the prepared files' layout, labelling, mix or report changes
+FORMAT_VERSION = 8  # bump when the prepared files' layout, labelling, mix or report changes
 # A shared source is tokenized only as far as the mix needs, estimated from its characters: this much more than the
 # estimate, and these rows more (on a small mix 15 % is a handful of rows, too few to absorb the drops), and only if
 # that leaves out more than 10 % of it (else the second pass that a subset too small costs outweighs the saving).
@@ -37,6 +37,7 @@ PARALLEL_FROM = 2048  # rows; below this a pool of processes costs more than it 
 IN_PROCESS_UP_TO = 2
 WRITE_BATCH = 1000  # converted rows held before they are written
 EVAL_SHARE_SAID = 0.2  # an eval split holding out more of a source than this is said
+DROPS_SAID = 0.5  # a source losing more of its rows than this to bad rows or the length limit is said
 
 
 @dataclass
@@ -218,56 +219,105 @@ def _draw(cfg, pools: list[Pool], epochs: int) -> tuple[Draw, np.ndarray]:
     """The mix's row ids (every pool's kept rows laid end to end), and each row id's offset table."""
     offsets = np.cumsum([0] + [len(p.sizes.tokens) for p in pools])
     ids = [np.arange(offsets[i], offsets[i + 1]) for i in range(len(pools))]
-    whole = [i for i, p in enumerate(pools) if p.whole]
-    groups = ([np.concatenate([ids[i] for i in whole])] if whole else []) + [ids[i] for i, p in enumerate(pools)
-                                                                               if not p.whole]
-    shares = ([None] if whole else []) + [p.src.share for p in pools if not p.whole]
     d = cfg.data
-    drawn = draw(groups, shares, Sizes.concat([p.sizes for p in pools]), by=d.ratio_by, seed=d.seed,
+    drawn = draw(ids, [p.src.share for p in pools], Sizes.concat([p.sizes for p in pools]), by=d.ratio_by, seed=d.seed,
                  eval_rows=d.eval_rows, epochs=epochs, redraw=d.redraw_each_epoch, max_rows=d.max_rows,
                  max_tokens=d.max_tokens)
     return drawn, offsets
+
+
+def _drops(pool: Pool) -> str:
+    """Why a source's rows were dropped, as the report counts them: `10 unknown_role, 2 too_long`."""
+    return ", ".join(f"{n} {why}" for why, n in sorted((pool.counts.dropped + pool.length_drops).items())) or "none"
+
+
+FIXES = {  # a drop's reason -> what keeps such rows
+    "too_long": "a higher model.max_seq_length (or data.overlong=truncate) keeps the too_long rows",
+    "nothing_to_train_after_truncation": "a higher model.max_seq_length keeps the answers truncation cut off",
+    "nothing_to_train": "kit.show_row shows how a row is labelled (docs/data.md)",
+}
+
+
+def _fixes(reasons) -> str:
+    """What to change for each kind of drop among `reasons`."""
+    said = [FIXES[why] for why in sorted(reasons) if why in FIXES]
+    if any(why.startswith("filtered") for why in reasons):
+        said.append("filtered_* rows are the source's filters at work")
+    if any(why not in FIXES and not why.startswith("filtered") for why in reasons):
+        said.append("data.on_bad_row=error names the first bad row")
+    return "; ".join(said)
 
 
 class Shortfall(DataError):
     """A shared source too short for its share, unless data.allow_shortfall: a matter of the shares, not the data."""
 
 
-def _check_shares(cfg, pools: list[Pool], drawn: Draw) -> None:
-    """A shared source that runs out bounds the whole mix: keeping its share leaves rows of the whole sources out
-    (all of them, when none of its rows survived). That stops with the numbers, or goes on with a warning."""
-    if not drawn.left_out:
-        return
+def _check_usable(pools: list[Pool]) -> None:
+    """Every source keeps a row after conversion, filters and the length limit."""
+    for pool in pools:
+        if not len(pool.sizes.tokens):
+            raise DataError(f"source '{pool.name}' ({shown(pool.src.path)}) has no usable row: of the "
+                            f"{pool.counts.read} read, dropped {_drops(pool)}; "
+                            f"{_fixes(pool.counts.dropped + pool.length_drops)}.")
+
+
+def _check_shares(cfg, pools: list[Pool], drawn: Draw) -> list[str]:
+    """A shared source that runs out bounds the whole mix: keeping its share leaves rows of the whole sources out.
+    That stops with the numbers, or goes on with a warning (returned). With every source shared, the first to run
+    out bounds the mix by design: said, with what the first source gives."""
     shared = [p for p in pools if not p.whole]
+    if not drawn.left_out:
+        if len(shared) < len(pools) or not drawn.shortest:
+            return []
+        short, used = shared[drawn.shortest], int(np.isin(drawn.pools[0], drawn.mixes[0]).sum())
+        return [f"{short.name}'s {len(short.sizes.tokens)} usable rows at its share {short.src.share} bound the mix "
+                f"at {len(drawn.mixes[0])} rows, so {shared[0].name} gives {used} of its {len(drawn.pools[0])}; add "
+                f"{short.name} rows or lower its share to use more."]
     # the draw's pool 0 is the whole sources together, or (without any) the first shared source
     short = shared[drawn.shortest - (len(shared) < len(pools))]
     whole = len(drawn.pools[0])  # the driving rows, less their eval rows
     d, kept = cfg.data, whole - drawn.left_out
     asked = f"data.chat_ratio={d.chat_ratio}" if short.name == "chat" else f"its share {short.src.share}"
     found = (f"{short.name} runs short: its {len(short.sizes.tokens)} usable rows keep {asked} by {d.ratio_by} only "
-             f"with {kept} of the {whole} {'reasoning' if len(pools) == 2 else 'other'} rows")
+             f"with {kept} of the {whole} rows of {', '.join(p.name for p in pools if p.whole)}")
     if not d.allow_shortfall:
         raise Shortfall(f"{found}; add {short.name} data, lower its share, cap data.max_rows, or set "
                         "data.allow_shortfall=true to train on the smaller mix.")
-    print(f"warning: {found}; data.allow_shortfall=true, so the smaller mix is used.")
+    return [f"{found}; data.allow_shortfall=true, so the smaller mix is used."]
 
 
-def _check_rows(pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> None:
-    """Every source gives the mix rows, and the eval split leaves most of each source to train on."""
+def _check_rows(cfg, pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> list[str]:
+    """The eval split leaves more rows to train on than it holds out, and every source gives the mix rows; the
+    warnings: an eval split that holds out much of a source."""
     def per_pool(ids: np.ndarray) -> np.ndarray:
         return np.bincount(np.searchsorted(offsets, ids, side="right") - 1, minlength=len(pools))
 
+    held_out, usable = len(drawn.eval_ids), sum(len(p.sizes.tokens) for p in pools)
+    if held_out > usable - held_out:
+        raise DataError(f"the eval split (data.eval_rows={cfg.data.eval_rows}) holds out {held_out} of the sources' "
+                        f"{usable} usable rows, leaving {usable - held_out} to train on; lower data.eval_rows or add "
+                        "rows.")
+    warnings = []
     for pool, trained, held in zip(pools, per_pool(np.concatenate(drawn.mixes)), per_pool(drawn.eval_ids),
                                    strict=True):
         usable, where = len(pool.sizes.tokens), f"source '{pool.name}' ({shown(pool.src.path)})"
         if usable and not trained:
-            why = f"its share {pool.src.share} of the mix rounds to 0 rows" if pool.src.share is not None else \
-                "data.max_rows or data.max_tokens leaves none of its rows"
-            raise DataError(f"{where} gives the mix no row of its {usable}: {why}; raise its share, or give it no "
-                            "share to train all its rows.")
+            if pool.src.share is not None:
+                why = f"its share {pool.src.share} of the mix rounds to 0 rows; raise its share, or give it no share " \
+                    "to train all its rows"
+            else:
+                why = "data.max_rows, data.max_tokens or a shared source that runs short (data.allow_shortfall) " \
+                    "leaves none of them; raise the cap or lower the shares"
+            raise DataError(f"{where} gives the mix no row of its {pool.counts.valid}: {why}.")
+        drops = pool.counts.dropped + pool.length_drops
+        lost = {why: n for why, n in drops.items() if not why.startswith("filtered")}  # a filter's drops are asked
+        if sum(lost.values()) > DROPS_SAID * pool.counts.read:
+            warnings.append(f"{where}: {sum(lost.values())} of its {pool.counts.read} rows were dropped "
+                            f"({_drops(pool)}); {_fixes(lost)}.")
         if held > EVAL_SHARE_SAID * usable:
-            print(f"warning: {where}: the eval split holds out {held} of its {usable} usable rows, leaving "
-                  f"{usable - held} to train on; lower data.eval_rows or add rows.")
+            warnings.append(f"{where}: the eval split holds out {held} of its {usable} usable rows, leaving "
+                            f"{usable - held} to train on; lower data.eval_rows or add rows.")
+    return warnings
 
 
 def _write(folder: Path, pools: list[Pool], drawn: Draw) -> None:
@@ -280,8 +330,11 @@ def _write(folder: Path, pools: list[Pool], drawn: Draw) -> None:
 
 
 def _load(path: Path, report: dict, cached: bool) -> Prepared:
+    """The prepared mix, its warnings said each time it is used (a reused mix keeps them: they still hold)."""
     from datasets import load_from_disk
 
+    for warning in report["warnings"]:
+        print(f"warning: {warning}")
     return Prepared(load_from_disk(str(path / "train")),
                     load_from_disk(str(path / "eval")) if report["mix"]["eval_rows"] else None, report, path, cached)
 
@@ -325,15 +378,11 @@ def prepare_data(cfg, tokenizer, *, cache_dir: str | Path | None = None, epochs:
                     if len(rest):
                         _encode(pool, rest, cfg, tokenizer, work, progress)
                 drawn, offsets = _draw(cfg, pools, epochs)
-            _check_shares(cfg, pools, drawn)
-            if not sum(len(m) for m in drawn.mixes):
-                raise DataError("the mix is empty: no source row survived conversion and filtering ("
-                                + ", ".join(f"{p.name}: {dict(p.counts.dropped + p.length_drops)}" for p in pools)
-                                + ").")
-            _check_rows(pools, drawn, offsets)
+            _check_usable(pools)
+            warnings = _check_shares(cfg, pools, drawn) + _check_rows(cfg, pools, drawn, offsets)
             _write(tmp, pools, drawn)
             save_pools(tmp, pools, drawn)
-            report = build_report(cfg, pools, offsets, drawn, fp, time.perf_counter() - started)
+            report = build_report(cfg, pools, offsets, drawn, fp, time.perf_counter() - started, warnings)
             (tmp / "report.json").write_text(json.dumps(report, indent=2))
             shutil.rmtree(work, ignore_errors=True)
     finally:

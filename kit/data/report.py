@@ -28,9 +28,10 @@ def _shares(part: dict, total: dict) -> dict:
     return {f"share_{k}": round(part[k] / total[k], 6) if total[k] else 0.0 for k in part}
 
 
-def build_report(cfg, pools: list, offsets: np.ndarray, drawn, fp: str, seconds: float) -> dict:
+def build_report(cfg, pools: list, offsets: np.ndarray, drawn, fp: str, seconds: float, warnings: list[str]) -> dict:
     """The data report: per source rows (read, kept, dropped by cause, used, eval), tokens and lengths; for the mix
-    its totals and each source's share of them, and the chat share (the sources whose role is chat) by each count."""
+    its totals and each source's share of them, and the chat share (the sources whose role is chat) by each count;
+    the warnings its checks gave."""
     train = np.concatenate(drawn.mixes)
     sizes = Sizes.concat([p.sizes for p in pools])
     mix = _counts(sizes.take(train))
@@ -58,6 +59,7 @@ def build_report(cfg, pools: list, offsets: np.ndarray, drawn, fp: str, seconds:
                 "eval_rows": len(drawn.eval_ids), "epochs": len(drawn.mixes), "chat_rows": chat["rows"],
                 "reasoning_rows": mix["rows"] - chat["rows"],
                 **{f"chat_{k}": v for k, v in _shares(chat, mix).items()}},
+        "warnings": warnings,
         "seconds": round(seconds, 2),
     }
 
@@ -84,7 +86,8 @@ def format_report(report: dict) -> str:
         others = [n for n, s in report["sources"].items() if s["role"] == "chat" and n != "chat"]
         lines.append(f"chat share: {m['chat_share_rows']:.2%} of rows, {m['chat_share_tokens']:.2%} of tokens, "
                      f"{m['chat_share_trained_tokens']:.2%} of trained tokens (asked {a['chat_ratio']:.2%} of {asked}"
-                     + (f" from chat; {', '.join(others)} add their own)" if others else ")"))
+                     + (f" from chat; {', '.join(others)} {'add their' if len(others) > 1 else 'adds its'} own)"
+                        if others else ")"))
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -26,9 +27,19 @@ def mix_sources(d) -> list[tuple[str, object]]:
     out = [("reasoning", d.reasoning)] if d.chat_ratio < 1 and d.reasoning.path else []
     out += [("chat", replace(d.chat, share=d.chat_ratio))] if d.chat_ratio > 0 and d.chat.path else []
     for src in d.sources:
-        stem = Path(src.path.rstrip("/*")).stem or "source"
+        stem = _name(src.path)
         out.append((stem if stem not in dict(out) else f"{stem}{len(out)}", src))
     return out
+
+
+def _name(path: str) -> str:
+    """A source's name in the report and its eval loss: its file's stem, or for a glob the words around the
+    wildcards (`openmath_*.parquet` -> openmath) or else its folder's (`mine/*.jsonl` -> mine)."""
+    p = Path(path.rstrip("/"))
+    for part in (p.stem, *(folder.name for folder in p.parents)):
+        if name := re.sub(r"[*?\[\]]", "", part).strip("_-. "):
+            return name
+    return "source"
 
 
 @dataclass
