@@ -292,11 +292,10 @@ def _check_rows(cfg, pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> lis
     def per_pool(ids: np.ndarray) -> np.ndarray:
         return np.bincount(np.searchsorted(offsets, ids, side="right") - 1, minlength=len(pools))
 
-    held_out, usable = len(drawn.eval_ids), sum(len(p.sizes.tokens) for p in pools)
-    if held_out > usable - held_out:
+    held_out, rows = len(drawn.eval_ids), sum(len(p.sizes.tokens) for p in pools)
+    if held_out > rows - held_out:
         raise DataError(f"the eval split (data.eval_rows={cfg.data.eval_rows}) holds out {held_out} of the sources' "
-                        f"{usable} usable rows, leaving {usable - held_out} to train on; lower data.eval_rows or add "
-                        "rows.")
+                        f"{rows} usable rows, leaving {rows - held_out} to train on; lower data.eval_rows or add rows.")
     warnings = []
     for pool, trained, held in zip(pools, per_pool(np.concatenate(drawn.mixes)), per_pool(drawn.eval_ids),
                                    strict=True):
