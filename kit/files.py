@@ -36,8 +36,8 @@ def atomic_folder(target: Path) -> Iterator[Path]:
             shutil.rmtree(stale, ignore_errors=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
+        tmp.mkdir()  # inside the try: a signal handled the instant after it still removes the folder
         yield tmp
         old = target.parent / f".{target.name}.old-{os.getpid()}"
         if target.exists():

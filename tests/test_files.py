@@ -26,6 +26,24 @@ def test_atomic_folder_appears_whole_and_keeps_live_builds(tmp_path):
     assert leftovers == [f".out.tmp-{os.getppid()}"]
 
 
+def test_a_signal_the_instant_the_temporary_folder_exists_leaves_nothing(tmp_path, monkeypatch):
+    """A signal's handler runs between two bytecodes: here the one right after mkdir returned, which CI once hit
+    (export stopped by SIGTERM left .adapter.tmp-<pid>)."""
+    from pathlib import Path
+
+    make = Path.mkdir
+
+    def mkdir_then_signal(self, *args, **kwargs):
+        make(self, *args, **kwargs)
+        if ".tmp-" in self.name:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_then_signal)
+    with pytest.raises(KeyboardInterrupt), atomic_folder(tmp_path / "out"):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_run_state_files_are_read_back_whole_or_named(tmp_path, capsys):
     from kit.errors import KitError
     from kit.files import append_line, read_cache, read_json, read_jsonl
