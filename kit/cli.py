@@ -163,20 +163,23 @@ def train(args) -> None:
     from kit.training.sft import train as train_run
 
     result = train_run(cfg)
-    _exit_if_stopped(result)
+    _exit_if_stopped(result, cfg, "" if cfg.train.run_name else "train.run_name")
     first, last = result.losses[0][1], result.losses[-1][1]
     print(f"done: {result.steps} steps, loss {first:.3f} -> {last:.3f}; adapter in {result.adapter_dir}")
 
 
-def _exit_if_stopped(result) -> None:
+def _exit_if_stopped(result, cfg, named: str) -> None:
     """After SIGTERM or Ctrl-C (a checkpoint saved) say how to resume and exit 128 + the signal (143, 130); on the
-    other ranks of a distributed run exit quietly, rank 0 reports."""
+    other ranks of a distributed run exit quietly, rank 0 reports. The same command resumes, unless it named no run
+    (`named`, the key that would: a new timestamp each time) or train.resume was not auto (never starts over)."""
     status = 128 + result.signal if result.interrupted else 0
     if not result.main_process:
         sys.exit(status)
     if result.interrupted:
-        print(f"stopped at step {result.steps}; a checkpoint is in {result.run_dir / 'checkpoints'}. "
-              "Run the same command again to resume.")
+        add = ([f"{named}={result.run_dir.name}"] if named else []) + \
+            ([] if cfg.train.resume == "auto" else ["train.resume=auto"])
+        print(f"stopped at step {result.steps}; a checkpoint is in {result.run_dir / 'checkpoints'}. Run the same "
+              f"command again{' with ' + ' '.join(add) if add else ''} to resume.")
         sys.exit(status)
 
 
@@ -200,7 +203,7 @@ def grpo(args) -> None:
     from kit.training.reinforce import grpo as grpo_run
 
     result = grpo_run(cfg)
-    _exit_if_stopped(result)
+    _exit_if_stopped(result, cfg, "" if cfg.grpo.run_name or cfg.train.run_name else "grpo.run_name")
     if {"before", "after"} <= result.checks.keys():
         print(compare({"before": result.checks["before"], "after": result.checks["after"]}))
     rewards = f", reward {result.rewards[0][1]:.3f} -> {result.rewards[-1][1]:.3f}" if result.rewards else ""

@@ -250,3 +250,23 @@ run_command(main)
     proc.send_signal(sig)  # lands in the finalizer's sleep
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == status and f"stopped ({name})" in err, err[-2000:]
+
+
+@pytest.mark.parametrize("settings,again", [
+    ([], "Run the same command again to resume."),
+    (["train.resume=never"], "Run the same command again with train.resume=auto to resume."),  # never: starts over
+    (["train.run_name="], "Run the same command again with train.run_name=run-20261206-224222 to resume."),
+])
+def test_a_stopped_run_says_the_command_that_resumes_it(settings, again, tmp_path, capsys):
+    """'The same command' resumed only where it named its run and resumed automatically: with train.resume=never it
+    deleted the checkpoint, without a name it began a new run."""
+    from types import SimpleNamespace
+
+    from kit.cli import _exit_if_stopped
+
+    cfg = load_config(ROOT / "configs/smoke.yaml", settings)
+    stopped = SimpleNamespace(interrupted=True, signal=15, main_process=True, steps=20,
+                              run_dir=tmp_path / (cfg.train.run_name or "run-20261206-224222"))
+    with pytest.raises(SystemExit) as e:
+        _exit_if_stopped(stopped, cfg, "" if cfg.train.run_name else "train.run_name")
+    assert e.value.code == 143 and capsys.readouterr().out.strip().endswith(again)
