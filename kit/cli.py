@@ -72,6 +72,14 @@ def run_command(main) -> None:
         print(f"\nstopped ({name}); what was complete is kept, nothing half-written: run the same command again to "
               "go on.", file=sys.stderr)
         sys.exit(status)
+    except BrokenPipeError:  # the reader closed early (`| head`): it read what it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else the exit's own flush raises again
+        sys.exit(141)  # 128 + SIGPIPE, as a program the signal ended
+    except NotADirectoryError as e:  # a folder setting or option naming a file (--cache-dir, an output folder)
+        sys.exit(f"error: {e.filename} cannot be made: a file stands where a folder is needed on its path; name a "
+                 "folder.")
     except Exception as e:
         if not disk_full(e):
             raise

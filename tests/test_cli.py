@@ -270,3 +270,18 @@ def test_a_stopped_run_says_the_command_that_resumes_it(settings, again, tmp_pat
     with pytest.raises(SystemExit) as e:
         _exit_if_stopped(stopped, cfg, "" if cfg.train.run_name else "train.run_name")
     assert e.value.code == 143 and capsys.readouterr().out.strip().endswith(again)
+
+
+def test_output_to_a_reader_that_stopped_early_and_a_file_for_a_folder_end_in_no_traceback(tmp_path):
+    read, write = os.pipe()
+    os.close(read)  # `| head -1` gone before the first line
+    piped = subprocess.run([sys.executable, "-m", "kit.cli", "download", "--plan", "--gpu-gb", "24"], cwd=ROOT,
+                           stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write)
+    assert piped.returncode == 141 and piped.stderr == ""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    blocked = run_script("scripts/download.py", "Qwen3-0.6B", "--cache-dir", str(afile), check=False)
+    said = blocked.stderr.strip().splitlines()
+    assert blocked.returncode == 1 and len(said) == 1 and said[0].startswith(f"error: {afile}/models/") and \
+        said[0].endswith(" cannot be made: a file stands where a folder is needed on its path; name a folder.")

@@ -80,6 +80,14 @@ def _paths(cfg) -> list[str]:
     for key in ("endpoint", "base_endpoint"):
         if (url := getattr(e, key)) and not url.startswith(("http://", "https://")):
             out.append(f"eval.{key} '{url}' is not an http(s) URL (e.g. http://localhost:8000/v1).")
+    for key, folder in (("train.output_dir", cfg.train.output_dir), ("model.cache_dir", m.cache_dir),
+                        ("export.out_dir", cfg.export.out_dir)):
+        if folder and Path(folder).expanduser().is_file():
+            out.append(f"{key} {shown(folder)} is a file; name a folder.")
+    if not cfg.train.output_dir:
+        out.append("train.output_dir is empty; name the folder runs go in (e.g. runs).")
+    if not cfg.export.formats:
+        out.append("export.formats is empty; give one or more of adapter, merged_16bit, merged_4bit_forced.")
     return out
 
 
