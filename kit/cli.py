@@ -477,11 +477,12 @@ def _prepare_args(p: argparse.ArgumentParser) -> None:
 
 def _probe_args(p: argparse.ArgumentParser) -> None:
     _settings(p)
-    p.add_argument("--price-per-hour", type=float, help="what an hour of this machine costs: the run's cost is printed")
-    p.add_argument("--steps", type=int, default=3, help="steps timed on the data and at full length (the first "
-                   "warms up)")
+    p.add_argument("--price-per-hour", type=_positive(float),
+                   help="what an hour of this machine costs: the run's cost is printed")
+    p.add_argument("--steps", type=_positive(int), default=3,
+                   help="steps timed on the data and at full length (the first warms up)")
     p.add_argument("--cap-gib", type=float, default=0, help="measure as on a card of this many GiB (24: an RTX 4090)")
-    p.add_argument("--max-seq", type=int, default=32768, help="the longest sequence the search tries")
+    p.add_argument("--max-seq", type=_positive(int), default=32768, help="the longest sequence the search tries")
     p.add_argument("--no-search", action="store_true", help="skip the longest-sequence and largest-batch search")
 
 
@@ -500,9 +501,9 @@ def _download_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", default="")
     p.add_argument("--tokenizer-only", action="store_true", help="only *.json, *.jinja and *.txt files")
     p.add_argument("--plan", action="store_true", help="print the VRAM plan instead of downloading")
-    p.add_argument("--gpu-gb", type=float, help="with --plan: your GPU's memory")
-    p.add_argument("--seq-len", type=int, default=2048, help="with --plan: the sequence length to plan for")
-    p.add_argument("--batch", type=int, default=2, help="with --plan and a model: the batch to estimate")
+    p.add_argument("--gpu-gb", type=_positive(float), help="with --plan: your GPU's memory")
+    p.add_argument("--seq-len", type=_positive(int), default=2048, help="with --plan: the sequence length to plan for")
+    p.add_argument("--batch", type=_positive(int), default=2, help="with --plan and a model: the batch to estimate")
 
 
 def _chat_args(p: argparse.ArgumentParser) -> None:
@@ -512,7 +513,7 @@ def _chat_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--thinking", choices=["on", "off", "both"], help="one prompt: both by default; a conversation: "
                    "on by default (switch with /think and /no_think)")
     p.add_argument("--system", help="a system prompt")
-    p.add_argument("--max-new-tokens", type=int, help="default: the run's eval.max_new_tokens, else 1024")
+    p.add_argument("--max-new-tokens", type=_positive(int), help="default: the run's eval.max_new_tokens, else 1024")
     p.add_argument("--backend", choices=["auto", "unsloth", "hf"], help="default: the run's train.backend, else auto")
     p.add_argument("--base", help="the base model folder for an adapter (default: the one the adapter names)")
 
@@ -546,10 +547,29 @@ COMMANDS = {  # name -> (function, its arguments)
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, its mistakes ending as every other: one `error:` line (naming the help to read), status 1."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (`{self.prog} --help` lists what it takes).")
+
+
+def _positive(kind):
+    """An argparse type: `kind` (int, float) above 0, or one sentence."""
+    def read(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number above 0")
+        return value
+    return read
+
+
 def parser(script: str = "") -> argparse.ArgumentParser:
     """The argument parser; `script` (e.g. scripts/train.py) names the program in a script's usage lines."""
-    top = argparse.ArgumentParser(prog="qwen3-kit", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = _Parser(prog="qwen3-kit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = top.add_subparsers(dest="command", required=True, metavar="command")
     for name, (function, add_arguments) in COMMANDS.items():
         sub = commands.add_parser(name, help=function.__doc__.splitlines()[0],

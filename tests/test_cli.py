@@ -285,3 +285,18 @@ def test_output_to_a_reader_that_stopped_early_and_a_file_for_a_folder_end_in_no
     said = blocked.stderr.strip().splitlines()
     assert blocked.returncode == 1 and len(said) == 1 and said[0].startswith(f"error: {afile}/models/") and \
         said[0].endswith(" cannot be made: a file stands where a folder is needed on its path; name a folder.")
+
+
+@pytest.mark.parametrize("args,said", [
+    (["chat", "--run", "runs/x", "hi", "--max-new-tokens", "-5"],
+     "error: argument --max-new-tokens: '-5' is not a number above 0 (`qwen3-kit chat --help` lists what it takes)."),
+    (["download", "--plan", "--gpu-gb", "0"], "error: argument --gpu-gb: '0' is not a number above 0"),
+    (["trian", "configs/smoke.yaml"], "error: argument command: invalid choice: 'trian' (choose from 'train', "),
+])
+def test_a_mistake_in_the_arguments_is_one_line_with_status_1_as_every_mistake(args, said):
+    """argparse's own mistakes printed usage and exited 2, where the README promises one `error:` line and 1; a
+    negative --max-new-tokens raised a traceback, 0 silently meant the default."""
+    result = subprocess.run([sys.executable, "-m", "kit.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(said), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
