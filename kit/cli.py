@@ -324,7 +324,7 @@ def chat(args) -> None:
     from kit.training.backends import activate_backend
 
     folder, prompt, backend, model_name, max_new_tokens = _chat_target(args)
-    backend = activate_backend(backend, model_name)
+    backend = activate_backend(backend, model_name, asked=(f"--backend {backend}", "--backend hf to chat"))
     from kit.inference.generate import chat as reply_to
     from kit.inference.generate import load_for_inference
     from kit.inference.repl import converse

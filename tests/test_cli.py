@@ -300,3 +300,17 @@ def test_a_mistake_in_the_arguments_is_one_line_with_status_1_as_every_mistake(a
                             timeout=120)
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(said), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unsloth_asked_for_without_a_gpu_is_told_in_the_words_of_what_asked(smoke_run, tmp_path):
+    """chat and the 4-bit export were told to set train.backend=hf, which they do not read."""
+    from kit.export.export import _export_4bit_with_unsloth
+    from kit.training.backends import BackendError
+
+    chat = run_script("scripts/chat.py", "--run", str(smoke_run), "hi", "--backend", "unsloth", check=False)
+    said = chat.stderr.strip().splitlines()[-1]
+    assert chat.returncode == 1 and said.startswith("error: --backend unsloth needs a CUDA GPU and none is usable: ")
+    assert said.endswith("; use --backend hf to chat on this machine.")
+    with pytest.raises(BackendError, match=r"^export.formats merged_4bit_forced \(Unsloth's\) needs a CUDA GPU .*; use "
+                                           r"export.formats=\[adapter,merged_16bit\] on this machine.$"):
+        _export_4bit_with_unsloth(smoke_run / "adapter", tmp_path / "out", overwrite=False)
