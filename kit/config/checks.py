@@ -104,7 +104,11 @@ def _library_names(cfg) -> list[str]:
         out.append(f"train.lr_scheduler_type is '{cfg.train.lr_scheduler_type}'; use one of {sorted(schedulers)}.")
     targets = cfg.lora.target_modules
     if not targets or set(targets) - set(PROJECTIONS):
-        out.append(f"lora.target_modules is {targets}; use all-linear or any of the Qwen3 projections {PROJECTIONS}.")
+        parts = [part.strip() for target in targets for part in target.split(",")]
+        listed = len(parts) > len(targets) and not set(parts) - set(PROJECTIONS)  # q_proj,v_proj without brackets
+        fix = f"a list is written lora.target_modules=[{','.join(parts)}]" if listed else \
+            f"use all-linear or any of the Qwen3 projections {PROJECTIONS}"
+        out.append(f"lora.target_modules is {targets}; {fix}.")
     return out
 
 
