@@ -72,6 +72,14 @@ def run_command(main) -> None:
         print(f"\nstopped ({name}); what was complete is kept, nothing half-written: run the same command again to "
               "go on.", file=sys.stderr)
         sys.exit(status)
+    except BrokenPipeError:  # the reader closed early (`| head`): it read what it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # else the exit's own flush raises again
+        sys.exit(141)  # 128 + SIGPIPE, as a program the signal ended
+    except NotADirectoryError as e:  # a folder setting or option naming a file (--cache-dir, an output folder)
+        sys.exit(f"error: {e.filename} cannot be made: a file stands where a folder is needed on its path; name a "
+                 "folder.")
     except Exception as e:
         if not disk_full(e):
             raise
@@ -163,20 +171,23 @@ def train(args) -> None:
     from kit.training.sft import train as train_run
 
     result = train_run(cfg)
-    _exit_if_stopped(result)
+    _exit_if_stopped(result, cfg, "" if cfg.train.run_name else "train.run_name")
     first, last = result.losses[0][1], result.losses[-1][1]
     print(f"done: {result.steps} steps, loss {first:.3f} -> {last:.3f}; adapter in {result.adapter_dir}")
 
 
-def _exit_if_stopped(result) -> None:
+def _exit_if_stopped(result, cfg, named: str) -> None:
     """After SIGTERM or Ctrl-C (a checkpoint saved) say how to resume and exit 128 + the signal (143, 130); on the
-    other ranks of a distributed run exit quietly, rank 0 reports."""
+    other ranks of a distributed run exit quietly, rank 0 reports. The same command resumes, unless it named no run
+    (`named`, the key that would: a new timestamp each time) or train.resume was not auto (never starts over)."""
     status = 128 + result.signal if result.interrupted else 0
     if not result.main_process:
         sys.exit(status)
     if result.interrupted:
-        print(f"stopped at step {result.steps}; a checkpoint is in {result.run_dir / 'checkpoints'}. "
-              "Run the same command again to resume.")
+        add = ([f"{named}={result.run_dir.name}"] if named else []) + \
+            ([] if cfg.train.resume == "auto" else ["train.resume=auto"])
+        print(f"stopped at step {result.steps}; a checkpoint is in {result.run_dir / 'checkpoints'}. Run the same "
+              f"command again{' with ' + ' '.join(add) if add else ''} to resume.")
         sys.exit(status)
 
 
@@ -200,7 +211,7 @@ def grpo(args) -> None:
     from kit.training.reinforce import grpo as grpo_run
 
     result = grpo_run(cfg)
-    _exit_if_stopped(result)
+    _exit_if_stopped(result, cfg, "" if cfg.grpo.run_name or cfg.train.run_name else "grpo.run_name")
     if {"before", "after"} <= result.checks.keys():
         print(compare({"before": result.checks["before"], "after": result.checks["after"]}))
     rewards = f", reward {result.rewards[0][1]:.3f} -> {result.rewards[-1][1]:.3f}" if result.rewards else ""
@@ -313,7 +324,7 @@ def chat(args) -> None:
     from kit.training.backends import activate_backend
 
     folder, prompt, backend, model_name, max_new_tokens = _chat_target(args)
-    backend = activate_backend(backend, model_name)
+    backend = activate_backend(backend, model_name, asked=(f"--backend {backend}", "--backend hf to chat"))
     from kit.inference.generate import chat as reply_to
     from kit.inference.generate import load_for_inference
     from kit.inference.repl import converse
@@ -466,11 +477,12 @@ def _prepare_args(p: argparse.ArgumentParser) -> None:
 
 def _probe_args(p: argparse.ArgumentParser) -> None:
     _settings(p)
-    p.add_argument("--price-per-hour", type=float, help="what an hour of this machine costs: the run's cost is printed")
-    p.add_argument("--steps", type=int, default=3, help="steps timed on the data and at full length (the first "
-                   "warms up)")
+    p.add_argument("--price-per-hour", type=_positive(float),
+                   help="what an hour of this machine costs: the run's cost is printed")
+    p.add_argument("--steps", type=_positive(int), default=3,
+                   help="steps timed on the data and at full length (the first warms up)")
     p.add_argument("--cap-gib", type=float, default=0, help="measure as on a card of this many GiB (24: an RTX 4090)")
-    p.add_argument("--max-seq", type=int, default=32768, help="the longest sequence the search tries")
+    p.add_argument("--max-seq", type=_positive(int), default=32768, help="the longest sequence the search tries")
     p.add_argument("--no-search", action="store_true", help="skip the longest-sequence and largest-batch search")
 
 
@@ -489,9 +501,9 @@ def _download_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", default="")
     p.add_argument("--tokenizer-only", action="store_true", help="only *.json, *.jinja and *.txt files")
     p.add_argument("--plan", action="store_true", help="print the VRAM plan instead of downloading")
-    p.add_argument("--gpu-gb", type=float, help="with --plan: your GPU's memory")
-    p.add_argument("--seq-len", type=int, default=2048, help="with --plan: the sequence length to plan for")
-    p.add_argument("--batch", type=int, default=2, help="with --plan and a model: the batch to estimate")
+    p.add_argument("--gpu-gb", type=_positive(float), help="with --plan: your GPU's memory")
+    p.add_argument("--seq-len", type=_positive(int), default=2048, help="with --plan: the sequence length to plan for")
+    p.add_argument("--batch", type=_positive(int), default=2, help="with --plan and a model: the batch to estimate")
 
 
 def _chat_args(p: argparse.ArgumentParser) -> None:
@@ -501,7 +513,7 @@ def _chat_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--thinking", choices=["on", "off", "both"], help="one prompt: both by default; a conversation: "
                    "on by default (switch with /think and /no_think)")
     p.add_argument("--system", help="a system prompt")
-    p.add_argument("--max-new-tokens", type=int, help="default: the run's eval.max_new_tokens, else 1024")
+    p.add_argument("--max-new-tokens", type=_positive(int), help="default: the run's eval.max_new_tokens, else 1024")
     p.add_argument("--backend", choices=["auto", "unsloth", "hf"], help="default: the run's train.backend, else auto")
     p.add_argument("--base", help="the base model folder for an adapter (default: the one the adapter names)")
 
@@ -535,10 +547,29 @@ COMMANDS = {  # name -> (function, its arguments)
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, its mistakes ending as every other: one `error:` line (naming the help to read), status 1."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (`{self.prog} --help` lists what it takes).")
+
+
+def _positive(kind):
+    """An argparse type: `kind` (int, float) above 0, or one sentence."""
+    def read(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number above 0")
+        return value
+    return read
+
+
 def parser(script: str = "") -> argparse.ArgumentParser:
     """The argument parser; `script` (e.g. scripts/train.py) names the program in a script's usage lines."""
-    top = argparse.ArgumentParser(prog="qwen3-kit", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = _Parser(prog="qwen3-kit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = top.add_subparsers(dest="command", required=True, metavar="command")
     for name, (function, add_arguments) in COMMANDS.items():
         sub = commands.add_parser(name, help=function.__doc__.splitlines()[0],

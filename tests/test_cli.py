@@ -250,3 +250,67 @@ run_command(main)
     proc.send_signal(sig)  # lands in the finalizer's sleep
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == status and f"stopped ({name})" in err, err[-2000:]
+
+
+@pytest.mark.parametrize("settings,again", [
+    ([], "Run the same command again to resume."),
+    (["train.resume=never"], "Run the same command again with train.resume=auto to resume."),  # never: starts over
+    (["train.run_name="], "Run the same command again with train.run_name=run-20261206-224222 to resume."),
+])
+def test_a_stopped_run_says_the_command_that_resumes_it(settings, again, tmp_path, capsys):
+    """'The same command' resumed only where it named its run and resumed automatically: with train.resume=never it
+    deleted the checkpoint, without a name it began a new run."""
+    from types import SimpleNamespace
+
+    from kit.cli import _exit_if_stopped
+
+    cfg = load_config(ROOT / "configs/smoke.yaml", settings)
+    stopped = SimpleNamespace(interrupted=True, signal=15, main_process=True, steps=20,
+                              run_dir=tmp_path / (cfg.train.run_name or "run-20261206-224222"))
+    with pytest.raises(SystemExit) as e:
+        _exit_if_stopped(stopped, cfg, "" if cfg.train.run_name else "train.run_name")
+    assert e.value.code == 143 and capsys.readouterr().out.strip().endswith(again)
+
+
+def test_output_to_a_reader_that_stopped_early_and_a_file_for_a_folder_end_in_no_traceback(tmp_path):
+    read, write = os.pipe()
+    os.close(read)  # `| head -1` gone before the first line
+    piped = subprocess.run([sys.executable, "-m", "kit.cli", "download", "--plan", "--gpu-gb", "24"], cwd=ROOT,
+                           stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write)
+    assert piped.returncode == 141 and piped.stderr == ""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    blocked = run_script("scripts/download.py", "Qwen3-0.6B", "--cache-dir", str(afile), check=False)
+    said = blocked.stderr.strip().splitlines()
+    assert blocked.returncode == 1 and len(said) == 1 and said[0].startswith(f"error: {afile}/models/") and \
+        said[0].endswith(" cannot be made: a file stands where a folder is needed on its path; name a folder.")
+
+
+@pytest.mark.parametrize("args,said", [
+    (["chat", "--run", "runs/x", "hi", "--max-new-tokens", "-5"],
+     "error: argument --max-new-tokens: '-5' is not a number above 0 (`qwen3-kit chat --help` lists what it takes)."),
+    (["download", "--plan", "--gpu-gb", "0"], "error: argument --gpu-gb: '0' is not a number above 0"),
+    (["trian", "configs/smoke.yaml"], "error: argument command: invalid choice: 'trian' (choose from 'train', "),
+])
+def test_a_mistake_in_the_arguments_is_one_line_with_status_1_as_every_mistake(args, said):
+    """argparse's own mistakes printed usage and exited 2, where the README promises one `error:` line and 1; a
+    negative --max-new-tokens raised a traceback, 0 silently meant the default."""
+    result = subprocess.run([sys.executable, "-m", "kit.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(said), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unsloth_asked_for_without_a_gpu_is_told_in_the_words_of_what_asked(smoke_run, tmp_path):
+    """chat and the 4-bit export were told to set train.backend=hf, which they do not read."""
+    from kit.export.export import _export_4bit_with_unsloth
+    from kit.training.backends import BackendError
+
+    chat = run_script("scripts/chat.py", "--run", str(smoke_run), "hi", "--backend", "unsloth", check=False)
+    said = chat.stderr.strip().splitlines()[-1]
+    assert chat.returncode == 1 and said.startswith("error: --backend unsloth needs a CUDA GPU and none is usable: ")
+    assert said.endswith("; use --backend hf to chat on this machine.")
+    with pytest.raises(BackendError, match=r"^export.formats merged_4bit_forced \(Unsloth's\) needs a CUDA GPU .*; use "
+                                           r"export.formats=\[adapter,merged_16bit\] on this machine.$"):
+        _export_4bit_with_unsloth(smoke_run / "adapter", tmp_path / "out", overwrite=False)

@@ -245,6 +245,11 @@ PROBLEMS = [  # (overrides, the sentence the user gets)
     ([f"data.sources=[{{path: {EXTRA}}}, {{path: {EXTRA}, share: 1, max_rows: -1}}]"],
      "data.sources[1].share is 1.0; it must be in (0, 1) (this source's share of the mix"),
     ([f"data.sources=[{{path: {EXTRA}, share: 0}}]"], "data.sources[0].share is 0.0; it must be in (0, 1)"),
+    (["lora.target_modules=q_proj,v_proj"], "lora.target_modules is ['q_proj,v_proj']; a list is written "
+                                            "lora.target_modules=[q_proj,v_proj]."),
+    (["export.formats=[]"], "export.formats is empty; give one or more of adapter, merged_16bit, merged_4bit_forced."),
+    (["train.output_dir="], "train.output_dir is empty; name the folder runs go in (e.g. runs)."),
+    (["model.cache_dir=README.md"], "model.cache_dir 'README.md' (relative to"),
     (["grpo.correct_weight=0", "grpo.format_weight=0", "grpo.length_weight=0"],
      "grpo.correct_weight, format_weight and length_weight are all 0: there is nothing to reward."),
 

@@ -40,6 +40,17 @@ def _checkpoint(run, step: int, state: str = '{"global_step": 1}'):
     return folder
 
 
+def _zip() -> bytes:
+    """An archive as torch.save writes (optimizer.pt)."""
+    import io
+
+    import torch
+
+    out = io.BytesIO()
+    torch.save({"state": {}}, out)
+    return out.getvalue()
+
+
 def _adapter(folder, *, r: int = 4):
     """A small whole LoRA adapter folder, as peft writes one."""
     import torch
@@ -70,6 +81,14 @@ def test_the_newest_checkpoint_is_the_highest_step_that_is_whole(tmp_path):
     (run / "checkpoints" / "checkpoint-11").mkdir()  # the state never written
     assert newest_checkpoint(run).name == "checkpoint-9"
     assert checkpoint_step("runs/smoke/checkpoints/checkpoint-75") == 75
+    # A copy cut short: the adapter's weights or the optimizer's archive (resuming from it raised a traceback).
+    for step, name in ((20, "adapter_model.safetensors"), (30, "optimizer.pt")):
+        _adapter(_checkpoint(run, step))
+        (run / "checkpoints" / f"checkpoint-{step}" / "optimizer.pt").write_bytes(_zip())
+        assert newest_checkpoint(run).name == f"checkpoint-{step}"
+        whole = run / "checkpoints" / f"checkpoint-{step}" / name
+        whole.write_bytes(whole.read_bytes()[:100])
+        assert newest_checkpoint(run).name == "checkpoint-9"
 
 
 def test_a_whole_adapter_has_no_problem_and_each_damage_is_named(tmp_path):
@@ -187,10 +206,13 @@ def test_a_resume_that_would_continue_another_run_is_refused_unless_allowed(tmp_
         record_config(changed, run, None)  # the adapter alone makes it a trained run
     assert not (run / "logs" / "resumes.jsonl").exists()
     record_config(_cfg(tmp_path, "data.reasoning.heldout=0.2"), run, None, ("data.chat",))  # GRPO's own identity
-    allowed = _cfg(tmp_path, "lora.r=8", "train.allow_changes=true")
+    with pytest.raises(KitError, match=r"\(lora.r changes the weights' shape: no setting continues it\).$"):
+        record_config(_cfg(tmp_path, "lora.r=8", "train.allow_changes=true"), run, None)  # it crashed in loading
+    allowed = _cfg(tmp_path, "data.chat_ratio=0.5", "train.allow_changes=true")
     record_config(allowed, run, None)
     records = [json.loads(line) for line in (run / "logs" / "resumes.jsonl").read_text().splitlines()]
-    assert records[-1] == {"step": None, "changed": {"lora.r": [16, 8], "train.allow_changes": [False, True]}}
+    assert records[-1] == {"step": None, "changed": {"data.chat_ratio": [0.25, 0.5],
+                                                     "train.allow_changes": [False, True]}}
     assert "changed since the run began: " in capsys.readouterr().out
     resumes = (run / "logs" / "resumes.jsonl").read_text()
     record_config(_cfg(tmp_path), run, None)  # nothing changed: nothing recorded

@@ -80,6 +80,14 @@ def _paths(cfg) -> list[str]:
     for key in ("endpoint", "base_endpoint"):
         if (url := getattr(e, key)) and not url.startswith(("http://", "https://")):
             out.append(f"eval.{key} '{url}' is not an http(s) URL (e.g. http://localhost:8000/v1).")
+    for key, folder in (("train.output_dir", cfg.train.output_dir), ("model.cache_dir", m.cache_dir),
+                        ("export.out_dir", cfg.export.out_dir)):
+        if folder and Path(folder).expanduser().is_file():
+            out.append(f"{key} {shown(folder)} is a file; name a folder.")
+    if not cfg.train.output_dir:
+        out.append("train.output_dir is empty; name the folder runs go in (e.g. runs).")
+    if not cfg.export.formats:
+        out.append("export.formats is empty; give one or more of adapter, merged_16bit, merged_4bit_forced.")
     return out
 
 
@@ -96,7 +104,11 @@ def _library_names(cfg) -> list[str]:
         out.append(f"train.lr_scheduler_type is '{cfg.train.lr_scheduler_type}'; use one of {sorted(schedulers)}.")
     targets = cfg.lora.target_modules
     if not targets or set(targets) - set(PROJECTIONS):
-        out.append(f"lora.target_modules is {targets}; use all-linear or any of the Qwen3 projections {PROJECTIONS}.")
+        parts = [part.strip() for target in targets for part in target.split(",")]
+        listed = len(parts) > len(targets) and not set(parts) - set(PROJECTIONS)  # q_proj,v_proj without brackets
+        fix = f"a list is written lora.target_modules=[{','.join(parts)}]" if listed else \
+            f"use all-linear or any of the Qwen3 projections {PROJECTIONS}"
+        out.append(f"lora.target_modules is {targets}; {fix}.")
     return out
 
 

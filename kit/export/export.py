@@ -208,7 +208,8 @@ def _export_4bit_with_unsloth(adapter: Path, out: Path, overwrite: bool) -> Path
     """Merged into the dynamic 4-bit weights through Unsloth (a GPU): smaller, but vLLM loads them less reliably."""
     from kit.training.backends import activate_backend
 
-    activate_backend("unsloth")  # raises with one sentence where there is no GPU
+    activate_backend("unsloth", asked=("export.formats merged_4bit_forced (Unsloth's)",  # no GPU: one sentence
+                                       "export.formats=[adapter,merged_16bit]"))
     from unsloth import FastLanguageModel
 
     model, tokenizer = FastLanguageModel.from_pretrained(str(adapter), load_in_4bit=True)

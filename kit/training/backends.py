@@ -22,25 +22,28 @@ class BackendError(KitError, RuntimeError):
     pass
 
 
-def pick_backend(name: str, model: str = "") -> str:
-    """'auto' -> 'unsloth' with a CUDA GPU, else 'hf'. Without a usable GPU unsloth is an error, and so is auto for a
-    real `model`: its weights would be downloaded for a CPU run that cannot finish."""
+def pick_backend(name: str, model: str = "", asked: tuple[str, str] = ("train.backend=unsloth",
+                                                                      "train.backend=hf to train")) -> str:
+    """'auto' -> 'unsloth' with a CUDA GPU, else 'hf'. Without a usable GPU unsloth is an error (`asked`: what asked
+    for it, and what to use instead), and so is auto for a real `model`: its weights would be downloaded for a CPU
+    run that cannot finish."""
     import torch
 
     if torch.cuda.is_available():
         return "unsloth" if name == "auto" else name
     if name == "unsloth":
-        raise BackendError(f"train.backend=unsloth needs a CUDA GPU and none is usable: {no_gpu_reason()}; "
-                           "use train.backend=hf to train on this machine.")
+        raise BackendError(f"{asked[0]} needs a CUDA GPU and none is usable: {no_gpu_reason()}; use {asked[1]} on "
+                           "this machine.")
     if name == "auto" and model not in ("", "tiny"):
         raise BackendError(f"{model} needs a CUDA GPU and none is usable: {no_gpu_reason()}. Nothing was downloaded; "
                            "set train.backend=hf to use the CPU anyway (fp32, far too slow for a real model).")
     return "hf"
 
 
-def activate_backend(name: str, model: str = "") -> str:
+def activate_backend(name: str, model: str = "", asked: tuple[str, str] = ("train.backend=unsloth",
+                                                                          "train.backend=hf to train")) -> str:
     """Resolve the backend (see pick_backend) and, for unsloth, import it now, before transformers/trl/peft."""
-    backend = pick_backend(name, model)
+    backend = pick_backend(name, model, asked)
     if backend == "unsloth" and "unsloth" not in sys.modules:
         early = [m for m in PATCHED_BY_UNSLOTH if m in sys.modules]
         if early:

@@ -38,11 +38,18 @@ def checkpoint_step(checkpoint: str | Path) -> int:
 
 
 def _complete(checkpoint: Path) -> bool:
-    """A checkpoint whose trainer state, written last, reads back whole (not cut by a kill or a full disk)."""
+    """A checkpoint whose trainer state (written last) reads back whole, and whose adapter and optimizer files are
+    whole: not cut by a kill, a full disk or a bad copy."""
+    import zipfile
+
     try:
-        return isinstance(json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8")), dict)
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
+    optimizer = checkpoint / "optimizer.pt"  # torch saves a zip archive: a cut one has no central directory
+    return isinstance(state, dict) and (not (checkpoint / "adapter_model.safetensors").exists() or
+                                        adapter_problem(checkpoint) is None) and \
+        (not optimizer.exists() or zipfile.is_zipfile(optimizer))
 
 
 def newest_checkpoint(run: Path) -> Path | None:
@@ -133,6 +140,7 @@ def run_lock(run: Path, doing: str = "trained") -> Iterator[None]:
 IDENTITY_PREFIXES = ("model.", "lora.", "data.")
 GRPO_IDENTITY = ("model.", "lora.", "data.reasoning.")  # GRPO's prompts come from data.reasoning alone
 NOT_IDENTITY = {"model.cache_dir", "data.num_proc"}
+SHAPES = {"model.name", "lora.r", "lora.target_modules"}  # a run's weights cannot continue under other ones at all
 
 
 def config_changes(run: Path, cfg: Config) -> dict[str, tuple]:
@@ -179,11 +187,13 @@ def record_config(cfg: Config, folder: Path, resume: str | None,
         return
     changes = config_changes(folder, cfg)
     blocking = identity_changes(changes, identity)
-    if blocking and not cfg.train.allow_changes:
+    reshaped = [k for k in blocking if k in SHAPES]
+    if blocking and (reshaped or not cfg.train.allow_changes):
         shown = "; ".join(f"{k}: {changes[k][0]!r} then, {changes[k][1]!r} now" for k in blocking[:4])
+        go_on = f" ({reshaped[0]} changes the weights' shape: no setting continues it)" if reshaped else \
+            ", or train.allow_changes=true to continue it"
         raise KitError(f"{folder} was trained with other settings ({shown}); name a new run (train.run_name, or "
-                       "grpo.run_name for GRPO), set train.resume=never to train this one again, or "
-                       "train.allow_changes=true to continue it.")
+                       f"grpo.run_name for GRPO) or set train.resume=never to train this one again{go_on}.")
     if changes:
         step = checkpoint_step(resume) if resume else None
         print("changed since the run began: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()))
