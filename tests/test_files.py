@@ -92,7 +92,7 @@ def _on_a_full_disk(folder, size: str, *command: str):
     result = subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c", script], capture_output=True,
                             text=True, timeout=600, cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)})
     if "mount:" in result.stderr or "unshare:" in result.stderr:
-        pytest.skip(f"needs a private tmpfs (unshare --mount: root or user namespaces): {result.stderr.strip()[:200]}")
+        pytest.skip(reason=f"needs a private tmpfs (unshare --mount: root or user namespaces): {result.stderr[:150]}")
     return result
 
 

@@ -68,6 +68,15 @@ class Pool:
     def whole(self) -> bool:
         return self.src.share is None
 
+    @property
+    def drops(self) -> Counter:
+        """Rows dropped, by reason: in conversion and filtering, then by the length limit."""
+        return self.counts.dropped + self.length_drops
+
+    @property
+    def where(self) -> str:
+        return f"source '{self.name}' ({shown(self.src.path)})"
+
     def chars(self, name: str = "chars") -> np.ndarray:
         """Each converted row's size in characters: `chars` (all content) or `trained_chars`."""
         return column(self.converted, name)
@@ -228,7 +237,7 @@ def _draw(cfg, pools: list[Pool], epochs: int) -> tuple[Draw, np.ndarray]:
 
 def _drops(pool: Pool) -> str:
     """Why a source's rows were dropped, as the report counts them: `10 unknown_role, 2 too_long`."""
-    return ", ".join(f"{n} {why}" for why, n in sorted((pool.counts.dropped + pool.length_drops).items())) or "none"
+    return ", ".join(f"{n} {why}" for why, n in sorted(pool.drops.items()))
 
 
 FIXES = {  # a drop's reason -> what keeps such rows
@@ -256,9 +265,8 @@ def _check_usable(pools: list[Pool]) -> None:
     """Every source keeps a row after conversion, filters and the length limit."""
     for pool in pools:
         if not len(pool.sizes.tokens):
-            raise DataError(f"source '{pool.name}' ({shown(pool.src.path)}) has no usable row: of the "
-                            f"{pool.counts.read} read, dropped {_drops(pool)}; "
-                            f"{_fixes(pool.counts.dropped + pool.length_drops)}.")
+            raise DataError(f"{pool.where} has no usable row: of the {pool.counts.read} read, dropped "
+                            f"{_drops(pool)}; {_fixes(pool.drops)}.")
 
 
 def _check_shares(cfg, pools: list[Pool], drawn: Draw) -> list[str]:
@@ -299,8 +307,8 @@ def _check_rows(cfg, pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> lis
     warnings = []
     for pool, trained, held in zip(pools, per_pool(np.concatenate(drawn.mixes)), per_pool(drawn.eval_ids),
                                    strict=True):
-        usable, where = len(pool.sizes.tokens), f"source '{pool.name}' ({shown(pool.src.path)})"
-        if usable and not trained:
+        usable, where = len(pool.sizes.tokens), pool.where
+        if not trained:  # every source has usable rows (_check_usable)
             if pool.src.share is not None:
                 why = f"its share {pool.src.share} of the mix rounds to 0 rows; raise its share, or give it no share " \
                     "to train all its rows"
@@ -308,8 +316,7 @@ def _check_rows(cfg, pools: list[Pool], drawn: Draw, offsets: np.ndarray) -> lis
                 why = "data.max_rows, data.max_tokens or a shared source that runs short (data.allow_shortfall) " \
                     "leaves none of them; raise the cap or lower the shares"
             raise DataError(f"{where} gives the mix no row of its {pool.counts.valid}: {why}.")
-        drops = pool.counts.dropped + pool.length_drops
-        lost = {why: n for why, n in drops.items() if not why.startswith("filtered")}  # a filter's drops are asked
+        lost = {why: n for why, n in pool.drops.items() if not why.startswith("filtered")}  # filters' drops are asked
         if sum(lost.values()) > DROPS_SAID * pool.counts.read:
             warnings.append(f"{where}: {sum(lost.values())} of its {pool.counts.read} rows were dropped "
                             f"({_drops(pool)}); {_fixes(lost)}.")

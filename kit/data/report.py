@@ -46,7 +46,7 @@ def build_report(cfg, pools: list, offsets: np.ndarray, drawn, fp: str, seconds:
             "rows_untokenized": len(p.converted) - len(p.encoded) if p.converted is not None else 0,
             "rows_used": used["rows"], "tokens_used": used["tokens"], "trained_tokens_used": used["trained_tokens"],
             "eval_rows": int(((drawn.eval_ids >= offsets[i]) & (drawn.eval_ids < offsets[i + 1])).sum()),
-            "dropped": dict(sorted((p.counts.dropped + p.length_drops).items())),
+            "dropped": dict(sorted(p.drops.items())),
             "length": _percentiles(sizes.tokens[ids]), **_shares(used, mix)}
     chat = _counts(sizes.take(np.concatenate(by_role["chat"] or [np.zeros(0, np.int64)])))
     d = cfg.data

@@ -22,8 +22,10 @@ class BackendError(KitError, RuntimeError):
     pass
 
 
-def pick_backend(name: str, model: str = "", asked: tuple[str, str] = ("train.backend=unsloth",
-                                                                      "train.backend=hf to train")) -> str:
+TRAINING = ("train.backend=unsloth", "train.backend=hf to train")  # what asks for unsloth, and what to use instead
+
+
+def pick_backend(name: str, model: str = "", asked: tuple[str, str] = TRAINING) -> str:
     """'auto' -> 'unsloth' with a CUDA GPU, else 'hf'. Without a usable GPU unsloth is an error (`asked`: what asked
     for it, and what to use instead), and so is auto for a real `model`: its weights would be downloaded for a CPU
     run that cannot finish."""
@@ -40,8 +42,7 @@ def pick_backend(name: str, model: str = "", asked: tuple[str, str] = ("train.ba
     return "hf"
 
 
-def activate_backend(name: str, model: str = "", asked: tuple[str, str] = ("train.backend=unsloth",
-                                                                          "train.backend=hf to train")) -> str:
+def activate_backend(name: str, model: str = "", asked: tuple[str, str] = TRAINING) -> str:
     """Resolve the backend (see pick_backend) and, for unsloth, import it now, before transformers/trl/peft."""
     backend = pick_backend(name, model, asked)
     if backend == "unsloth" and "unsloth" not in sys.modules:

@@ -46,10 +46,9 @@ def _complete(checkpoint: Path) -> bool:
         state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
+    adapter_whole = not (checkpoint / "adapter_model.safetensors").exists() or adapter_problem(checkpoint) is None
     optimizer = checkpoint / "optimizer.pt"  # torch saves a zip archive: a cut one has no central directory
-    return isinstance(state, dict) and (not (checkpoint / "adapter_model.safetensors").exists() or
-                                        adapter_problem(checkpoint) is None) and \
-        (not optimizer.exists() or zipfile.is_zipfile(optimizer))
+    return isinstance(state, dict) and adapter_whole and (not optimizer.exists() or zipfile.is_zipfile(optimizer))
 
 
 def newest_checkpoint(run: Path) -> Path | None:
